@@ -1,0 +1,1 @@
+pytest_plugins = ["cunzhi_platform.testing"]

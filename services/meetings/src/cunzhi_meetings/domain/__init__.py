@@ -1,0 +1,81 @@
+"""The meetings domain: pure decisions and read logic, no I/O."""
+
+from .contest import Contest
+from .forum import (
+    NOTICE_TIME,
+    NOTICE_WORKING_DAYS,
+    AttendanceMark,
+    Forum,
+    ForumStatus,
+    ResolutionDraft,
+    Topic,
+    default_forum_date,
+    notice_due_at,
+)
+from .ids import (
+    contest_stream_id,
+    forum_id,
+    forum_stream_id,
+    parse_contest_stream_id,
+    parse_forum_id,
+    parse_forum_stream_id,
+    parse_roster_stream_id,
+    parse_speak_up_stream_id,
+    quarter_of,
+    roster_stream_id,
+    speak_up_stream_id,
+)
+from .record import (
+    AttendanceTally,
+    TownshipRecord,
+    attendance_by_person,
+    attendance_by_village,
+    township_record,
+)
+from .roster import (
+    ROSTER_CSV_COLUMNS,
+    ROSTER_ROLES,
+    CsvProblem,
+    Roster,
+    RosterCsvError,
+    RosterMember,
+    parse_roster_csv,
+)
+from .speak_up import SpeakUpSession
+
+__all__ = [
+    "NOTICE_TIME",
+    "NOTICE_WORKING_DAYS",
+    "ROSTER_CSV_COLUMNS",
+    "ROSTER_ROLES",
+    "AttendanceMark",
+    "AttendanceTally",
+    "Contest",
+    "CsvProblem",
+    "Forum",
+    "ForumStatus",
+    "ResolutionDraft",
+    "Roster",
+    "RosterCsvError",
+    "RosterMember",
+    "SpeakUpSession",
+    "Topic",
+    "TownshipRecord",
+    "attendance_by_person",
+    "attendance_by_village",
+    "contest_stream_id",
+    "default_forum_date",
+    "forum_id",
+    "forum_stream_id",
+    "notice_due_at",
+    "parse_contest_stream_id",
+    "parse_forum_id",
+    "parse_forum_stream_id",
+    "parse_roster_csv",
+    "parse_roster_stream_id",
+    "parse_speak_up_stream_id",
+    "quarter_of",
+    "roster_stream_id",
+    "speak_up_stream_id",
+    "township_record",
+]

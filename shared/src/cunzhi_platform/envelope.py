@@ -1,0 +1,149 @@
+"""The CloudEvents 1.0 envelope of every event on Kafka (binary content mode).
+
+Attributes travel in headers (``ce_id``, ``ce_type``…); the value is the event's JSON; the key
+is the aggregate id, so one aggregate's events share a partition and stay in order. cunzhi's
+extension attributes: ``ce_schemaversion``, ``ce_correlationid``, ``ce_causationid``,
+``ce_actor`` (CloudEvents extension names are lowercase alphanumerics).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
+
+
+class EnvelopeError(ValueError):
+    """Headers that do not make a valid cunzhi CloudEvent."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: dt.datetime
+    schema_version: int = 1
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    actor: str | None = None
+    specversion: str = SPECVERSION
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        type: str,
+        source: str,
+        subject: str,
+        time: dt.datetime,
+        schema_version: int = 1,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        actor: str | None = None,
+        id: str | None = None,
+    ) -> Envelope:
+        event_id = id or str(uuid.uuid4())
+        return cls(
+            id=event_id,
+            type=type,
+            source=source,
+            subject=subject,
+            time=time,
+            schema_version=schema_version,
+            # A command starts a conversation: it is its own correlation.
+            correlation_id=correlation_id or event_id,
+            causation_id=causation_id,
+            actor=actor,
+        )
+
+    def caused(self, **changes: object) -> Envelope:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def to_headers(self) -> list[tuple[str, bytes]]:
+        headers = {
+            "ce_specversion": self.specversion,
+            "ce_id": self.id,
+            "ce_type": self.type,
+            "ce_source": self.source,
+            "ce_subject": self.subject,
+            "ce_time": self.time.isoformat(),
+            "ce_schemaversion": str(self.schema_version),
+            "content-type": CONTENT_TYPE,
+        }
+        for name, value in (
+            ("ce_correlationid", self.correlation_id),
+            ("ce_causationid", self.causation_id),
+            ("ce_actor", self.actor),
+        ):
+            if value:
+                headers[name] = value
+        return [(k, v.encode()) for k, v in headers.items()]
+
+    def to_metadata(self) -> dict[str, str | None]:
+        """What the event store keeps beside the payload."""
+        return {
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "actor": self.actor,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_headers(cls, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes]) -> Envelope:
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        h: dict[str, str] = {}
+        for key, value in items:
+            try:
+                h[key] = value.decode() if isinstance(value, bytes | bytearray) else str(value)
+            except UnicodeDecodeError as exc:
+                raise EnvelopeError(f"header {key} is not UTF-8") from exc
+        missing = [
+            n for n in ("ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time") if n not in h
+        ]
+        if missing:
+            raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
+        if h["ce_specversion"] != SPECVERSION:
+            raise EnvelopeError(f"unsupported CloudEvents specversion {h['ce_specversion']!r}")
+        try:
+            time = dt.datetime.fromisoformat(h["ce_time"])
+        except ValueError as exc:
+            raise EnvelopeError(f"ce_time is not an RFC 3339 time: {h['ce_time']!r}") from exc
+        try:
+            schema_version = int(h.get("ce_schemaversion", "1"))
+        except ValueError as exc:
+            raise EnvelopeError("ce_schemaversion is not an integer") from exc
+        return cls(
+            id=h["ce_id"],
+            type=h["ce_type"],
+            source=h["ce_source"],
+            subject=h.get("ce_subject", ""),
+            time=time,
+            schema_version=schema_version,
+            correlation_id=h.get("ce_correlationid"),
+            causation_id=h.get("ce_causationid"),
+            actor=h.get("ce_actor"),
+        )
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Who asked, and in which conversation: becomes the envelope of the events appended."""
+
+    actor: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def topic_for(service: str) -> str:
+    return f"cunzhi.{service}.events"
+
+
+def dlq_for(topic: str) -> str:
+    return f"{topic}.dlq"

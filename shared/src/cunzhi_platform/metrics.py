@@ -1,0 +1,23 @@
+"""Prometheus metrics shared by every service (labelled by service)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_APPENDED = Counter("cunzhi_events_appended_total", "Events appended", ["service"])
+CONCURRENCY_CONFLICTS = Counter(
+    "cunzhi_concurrency_conflicts_total", "Appends refused by the version check", ["service"]
+)
+RELAY_PUBLISHED = Counter("cunzhi_relay_published_total", "Outbox rows published", ["service"])
+RELAY_LAG = Gauge("cunzhi_relay_lag_rows", "Outbox rows not yet published", ["service"])
+RELAY_ERRORS = Counter("cunzhi_relay_errors_total", "Failed publish attempts", ["service"])
+CONSUMED = Counter(
+    "cunzhi_consumer_events_total", "Events handled by a consumer", ["consumer", "outcome"]
+)
+CONSUMER_LAG = Gauge(
+    "cunzhi_consumer_lag_seconds", "Age of the last event a consumer handled", ["consumer"]
+)
+DLQ = Counter("cunzhi_dlq_total", "Messages sent to a dead-letter topic", ["consumer", "reason"])
+HANDLER_LATENCY = Histogram(
+    "cunzhi_handler_seconds", "Time to handle one event or batch", ["consumer"]
+)

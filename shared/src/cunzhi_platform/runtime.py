@@ -1,0 +1,248 @@
+"""The thin bootstrap of a service: one FastAPI app whose lifespan runs everything else.
+
+Start-up order: PostgreSQL pool and migrations, Kafka topics, consumers attached, broker
+started, outbox relay and background tasks started. A database or broker that cannot be reached
+at start-up fails it with a message naming the setting; later outages are waited out by the
+relay and the consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from prometheus_client import make_asgi_app
+
+from .aggregate import DomainError
+from .auth import TokenIssuer
+from .clock import Clock, SystemClock
+from .consumer import Consumer, ConsumerRunner
+from .envelope import topic_for
+from .events import EventRegistry
+from .eventstore import PLATFORM_MIGRATIONS, ConcurrencyError, EventStore, init_connection
+from .infra import InfrastructureError
+from .kafka import ensure_topics, make_broker
+from .migrations import Migration, migrate
+from .relay import OutboxRelay
+from .settings import Settings
+
+_log = structlog.get_logger(__name__)
+Background = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class Service:
+    """What a service brings: its events, read models, policies, routes and timers."""
+
+    name: str
+    registry: EventRegistry
+    consumes: Sequence[EventRegistry] = ()
+    consumers: Sequence[Consumer] = ()
+    migrations: Sequence[Migration] = ()
+    routers: Sequence[APIRouter] = ()
+    background: Sequence[Background] = ()
+    description: str = ""
+
+    @property
+    def topic(self) -> str:
+        return topic_for(self.name)
+
+    def all_events(self) -> EventRegistry:
+        merged = EventRegistry()
+        merged.include(self.registry)
+        for other in self.consumes:
+            merged.include(other)
+        return merged
+
+
+@dataclass
+class Runtime:
+    service: Service
+    settings: Settings
+    clock: Clock
+    pool: asyncpg.Pool
+    store: EventStore
+    broker: KafkaBroker
+    relay: OutboxRelay
+    runners: list[ConsumerRunner] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+async def connect_database(url: str) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(
+            url,
+            init=init_connection,
+            min_size=2,
+            max_size=20,
+            timeout=10,
+            command_timeout=60,
+        )
+    except (TimeoutError, OSError, asyncpg.PostgresError, ValueError) as exc:
+        raise InfrastructureError(
+            f"cannot connect to PostgreSQL at CUNZHI_DATABASE_URL ({_redact(url)}): {exc}"
+        ) from exc
+    assert pool is not None
+    return pool
+
+
+def _redact(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    return f"{scheme}://{creds.split(':')[0]}:***@{host}" if at and ":" in creds else url
+
+
+async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
+    if not settings.database_url or not settings.kafka_bootstrap_servers:
+        raise InfrastructureError(
+            "CUNZHI_DATABASE_URL and CUNZHI_KAFKA_BOOTSTRAP_SERVERS must be set "
+            "(`cunzhi infra up` starts an embedded pair and prints them)"
+        )
+    pool = await connect_database(settings.database_url)
+    async with pool.acquire() as conn:
+        await migrate(conn, service.name, [*PLATFORM_MIGRATIONS, *service.migrations])
+    topics = {service.topic} | {t for c in service.consumers for t in c.topics}
+    try:
+        await ensure_topics(
+            settings.kafka_bootstrap_servers, topics, partitions=settings.topic_partitions
+        )
+    except (KafkaError, OSError) as exc:
+        await pool.close()
+        raise InfrastructureError(
+            "cannot reach Kafka at CUNZHI_KAFKA_BOOTSTRAP_SERVERS "
+            f"({settings.kafka_bootstrap_servers}): {exc!r}"
+        ) from exc
+    broker = make_broker(settings.kafka_bootstrap_servers, client_id=f"cunzhi-{service.name}")
+    events = service.all_events()
+    store = EventStore(pool, service.name, service.registry, clock)
+    runners = [
+        ConsumerRunner(
+            c,
+            broker=broker,
+            pool=pool,
+            schema=service.name,
+            registry=events,
+            clock=clock,
+            max_retries=settings.consumer_max_retries,
+        )
+        for c in service.consumers
+    ]
+    for runner in runners:
+        await runner.setup()
+    await broker.start()
+    relay = OutboxRelay(
+        database_url=settings.database_url,
+        broker=broker,
+        service=service.name,
+        batch_size=settings.relay_batch_size,
+        poll_interval_s=settings.relay_poll_interval_s,
+    )
+    rt = Runtime(service, settings, clock, pool, store, broker, relay, runners)
+    rt.tasks.append(asyncio.create_task(relay.run(), name=f"{service.name}-relay"))
+    for job in service.background:
+        rt.tasks.append(asyncio.create_task(_guard(job, rt), name=f"{service.name}-{job.__name__}"))
+    _log.info("service_started", service=service.name, topic=service.topic)
+    return rt
+
+
+async def _guard(job: Background, rt: Runtime) -> None:
+    """Background jobs are restarted after an error instead of dying silently."""
+    while True:
+        try:
+            await job(rt)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _log.exception("background_job_failed", job=job.__name__, error=repr(exc))
+            await asyncio.sleep(1)
+
+
+async def stop(rt: Runtime) -> None:
+    rt.relay.stop()
+    for task in rt.tasks:
+        if task.get_name().endswith("-relay"):
+            continue
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(*rt.tasks, return_exceptions=True)
+    await rt.broker.stop()
+    await rt.pool.close()
+
+
+def create_app(
+    service: Service, settings: Settings | None = None, clock: Clock | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = await start(service, settings, clock)
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            await stop(rt)
+
+    app = FastAPI(
+        title=f"cunzhi {service.name}", description=service.description, lifespan=lifespan
+    )
+    app.state.token_issuer = TokenIssuer(
+        settings.jwt_secret, settings.jwt_algorithm, settings.jwt_audience
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.mount("/metrics", make_asgi_app())
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz(request: Request) -> JSONResponse:
+        rt: Runtime = request.app.state.runtime
+        checks: dict[str, str] = {}
+        try:
+            await rt.pool.fetchval("SELECT 1", timeout=2)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {exc!r}"
+        checks["broker"] = "ok" if await rt.broker.ping(timeout=2) else "unavailable"
+        checks["relay"] = "leading" if rt.relay.is_leader else "standby"
+        ready = checks["database"] == "ok" and checks["broker"] == "ok"
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    for router in service.routers:
+        app.include_router(router)
+    return app
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def domain_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DomainError)
+        body: dict[str, Any] = {"detail": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        return JSONResponse(body, status_code=exc.status)
+
+    async def conflict(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(ConcurrencyError, conflict)

@@ -1,0 +1,51 @@
+"""Settings from the environment, prefixed ``CUNZHI_`` (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a cunzhi process can be told. Empty infrastructure URLs mean "embedded"."""
+
+    model_config = SettingsConfigDict(env_prefix="CUNZHI_", extra="ignore")
+
+    database_url: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    data_dir: Path = Path(".cunzhi")
+    topic_partitions: int = 6
+    jwt_secret: str = "change-me-in-production-this-is-only-for-the-demo"
+    jwt_algorithm: str = "HS256"
+    jwt_audience: str = "cunzhi"
+    relay_batch_size: int = 500
+    relay_poll_interval_s: float = 1.0
+    consumer_max_retries: int = 3
+    log_level: str = "INFO"
+    log_json: bool = True
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError(
+                "CUNZHI_DATABASE_URL must look like postgresql://user:password@host:port/db"
+            )
+        return value or None
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(
+                    f"CUNZHI_KAFKA_BOOTSTRAP_SERVERS must be host:port[,host:port…], got {server!r}"
+                )
+        return value

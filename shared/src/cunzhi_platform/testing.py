@@ -1,0 +1,120 @@
+"""pytest fixtures for the three infrastructure modes (a pytest plugin).
+
+``CUNZHI_TEST_INFRA`` picks the mode: ``embedded`` (default), ``external`` (uses
+``CUNZHI_DATABASE_URL`` and ``CUNZHI_KAFKA_BOOTSTRAP_SERVERS``) or ``containers``
+(testcontainers). Infrastructure that cannot start fails the session; tests never skip for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from asgi_lifespan import LifespanManager
+
+from .auth import Principal, TokenIssuer
+from .clock import Clock
+from .eventstore import init_connection
+from .infra import Endpoints, infrastructure
+from .runtime import Service, create_app
+from .settings import Settings
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[Endpoints]:
+    mode = os.environ.get("CUNZHI_TEST_INFRA", "embedded")
+    with tempfile.TemporaryDirectory(prefix="cunzhi-test-") as tmp:
+        base = Settings(data_dir=Path(tmp))
+        with infrastructure(base, mode) as ep:
+            yield ep
+
+
+@pytest.fixture(scope="session")
+def settings(endpoints: Endpoints) -> Settings:
+    return Settings(
+        database_url=endpoints.database_url,
+        kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers,
+        relay_poll_interval_s=0.2,
+        log_json=False,
+    )
+
+
+@pytest.fixture
+def schema() -> str:
+    """A fresh service name (and so PostgreSQL schema and topic) for one test."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pool(endpoints: Endpoints) -> AsyncIterator[asyncpg.Pool]:
+    p = await asyncpg.create_pool(endpoints.database_url, init=init_connection, max_size=30)
+    assert p is not None
+    yield p
+    await p.close()
+
+
+def token(settings: Settings, **claims: Any) -> dict[str, str]:
+    """Authorization header for a principal built from ``claims``."""
+    claims.setdefault("sub", "tester")
+    issuer = TokenIssuer(settings.jwt_secret, settings.jwt_algorithm, settings.jwt_audience)
+    return {"Authorization": f"Bearer {issuer.issue(Principal.model_validate(claims))}"}
+
+
+@contextlib.asynccontextmanager
+async def running(
+    service: Service, settings: Settings, clock: Clock | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The service started for real (store, relay, consumers) behind an in-process client."""
+    app = create_app(service, settings, clock)
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cunzhi") as client:
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+async def consume(
+    bootstrap: str, topic: str, count: int, timeout: float = 60, **kwargs: Any
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read ``count`` records of ``topic`` from the beginning (fails after ``timeout``)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"reader-{uuid.uuid4().hex}",
+        enable_auto_commit=False,
+        **kwargs,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for part in batch.values():
+                records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def eventually(check: Any, timeout: float = 30, interval: float = 0.1) -> Any:
+    """Await ``check()`` until it returns a truthy value; the last value if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(interval)

@@ -1,0 +1,149 @@
+import json
+from typing import Literal
+
+import pytest
+from pydantic import ValidationError
+
+from cunzhi_platform.events import (
+    Event,
+    EventRegistry,
+    InvalidEventPayload,
+    UnknownEventType,
+    check_published,
+    schema_breaks,
+)
+
+
+def make_registry(version: int = 2) -> tuple[EventRegistry, type[Event]]:
+    registry = EventRegistry()
+
+    @registry.register("cunzhi.test.TopicSubmitted", version=version)
+    class TopicSubmitted(Event):
+        topic_id: str
+        title: str
+        village_ids: list[str]
+
+    @registry.upcaster("cunzhi.test.TopicSubmitted", from_version=1)
+    def v1_to_v2(payload):
+        # v1 had one village; v2 allows several.
+        payload = dict(payload)
+        payload["village_ids"] = [payload.pop("village_id")]
+        return payload
+
+    return registry, TopicSubmitted
+
+
+def test_decode_current_version():
+    registry, cls = make_registry()
+    event = registry.decode(
+        "cunzhi.test.TopicSubmitted", 2, {"topic_id": "t1", "title": "x", "village_ids": ["v1"]}
+    )
+    assert event == cls(topic_id="t1", title="x", village_ids=["v1"])
+    assert event.event_type == "cunzhi.test.TopicSubmitted" and event.schema_version == 2
+
+
+def test_older_versions_are_upcast_on_read():
+    registry, cls = make_registry()
+    event = registry.decode(
+        "cunzhi.test.TopicSubmitted", 1, {"topic_id": "t1", "title": "x", "village_id": "v9"}
+    )
+    assert event == cls(topic_id="t1", title="x", village_ids=["v9"])
+
+
+def test_unknown_type_newer_version_and_missing_upcaster_are_refused():
+    registry, _ = make_registry()
+    with pytest.raises(UnknownEventType, match="unknown event type"):
+        registry.decode("cunzhi.test.Nope", 1, {})
+    with pytest.raises(UnknownEventType, match="newer"):
+        registry.decode("cunzhi.test.TopicSubmitted", 3, {})
+    registry3, _ = make_registry(version=3)
+    with pytest.raises(UnknownEventType, match="no upcaster .* version 2"):
+        registry3.decode("cunzhi.test.TopicSubmitted", 2, {"topic_id": "t"})
+
+
+def test_invalid_payload_never_becomes_an_event():
+    registry, cls = make_registry()
+    with pytest.raises(InvalidEventPayload, match="title"):
+        registry.decode("cunzhi.test.TopicSubmitted", 2, {"topic_id": "t1", "village_ids": []})
+    with pytest.raises(ValidationError):
+        cls(topic_id="t1", title="x", village_ids=[], extra="no")
+
+
+def test_registering_two_classes_under_one_name_is_an_error():
+    registry, _ = make_registry()
+    with pytest.raises(ValueError, match="already registered"):
+
+        @registry.register("cunzhi.test.TopicSubmitted")
+        class Other(Event):
+            pass
+
+
+def test_json_schema_export_names_type_and_version(tmp_path):
+    registry, _ = make_registry()
+    [path] = registry.write_schemas(tmp_path)
+    assert path.name == "cunzhi.test.TopicSubmitted.v2.json"
+    schema = json.loads(path.read_text())
+    assert schema["required"] == ["topic_id", "title", "village_ids"]
+
+
+def _schema(**fields):
+    class M(Event):
+        __annotations__ = fields
+
+    return M.model_json_schema()
+
+
+def test_compatible_change_adding_an_optional_field():
+    class Old(Event):
+        a: str
+
+    class New(Event):
+        a: str
+        b: int | None = None
+
+    assert schema_breaks("E", Old.model_json_schema(), New.model_json_schema()) == []
+
+
+def test_breaking_changes_are_each_reported():
+    class Old(Event):
+        a: str
+        b: int
+        state: Literal["open", "closed"]
+
+    class New(Event):
+        a: int
+        state: Literal["open"]
+        c: str
+
+    reasons = {b.reason for b in schema_breaks("E", Old.model_json_schema(), New.model_json_schema())}
+    assert reasons == {
+        "field b was removed",
+        "field c became required",
+        "field a changed type from ['string'] to ['integer']",
+        "value 'closed' of state removed",
+    }
+
+
+def test_published_schemas_are_checked_against_code(tmp_path):
+    registry, _ = make_registry()
+    registry.write_schemas(tmp_path)
+    assert check_published(registry, tmp_path) == []
+
+    # The code drops a field that was published: the check fails, naming it.
+    changed = EventRegistry()
+
+    @changed.register("cunzhi.test.TopicSubmitted", version=2)
+    class TopicSubmitted(Event):
+        topic_id: str
+        title: str
+
+    breaks = check_published(changed, tmp_path)
+    assert [str(b) for b in breaks] == ["cunzhi.test.TopicSubmitted: field village_ids was removed"]
+
+    # Bumping the version without an upcaster from the published one is also a break.
+    bumped, _ = make_registry(version=3)
+    assert [b.reason for b in check_published(bumped, tmp_path)] == ["no upcaster from v2"]
+    # A published type that vanished from the code is a break.
+    assert [b.reason for b in check_published(EventRegistry(), tmp_path)] == [
+        "published event type no longer exists"
+    ]
