@@ -1,7 +1,6 @@
 import datetime as dt
 
 import pytest
-
 from cunzhi_platform.clock import SHANGHAI
 from cunzhi_platform.envelope import Envelope, EnvelopeError, dlq_for, topic_for
 
@@ -10,8 +9,13 @@ WHEN = dt.datetime(2026, 11, 23, 9, 30, tzinfo=SHANGHAI)
 
 def test_headers_carry_every_cloudevents_attribute_and_round_trip():
     env = Envelope.new(
-        type="cunzhi.topics.TopicSubmitted", source="/cunzhi/topics", subject="topic:1",
-        time=WHEN, schema_version=2, causation_id="c-1", actor="secretary-7",
+        type="cunzhi.topics.TopicSubmitted",
+        source="/cunzhi/topics",
+        subject="topic:1",
+        time=WHEN,
+        schema_version=2,
+        causation_id="c-1",
+        actor="secretary-7",
     )
     headers = dict(env.to_headers())
     assert headers["ce_specversion"] == b"1.0"

@@ -2,8 +2,6 @@ import json
 from typing import Literal
 
 import pytest
-from pydantic import ValidationError
-
 from cunzhi_platform.events import (
     Event,
     EventRegistry,
@@ -12,6 +10,7 @@ from cunzhi_platform.events import (
     check_published,
     schema_breaks,
 )
+from pydantic import ValidationError
 
 
 def make_registry(version: int = 2) -> tuple[EventRegistry, type[Event]]:
@@ -57,7 +56,7 @@ def test_unknown_type_newer_version_and_missing_upcaster_are_refused():
     with pytest.raises(UnknownEventType, match="newer"):
         registry.decode("cunzhi.test.TopicSubmitted", 3, {})
     registry3, _ = make_registry(version=3)
-    with pytest.raises(UnknownEventType, match="no upcaster .* version 2"):
+    with pytest.raises(UnknownEventType, match=r"no upcaster .* version 2"):
         registry3.decode("cunzhi.test.TopicSubmitted", 2, {"topic_id": "t"})
 
 
@@ -115,7 +114,9 @@ def test_breaking_changes_are_each_reported():
         state: Literal["open"]
         c: str
 
-    reasons = {b.reason for b in schema_breaks("E", Old.model_json_schema(), New.model_json_schema())}
+    reasons = {
+        b.reason for b in schema_breaks("E", Old.model_json_schema(), New.model_json_schema())
+    }
     assert reasons == {
         "field b was removed",
         "field c became required",

@@ -3,7 +3,6 @@ import asyncio
 import asyncpg
 import pytest
 from counting import Incremented, registry
-
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.eventstore import (

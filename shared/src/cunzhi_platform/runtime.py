@@ -133,6 +133,8 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
             registry=events,
             clock=clock,
             max_retries=settings.consumer_max_retries,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+            heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         )
         for c in service.consumers
     ]

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     relay_batch_size: int = 500
     relay_poll_interval_s: float = 1.0
     consumer_max_retries: int = 3
+    # Tansu makes a joining member wait about half the session timeout; the embedded demo and
+    # the tests shorten it. Apache Kafka refuses less than its group.min.session.timeout.ms.
+    consumer_session_timeout_ms: int = 10_000
+    consumer_heartbeat_interval_ms: int = 3_000
     log_level: str = "INFO"
     log_json: bool = True
     http_host: str = "127.0.0.1"

@@ -12,7 +12,6 @@ import contextlib
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from asgi_lifespan import LifespanManager
 
 from .auth import Principal, TokenIssuer
@@ -47,6 +46,8 @@ def settings(endpoints: Endpoints) -> Settings:
         database_url=endpoints.database_url,
         kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers,
         relay_poll_interval_s=0.2,
+        consumer_session_timeout_ms=2_000,
+        consumer_heartbeat_interval_ms=300,
         log_json=False,
     )
 
@@ -54,7 +55,7 @@ def settings(endpoints: Endpoints) -> Settings:
 @pytest.fixture
 def schema() -> str:
     """A fresh service name (and so PostgreSQL schema and topic) for one test."""
-    return f"t{uuid.uuid4().hex[:10]}"
+    return f"t{os.urandom(5).hex()}"
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -86,21 +87,21 @@ async def running(
 
 
 async def consume(
-    bootstrap: str, topic: str, count: int, timeout: float = 60, **kwargs: Any
+    bootstrap: str, topic: str, count: int, timeout: float = 60
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read ``count`` records of ``topic`` from the beginning (fails after ``timeout``)."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        group_id=f"reader-{uuid.uuid4().hex}",
-        enable_auto_commit=False,
-        **kwargs,
-    )
+    """Read ``count`` records of ``topic`` from the beginning (gives up after ``timeout``).
+
+    Partitions are assigned by hand: no consumer group, so no wait for a group to form.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     deadline = time.monotonic() + timeout
     try:
+        await consumer.topics()
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        await consumer.seek_to_beginning()
         while len(records) < count and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
             for part in batch.values():
