@@ -11,9 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from cunzhi_platform.events import Event, EventRegistry
+from pydantic import BaseModel, ConfigDict
 
 SERVICE = "topics"
 registry = EventRegistry()

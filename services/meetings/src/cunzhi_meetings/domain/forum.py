@@ -1,7 +1,8 @@
 """The village cadre forum (乡村干部论坛) from plan to close.
 
-planned ─topic set─▶ noticed ─▶ held ─resolutions, tasks done─▶ closed
-   ▲  (postponed: notice void, issued again)            cancelled from any state before held
+    planned ──topic set, notice──▶ noticed ──▶ held ──resolutions, every task done──▶ closed
+    postpone: planned | noticed ──▶ postponed (a notice already out is void: notice again)
+    cancel:   any state before held ──▶ cancelled
 
 The notice goes out automatically at 09:00 Asia/Shanghai three *working* days before the
 forum (``notice_due_at``): attendees must prepare remarks, and a holiday in between would
