@@ -35,6 +35,7 @@ from faststream.message import StreamMessage
 from .clock import Clock
 from .envelope import Envelope, EnvelopeError, dlq_for
 from .events import Event, EventRegistry, InvalidEventPayload, UnknownEventType
+from .eventstore import EventStore
 from .metrics import CONSUMED, CONSUMER_LAG, DLQ, HANDLER_LATENCY
 
 _log = structlog.get_logger(__name__)
@@ -54,11 +55,24 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class Tx:
-    """The transaction a consumer writes in, and the names of its tables (live or rebuild)."""
+    """The transaction a consumer writes in, and the names of its tables (live or rebuild).
 
-    def __init__(self, conn: asyncpg.Connection, names: Mapping[str, str]) -> None:
+    A policy that reacts by appending events passes ``conn=tx.conn`` to the store, so its
+    events and the processed mark commit together (redelivery appends nothing twice).
+    """
+
+    def __init__(
+        self, conn: asyncpg.Connection, names: Mapping[str, str], store: EventStore | None = None
+    ) -> None:
         self.conn = conn
         self._names = names
+        self._store = store
+
+    @property
+    def store(self) -> EventStore:
+        if self._store is None:
+            raise RuntimeError("this consumer runs without an event store")
+        return self._store
 
     def t(self, logical: str) -> str:
         return self._names[logical]
@@ -139,7 +153,9 @@ class ConsumerRunner:
         group_id: str | None = None,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
+        store: EventStore | None = None,
     ) -> None:
+        self.store = store
         self.consumer = consumer
         self.broker = broker
         self.pool = pool
@@ -233,7 +249,7 @@ class ConsumerRunner:
                     seen.add(item.envelope.id)
                     todo.append((item.event, item.envelope))
             if todo:
-                tx = Tx(conn, self.names)
+                tx = Tx(conn, self.names, self.store)
                 if len(todo) == 1:
                     with structlog.contextvars.bound_contextvars(
                         event_id=todo[0][1].id, correlation_id=todo[0][1].correlation_id

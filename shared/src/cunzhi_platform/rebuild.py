@@ -27,6 +27,7 @@ async def _apply(
     names: dict[str, str],
     events: list[StoredEvent],
     dedupe: bool,
+    store: EventStore,
 ) -> None:
     if dedupe:
         fresh = {
@@ -45,7 +46,7 @@ async def _apply(
             records=[(e.envelope.id,) for e in events],
         )
     if events:
-        await consumer.apply_batch(Tx(conn, names), [(e.event, e.envelope) for e in events])
+        await consumer.apply_batch(Tx(conn, names, store), [(e.event, e.envelope) for e in events])
 
 
 async def rebuild(consumer: Consumer, store: EventStore, *, batch_size: int = 5000) -> int:
@@ -66,7 +67,7 @@ async def rebuild(consumer: Consumer, store: EventStore, *, batch_size: int = 50
                 page = await store.read_all(checkpoint, batch_size, conn=conn)
                 if not page:
                     break
-                await _apply(conn, consumer, fresh, page, dedupe=False)
+                await _apply(conn, consumer, fresh, page, dedupe=False, store=store)
             folded += len(page)
             checkpoint = page[-1].checkpoint
         async with conn.transaction():
@@ -80,7 +81,7 @@ async def rebuild(consumer: Consumer, store: EventStore, *, batch_size: int = 50
                 page = await store.read_all(checkpoint, batch_size, conn=conn, settled_only=False)
                 if not page:
                     break
-                await _apply(conn, consumer, fresh, page, dedupe=True)
+                await _apply(conn, consumer, fresh, page, dedupe=True, store=store)
                 folded += len(page)
                 checkpoint = page[-1].checkpoint
             for logical, name in live.items():

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # the tests shorten it. Apache Kafka refuses less than its group.min.session.timeout.ms.
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 3_000
+    # How often timers (calls for topics opening and closing, forum notices) look at the clock.
+    scheduler_interval_s: float = 30.0
     log_level: str = "INFO"
     log_json: bool = True
     http_host: str = "127.0.0.1"

@@ -46,6 +46,7 @@ def settings(endpoints: Endpoints) -> Settings:
         database_url=endpoints.database_url,
         kafka_bootstrap_servers=endpoints.kafka_bootstrap_servers,
         relay_poll_interval_s=0.2,
+        scheduler_interval_s=0.2,
         consumer_session_timeout_ms=2_000,
         consumer_heartbeat_interval_ms=300,
         log_json=False,
