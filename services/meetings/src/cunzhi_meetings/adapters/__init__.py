@@ -1,0 +1,1 @@
+"""Adapters of the meetings service: HTTP routes, projections, queries, policies, timers."""

@@ -1,0 +1,114 @@
+"""Policies: what meetings does when other services publish, and the automatic notice.
+
+A policy appends in the consumer's transaction (``conn=tx.conn``), so its events and the
+processed mark commit together and a redelivered message appends nothing twice. A refusal by
+the domain here is not the message's fault (the forum was cancelled meanwhile, the topic was
+already set, the id names no forum of ours): it is logged and the message skipped, because a
+dead letter would only page someone for a decision the domain already made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import structlog
+from cunzhi_platform.aggregate import DomainError
+from cunzhi_platform.consumer import Consumer, Tx
+from cunzhi_platform.envelope import CommandContext, Envelope, topic_for
+from cunzhi_platform.events import Event
+from cunzhi_platform.eventstore import ConcurrencyError
+from cunzhi_platform.runtime import Runtime
+from cunzhi_rectification import events as rectification
+from cunzhi_topics import events as topics
+
+from .. import application
+from .queries import ReadModels
+
+_log = structlog.get_logger(__name__)
+SCHEDULER = "meetings-scheduler"
+"""The actor of what the service does by itself (the automatic notice)."""
+
+
+def _caused_by(envelope: Envelope) -> CommandContext:
+    """Our reaction continues the other service's conversation."""
+    return CommandContext(
+        actor=envelope.actor, correlation_id=envelope.correlation_id, causation_id=envelope.id
+    )
+
+
+class TopicSelectedPolicy(Consumer):
+    """topics ``TopicSelected`` → the forum's topic is set (and the notice may go out)."""
+
+    name = "topic_selected"
+    topics: ClassVar = [topic_for(topics.SERVICE)]
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        if not isinstance(event, topics.TopicSelected):
+            return  # the topics topic carries the whole life of a topic; we need one moment
+        try:
+            await application.set_topic(
+                tx.store,
+                event.forum_id,
+                topic_id=event.topic_id,
+                title=event.title,
+                category=event.category,
+                ctx=_caused_by(envelope),
+                conn=tx.conn,
+            )
+        except DomainError as refused:
+            _log.warning(
+                "topic_selected_skipped",
+                forum_id=event.forum_id,
+                topic_id=event.topic_id,
+                reason=refused.message,
+            )
+
+
+class TaskCompletedPolicy(Consumer):
+    """rectification ``TaskCompleted`` → the forum records it, and closes on the last one."""
+
+    name = "task_completed"
+    topics: ClassVar = [topic_for(rectification.SERVICE)]
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        if not isinstance(event, rectification.TaskCompleted) or event.forum_id is None:
+            return  # a campaign task, not one a forum assigned
+        try:
+            await application.complete_task(
+                tx.store,
+                event.forum_id,
+                task_id=event.task_id,
+                completed_on=event.completed_on,
+                ctx=_caused_by(envelope),
+                conn=tx.conn,
+            )
+        except DomainError as refused:
+            _log.warning(
+                "task_completed_skipped",
+                forum_id=event.forum_id,
+                task_id=event.task_id,
+                reason=refused.message,
+            )
+
+
+POLICIES: tuple[Consumer, ...] = (TopicSelectedPolicy(), TaskCompletedPolicy())
+
+
+async def notice_timer(rt: Runtime) -> None:
+    """Issue every notice that is due, each ``scheduler_interval_s``.
+
+    Candidates come from the calendar read model; the loaded aggregate decides, so a stale row
+    (a notice issued a moment ago, a postponement not yet projected) does nothing. Another
+    instance racing for the same forum loses on the stream version and logs it.
+    """
+    reads = ReadModels(rt.pool, rt.store.schema)
+    ctx = CommandContext(actor=SCHEDULER)
+    while True:
+        now = rt.clock.now()
+        for forum_id in await reads.notice_candidates(now):
+            try:
+                await application.issue_due_notice(rt.store, forum_id, now=now, ctx=ctx)
+            except (DomainError, ConcurrencyError) as exc:
+                _log.info("automatic_notice_skipped", forum_id=forum_id, reason=str(exc))
+        await asyncio.sleep(rt.settings.scheduler_interval_s)

@@ -1,0 +1,429 @@
+"""Read models of the meetings service, projected from its own events (all rebuildable).
+
+- ``forums``: one row per forum, the calendar and the forum's full record at once (topic,
+  notice, attendees and attendance, activities, minutes, resolutions, task progress), plus
+  ``notice_due_at`` so the notice timer finds candidates with one indexed-range query.
+- ``record_forums``/``record_experts``/``record_sharers`` and ``attendance``: a township's
+  record and attendance rates, by the rules of ``domain.record``: activities count only for
+  forums actually held, experts by name and sharing secretaries by person, once each.
+- ``roster``: the township's default attendees.
+- ``speak_up_sessions``/``contests``: the other recurring meetings, for the county overview.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from cunzhi_platform.consumer import Consumer, Tx
+from cunzhi_platform.envelope import Envelope, topic_for
+from cunzhi_platform.events import Event
+
+from ..domain import ForumStatus, notice_due_at
+from ..events import (
+    SERVICE,
+    ContestHeld,
+    ExperienceExchange,
+    ExpertLecture,
+    ForumCancelled,
+    ForumClosed,
+    ForumHeld,
+    ForumInviteeAdded,
+    ForumNoticeIssued,
+    ForumPlanned,
+    ForumPostponed,
+    ForumTaskCompleted,
+    ForumTopicSet,
+    ResolutionAdopted,
+    RosterMemberAdded,
+    RosterMemberRemoved,
+    RosterMemberUpdated,
+    SpeakUpSessionHeld,
+)
+
+OWN_TOPIC = topic_for(SERVICE)
+
+
+def _json(values: object) -> object:
+    """Value objects (tuples of pydantic models) as the JSON a jsonb column takes."""
+    if isinstance(values, tuple):
+        return [_json(v) for v in values]
+    dump = getattr(values, "model_dump", None)
+    return dump(mode="json") if dump else values
+
+
+class ForumsProjection(Consumer):
+    name = "forums"
+    topics: ClassVar = [OWN_TOPIC]
+    rebuildable = True
+    tables: ClassVar = {
+        "forums": """
+            CREATE TABLE IF NOT EXISTS {table} (
+                township_id text NOT NULL,
+                number integer NOT NULL,
+                forum_id text NOT NULL UNIQUE,
+                status text NOT NULL,
+                date date NOT NULL,
+                place text NOT NULL,
+                mode text NOT NULL,
+                host_unit text,
+                activities jsonb NOT NULL,
+                topic jsonb,
+                invitees jsonb NOT NULL DEFAULT '[]',
+                notice_due_at timestamptz NOT NULL,
+                notice jsonb,
+                postponements jsonb NOT NULL DEFAULT '[]',
+                cancel_reason text,
+                attendance jsonb NOT NULL DEFAULT '[]',
+                speakers jsonb NOT NULL DEFAULT '[]',
+                minutes text,
+                resolutions jsonb NOT NULL DEFAULT '[]',
+                tasks jsonb NOT NULL DEFAULT '{{}}',
+                unknown_task_completions jsonb NOT NULL DEFAULT '[]',
+                closed_on date,
+                planned_at timestamptz NOT NULL,
+                updated_at timestamptz NOT NULL,
+                PRIMARY KEY (township_id, number)
+            )""",
+    }
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        t = tx.t("forums")
+        set_ = f"UPDATE {t} SET updated_at = $2, "
+        match event:
+            case ForumPlanned():
+                await tx.conn.execute(
+                    f"INSERT INTO {t} (township_id, number, forum_id, status, date, place, mode, "
+                    "host_unit, activities, notice_due_at, planned_at, updated_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                    event.township_id,
+                    event.number,
+                    event.forum_id,
+                    ForumStatus.PLANNED,
+                    event.date,
+                    event.place,
+                    event.mode,
+                    event.host_unit,
+                    _json(event.activities),
+                    notice_due_at(event.date),
+                    envelope.time,
+                )
+            case ForumInviteeAdded():
+                invitee = event.model_dump(
+                    mode="json", include={"person_id", "name", "role", "village_id"}
+                )
+                await tx.conn.execute(
+                    set_
+                    + "invitees = invitees || jsonb_build_array($3::jsonb) WHERE forum_id = $1",
+                    event.forum_id,
+                    envelope.time,
+                    invitee,
+                )
+            case ForumTopicSet():
+                topic = event.model_dump(mode="json", include={"topic_id", "title", "category"})
+                await tx.conn.execute(
+                    set_ + "topic = $3 WHERE forum_id = $1", event.forum_id, envelope.time, topic
+                )
+            case ForumNoticeIssued():
+                notice = {
+                    "issued_at": event.issued_at.isoformat(),
+                    "automatic": event.automatic,
+                    "attendees": _json(event.attendees),
+                }
+                await tx.conn.execute(
+                    set_ + "status = $3, notice = $4 WHERE forum_id = $1",
+                    event.forum_id,
+                    envelope.time,
+                    ForumStatus.NOTICED,
+                    notice,
+                )
+            case ForumPostponed():
+                postponement = event.model_dump(
+                    mode="json", include={"previous_date", "date", "reason"}
+                )
+                await tx.conn.execute(
+                    set_ + "status = $3, date = $4, notice_due_at = $5, notice = NULL, "
+                    "postponements = postponements || jsonb_build_array($6::jsonb) "
+                    "WHERE forum_id = $1",
+                    event.forum_id,
+                    envelope.time,
+                    ForumStatus.POSTPONED,
+                    event.date,
+                    notice_due_at(event.date),
+                    postponement,
+                )
+            case ForumCancelled():
+                await tx.conn.execute(
+                    set_ + "status = $3, cancel_reason = $4 WHERE forum_id = $1",
+                    event.forum_id,
+                    envelope.time,
+                    ForumStatus.CANCELLED,
+                    event.reason,
+                )
+            case ForumHeld():
+                await tx.conn.execute(
+                    set_ + "status = $3, attendance = $4, speakers = $5, minutes = $6 "
+                    "WHERE forum_id = $1",
+                    event.forum_id,
+                    envelope.time,
+                    ForumStatus.HELD,
+                    _json(event.attendance),
+                    list(event.speakers),
+                    event.minutes,
+                )
+            case ResolutionAdopted():
+                resolution = event.model_dump(
+                    mode="json", include={"resolution_id", "title", "policies", "tasks"}
+                )
+                tasks = {
+                    t.task_id: {
+                        **t.model_dump(mode="json"),
+                        "resolution_id": event.resolution_id,
+                        "completed_on": None,
+                    }
+                    for t in event.tasks
+                }
+                await tx.conn.execute(
+                    set_ + "resolutions = resolutions || jsonb_build_array($3::jsonb), "
+                    "tasks = tasks || $4::jsonb WHERE forum_id = $1",
+                    event.forum_id,
+                    envelope.time,
+                    resolution,
+                    tasks,
+                )
+            case ForumTaskCompleted(known=True):
+                await tx.conn.execute(
+                    set_ + "tasks = jsonb_set(tasks, ARRAY[$3, 'completed_on'], to_jsonb($4::text))"
+                    " WHERE forum_id = $1",
+                    event.forum_id,
+                    envelope.time,
+                    event.task_id,
+                    event.completed_on.isoformat(),
+                )
+            case ForumTaskCompleted():
+                completion = event.model_dump(mode="json", include={"task_id", "completed_on"})
+                await tx.conn.execute(
+                    set_ + "unknown_task_completions = unknown_task_completions "
+                    "|| jsonb_build_array($3::jsonb) WHERE forum_id = $1",
+                    event.forum_id,
+                    envelope.time,
+                    completion,
+                )
+            case ForumClosed():
+                await tx.conn.execute(
+                    set_ + "status = $3, closed_on = $4 WHERE forum_id = $1",
+                    event.forum_id,
+                    envelope.time,
+                    ForumStatus.CLOSED,
+                    event.closed_on,
+                )
+
+
+class TownshipRecordProjection(Consumer):
+    """What each township's forums achieved, and who attended them."""
+
+    name = "township_record"
+    topics: ClassVar = [OWN_TOPIC]
+    rebuildable = True
+    tables: ClassVar = {
+        "record_forums": """
+            CREATE TABLE IF NOT EXISTS {table} (
+                forum_id text PRIMARY KEY,
+                township_id text NOT NULL,
+                held boolean NOT NULL DEFAULT false,
+                field_visit boolean NOT NULL DEFAULT false,
+                closed boolean NOT NULL DEFAULT false
+            )""",
+        "record_experts": """
+            CREATE TABLE IF NOT EXISTS {table} (
+                township_id text NOT NULL,
+                expert_name text NOT NULL,
+                affiliation text NOT NULL,
+                first_forum_id text NOT NULL,
+                PRIMARY KEY (township_id, expert_name)
+            )""",
+        "record_sharers": """
+            CREATE TABLE IF NOT EXISTS {table} (
+                township_id text NOT NULL,
+                person_id text NOT NULL,
+                name text NOT NULL,
+                village_id text NOT NULL,
+                first_forum_id text NOT NULL,
+                PRIMARY KEY (township_id, person_id)
+            )""",
+        "attendance": """
+            CREATE TABLE IF NOT EXISTS {table} (
+                forum_id text NOT NULL,
+                person_id text NOT NULL,
+                township_id text NOT NULL,
+                name text NOT NULL,
+                role text NOT NULL,
+                village_id text,
+                status text NOT NULL,
+                reason text,
+                PRIMARY KEY (township_id, forum_id, person_id)
+            )""",
+    }
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        if isinstance(event, ForumHeld):
+            await self._held(tx, event)
+        elif isinstance(event, ForumClosed):
+            await tx.conn.execute(
+                f"INSERT INTO {tx.t('record_forums')} AS r (forum_id, township_id, closed) "
+                "VALUES ($1, $2, true) ON CONFLICT (forum_id) DO UPDATE SET closed = true",
+                event.forum_id,
+                event.township_id,
+            )
+
+    async def _held(self, tx: Tx, e: ForumHeld) -> None:
+        await tx.conn.execute(
+            f"INSERT INTO {tx.t('record_forums')} (forum_id, township_id, held, field_visit) "
+            "VALUES ($1, $2, true, $3) ON CONFLICT (forum_id) DO UPDATE "
+            "SET held = true, field_visit = excluded.field_visit",
+            e.forum_id,
+            e.township_id,
+            e.mode == "field_visit",
+        )
+        lectures = [a for a in e.activities if isinstance(a, ExpertLecture)]
+        await tx.conn.execute(
+            f"INSERT INTO {tx.t('record_experts')} "
+            "SELECT $1, name, affiliation, $2 FROM unnest($3::text[], $4::text[]) "
+            "AS x(name, affiliation) ON CONFLICT DO NOTHING",
+            e.township_id,
+            e.forum_id,
+            [a.expert_name.strip() for a in lectures],
+            [a.affiliation for a in lectures],
+        )
+        speakers = [
+            s for a in e.activities if isinstance(a, ExperienceExchange) for s in a.speakers
+        ]
+        await tx.conn.execute(
+            f"INSERT INTO {tx.t('record_sharers')} "
+            "SELECT $1, person_id, name, village_id, $2 "
+            "FROM unnest($3::text[], $4::text[], $5::text[]) AS x(person_id, name, village_id) "
+            "ON CONFLICT DO NOTHING",
+            e.township_id,
+            e.forum_id,
+            [s.person_id for s in speakers],
+            [s.name for s in speakers],
+            [s.village_id for s in speakers],
+        )
+        await tx.conn.executemany(
+            f"INSERT INTO {tx.t('attendance')} VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+            "ON CONFLICT DO NOTHING",
+            [
+                (
+                    e.forum_id,
+                    a.person_id,
+                    e.township_id,
+                    a.name,
+                    a.role,
+                    a.village_id,
+                    a.status,
+                    a.reason,
+                )
+                for a in e.attendance
+            ],
+        )
+
+
+class RosterProjection(Consumer):
+    name = "roster"
+    topics: ClassVar = [OWN_TOPIC]
+    rebuildable = True
+    tables: ClassVar = {
+        "roster": """
+            CREATE TABLE IF NOT EXISTS {table} (
+                township_id text NOT NULL,
+                person_id text NOT NULL,
+                name text NOT NULL,
+                role text NOT NULL,
+                village_id text,
+                phone text,
+                PRIMARY KEY (township_id, person_id)
+            )""",
+    }
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        if isinstance(event, RosterMemberAdded | RosterMemberUpdated):
+            await tx.conn.execute(
+                f"INSERT INTO {tx.t('roster')} VALUES ($1, $2, $3, $4, $5, $6) "
+                "ON CONFLICT (township_id, person_id) DO UPDATE SET name = excluded.name, "
+                "role = excluded.role, village_id = excluded.village_id, phone = excluded.phone",
+                event.township_id,
+                event.person_id,
+                event.name,
+                event.role,
+                event.village_id,
+                event.phone,
+            )
+        elif isinstance(event, RosterMemberRemoved):
+            await tx.conn.execute(
+                f"DELETE FROM {tx.t('roster')} WHERE township_id = $1 AND person_id = $2",
+                event.township_id,
+                event.person_id,
+            )
+
+
+class OtherMeetingsProjection(Consumer):
+    """Speak-up sessions (逢五说事) and contests (擂台比武) as they were recorded."""
+
+    name = "other_meetings"
+    topics: ClassVar = [OWN_TOPIC]
+    rebuildable = True
+    tables: ClassVar = {
+        "speak_up_sessions": """
+            CREATE TABLE IF NOT EXISTS {table} (
+                session_id text PRIMARY KEY,
+                township_id text NOT NULL,
+                village_id text NOT NULL,
+                date date NOT NULL,
+                lunar_day integer NOT NULL,
+                attendance_count integer NOT NULL,
+                issues_raised jsonb NOT NULL,
+                hosted_by text NOT NULL
+            )""",
+        "contests": """
+            CREATE TABLE IF NOT EXISTS {table} (
+                contest_id text PRIMARY KEY,
+                township_id text NOT NULL,
+                year integer NOT NULL,
+                quarter integer NOT NULL,
+                date date NOT NULL,
+                participants jsonb NOT NULL,
+                ranking jsonb NOT NULL
+            )""",
+    }
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        if isinstance(event, SpeakUpSessionHeld):
+            await tx.conn.execute(
+                f"INSERT INTO {tx.t('speak_up_sessions')} VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                event.session_id,
+                event.township_id,
+                event.village_id,
+                event.date,
+                event.lunar_day,
+                event.attendance_count,
+                list(event.issues_raised),
+                event.hosted_by,
+            )
+        elif isinstance(event, ContestHeld):
+            await tx.conn.execute(
+                f"INSERT INTO {tx.t('contests')} VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                event.contest_id,
+                event.township_id,
+                event.year,
+                event.quarter,
+                event.date,
+                _json(event.participants),
+                list(event.ranking),
+            )
+
+
+PROJECTIONS: tuple[Consumer, ...] = (
+    ForumsProjection(),
+    TownshipRecordProjection(),
+    RosterProjection(),
+    OtherMeetingsProjection(),
+)

@@ -1,0 +1,38 @@
+"""The meetings service as the platform runs it: events, read models, policies, routes, timer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cunzhi_platform import asyncapi
+from cunzhi_platform.runtime import Service
+from cunzhi_rectification import events as rectification
+from cunzhi_topics import events as topics
+
+from .adapters.http import router
+from .adapters.policies import POLICIES, notice_timer
+from .adapters.projections import PROJECTIONS
+from .events import SERVICE, registry
+
+DESCRIPTION = (
+    "The monthly village cadre forum (乡村干部论坛) of each township from plan to close — "
+    "roster, plan, topic, notice, held, resolutions, tasks, close — and the other recurring "
+    "meetings: speak-up sessions (逢五说事) and the quarterly contest of village heads (擂台比武)."
+)
+
+
+def build_service() -> Service:
+    return Service(
+        name=SERVICE,
+        registry=registry,
+        consumes=[topics.registry, rectification.registry],
+        consumers=[*PROJECTIONS, *POLICIES],
+        routers=[router],
+        background=[notice_timer],
+        description=DESCRIPTION,
+    )
+
+
+def write_docs(directory: Path = Path("docs/events") / SERVICE) -> None:
+    """Regenerate the AsyncAPI document and JSON Schemas (run from the repository root)."""
+    asyncapi.write(directory, SERVICE, registry, DESCRIPTION)

@@ -1,0 +1,514 @@
+"""HTTP API of the topics service (FastAPI; OpenAPI at ``/docs`` and ``/openapi.json``).
+
+Commands answer once the events are stored; the read models behind the queries follow within
+moments. Refusals come back as ``{"detail": "...", "field": "..."}``: 403 outside one's role or
+jurisdiction, 404 unknown, 409 a transition the state does not allow (or a concurrent change),
+422 invalid input. Who may do what is documented in ``cunzhi_topics.application``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from cunzhi_platform.aggregate import DomainError, NotFound
+from cunzhi_platform.auth import CurrentPrincipal, Principal
+from cunzhi_platform.envelope import CommandContext
+from cunzhi_platform.eventstore import EventStore
+from cunzhi_platform.runtime import runtime
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from .. import application
+from ..domain import Category, Decline, Defer, Disposition, Refer, Submitter, TopicState
+from ..domain.values import TITLE_MAX_CHARS
+from .views import Views
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Ids of topics, issues, townships, forums, villages: no ``:`` (stream ids use it)."""
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+IdPath = Annotated[str, Path(pattern=ID_PATTERN)]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS)
+]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+CategoryCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Villages = Annotated[list[Id], Field(min_length=1, max_length=100)]
+IssueStateName = Literal["raised", "claimed", "closed", "promoted"]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+router = APIRouter(tags=["topics"])
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ActingFor(Body):
+    """In which capacity a cadre acts: as head of ``station_id``, else as secretary of
+    ``village_id`` (which may be left out when the token names a single village)."""
+
+    station_id: Id | None = None
+    village_id: Id | None = None
+
+    def submitter(self, principal: Principal) -> Submitter:
+        return application.submitter_of(
+            principal, station_id=self.station_id, village_id=self.village_id
+        )
+
+
+class TopicDraft(ActingFor):
+    topic_id: Id | None = Field(None, description="client-chosen id, for safe retries")
+    title: Title
+    description: Text
+    category: CategoryCode
+    village_ids: Villages = Field(description="the villages the topic concerns")
+
+
+class TopicRevision(Body):
+    title: Title | None = None
+    description: Text | None = None
+    category: CategoryCode | None = None
+    village_ids: Villages | None = None
+
+
+class Withdrawal(Body):
+    reason: Note = ""
+
+
+class Support(Body):
+    village_id: Id | None = Field(None, description="your village, if your token names several")
+
+
+class Merge(Body):
+    survivor_id: Id
+    merged_topic_ids: Annotated[list[Id], Field(min_length=1, max_length=50)]
+
+
+class Recategorisation(Body):
+    category: CategoryCode
+
+
+class DeferIn(Body):
+    kind: Literal["defer"]
+
+
+class ReferIn(Body):
+    kind: Literal["refer"]
+    department: Title
+
+
+class DeclineIn(Body):
+    kind: Literal["decline"]
+    reason: Text
+
+
+DispositionIn = Annotated[DeferIn | ReferIn | DeclineIn, Field(discriminator="kind")]
+
+
+class Selection(Body):
+    topic_id: Id
+    dispositions: dict[Id, DispositionIn] = Field(
+        default_factory=dict,
+        description="every other undecided topic of the call: defer, refer or decline",
+    )
+
+    def domain_dispositions(self) -> dict[str, Disposition]:
+        def convert(d: DeferIn | ReferIn | DeclineIn) -> Disposition:
+            match d:
+                case ReferIn(department=department):
+                    return Refer(department)
+                case DeclineIn(reason=reason):
+                    return Decline(reason)
+                case _:
+                    return Defer()
+
+        return {topic_id: convert(d) for topic_id, d in self.dispositions.items()}
+
+
+class IssueIn(Body):
+    issue_id: Id | None = Field(None, description="client-chosen id, for safe retries")
+    township_id: Id | None = Field(
+        None, description="the village's township, if your token names several"
+    )
+    title: Title
+    description: Text
+    villager_name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None
+    ) = None
+    raised_on: dt.date | None = Field(None, description="default: today (Asia/Shanghai)")
+
+
+class Progress(Body):
+    note: Text
+
+
+class Closing(Body):
+    outcome: Text
+
+
+class Promotion(ActingFor):
+    topic_id: Id | None = Field(None, description="client-chosen id, for safe retries")
+    forum_id: Id | None = Field(None, description="default: the township's open call")
+    category: CategoryCode
+    title: Title | None = None
+    description: Text | None = None
+    village_ids: Villages | None = None
+
+
+# -- dependencies -----------------------------------------------------------------------------
+
+
+def command_context(
+    principal: CurrentPrincipal,
+    x_correlation_id: Annotated[str | None, Header(max_length=128)] = None,
+) -> CommandContext:
+    return CommandContext(actor=principal.sub, correlation_id=x_correlation_id)
+
+
+def event_store(request: Request) -> EventStore:
+    return runtime(request).store
+
+
+def views(request: Request) -> Views:
+    rt = runtime(request)
+    return Views(rt.pool, rt.store.schema)
+
+
+Context = Annotated[CommandContext, Depends(command_context)]
+Store = Annotated[EventStore, Depends(event_store)]
+Read = Annotated[Views, Depends(views)]
+
+
+def readable(principal: Principal) -> frozenset[str] | None:
+    """The townships the caller may read; ``None``: all (the county organisation dept)."""
+    return None if principal.reads_everything else principal.township_ids
+
+
+def require_readable(principal: Principal, township_id: str) -> None:
+    townships = readable(principal)
+    if townships is not None and township_id not in townships:
+        application.require_township(principal, township_id)
+
+
+def found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    if row is None:
+        raise NotFound(f"there is no {what}")
+    return row
+
+
+# -- the call for topics and its topics --------------------------------------------------------
+
+
+@router.post(
+    "/townships/{township_id}/calls/{forum_id}/topics", status_code=status.HTTP_201_CREATED
+)
+async def submit_topic(
+    township_id: IdPath,
+    forum_id: IdPath,
+    body: TopicDraft,
+    principal: CurrentPrincipal,
+    ctx: Context,
+    store: Store,
+) -> dict[str, str]:
+    """A village secretary (for their village) or station head (for their station) submits."""
+    topic_id = await application.submit_topic(
+        store,
+        ctx,
+        principal,
+        township_id,
+        forum_id,
+        body.submitter(principal),
+        title=body.title,
+        description=body.description,
+        category=body.category,
+        village_ids=body.village_ids,
+        topic_id=body.topic_id,
+    )
+    return {"topic_id": topic_id}
+
+
+@router.patch("/topics/{topic_id}")
+async def revise_topic(
+    topic_id: IdPath, body: TopicRevision, principal: CurrentPrincipal, ctx: Context, store: Store
+) -> dict[str, str]:
+    """The submitter changes their topic while the call is open; omitted fields stay."""
+    await application.revise_topic(
+        store, ctx, principal, topic_id, **body.model_dump(exclude_none=True)
+    )
+    return {"topic_id": topic_id}
+
+
+@router.post("/topics/{topic_id}/withdraw")
+async def withdraw_topic(
+    topic_id: IdPath, body: Withdrawal, principal: CurrentPrincipal, ctx: Context, store: Store
+) -> dict[str, str]:
+    await application.withdraw_topic(store, ctx, principal, topic_id, body.reason)
+    return {"topic_id": topic_id}
+
+
+@router.post("/topics/{topic_id}/support")
+async def support_topic(
+    topic_id: IdPath, body: Support, principal: CurrentPrincipal, ctx: Context, store: Store
+) -> dict[str, str]:
+    """Another cadre backs the topic (附议)."""
+    await application.support_topic(store, ctx, principal, topic_id, body.village_id)
+    return {"topic_id": topic_id}
+
+
+@router.post("/topics/merge")
+async def merge_topics(
+    body: Merge, principal: CurrentPrincipal, ctx: Context, store: Store
+) -> dict[str, str]:
+    """The party-building office merges duplicates into ``survivor_id``."""
+    await application.merge(store, ctx, principal, body.survivor_id, body.merged_topic_ids)
+    return {"topic_id": body.survivor_id}
+
+
+@router.post("/topics/{topic_id}/shortlist")
+async def shortlist_topic(
+    topic_id: IdPath, principal: CurrentPrincipal, ctx: Context, store: Store
+) -> dict[str, str]:
+    await application.shortlist(store, ctx, principal, topic_id)
+    return {"topic_id": topic_id}
+
+
+@router.post("/topics/{topic_id}/recategorise")
+async def recategorise_topic(
+    topic_id: IdPath,
+    body: Recategorisation,
+    principal: CurrentPrincipal,
+    ctx: Context,
+    store: Store,
+) -> dict[str, str]:
+    await application.recategorise(store, ctx, principal, topic_id, body.category)
+    return {"topic_id": topic_id}
+
+
+@router.post("/townships/{township_id}/calls/{forum_id}/selection")
+async def select_topic(
+    township_id: IdPath,
+    forum_id: IdPath,
+    body: Selection,
+    principal: CurrentPrincipal,
+    ctx: Context,
+    store: Store,
+    read: Read,
+) -> dict[str, str]:
+    """The township committee picks the forum's topic and disposes of the others."""
+    await application.select(
+        store,
+        ctx,
+        principal,
+        township_id,
+        forum_id,
+        body.topic_id,
+        body.domain_dispositions(),
+        await read.topic_ids_of_call(township_id, forum_id),
+    )
+    return {"topic_id": body.topic_id, "forum_id": forum_id}
+
+
+@router.get("/categories")
+async def categories(_: CurrentPrincipal) -> list[str]:
+    return [c.value for c in Category]
+
+
+@router.get("/topics")
+async def list_topics(
+    principal: CurrentPrincipal,
+    read: Read,
+    township_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    forum_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    state: TopicState | None = None,
+    category: str | None = None,
+    village_id: str | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Topics, newest first; a caller outside the county department sees their townships."""
+    if township_id is not None:
+        require_readable(principal, township_id)
+    return await read.topics(
+        readable(principal),
+        township_id=township_id,
+        forum_id=forum_id,
+        state=state.value if state else None,
+        category=category,
+        village_id=village_id,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/topics/{topic_id}")
+async def get_topic(topic_id: IdPath, principal: CurrentPrincipal, read: Read) -> dict[str, Any]:
+    topic = found(await read.topic(topic_id), f"topic {topic_id}")
+    require_readable(principal, topic["township_id"])
+    return topic
+
+
+@router.get("/townships/{township_id}/calls/{forum_id}")
+async def get_call(
+    township_id: IdPath, forum_id: IdPath, principal: CurrentPrincipal, read: Read
+) -> dict[str, Any]:
+    require_readable(principal, township_id)
+    return found(await read.call(township_id, forum_id), f"call for topics of forum {forum_id}")
+
+
+@router.get("/townships/{township_id}/pipeline")
+async def pipeline(
+    township_id: IdPath,
+    principal: CurrentPrincipal,
+    read: Read,
+    limit: Limit = 12,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Each cycle (call for topics) of the township with its topics counted per state."""
+    require_readable(principal, township_id)
+    return await read.pipeline(township_id, limit, offset)
+
+
+@router.get("/county/overview")
+async def county_overview(
+    principal: CurrentPrincipal, read: Read, limit: Limit = 100, offset: Offset = 0
+) -> dict[str, Any]:
+    """Every township's topics and issues per state and latest call (county dept only)."""
+    if not principal.reads_everything:
+        application.require_role(principal, "county_organisation_department")
+    return await read.county_overview(limit, offset)
+
+
+# -- speak-up issues and claims ----------------------------------------------------------------
+
+
+@router.post("/villages/{village_id}/issues", status_code=status.HTTP_201_CREATED)
+async def raise_issue(
+    village_id: IdPath, body: IssueIn, principal: CurrentPrincipal, ctx: Context, store: Store
+) -> dict[str, str]:
+    """A village cadre records a villager's problem (any day; see ``speak_up_day``)."""
+    issue_id = await application.raise_issue(
+        store,
+        ctx,
+        principal,
+        _township_of(principal, body.township_id),
+        village_id,
+        title=body.title,
+        description=body.description,
+        raised_on=body.raised_on,
+        villager_name=body.villager_name,
+        issue_id=body.issue_id,
+    )
+    return {"issue_id": issue_id}
+
+
+def _township_of(principal: Principal, township_id: str | None) -> str:
+    if township_id is not None:
+        return township_id
+    if len(principal.township_ids) != 1:
+        raise DomainError(
+            "your token names several townships (or none); give the village's township_id",
+            field="township_id",
+        )
+    (only,) = principal.township_ids
+    return only
+
+
+@router.post("/issues/{issue_id}/claim")
+async def claim_issue(
+    issue_id: IdPath, principal: CurrentPrincipal, ctx: Context, store: Store
+) -> dict[str, str]:
+    """A party member of the issue's village takes it on (领办); one claimant at a time."""
+    await application.claim_issue(store, ctx, principal, issue_id)
+    return {"issue_id": issue_id}
+
+
+@router.post("/issues/{issue_id}/progress")
+async def report_progress(
+    issue_id: IdPath, body: Progress, principal: CurrentPrincipal, ctx: Context, store: Store
+) -> dict[str, str]:
+    await application.report_progress(store, ctx, principal, issue_id, body.note)
+    return {"issue_id": issue_id}
+
+
+@router.post("/issues/{issue_id}/close")
+async def close_issue(
+    issue_id: IdPath, body: Closing, principal: CurrentPrincipal, ctx: Context, store: Store
+) -> dict[str, str]:
+    await application.close_issue(store, ctx, principal, issue_id, body.outcome)
+    return {"issue_id": issue_id}
+
+
+@router.post("/issues/{issue_id}/promote", status_code=status.HTTP_201_CREATED)
+async def promote_issue(
+    issue_id: IdPath,
+    body: Promotion,
+    principal: CurrentPrincipal,
+    ctx: Context,
+    store: Store,
+    read: Read,
+) -> dict[str, str]:
+    """A cadre makes the issue a topic of the township's open call."""
+    topic_id, forum_id = await application.promote(
+        store,
+        ctx,
+        principal,
+        issue_id,
+        body.forum_id,
+        body.submitter(principal),
+        read.open_call,
+        category=body.category,
+        title=body.title,
+        description=body.description,
+        village_ids=body.village_ids,
+        topic_id=body.topic_id,
+    )
+    return {"topic_id": topic_id, "forum_id": forum_id}
+
+
+@router.get("/issues/{issue_id}")
+async def get_issue(issue_id: IdPath, principal: CurrentPrincipal, read: Read) -> dict[str, Any]:
+    issue = found(await read.issue(issue_id), f"issue {issue_id}")
+    require_readable(principal, issue["township_id"])
+    return issue
+
+
+@router.get("/villages/{village_id}/claims")
+async def claim_list(
+    village_id: IdPath,
+    principal: CurrentPrincipal,
+    read: Read,
+    state: Annotated[list[IssueStateName] | None, Query()] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """The village's public claim list: open issues by default (``state`` to see others)."""
+    states: list[str] = list(state) if state else ["raised", "claimed"]
+    return await read.claim_list(village_id, readable(principal), states, limit, offset)
+
+
+@router.get("/villages/{village_id}/history")
+async def village_history(
+    village_id: IdPath,
+    principal: CurrentPrincipal,
+    read: Read,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Everything that happened to the village's topics and issues, newest first."""
+    return await read.village_history(village_id, readable(principal), limit, offset)
+
+
+@router.get("/party-members/{person_id}/claims")
+async def claims_of_member(
+    person_id: IdPath,
+    principal: CurrentPrincipal,
+    read: Read,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """The issues a party member claimed, and how many they closed."""
+    return await read.claims_of(person_id, readable(principal), limit, offset)

@@ -1,0 +1,481 @@
+"""Command handlers of the topics service: load the streams, let the domain decide, append.
+
+A decision that touches several streams (merge, select, promote) appends all of them in one
+``append_many`` at the versions they were loaded at: a concurrent change anywhere refuses the
+whole decision (409) and nothing is half-written.
+
+Authorisation lives here, beside the decisions, because most of it needs the loaded state (the
+township of a topic, the village of an issue). Roles and jurisdiction come from the caller's
+token (``Principal``):
+
+- a village secretary (``village_secretary``) acts for the villages of their ``village_ids``;
+- a station head (``station_head``) acts for a station of their ``station_ids``, and the
+  station's villages are the token's ``village_ids`` (the identity provider puts the villages
+  of the head's stations there; this service keeps no station register);
+- the party-building office (``party_building_office``) consolidates, and the township
+  committee (``township_committee``) selects, for the townships of their ``township_ids``;
+- a party member (``party_member``) claims issues of the villages of their ``village_ids``.
+
+Every one of them also needs the township in ``township_ids``: village and station ids do not
+say which township they are in, so the token does.
+
+Client-chosen ids make retries safe: submitting, raising or promoting again with an id that
+already went through returns that id and appends nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+
+import asyncpg
+from cunzhi_platform.aggregate import Aggregate, DomainError, Forbidden, InvalidTransition, NotFound
+from cunzhi_platform.application import load
+from cunzhi_platform.auth import Principal
+from cunzhi_platform.envelope import CommandContext
+from cunzhi_platform.events import Event
+from cunzhi_platform.eventstore import EventStore, StreamWrite
+
+from .domain import (
+    CallForTopics,
+    Disposition,
+    Issue,
+    StationHead,
+    Submitter,
+    Topic,
+    VillageSecretary,
+    call_stream_id,
+    issue_stream_id,
+    merge_topics,
+    promote_issue,
+    select_topic,
+    topic_stream_id,
+)
+
+VILLAGE_SECRETARY = "village_secretary"
+STATION_HEAD = "station_head"
+OFFICE = "party_building_office"
+COMMITTEE = "township_committee"
+PARTY_MEMBER = "party_member"
+
+
+# -- loading and saving -----------------------------------------------------------------------
+
+
+async def load_call(
+    store: EventStore, township_id: str, forum_id: str, *, conn: asyncpg.Connection | None = None
+) -> CallForTopics:
+    return await load(store, CallForTopics, call_stream_id(township_id, forum_id), conn=conn)
+
+
+async def load_topic(
+    store: EventStore, topic_id: str, *, conn: asyncpg.Connection | None = None
+) -> Topic:
+    return await load(store, Topic, topic_stream_id(topic_id), conn=conn)
+
+
+async def load_issue(store: EventStore, issue_id: str) -> Issue:
+    return await load(store, Issue, issue_stream_id(issue_id))
+
+
+async def _save(
+    store: EventStore,
+    ctx: CommandContext,
+    by_stream: Mapping[str, Sequence[Event]],
+    loaded: Iterable[Aggregate],
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> None:
+    """Append a multi-stream decision at the versions its aggregates were loaded at."""
+    versions = {agg.id: agg.version for agg in loaded}
+    await store.append_many(
+        [StreamWrite(stream, versions[stream], events) for stream, events in by_stream.items()],
+        ctx,
+        conn=conn,
+    )
+
+
+def new_id(given: str | None) -> str:
+    return given or uuid.uuid4().hex
+
+
+# -- authorisation ----------------------------------------------------------------------------
+
+
+def require_role(principal: Principal, *roles: str) -> None:
+    if not principal.has_role(*roles):
+        raise Forbidden(
+            f"this needs the role {' or '.join(roles)}; you have "
+            f"{', '.join(sorted(principal.roles)) or 'none'}"
+        )
+
+
+def require_township(principal: Principal, township_id: str) -> None:
+    if township_id not in principal.township_ids:
+        raise Forbidden(f"township {township_id} is outside your jurisdiction")
+
+
+def submitter_of(
+    principal: Principal, *, station_id: str | None = None, village_id: str | None = None
+) -> Submitter:
+    """Who submits: the head of ``station_id`` if given, else the secretary of their village.
+
+    A secretary whose token names several villages says which one with ``village_id``.
+    """
+    if station_id is not None:
+        require_role(principal, STATION_HEAD)
+        if station_id not in principal.station_ids:
+            raise Forbidden(
+                f"station {station_id} is outside your jurisdiction", field="station_id"
+            )
+        return StationHead(principal.sub, station_id, frozenset(principal.village_ids))
+    require_role(principal, VILLAGE_SECRETARY)
+    return VillageSecretary(principal.sub, _own_village(principal, village_id))
+
+
+def _own_village(principal: Principal, village_id: str | None) -> str:
+    if village_id is None:
+        if len(principal.village_ids) != 1:
+            raise DomainError(
+                "your token names several villages (or none); say which one you act for",
+                field="village_id",
+            )
+        (village_id,) = principal.village_ids
+    if village_id not in principal.village_ids:
+        raise Forbidden(f"village {village_id} is outside your jurisdiction", field="village_id")
+    return village_id
+
+
+def _as_original_submitter(topic: Topic, principal: Principal) -> Submitter:
+    """The caller in the capacity the topic was submitted in (for a revision's villages)."""
+    own = next((s for s in topic.sources if s.topic_id == topic.topic_id), None)
+    if own is not None and own.submitter_role == STATION_HEAD and own.station_id is not None:
+        return StationHead(principal.sub, own.station_id, frozenset(principal.village_ids))
+    return VillageSecretary(principal.sub, own.village_id if own and own.village_id else "")
+
+
+# -- the call for topics (policies and timers) --------------------------------------------------
+
+
+async def schedule_call(
+    store: EventStore,
+    ctx: CommandContext,
+    township_id: str,
+    forum_id: str,
+    forum_date: dt.date,
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> None:
+    call = await load_call(store, township_id, forum_id, conn=conn)
+    events = call.schedule(forum_date, store.clock.now())
+    await store.append(call.id, call.version, events, ctx, conn=conn)
+
+
+async def open_call(
+    store: EventStore, ctx: CommandContext, township_id: str, forum_id: str
+) -> None:
+    call = await load_call(store, township_id, forum_id)
+    await store.append(call.id, call.version, call.open(store.clock.now()), ctx)
+
+
+async def close_call(
+    store: EventStore, ctx: CommandContext, township_id: str, forum_id: str
+) -> None:
+    call = await load_call(store, township_id, forum_id)
+    await store.append(call.id, call.version, call.close(store.clock.now()), ctx)
+
+
+async def carry_over(
+    store: EventStore,
+    ctx: CommandContext,
+    topic_id: str,
+    township_id: str,
+    forum_id: str,
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> None:
+    topic = await load_topic(store, topic_id, conn=conn)
+    call = await load_call(store, township_id, forum_id, conn=conn)
+    events = topic.carry_over(call, store.clock.now())
+    await store.append(topic.id, topic.version, events, ctx, conn=conn)
+
+
+async def resolve_topic(
+    store: EventStore,
+    ctx: CommandContext,
+    topic_id: str,
+    forum_id: str,
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> None:
+    topic = await load_topic(store, topic_id, conn=conn)
+    events = topic.resolve(forum_id, store.clock.now())
+    await store.append(topic.id, topic.version, events, ctx, conn=conn)
+
+
+# -- the submitters ---------------------------------------------------------------------------
+
+
+async def submit_topic(
+    store: EventStore,
+    ctx: CommandContext,
+    principal: Principal,
+    township_id: str,
+    forum_id: str,
+    submitter: Submitter,
+    *,
+    title: str,
+    description: str,
+    category: str,
+    village_ids: Sequence[str],
+    topic_id: str | None = None,
+) -> str:
+    require_township(principal, township_id)
+    topic = await load_topic(store, new_id(topic_id))
+    if topic.exists and topic.submitted_by == principal.sub:
+        return topic.topic_id  # a retry of a submission that went through
+    call = await load_call(store, township_id, forum_id)
+    events = topic.submit(
+        call, submitter, title, description, category, village_ids, store.clock.now()
+    )
+    await store.append(topic.id, topic.version, events, ctx)
+    return topic.topic_id
+
+
+async def revise_topic(
+    store: EventStore,
+    ctx: CommandContext,
+    principal: Principal,
+    topic_id: str,
+    *,
+    title: str | None = None,
+    description: str | None = None,
+    category: str | None = None,
+    village_ids: Sequence[str] | None = None,
+) -> None:
+    require_role(principal, VILLAGE_SECRETARY, STATION_HEAD)
+    topic = await _topic_in_jurisdiction(store, principal, topic_id)
+    call = await load_call(store, topic.township_id, topic.forum_id)
+    events = topic.revise(
+        call,
+        _as_original_submitter(topic, principal),
+        store.clock.now(),
+        title=title,
+        description=description,
+        category=category,
+        village_ids=village_ids,
+    )
+    await store.append(topic.id, topic.version, events, ctx)
+
+
+async def withdraw_topic(
+    store: EventStore, ctx: CommandContext, principal: Principal, topic_id: str, reason: str
+) -> None:
+    require_role(principal, VILLAGE_SECRETARY, STATION_HEAD)
+    topic = await _topic_in_jurisdiction(store, principal, topic_id)
+    call = await load_call(store, topic.township_id, topic.forum_id)
+    events = topic.withdraw(call, principal.sub, store.clock.now(), reason)
+    await store.append(topic.id, topic.version, events, ctx)
+
+
+async def support_topic(
+    store: EventStore,
+    ctx: CommandContext,
+    principal: Principal,
+    topic_id: str,
+    village_id: str | None,
+) -> None:
+    require_role(principal, VILLAGE_SECRETARY, STATION_HEAD)
+    village = _own_village(principal, village_id)
+    topic = await _topic_in_jurisdiction(store, principal, topic_id)
+    events = topic.support(principal.sub, village, store.clock.now())
+    await store.append(topic.id, topic.version, events, ctx)
+
+
+async def _topic_in_jurisdiction(store: EventStore, principal: Principal, topic_id: str) -> Topic:
+    topic = await load_topic(store, topic_id)
+    if topic.exists:
+        require_township(principal, topic.township_id)
+    return topic
+
+
+# -- the party-building office ----------------------------------------------------------------
+
+
+async def merge(
+    store: EventStore,
+    ctx: CommandContext,
+    principal: Principal,
+    survivor_id: str,
+    merged_topic_ids: Sequence[str],
+) -> None:
+    require_role(principal, OFFICE)
+    survivor = await _topic_in_jurisdiction(store, principal, survivor_id)
+    merged = [await load_topic(store, topic_id) for topic_id in merged_topic_ids]
+    by_stream = merge_topics(survivor, merged, principal.sub, store.clock.now())
+    await _save(store, ctx, by_stream, [survivor, *merged])
+
+
+async def shortlist(
+    store: EventStore, ctx: CommandContext, principal: Principal, topic_id: str
+) -> None:
+    require_role(principal, OFFICE)
+    topic = await _topic_in_jurisdiction(store, principal, topic_id)
+    events = topic.shortlist(principal.sub, store.clock.now())
+    await store.append(topic.id, topic.version, events, ctx)
+
+
+async def recategorise(
+    store: EventStore, ctx: CommandContext, principal: Principal, topic_id: str, category: str
+) -> None:
+    require_role(principal, OFFICE)
+    topic = await _topic_in_jurisdiction(store, principal, topic_id)
+    events = topic.recategorise(category, principal.sub, store.clock.now())
+    await store.append(topic.id, topic.version, events, ctx)
+
+
+# -- the township committee -------------------------------------------------------------------
+
+
+async def select(
+    store: EventStore,
+    ctx: CommandContext,
+    principal: Principal,
+    township_id: str,
+    forum_id: str,
+    chosen_id: str,
+    dispositions: Mapping[str, Disposition],
+    call_topic_ids: Collection[str],
+) -> None:
+    """``call_topic_ids``: the call's topics as the read model knows them.
+
+    The domain then insists that every undecided one gets a disposition; topics named in
+    ``dispositions`` are loaded too, so a topic the read model has not caught up with is
+    still checked against the store.
+    """
+    require_role(principal, COMMITTEE)
+    require_township(principal, township_id)
+    call = await load_call(store, township_id, forum_id)
+    chosen = await load_topic(store, chosen_id)
+    others = [
+        await load_topic(store, topic_id)
+        for topic_id in dict.fromkeys([*call_topic_ids, *dispositions])
+        if topic_id != chosen_id
+    ]
+    by_stream = select_topic(call, chosen, others, dispositions, principal.sub, store.clock.now())
+    await _save(store, ctx, by_stream, [call, chosen, *others])
+
+
+# -- speak-up issues and claims ---------------------------------------------------------------
+
+
+async def raise_issue(
+    store: EventStore,
+    ctx: CommandContext,
+    principal: Principal,
+    township_id: str,
+    village_id: str,
+    *,
+    title: str,
+    description: str,
+    raised_on: dt.date | None,
+    villager_name: str | None,
+    issue_id: str | None = None,
+) -> str:
+    require_role(principal, VILLAGE_SECRETARY, STATION_HEAD)
+    require_township(principal, township_id)
+    _own_village(principal, village_id)
+    issue = await load_issue(store, new_id(issue_id))
+    # A retry (same id, village and title) gets the existing issue; any other reuse of the id
+    # gets the domain's refusal.
+    if issue.exists and issue.village_id == village_id and issue.title == title.strip():
+        return issue.issue_id
+    now = store.clock.now()
+    events = issue.raise_issue(
+        township_id,
+        village_id,
+        principal.sub,
+        title,
+        description,
+        raised_on or now.date(),
+        now,
+        villager_name=villager_name,
+    )
+    await store.append(issue.id, issue.version, events, ctx)
+    return issue.issue_id
+
+
+async def claim_issue(
+    store: EventStore, ctx: CommandContext, principal: Principal, issue_id: str
+) -> None:
+    require_role(principal, PARTY_MEMBER)
+    issue = await load_issue(store, issue_id)
+    # The domain wants the member's own village; the token may name several, so pass the
+    # issue's village when the member belongs to it.
+    branch = issue.village_id if issue.village_id in principal.village_ids else None
+    events = issue.claim(principal.sub, branch, store.clock.now())
+    await store.append(issue.id, issue.version, events, ctx)
+
+
+async def report_progress(
+    store: EventStore, ctx: CommandContext, principal: Principal, issue_id: str, note: str
+) -> None:
+    issue = await load_issue(store, issue_id)
+    events = issue.report_progress(principal.sub, note, store.clock.now())
+    await store.append(issue.id, issue.version, events, ctx)
+
+
+async def close_issue(
+    store: EventStore, ctx: CommandContext, principal: Principal, issue_id: str, outcome: str
+) -> None:
+    issue = await load_issue(store, issue_id)
+    events = issue.close(principal.sub, outcome, store.clock.now())
+    await store.append(issue.id, issue.version, events, ctx)
+
+
+async def promote(
+    store: EventStore,
+    ctx: CommandContext,
+    principal: Principal,
+    issue_id: str,
+    forum_id: str | None,
+    submitter: Submitter,
+    open_forum_of: Callable[[str], Awaitable[str | None]],
+    *,
+    category: str,
+    title: str | None = None,
+    description: str | None = None,
+    village_ids: Sequence[str] | None = None,
+    topic_id: str | None = None,
+) -> tuple[str, str]:
+    """Make the issue a topic of ``forum_id``'s call, by default the township's open call
+    (``open_forum_of(township_id)`` looks it up); returns the topic and forum ids."""
+    issue = await load_issue(store, issue_id)
+    if not issue.exists:
+        raise NotFound(f"there is no issue {issue_id}")
+    require_township(principal, issue.township_id)
+    topic = await load_topic(store, new_id(topic_id))
+    if topic.exists and issue.promoted_to == topic.topic_id:
+        return topic.topic_id, topic.forum_id  # a retry of a promotion that went through
+    forum_id = forum_id or await open_forum_of(issue.township_id)
+    if forum_id is None:
+        raise InvalidTransition(
+            f"township {issue.township_id} has no open call for topics; promote the issue "
+            "when the next call opens, 10 days before the next forum",
+            field="forum_id",
+        )
+    call = await load_call(store, issue.township_id, forum_id)
+    by_stream = promote_issue(
+        issue,
+        topic,
+        call,
+        submitter,
+        category,
+        store.clock.now(),
+        title=title,
+        description=description,
+        village_ids=village_ids,
+    )
+    await _save(store, ctx, by_stream, [issue, topic])
+    return topic.topic_id, forum_id

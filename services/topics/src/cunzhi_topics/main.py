@@ -1,0 +1,15 @@
+"""``cunzhi-topics``: run the topics service (HTTP API, consumers, relay, call timers)."""
+
+from __future__ import annotations
+
+from cunzhi_platform.runtime import serve
+
+from .service import build_service
+
+
+def main() -> None:
+    serve(build_service(), default_port=8001)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The topics service as the platform runs it: events, read models, policies, routes, timers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cunzhi_meetings.events import registry as meetings_events
+from cunzhi_platform import asyncapi
+from cunzhi_platform.runtime import Service
+from cunzhi_rectification.events import registry as rectification_events
+
+from .adapters.http import router
+from .adapters.policies import CarryOver, ForumOutcomes, ForumPlannedPolicy
+from .adapters.projections import ReadModels
+from .adapters.timers import call_timers
+from .events import SERVICE, registry
+
+DESCRIPTION = (
+    "Calls for topics of each township's monthly village cadre forum (征集议题), submission, "
+    "consolidation and selection of topics, villagers' speak-up issues (逢五说事) and their "
+    "claims by party members (党员领办)."
+)
+
+
+def build_service() -> Service:
+    return Service(
+        name=SERVICE,
+        registry=registry,
+        consumes=[meetings_events, rectification_events],
+        consumers=[ReadModels(), CarryOver(), ForumPlannedPolicy(), ForumOutcomes()],
+        routers=[router],
+        background=[call_timers],
+        description=DESCRIPTION,
+    )
+
+
+CONTRACT_DIR = Path("docs/events") / SERVICE
+"""Where the AsyncAPI document and JSON Schemas are committed, from the repository root."""
+
+
+def write_contract(directory: Path = CONTRACT_DIR) -> None:
+    """Regenerate the published contract after changing an event (run from the repo root)."""
+    asyncapi.write(directory, SERVICE, registry, DESCRIPTION)

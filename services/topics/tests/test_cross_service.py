@@ -1,0 +1,147 @@
+"""The topic cycle driven by the other services' events over the real broker.
+
+The test publishes what meetings and rectification will publish (``ForumPlanned``,
+``ResolutionAdopted``, ``TaskCompleted``) as their relays would, with CloudEvents headers; the
+timers open and close the call as the manual clock passes its times.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import pytest
+from cunzhi_meetings.events import ForumPlanned, ForumTask, ResolutionAdopted
+from cunzhi_platform.metrics import DLQ
+from cunzhi_platform.testing import eventually
+from cunzhi_rectification.events import TaskCompleted
+from cunzhi_topics.domain import topic_stream_id
+
+if TYPE_CHECKING:
+    from conftest import Kit
+
+pytestmark = pytest.mark.slow
+
+MEETINGS = "cunzhi.meetings.events"
+RECTIFICATION = "cunzhi.rectification.events"
+
+
+def planned(township_id: str, forum_id: str, date: dt.date) -> ForumPlanned:
+    return ForumPlanned(
+        forum_id=forum_id,
+        township_id=township_id,
+        number=7,
+        date=date,
+        place="乡政府三楼会议室",
+        mode="at_township",
+        activities=(),
+    )
+
+
+def completed(forum_id: str, township_id: str, task_id: str) -> TaskCompleted:
+    return TaskCompleted(
+        task_id=task_id, forum_id=forum_id, township_id=township_id, completed_on=dt.date.today()
+    )
+
+
+def dead_letters() -> float:
+    return sum(s.value for m in DLQ.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+async def test_cycle_from_forum_planned_to_resolution(kit: Kit) -> None:
+    town, village = kit.fresh("town"), kit.fresh("v")
+    forum = kit.fresh("forum")
+    forum_key = f"forum:{forum}"
+    dead_before = dead_letters()
+    plan = planned(town, forum, kit.forum_date(open_now=False))
+    plan_id = await kit.publish(MEETINGS, plan, forum_key)
+    call_path = f"/townships/{town}/calls/{forum}"
+    call = await kit.until(call_path, lambda c: c["state"] == "scheduled")
+    assert call["forum_date"] == str(plan.date)
+
+    # ForumPlanned again: the very same message, and the same news under a new event id.
+    await kit.publish(MEETINGS, plan, forum_key, event_id=plan_id)
+    await kit.publish(MEETINGS, plan, forum_key)
+    await marker_processed(kit, forum_key)
+    assert await kit.call_version(town, forum) == 1
+
+    times = await kit.call_times(town, forum)
+    kit.clock.set(times.opens_at)
+    await kit.until(call_path, lambda c: c["state"] == "open")
+    wang = kit.secretary(town, village)
+    chosen = await kit.submit(town, forum, wang, village_ids=[village])
+    other = await kit.submit(town, forum, wang, village_ids=[village], title="换届准备")
+    r = await kit.post(f"/topics/{chosen}/shortlist", kit.office(town))
+    assert r.status_code == 200, r.text
+    kit.clock.set(times.closes_at)
+    await kit.until(call_path, lambda c: c["state"] == "closed")
+    r = await kit.post(
+        f"{call_path}/selection",
+        kit.committee(town),
+        {"topic_id": chosen, "dispositions": {other: {"kind": "decline", "reason": "已解决"}}},
+    )
+    assert r.status_code == 200, r.text
+    await kit.topic(chosen, lambda t: t["state"] == "selected")
+
+    # Rectification reports a task done before meetings' resolution naming it arrives.
+    t1, t2 = f"{forum}-T1", f"{forum}-T2"
+    await kit.publish(RECTIFICATION, completed(forum, town, t1), f"task:{t1}")
+    await ledger_has(kit, forum, t1, "completed")
+    resolution = ResolutionAdopted(
+        resolution_id=f"{forum}-R1",
+        forum_id=forum,
+        township_id=town,
+        topic_id=chosen,
+        title="关于加强流动党员管理的决议",
+        policies=(),
+        tasks=tuple(
+            ForumTask(
+                task_id=t,
+                assignee_village_id=village,
+                description="建立流动党员联系台账",
+                due_date=plan.date + dt.timedelta(days=30),
+            )
+            for t in (t1, t2)
+        ),
+    )
+    await kit.publish(MEETINGS, resolution, forum_key)
+    await ledger_has(kit, forum, t2, "assigned")
+    assert (await kit.topic(chosen, bool))["state"] == "selected"  # t2 is still to do
+
+    done_id = await kit.publish(RECTIFICATION, completed(forum, town, t2), f"task:{t2}")
+    await kit.topic(chosen, lambda t: t["state"] == "resolved")
+    (resolved,) = await kit.published("cunzhi.topics.TopicResolved", topic_id=chosen)
+    assert resolved["forum_id"] == forum
+
+    # Redelivered completions and plans change nothing and are not dead-lettered.
+    await kit.publish(RECTIFICATION, completed(forum, town, t2), f"task:{t2}", event_id=done_id)
+    await kit.publish(RECTIFICATION, completed(forum, town, t2), f"task:{t2}")
+    await kit.publish(MEETINGS, plan, forum_key)
+    await kit.publish(MEETINGS, resolution, forum_key)
+    await marker_processed(kit, forum_key)
+    marker_forum = kit.fresh("forum")
+    await kit.publish(RECTIFICATION, completed(marker_forum, town, "x"), f"task:{t2}")
+    await ledger_has(kit, marker_forum, "x", "completed")
+    assert await kit.version(topic_stream_id(chosen)) == 4  # submitted … selected, resolved
+    assert await kit.call_version(town, forum) == 4  # scheduled, opened, closed, decided
+    assert dead_letters() == dead_before
+
+
+async def marker_processed(kit: Kit, key: str) -> None:
+    """Publish a plan for a fresh township under ``key``: once its call exists, everything
+    published before it under that key (same partition) has been handled."""
+    town, forum = kit.fresh("town"), kit.fresh("forum")
+    await kit.publish(MEETINGS, planned(town, forum, kit.forum_date(open_now=False)), key)
+    await kit.until(f"/townships/{town}/calls/{forum}", bool)
+
+
+async def ledger_has(kit: Kit, forum: str, task: str, column: str) -> None:
+    async def check() -> bool:
+        flag = await kit.pool.fetchval(
+            f"SELECT {column} FROM topics.forum_tasks WHERE forum_id = $1 AND task_id = $2",
+            forum,
+            task,
+        )
+        return bool(flag)
+
+    assert await eventually(check, timeout=20), f"{forum}/{task} not {column}"
