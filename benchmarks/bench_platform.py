@@ -1,0 +1,225 @@
+"""Platform benchmark: end-to-end commands/s and latency, rebuild rate, beside raw limits.
+
+    python3 -m uv run python benchmarks/bench_platform.py [--seconds 10] [--writers 32]
+
+Everything is measured in one run on the same machine and the same infrastructure (embedded by
+default; CUNZHI_DATABASE_URL and CUNZHI_KAFKA_BOOTSTRAP_SERVERS select external servers).
+Aims on 2 cores: ≥ 3,000 single-event commands/s end to end; rebuild ≥ 60 % of the COPY rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared" / "tests"))
+from counting import Incremented, registry  # noqa: E402
+
+from cunzhi_platform.clock import SystemClock  # noqa: E402
+from cunzhi_platform.consumer import Consumer, Tx  # noqa: E402
+from cunzhi_platform.envelope import Envelope, topic_for  # noqa: E402
+from cunzhi_platform.eventstore import init_connection  # noqa: E402
+from cunzhi_platform.infra import infrastructure  # noqa: E402
+from cunzhi_platform.logging import configure_logging  # noqa: E402
+from cunzhi_platform.rebuild import rebuild  # noqa: E402
+from cunzhi_platform.runtime import Service, start, stop  # noqa: E402
+from cunzhi_platform.settings import Settings  # noqa: E402
+
+APPLIED: dict[str, float] = {}
+
+
+class TimedTallies(Consumer):
+    """The tallies projection, batched, noting when each event was applied."""
+
+    name = "bench_tallies"
+    tables: ClassVar = {
+        "bench_tallies": "CREATE TABLE IF NOT EXISTS {table} ("
+        "counter text PRIMARY KEY, total bigint NOT NULL, increments int NOT NULL)"
+    }
+    batch = True
+    rebuildable = True
+
+    def __init__(self, service: str) -> None:
+        self.topics = [topic_for(service)]  # type: ignore[misc]
+
+    async def apply(self, tx: Tx, event, envelope: Envelope) -> None:
+        await self.apply_batch(tx, [(event, envelope)])
+
+    async def apply_batch(self, tx: Tx, items) -> None:
+        sums: dict[str, list[int]] = {}
+        for event, _ in items:
+            s = sums.setdefault(event.counter, [0, 0])
+            s[0] += event.amount
+            s[1] += 1
+        await tx.conn.execute(
+            f"INSERT INTO {tx.t('bench_tallies')} AS t SELECT * FROM unnest($1::text[], "
+            "$2::bigint[], $3::int[]) ON CONFLICT (counter) DO UPDATE SET "
+            "total = t.total + excluded.total, increments = t.increments + excluded.increments",
+            list(sums), [v[0] for v in sums.values()], [v[1] for v in sums.values()],
+        )
+        # Applied means committed: the consumer commits right after this returns.
+        now = time.perf_counter()
+        for _, envelope in items:
+            APPLIED[envelope.id] = now
+
+
+async def raw_commits(url: str, seconds: float, connections: int = 16) -> float:
+    pool = await asyncpg.create_pool(url, min_size=connections, max_size=connections)
+    await pool.execute("CREATE TABLE IF NOT EXISTS bench_raw (id bigserial, v text)")
+    count, deadline = 0, time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal count
+        async with pool.acquire() as conn:
+            while time.perf_counter() < deadline:
+                await conn.execute("INSERT INTO bench_raw (v) VALUES ('x')")
+                count += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    await pool.execute("DROP TABLE bench_raw")
+    await pool.close()
+    return count / elapsed
+
+
+async def raw_copy(url: str, rows: int = 500_000) -> float:
+    conn = await asyncpg.connect(url)
+    await conn.execute(
+        "CREATE TEMP TABLE bench_copy (counter text, total bigint, increments int)"
+    )
+    records = [(f"c{i % 1000}", i, 1) for i in range(rows)]
+    started = time.perf_counter()
+    await conn.copy_records_to_table("bench_copy", records=records)
+    elapsed = time.perf_counter() - started
+    await conn.close()
+    return rows / elapsed
+
+
+async def raw_produce(bootstrap: str, messages: int = 100_000) -> float:
+    from cunzhi_platform.kafka import ensure_topics
+
+    await ensure_topics(bootstrap, ["bench.raw"], partitions=6, with_dlq=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
+                                max_batch_size=256 * 1024, acks="all")
+    await producer.start()
+    value = b'{"counter": "c1", "amount": 1}'
+    started = time.perf_counter()
+    batch = 5000
+    for start_at in range(0, messages, batch):
+        futures = [
+            await producer.send("bench.raw", value, key=f"k{i % 1000}".encode())
+            for i in range(start_at, start_at + batch)
+        ]
+        await asyncio.gather(*futures)
+    elapsed = time.perf_counter() - started
+    await producer.stop()
+    return messages / elapsed
+
+
+async def end_to_end(settings: Settings, seconds: float, writers: int):
+    name = f"bench{os.getpid()}"
+    consumer = TimedTallies(name)
+    rt = await start(Service(name=name, registry=registry, consumers=[consumer]), settings,
+                     SystemClock())
+    appended: dict[str, float] = {}
+    deadline = time.perf_counter() + seconds
+
+    async def writer(w: int) -> None:
+        version = 0
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            [stored] = await rt.store.append(
+                f"counter:{w}", version, [Incremented(counter=str(w % 200), amount=1)]
+            )
+            appended[stored.envelope.id] = t0
+            version += 1
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(w) for w in range(writers)))
+        append_elapsed = time.perf_counter() - started
+        while len(APPLIED) < len(appended) and time.perf_counter() < deadline + 60:
+            await asyncio.sleep(0.05)
+        done_elapsed = time.perf_counter() - started
+        latencies = sorted(APPLIED[i] - t for i, t in appended.items() if i in APPLIED)
+        assert len(latencies) == len(appended), "events missing from the projection"
+        total = len(appended)
+        # Rebuild from the store while the service is up.
+        t0 = time.perf_counter()
+        folded = await rebuild(consumer, rt.store, batch_size=10_000)
+        rebuild_rate = folded / (time.perf_counter() - t0)
+    finally:
+        await stop(rt)
+    return {
+        "commands": total,
+        "append_rate": total / append_elapsed,
+        "e2e_rate": total / done_elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "rebuild_rate": rebuild_rate,
+        "rebuilt": folded,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--writers", type=int, default=32)
+    args = parser.parse_args()
+    configure_logging("WARNING", json=False)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        base = Settings(data_dir=Path(tmp))
+        endpoints = stack.enter_context(infrastructure(base))
+        settings = base.model_copy(update={
+            "database_url": endpoints.database_url,
+            "kafka_bootstrap_servers": endpoints.kafka_bootstrap_servers,
+            "relay_poll_interval_s": 0.1,
+            "consumer_session_timeout_ms": 2000,
+            "consumer_heartbeat_interval_ms": 300,
+        })
+        url, bootstrap = endpoints.database_url, endpoints.kafka_bootstrap_servers
+        conn = await asyncpg.connect(url)
+        await init_connection(conn)
+        cores = os.cpu_count()
+        server = await conn.fetchval("SHOW server_version")
+        await conn.close()
+        print(f"machine: {cores} cores; PostgreSQL {server} ({endpoints.mode}); "
+              f"Kafka {bootstrap} ({endpoints.mode})")
+        commits = await raw_commits(url, min(args.seconds, 5))
+        copy = await raw_copy(url)
+        produce = await raw_produce(bootstrap)
+        result = await end_to_end(settings, args.seconds, args.writers)
+    rows = [
+        ("raw: asyncpg one-row commits, 16 connections", f"{commits:,.0f} /s", ""),
+        ("raw: asyncpg COPY", f"{copy:,.0f} rows/s", ""),
+        ("raw: aiokafka batched produce", f"{produce:,.0f} msgs/s", ""),
+        ("append (event store + outbox), single-event commands",
+         f"{result['append_rate']:,.0f} /s", f"{result['append_rate'] / commits:.0%} of raw commits"),
+        ("end to end (append → relay → Kafka → projection)", f"{result['e2e_rate']:,.0f} /s",
+         "aim ≥ 3,000 /s"),
+        ("latency append → projected, p50", f"{result['p50_ms']:,.1f} ms", ""),
+        ("latency append → projected, p99", f"{result['p99_ms']:,.1f} ms", ""),
+        ("projection rebuild", f"{result['rebuild_rate']:,.0f} events/s",
+         f"{result['rebuild_rate'] / copy:.0%} of COPY (aim ≥ 60 %)"),
+    ]
+    print(f"{result['commands']:,} commands by {args.writers} writers in {args.seconds:.0f} s;"
+          f" rebuild folded {result['rebuilt']:,} events")
+    width = max(len(r[0]) for r in rows)
+    for label, value, note in rows:
+        print(f"  {label:<{width}}  {value:>18}  {note}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
