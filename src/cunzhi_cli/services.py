@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from cunzhi_meetings import events as meetings
+from cunzhi_meetings import service as meetings
+from cunzhi_meetings.events import registry as meetings_events
 from cunzhi_platform.events import EventRegistry
 from cunzhi_rectification import events as rectification
-from cunzhi_topics import events as topics
+from cunzhi_topics import service as topics
+from cunzhi_topics.events import registry as topics_events
 
 SERVICES: dict[str, tuple[EventRegistry, str]] = {
-    "topics": (topics.registry, "Calls for topics, submissions, selection, speak-up issues"),
-    "meetings": (meetings.registry, "The monthly village cadre forum from plan to close"),
-    "rectification": (rectification.registry, "Rectification tasks (contract only so far)"),
+    "topics": (topics_events, topics.DESCRIPTION),
+    "meetings": (meetings_events, meetings.DESCRIPTION),
+    "rectification": (rectification.registry, rectification.__doc__ or ""),
 }

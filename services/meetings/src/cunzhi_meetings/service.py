@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from cunzhi_platform import asyncapi
 from cunzhi_platform.runtime import Service
 from cunzhi_rectification import events as rectification
 from cunzhi_topics import events as topics
@@ -31,8 +28,3 @@ def build_service() -> Service:
         background=[notice_timer],
         description=DESCRIPTION,
     )
-
-
-def write_docs(directory: Path = Path("docs/events") / SERVICE) -> None:
-    """Regenerate the AsyncAPI document and JSON Schemas (run from the repository root)."""
-    asyncapi.write(directory, SERVICE, registry, DESCRIPTION)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from cunzhi_meetings.events import registry as meetings_events
-from cunzhi_platform import asyncapi
 from cunzhi_platform.runtime import Service
 from cunzhi_rectification.events import registry as rectification_events
 
@@ -32,12 +29,3 @@ def build_service() -> Service:
         background=[call_timers],
         description=DESCRIPTION,
     )
-
-
-CONTRACT_DIR = Path("docs/events") / SERVICE
-"""Where the AsyncAPI document and JSON Schemas are committed, from the repository root."""
-
-
-def write_contract(directory: Path = CONTRACT_DIR) -> None:
-    """Regenerate the published contract after changing an event (run from the repo root)."""
-    asyncapi.write(directory, SERVICE, registry, DESCRIPTION)
