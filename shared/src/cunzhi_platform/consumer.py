@@ -131,6 +131,14 @@ class _Poison(Exception):
         self.error = error
 
 
+def _json_or_payload(value: bytes | None) -> str:
+    """Which of the two reasons a payload that failed to validate was refused for."""
+    try:
+        return "invalid_payload" if isinstance(json.loads(value or b""), dict) else "bad_json"
+    except ValueError:
+        return "bad_json"
+
+
 async def _raw(msg: StreamMessage[Any]) -> Any:
     """Keep the body undecoded: bad JSON must reach our handler to be dead-lettered."""
     return msg.body
@@ -218,18 +226,14 @@ class ConsumerRunner:
         except EnvelopeError as exc:
             raise _Poison("bad_envelope", str(exc)) from exc
         try:
-            payload = json.loads(record.value)
-        except (TypeError, ValueError) as exc:
-            raise _Poison("bad_json", str(exc)) from exc
-        if not isinstance(payload, dict):
-            raise _Poison("bad_json", "the event JSON is not an object")
-        try:
-            event = self.registry.decode(envelope.type, envelope.schema_version, payload)
+            event = self.registry.decode_json(
+                envelope.type, envelope.schema_version, record.value or b""
+            )
         except UnknownEventType as exc:
             reason = "unknown_type" if envelope.type not in self.registry else "unknown_version"
             raise _Poison(reason, str(exc)) from exc
         except InvalidEventPayload as exc:
-            raise _Poison("invalid_payload", str(exc)) from exc
+            raise _Poison(_json_or_payload(record.value), str(exc)) from exc
         return _Decoded(record, event, envelope)
 
     async def _apply(self, items: Sequence[_Decoded]) -> None:

@@ -114,6 +114,22 @@ class EventRegistry:
         except ValidationError as exc:
             raise InvalidEventPayload(f"{name} v{version}: {exc}") from exc
 
+    def decode_json(self, name: str, version: int, raw: str | bytes) -> Event:
+        """Like ``decode`` from JSON text; the current version is parsed by pydantic directly."""
+        cls = self.model(name)
+        if version != cls.schema_version:
+            try:
+                payload = json.loads(raw)
+            except ValueError as exc:
+                raise InvalidEventPayload(f"{name} v{version}: not JSON: {exc}") from exc
+            if not isinstance(payload, dict):
+                raise InvalidEventPayload(f"{name} v{version}: the JSON is not an object")
+            return self.decode(name, version, payload)
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError as exc:
+            raise InvalidEventPayload(f"{name} v{version}: {exc}") from exc
+
     def json_schemas(self) -> dict[str, Payload]:
         """JSON Schema of every registered event, keyed by ``<name>.v<version>``."""
         return {

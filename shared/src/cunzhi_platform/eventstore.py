@@ -18,7 +18,6 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -109,9 +108,13 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+# Payload as text (pydantic parses it in one step) and metadata fields picked in SQL: decoding
+# JSON twice in Python was half the cost of a rebuild.
 _COLUMNS = (
     "global_position, tx_id::text::bigint AS tx, stream_id, stream_version, event_id, type, "
-    "schema_version, payload, metadata, recorded_at"
+    "schema_version, payload::text AS payload, recorded_at, metadata->>'source' AS source, "
+    "metadata->>'correlation_id' AS correlation_id, metadata->>'causation_id' AS causation_id, "
+    "metadata->>'actor' AS actor"
 )
 
 
@@ -248,19 +251,18 @@ class EventStore:
         return stored
 
     def _decode(self, row: asyncpg.Record) -> StoredEvent:
-        meta: dict[str, Any] = row["metadata"]
         envelope = Envelope(
             id=str(row["event_id"]),
             type=row["type"],
-            source=meta.get("source") or f"/cunzhi/{self.service}",
+            source=row["source"] or f"/cunzhi/{self.service}",
             subject=row["stream_id"],
             time=row["recorded_at"],
             schema_version=row["schema_version"],
-            correlation_id=meta.get("correlation_id"),
-            causation_id=meta.get("causation_id"),
-            actor=meta.get("actor"),
+            correlation_id=row["correlation_id"],
+            causation_id=row["causation_id"],
+            actor=row["actor"],
         )
-        event = self.registry.decode(row["type"], row["schema_version"], row["payload"])
+        event = self.registry.decode_json(row["type"], row["schema_version"], row["payload"])
         return StoredEvent(
             row["global_position"],
             row["tx"],
