@@ -24,17 +24,16 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared" / "tests"))
-from counting import Incremented, registry  # noqa: E402
-
-from cunzhi_platform.clock import SystemClock  # noqa: E402
-from cunzhi_platform.consumer import Consumer, Tx  # noqa: E402
-from cunzhi_platform.envelope import Envelope, topic_for  # noqa: E402
-from cunzhi_platform.eventstore import init_connection  # noqa: E402
-from cunzhi_platform.infra import infrastructure  # noqa: E402
-from cunzhi_platform.logging import configure_logging  # noqa: E402
-from cunzhi_platform.rebuild import rebuild  # noqa: E402
-from cunzhi_platform.runtime import Service, start, stop  # noqa: E402
-from cunzhi_platform.settings import Settings  # noqa: E402
+from counting import Incremented, registry
+from cunzhi_platform.clock import SystemClock
+from cunzhi_platform.consumer import Consumer, Tx
+from cunzhi_platform.envelope import Envelope, topic_for
+from cunzhi_platform.eventstore import init_connection
+from cunzhi_platform.infra import infrastructure
+from cunzhi_platform.logging import configure_logging
+from cunzhi_platform.rebuild import rebuild
+from cunzhi_platform.runtime import Service, start, stop
+from cunzhi_platform.settings import Settings
 
 APPLIED: dict[str, float] = {}
 
@@ -66,12 +65,21 @@ class TimedTallies(Consumer):
             f"INSERT INTO {tx.t('bench_tallies')} AS t SELECT * FROM unnest($1::text[], "
             "$2::bigint[], $3::int[]) ON CONFLICT (counter) DO UPDATE SET "
             "total = t.total + excluded.total, increments = t.increments + excluded.increments",
-            list(sums), [v[0] for v in sums.values()], [v[1] for v in sums.values()],
+            list(sums),
+            [v[0] for v in sums.values()],
+            [v[1] for v in sums.values()],
         )
         # Applied means committed: the consumer commits right after this returns.
         now = time.perf_counter()
         for _, envelope in items:
             APPLIED[envelope.id] = now
+
+
+def _all_applied(appended: dict[str, float]):
+    async def check() -> bool:
+        return len(APPLIED) >= len(appended)
+
+    return check
 
 
 async def raw_commits(url: str, seconds: float, connections: int = 16) -> float:
@@ -96,9 +104,7 @@ async def raw_commits(url: str, seconds: float, connections: int = 16) -> float:
 
 async def raw_copy(url: str, rows: int = 500_000) -> float:
     conn = await asyncpg.connect(url)
-    await conn.execute(
-        "CREATE TEMP TABLE bench_copy (counter text, total bigint, increments int)"
-    )
+    await conn.execute("CREATE TEMP TABLE bench_copy (counter text, total bigint, increments int)")
     records = [(f"c{i % 1000}", i, 1) for i in range(rows)]
     started = time.perf_counter()
     await conn.copy_records_to_table("bench_copy", records=records)
@@ -111,8 +117,9 @@ async def raw_produce(bootstrap: str, messages: int = 100_000) -> float:
     from cunzhi_platform.kafka import ensure_topics
 
     await ensure_topics(bootstrap, ["bench.raw"], partitions=6, with_dlq=False)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
-                                max_batch_size=256 * 1024, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024, acks="all"
+    )
     await producer.start()
     value = b'{"counter": "c1", "amount": 1}'
     started = time.perf_counter()
@@ -131,8 +138,9 @@ async def raw_produce(bootstrap: str, messages: int = 100_000) -> float:
 async def end_to_end(settings: Settings, seconds: float, writers: int):
     name = f"bench{os.getpid()}"
     consumer = TimedTallies(name)
-    rt = await start(Service(name=name, registry=registry, consumers=[consumer]), settings,
-                     SystemClock())
+    rt = await start(
+        Service(name=name, registry=registry, consumers=[consumer]), settings, SystemClock()
+    )
     appended: dict[str, float] = {}
     deadline = time.perf_counter() + seconds
 
@@ -150,8 +158,7 @@ async def end_to_end(settings: Settings, seconds: float, writers: int):
         started = time.perf_counter()
         await asyncio.gather(*(writer(w) for w in range(writers)))
         append_elapsed = time.perf_counter() - started
-        while len(APPLIED) < len(appended) and time.perf_counter() < deadline + 60:
-            await asyncio.sleep(0.05)
+        await eventually(_all_applied(appended), timeout=60, interval=0.05)
         done_elapsed = time.perf_counter() - started
         latencies = sorted(APPLIED[i] - t for i, t in appended.items() if i in APPLIED)
         assert len(latencies) == len(appended), "events missing from the projection"
@@ -182,21 +189,25 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         base = Settings(data_dir=Path(tmp))
         endpoints = stack.enter_context(infrastructure(base))
-        settings = base.model_copy(update={
-            "database_url": endpoints.database_url,
-            "kafka_bootstrap_servers": endpoints.kafka_bootstrap_servers,
-            "relay_poll_interval_s": 0.1,
-            "consumer_session_timeout_ms": 2000,
-            "consumer_heartbeat_interval_ms": 300,
-        })
+        settings = base.model_copy(
+            update={
+                "database_url": endpoints.database_url,
+                "kafka_bootstrap_servers": endpoints.kafka_bootstrap_servers,
+                "relay_poll_interval_s": 0.1,
+                "consumer_session_timeout_ms": 2000,
+                "consumer_heartbeat_interval_ms": 300,
+            }
+        )
         url, bootstrap = endpoints.database_url, endpoints.kafka_bootstrap_servers
         conn = await asyncpg.connect(url)
         await init_connection(conn)
         cores = os.cpu_count()
         server = await conn.fetchval("SHOW server_version")
         await conn.close()
-        print(f"machine: {cores} cores; PostgreSQL {server} ({endpoints.mode}); "
-              f"Kafka {bootstrap} ({endpoints.mode})")
+        print(
+            f"machine: {cores} cores; PostgreSQL {server} ({endpoints.mode}); "
+            f"Kafka {bootstrap} ({endpoints.mode})"
+        )
         commits = await raw_commits(url, min(args.seconds, 5))
         copy = await raw_copy(url)
         produce = await raw_produce(bootstrap)
@@ -205,17 +216,28 @@ async def main() -> None:
         ("raw: asyncpg one-row commits, 16 connections", f"{commits:,.0f} /s", ""),
         ("raw: asyncpg COPY", f"{copy:,.0f} rows/s", ""),
         ("raw: aiokafka batched produce", f"{produce:,.0f} msgs/s", ""),
-        ("append (event store + outbox), single-event commands",
-         f"{result['append_rate']:,.0f} /s", f"{result['append_rate'] / commits:.0%} of raw commits"),
-        ("end to end (append → relay → Kafka → projection)", f"{result['e2e_rate']:,.0f} /s",
-         "aim ≥ 3,000 /s"),
+        (
+            "append (event store + outbox), single-event commands",
+            f"{result['append_rate']:,.0f} /s",
+            f"{result['append_rate'] / commits:.0%} of raw commits",
+        ),
+        (
+            "end to end (append → relay → Kafka → projection)",
+            f"{result['e2e_rate']:,.0f} /s",
+            "aim ≥ 3,000 /s",
+        ),
         ("latency append → projected, p50", f"{result['p50_ms']:,.1f} ms", ""),
         ("latency append → projected, p99", f"{result['p99_ms']:,.1f} ms", ""),
-        ("projection rebuild", f"{result['rebuild_rate']:,.0f} events/s",
-         f"{result['rebuild_rate'] / copy:.0%} of COPY (aim ≥ 60 %)"),
+        (
+            "projection rebuild",
+            f"{result['rebuild_rate']:,.0f} events/s",
+            f"{result['rebuild_rate'] / copy:.0%} of COPY (aim ≥ 60 %)",
+        ),
     ]
-    print(f"{result['commands']:,} commands by {args.writers} writers in {args.seconds:.0f} s;"
-          f" rebuild folded {result['rebuilt']:,} events")
+    print(
+        f"{result['commands']:,} commands by {args.writers} writers in {args.seconds:.0f} s;"
+        f" rebuild folded {result['rebuilt']:,} events"
+    )
     width = max(len(r[0]) for r in rows)
     for label, value, note in rows:
         print(f"  {label:<{width}}  {value:>18}  {note}")
