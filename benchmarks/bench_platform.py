@@ -34,6 +34,7 @@ from cunzhi_platform.logging import configure_logging
 from cunzhi_platform.rebuild import rebuild
 from cunzhi_platform.runtime import Service, start, stop
 from cunzhi_platform.settings import Settings
+from cunzhi_platform.testing import eventually
 
 APPLIED: dict[str, float] = {}
 
