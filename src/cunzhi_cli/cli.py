@@ -18,6 +18,8 @@ from cunzhi_platform.infra import InfrastructureError, embedded
 from cunzhi_platform.logging import configure_logging
 from cunzhi_platform.settings import Settings
 
+from .cycle import CycleError
+
 
 def _infra_up(settings: Settings) -> None:
     with embedded(settings.data_dir) as (endpoints, pg, kafka):
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     if getattr(args, "data_dir", None):
         settings = settings.model_copy(update={"data_dir": args.data_dir})
+    if args.command == "demo" and "log_level" not in settings.model_fields_set:
+        # The demo's output is for reading: only warnings and errors, as text.
+        settings = settings.model_copy(update={"log_level": "WARNING", "log_json": False})
     configure_logging(settings.log_level, settings.log_json)
     try:
         if args.command == "infra":
@@ -75,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     except InfrastructureError as exc:
         print(f"cunzhi: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    except CycleError as exc:
+        print(f"cunzhi demo failed: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
 
 
 if __name__ == "__main__":

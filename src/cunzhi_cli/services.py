@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from cunzhi_meetings import service as meetings
+import cunzhi_rectification.events
 from cunzhi_meetings.events import registry as meetings_events
+from cunzhi_meetings.service import DESCRIPTION as MEETINGS
 from cunzhi_platform.events import EventRegistry
-from cunzhi_rectification import events as rectification
-from cunzhi_topics import service as topics
 from cunzhi_topics.events import registry as topics_events
+from cunzhi_topics.service import DESCRIPTION as TOPICS
 
 SERVICES: dict[str, tuple[EventRegistry, str]] = {
-    "topics": (topics_events, topics.DESCRIPTION),
-    "meetings": (meetings_events, meetings.DESCRIPTION),
-    "rectification": (rectification.registry, rectification.__doc__ or ""),
+    "topics": (topics_events, TOPICS),
+    "meetings": (meetings_events, MEETINGS),
+    "rectification": (
+        cunzhi_rectification.events.registry,
+        cunzhi_rectification.events.__doc__ or "",
+    ),
 }

@@ -1,0 +1,183 @@
+"""Guandi's forum cycle across topics and meetings, on the real stack, as ``cunzhi demo`` runs it.
+
+Both services run at once on one ``ManualClock``; ``forum_cycle`` (the demo's own code) drives
+them through HTTP and the broker, publishing rectification's ``TaskCompleted`` itself. The
+services' names, schemas and topics are shared by the session, so each test works in a fresh
+township and reads back from Kafka only that township's events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+import pytest
+from cunzhi_meetings.service import build_service as meetings_service
+from cunzhi_platform.auth import TokenIssuer
+from cunzhi_platform.clock import ManualClock
+from cunzhi_platform.envelope import topic_for
+from cunzhi_platform.settings import Settings
+from cunzhi_platform.testing import consume, eventually, running
+from cunzhi_topics.service import build_service as topics_service
+
+from cunzhi_cli.cycle import (
+    ABSENT,
+    CYCLE_START,
+    HOU,
+    LATE,
+    MOBILE_MEMBERS,
+    NAN,
+    POLICY,
+    CycleResult,
+    forum_cycle,
+    publisher,
+    village_id,
+)
+from cunzhi_cli.demo import run_demo
+
+pytestmark = pytest.mark.slow
+
+Published = dict[str, list[dict[str, Any]]]
+
+
+@pytest.fixture
+def bootstrap(settings: Settings) -> str:
+    assert settings.kafka_bootstrap_servers
+    return settings.kafka_bootstrap_servers
+
+
+async def published(bootstrap: str, pool: asyncpg.Pool, service: str, township: str) -> Published:
+    """The township's events on the service's topic, by short type, each event once.
+
+    Every stored event reaches the topic once the outbox is drained; the relay is
+    at-least-once, so a record published twice is counted once (by its ``ce_id``).
+    """
+
+    async def drained() -> bool:
+        unsent = await pool.fetchval(f"SELECT count(*) FROM {service}.outbox WHERE sent_at IS NULL")
+        return bool(unsent == 0)
+
+    assert await eventually(drained), f"the {service} outbox did not drain"
+    total = await pool.fetchval(f"SELECT count(*) FROM {service}.events")
+    records = await consume(bootstrap, topic_for(service), total, timeout=30)
+    seen: set[str] = set()
+    by_type: Published = defaultdict(list)
+    for record in records:
+        headers = {k: v.decode() for k, v in record.headers}
+        payload = json.loads(record.value)
+        if payload.get("township_id") == township and headers["ce_id"] not in seen:
+            seen.add(headers["ce_id"])
+            by_type[headers["ce_type"].rsplit(".", 1)[1]].append(payload)
+    return by_type
+
+
+async def test_a_forum_cycle_from_plan_to_close(
+    settings: Settings, bootstrap: str, pool: asyncpg.Pool
+) -> None:
+    township = f"guandi-{uuid.uuid4().hex[:8]}"
+    clock = ManualClock(CYCLE_START)
+    issuer = TokenIssuer(settings.jwt_secret, settings.jwt_algorithm, settings.jwt_audience)
+    lines: list[str] = []
+    async with (
+        running(topics_service(), settings, clock) as topics,
+        running(meetings_service(), settings, clock) as meetings,
+        publisher(bootstrap) as publish,
+    ):
+        result = await forum_cycle(topics, meetings, clock, publish, issuer, township, lines.append)
+        forum_events = await published(bootstrap, pool, "meetings", township)
+        topic_events = await published(bootstrap, pool, "topics", township)
+
+    assert len(lines) == 18 and any("notice issued automatically" in line for line in lines)
+    assert_meetings_published(result, forum_events)
+    assert_topics_published(result, topic_events)
+    assert_merged_topic(result)
+    assert_forum_record(result)
+    record = result.township_record
+    assert (
+        record["forums_held"],
+        record["problems_solved"],
+        record["experts_invited"],
+        record["experience_exchanges"],
+        record["field_visits"],
+    ) == (1, 1, 1, 2, 0)
+
+
+def assert_meetings_published(result: CycleResult, events: Published) -> None:
+    once = ["ForumPlanned", "ForumTopicSet", "ForumNoticeIssued", "ForumHeld"]
+    once += ["ResolutionAdopted", "ForumClosed"]
+    for event_type in once:
+        assert [e["forum_id"] for e in events[event_type]] == [result.forum_id], event_type
+    (notice,) = events["ForumNoticeIssued"]
+    assert notice["automatic"] and notice["topic_id"] == result.selected_topic["topic_id"]
+    # Issued when the manual clock reached the due time, not when the topic was set.
+    due = dt.datetime.fromisoformat(result.forum["notice_due_at"])
+    assert dt.datetime.fromisoformat(notice["issued_at"]) == due
+    (resolution,) = events["ResolutionAdopted"]
+    assert resolution["policies"] == [POLICY]
+    assert [t["task_id"] for t in resolution["tasks"]] == list(result.task_ids)
+    completed = sorted(e["task_id"] for e in events["ForumTaskCompleted"])
+    assert completed == sorted(result.task_ids)
+
+
+def assert_topics_published(result: CycleResult, events: Published) -> None:
+    selected_id = result.selected_topic["topic_id"]
+    for event_type in ("TopicSelected", "TopicResolved"):
+        assert [(e["topic_id"], e["forum_id"]) for e in events[event_type]] == [
+            (selected_id, result.forum_id)
+        ], event_type
+    for event_type in ("CallForTopicsOpened", "CallForTopicsClosed", "TopicsMerged"):
+        assert len(events[event_type]) == 1, event_type
+    dispositions = {t: len(events[t]) for t in ("TopicDeferred", "TopicReferred", "TopicDeclined")}
+    assert dispositions == {"TopicDeferred": 1, "TopicReferred": 1, "TopicDeclined": 1}
+    assert len(events["TopicSubmitted"]) == len(result.topic_ids) == 5
+
+
+def assert_merged_topic(result: CycleResult) -> None:
+    topic = result.selected_topic
+    survivor, duplicate = (result.topic_ids[s.title] for s in MOBILE_MEMBERS)
+    assert topic["topic_id"] == survivor and topic["state"] == "resolved"
+    assert topic["merged_topic_ids"] == [duplicate]
+    villages = {village_id(result.township_id, v) for v in (HOU, NAN)}
+    assert {s["village_id"] for s in topic["sources"]} == villages
+    assert {s["topic_id"] for s in topic["sources"]} == {survivor, duplicate}
+    assert set(topic["village_ids"]) == villages
+
+
+def assert_forum_record(result: CycleResult) -> None:
+    forum = result.forum
+    assert forum["status"] == "closed"
+    assert forum["topic"]["topic_id"] == result.selected_topic["topic_id"]
+    statuses = {a["person_id"]: (a["status"], a["reason"]) for a in forum["attendance"]}
+    assert len(statuses) == 14  # the roster of 13 and the invited first secretary
+    assert {p: s for p, s in statuses.items() if s[0] != "present"} == {
+        **{person: ("absent", reason) for person, reason in ABSENT.items()},
+        **{person: ("late", None) for person in LATE},
+    }
+    assert [a["kind"] for a in forum["activities"]] == [
+        "expert_lecture",
+        "experience_exchange",
+        "discussion",
+    ]
+    assert forum["task_progress"] == {"total": 3, "completed": 3, "open": 0}
+    assert forum["resolutions"][0]["policies"] == [POLICY]
+
+
+async def test_the_demo_runs_the_cycle_and_says_where_to_look(
+    settings: Settings, bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The session's settings name its infrastructure, so the demo uses it ("external").
+    await run_demo(settings)
+
+    out = capsys.readouterr().out
+    assert (
+        "1 forum held, 1 problem solved, 1 expert invited, 2 village secretaries sharing "
+        "experience, 0 field visits"
+    ) in out
+    assert out.count("/docs") == 2 and out.count("/metrics") == 2
+    assert bootstrap in out and "cunzhi.meetings.events" in out
+    assert "curl -H 'Authorization: Bearer " in out
+    assert out.rstrip().endswith("everything stopped.")
