@@ -88,7 +88,9 @@ class Consumer:
     name: ClassVar[str]
     topics: ClassVar[Sequence[str]]
     tables: ClassVar[Mapping[str, str]] = {}
-    batch: ClassVar[bool] = False
+    # Batches by default: one transaction and one offset commit per poll instead of per
+    # message (per-message commits held a projection to a few hundred events a second).
+    batch: ClassVar[bool] = True
     # A projection of the service's own events can be rebuilt from its event store.
     rebuildable: ClassVar[bool] = False
 

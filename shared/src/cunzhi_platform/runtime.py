@@ -243,9 +243,14 @@ def create_app(
     return app
 
 
-def runtime(request: Request) -> Runtime:
+def current_runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
+
+
+async def runtime(request: Request) -> Runtime:
+    """FastAPI dependency (a coroutine, so it is not sent to the thread pool)."""
+    return current_runtime(request)
 
 
 def install_error_handlers(app: FastAPI) -> None:

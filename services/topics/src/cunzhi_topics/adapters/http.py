@@ -15,7 +15,7 @@ from cunzhi_platform.aggregate import DomainError, NotFound
 from cunzhi_platform.auth import CurrentPrincipal, Principal
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.eventstore import EventStore
-from cunzhi_platform.runtime import runtime
+from cunzhi_platform.runtime import current_runtime
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -162,19 +162,19 @@ class Promotion(ActingFor):
 # -- dependencies -----------------------------------------------------------------------------
 
 
-def command_context(
+async def command_context(
     principal: CurrentPrincipal,
     x_correlation_id: Annotated[str | None, Header(max_length=128)] = None,
 ) -> CommandContext:
     return CommandContext(actor=principal.sub, correlation_id=x_correlation_id)
 
 
-def event_store(request: Request) -> EventStore:
-    return runtime(request).store
+async def event_store(request: Request) -> EventStore:
+    return current_runtime(request).store
 
 
-def views(request: Request) -> Views:
-    rt = runtime(request)
+async def views(request: Request) -> Views:
+    rt = current_runtime(request)
     return Views(rt.pool, rt.store.schema)
 
 

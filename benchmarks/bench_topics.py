@@ -1,0 +1,221 @@
+"""Topics benchmark: submissions/s through the HTTP API and latency to the read model.
+
+    python3 -m uv run python benchmarks/bench_topics.py [--seconds 10] [--clients 32]
+
+The topics service runs as its own process (``cunzhi-topics``) on the embedded stack; this
+process is the load: HTTP clients over TCP. Printed beside the raw limits of the same machine
+measured in the same run (asyncpg one-row commits, aiokafka batched produce).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from bench_platform import raw_commits, raw_produce
+from cunzhi_meetings.events import Discussion, ForumPlanned
+from cunzhi_platform.auth import Principal, TokenIssuer
+from cunzhi_platform.clock import SHANGHAI
+from cunzhi_platform.envelope import Envelope
+from cunzhi_platform.infra import free_port, infrastructure
+from cunzhi_platform.kafka import ensure_topics, make_broker
+from cunzhi_platform.settings import Settings
+from cunzhi_platform.testing import eventually
+
+VILLAGES = [f"v{i:02d}" for i in range(19)]
+
+
+async def open_call(bootstrap: str, township: str, forum: str) -> None:
+    """Plan a forum eight days ahead, as meetings would: its call for topics opens at once."""
+    event = ForumPlanned(
+        forum_id=forum,
+        township_id=township,
+        number=1,
+        date=dt.datetime.now(SHANGHAI).date() + dt.timedelta(days=8),
+        place="乡政府会议室",
+        mode="at_township",
+        activities=(Discussion(),),
+    )
+    envelope = Envelope.new(
+        type=event.event_type,
+        source="/cunzhi/meetings",
+        subject=f"forum:{township}:1",
+        time=dt.datetime.now(SHANGHAI),
+    )
+    await ensure_topics(bootstrap, ["cunzhi.meetings.events"], partitions=6)
+    broker = make_broker(bootstrap, client_id="bench")
+    await broker.connect()
+    try:
+        await broker.publish(
+            event.model_dump_json().encode(),
+            "cunzhi.meetings.events",
+            key=envelope.subject.encode(),
+            headers={k: v.decode() for k, v in envelope.to_headers()},
+        )
+    finally:
+        await broker.stop()
+
+
+async def _visible(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> bool:
+    return (await http.get(url, headers=headers)).status_code == 200
+
+
+async def load(
+    base: str,
+    settings: Settings,
+    township: str,
+    forum: str,
+    seconds: float,
+    clients: int,
+    wait_visible: bool,
+) -> tuple[int, float, list[float]]:
+    issuer = TokenIssuer(settings.jwt_secret, settings.jwt_algorithm, settings.jwt_audience)
+    headers = {
+        v: {
+            "Authorization": "Bearer "
+            + issuer.issue(
+                Principal(
+                    sub=f"secretary-{v}",
+                    roles=frozenset({"village_secretary"}),
+                    township_ids=frozenset({township}),
+                    village_ids=frozenset({v}),
+                )
+            )
+        }
+        for v in VILLAGES
+    }
+    latencies: list[float] = []
+    count = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(c: int, http: httpx.AsyncClient) -> None:
+        nonlocal count
+        village = VILLAGES[c % len(VILLAGES)]
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            r = await http.post(
+                f"/townships/{township}/calls/{forum}/topics",
+                headers=headers[village],
+                json={
+                    "title": f"议题 {uuid.uuid4().hex[:8]}",
+                    "description": "流动党员管理难",
+                    "category": "member_management",
+                    "village_ids": [village],
+                },
+            )
+            r.raise_for_status()
+            count += 1
+            if wait_visible:
+                topic = r.json()["topic_id"]
+                while (
+                    await http.get(f"/topics/{topic}", headers=headers[village])
+                ).status_code != 200:
+                    await asyncio.sleep(0.002)
+                latencies.append(time.perf_counter() - t0)
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(c, http) for c in range(clients)))
+        return count, time.perf_counter() - started, latencies
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=32)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, infrastructure(Settings(data_dir=Path(tmp))) as ep:
+        settings = Settings(
+            database_url=ep.database_url, kafka_bootstrap_servers=ep.kafka_bootstrap_servers
+        )
+        port = free_port()
+        env = {
+            **os.environ,
+            "CUNZHI_DATABASE_URL": ep.database_url,
+            "CUNZHI_KAFKA_BOOTSTRAP_SERVERS": ep.kafka_bootstrap_servers,
+            "CUNZHI_HTTP_PORT": str(port),
+            "CUNZHI_LOG_LEVEL": "WARNING",
+            "CUNZHI_RELAY_POLL_INTERVAL_S": "0.1",
+        }
+        service = subprocess.Popen(  # noqa: ASYNC220 — started once, before any load
+            [sys.executable, "-m", "cunzhi_topics.main"], env=env
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(base_url=base) as http:
+
+                async def up() -> bool:
+                    try:
+                        return (await http.get("/readyz")).status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                assert await eventually(up, timeout=60), "the topics service did not start"
+            township, forum = f"bench-{uuid.uuid4().hex[:6]}", "bench-F001"
+            await open_call(ep.kafka_bootstrap_servers, township, forum)
+            issuer = TokenIssuer(settings.jwt_secret)
+            county = {
+                "Authorization": "Bearer "
+                + issuer.issue(
+                    Principal(sub="county", roles=frozenset({"county_organisation_department"}))
+                )
+            }
+            async with httpx.AsyncClient(base_url=base, headers=county) as http:
+
+                async def call_open() -> bool:
+                    r = await http.get(f"/townships/{township}/calls/{forum}")
+                    return r.status_code == 200 and r.json().get("state") == "open"
+
+                assert await eventually(call_open, timeout=30), "the call did not open"
+
+            done, elapsed, _ = await load(
+                base, settings, township, forum, args.seconds, args.clients, wait_visible=False
+            )
+            _, _, latencies = await load(
+                base,
+                settings,
+                township,
+                forum,
+                args.seconds / 2,
+                max(args.clients // 4, 1),
+                wait_visible=True,
+            )
+            commits = await raw_commits(ep.database_url, 3)
+            produce = await raw_produce(ep.kafka_bootstrap_servers, 50_000)
+        finally:
+            service.terminate()
+            service.wait(30)
+    latencies.sort()
+    print(
+        f"machine: {os.cpu_count()} cores; embedded PostgreSQL and Tansu; service in its "
+        "own process, HTTP over loopback"
+    )
+    print(
+        f"  submissions through HTTP, {args.clients} clients   {done / elapsed:>10,.0f} /s"
+        f"  ({done:,} in {elapsed:.1f} s)"
+    )
+    print(
+        f"  submit → visible in the read model, p50     {statistics.median(latencies) * 1000:>10,.1f} ms"
+    )
+    print(
+        f"  submit → visible in the read model, p99     "
+        f"{latencies[int(len(latencies) * 0.99) - 1] * 1000:>10,.1f} ms"
+    )
+    print(f"  raw: asyncpg one-row commits, 16 connections {commits:>10,.0f} /s")
+    print(f"  raw: aiokafka batched produce                {produce:>10,.0f} msgs/s")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    asyncio.run(main())
