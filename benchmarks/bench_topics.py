@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 from bench_platform import raw_commits, raw_produce
@@ -66,8 +67,11 @@ async def open_call(bootstrap: str, township: str, forum: str) -> None:
         await broker.stop()
 
 
-async def _visible(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> bool:
-    return (await http.get(url, headers=headers)).status_code == 200
+def _visible(http: httpx.AsyncClient, url: str, headers: dict[str, str]) -> Any:
+    async def check() -> bool:
+        return (await http.get(url, headers=headers)).status_code == 200
+
+    return check
 
 
 async def load(
@@ -117,10 +121,7 @@ async def load(
             count += 1
             if wait_visible:
                 topic = r.json()["topic_id"]
-                while (
-                    await http.get(f"/topics/{topic}", headers=headers[village])
-                ).status_code != 200:
-                    await asyncio.sleep(0.002)
+                await eventually(_visible(http, f"/topics/{topic}", headers[village]), 30, 0.002)
                 latencies.append(time.perf_counter() - t0)
 
     limits = httpx.Limits(max_connections=clients)
@@ -205,9 +206,8 @@ async def main() -> None:
         f"  submissions through HTTP, {args.clients} clients   {done / elapsed:>10,.0f} /s"
         f"  ({done:,} in {elapsed:.1f} s)"
     )
-    print(
-        f"  submit → visible in the read model, p50     {statistics.median(latencies) * 1000:>10,.1f} ms"
-    )
+    p50 = statistics.median(latencies) * 1000
+    print(f"  submit → visible in the read model, p50     {p50:>10,.1f} ms")
     print(
         f"  submit → visible in the read model, p99     "
         f"{latencies[int(len(latencies) * 0.99) - 1] * 1000:>10,.1f} ms"

@@ -37,7 +37,7 @@ async def test_health_readiness_metrics_and_bearer_tokens(schema, settings):
         await client.app.state.runtime.store.append(
             "counter:m", 0, [Incremented(counter="m", amount=1)]
         )
-        metrics = (await client.get("/metrics/")).text
+        metrics = (await client.get("/metrics")).text
         assert f'cunzhi_events_appended_total{{service="{schema}"}} 1.0' in metrics
 
         url = "/townships/t1/secret"

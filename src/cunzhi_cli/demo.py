@@ -157,7 +157,7 @@ def _summary(
     )
     print("\nWhere to look:")
     for name, url in (("topics", topics_url), ("meetings", meetings_url)):
-        print(f"  {name:<9} API docs {url}/docs   metrics {url}/metrics/")
+        print(f"  {name:<9} API docs {url}/docs   metrics {url}/metrics")
     kafka_topics = [topic_for(s) for s in ("topics", "meetings", "rectification")]
     print(
         f"  Kafka     {endpoints.kafka_bootstrap_servers}: {', '.join(kafka_topics)} "

@@ -14,7 +14,7 @@ from cunzhi_platform.aggregate import (
     InvalidTransition,
     NotFound,
 )
-from cunzhi_platform.clock import SHANGHAI
+from cunzhi_platform.clock import SHANGHAI, working_days_before
 from cunzhi_platform.events import Event
 from cunzhi_topics import events as ev
 from cunzhi_topics.domain import (
@@ -110,27 +110,40 @@ def shortlisted(topic: Topic) -> Topic:
 # -- the call's times ------------------------------------------------------------------------
 
 
-def test_a_month_end_call_opens_at_d_minus_10_and_closes_at_1730_on_d_minus_5() -> None:
+def test_a_month_end_call_opens_at_d_minus_10_and_closes_five_working_days_before() -> None:
     times = CallTimes.for_forum(FORUM_DATE)
     assert times.opens_at == at(dt.date(2026, 10, 20), 0)
-    # D−5 is Sunday 25 October: the deadline moves back to Friday.
+    # Friday 30 October: Thursday to Monday are four working days, the fifth is Friday 23rd.
     assert times.closes_at == at(dt.date(2026, 10, 23), 17, 30)
 
 
-def test_after_the_national_day_holiday_the_deadline_moves_back_to_30_september() -> None:
-    times = CallTimes.for_forum(dt.date(2026, 10, 9))
-    # D−5 is 4 October, inside the 1–7 October holiday.
-    assert times.closes_at == at(dt.date(2026, 9, 30), 17, 30)
-    assert times.opens_at == at(dt.date(2026, 9, 29), 0)
+@pytest.mark.parametrize(
+    ("forum_date", "closes_on"),
+    [
+        (dt.date(2026, 11, 30), dt.date(2026, 11, 23)),  # a Monday
+        (dt.date(2026, 12, 1), dt.date(2026, 11, 24)),  # a Tuesday
+        (dt.date(2026, 12, 2), dt.date(2026, 11, 25)),  # a Wednesday
+    ],
+)
+def test_the_deadline_leaves_a_working_day_before_the_forum_notice(
+    forum_date: dt.date, closes_on: dt.date
+) -> None:
+    """Meetings notices at 09:00 three working days before and needs the selected topic."""
+    times = CallTimes.for_forum(forum_date)
+    assert times.closes_at == at(closes_on, 17, 30)
+    notice_at = at(working_days_before(forum_date, 3), 9)
+    assert working_days_before(notice_at.date(), 1) > times.closes_at.date()
 
 
 @pytest.mark.parametrize(
     ("forum_date", "opens_on", "closes_on"),
     [
-        # D−10 (2 October) falls after the deadline pulled back to 30 September.
-        (dt.date(2026, 10, 12), dt.date(2026, 9, 29), dt.date(2026, 9, 30)),
-        # The Spring Festival pulls the deadline of a February month-end forum to 14 February.
-        (dt.date(2026, 2, 27), dt.date(2026, 2, 13), dt.date(2026, 2, 14)),
+        # After National Day (1–7 October) and Mid-Autumn (25–27 September) holidays.
+        (dt.date(2026, 10, 9), dt.date(2026, 9, 23), dt.date(2026, 9, 24)),
+        # Saturday 10 October is an adjusted working day.
+        (dt.date(2026, 10, 12), dt.date(2026, 9, 28), dt.date(2026, 9, 29)),
+        # The Spring Festival pulls the deadline of a February month-end forum to 13 February.
+        (dt.date(2026, 2, 27), dt.date(2026, 2, 12), dt.date(2026, 2, 13)),
     ],
 )
 def test_a_call_is_open_at_least_two_working_days_even_after_a_long_holiday(

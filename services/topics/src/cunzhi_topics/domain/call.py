@@ -6,12 +6,14 @@ Decisions the application layer relies on:
   start of the 10th day before the forum (D−10, 00:00 Asia/Shanghai): the party-building office
   then asks every station and village for topics. If ``ForumPlanned`` arrives later than that,
   the call opens at once. A long holiday can pull the deadline back to before D−10 (a forum
-  at the end of February 2026 closes on 14 February, after the Spring Festival break, while D−10
+  at the end of February 2026 closes on 13 February, before the Spring Festival break, while D−10
   is the 17th); then the call opens earlier, at the start of the working day before the
   deadline, so that it is never open for less than two working days.
-- **Closing.** Submissions close at 17:30 on the 5th calendar day before the forum (D−5), moved
-  back to the previous working day when that is a weekend or holiday. The office and the
-  committee keep working days to consolidate and select before the attendees' notice at D−3.
+- **Closing.** Submissions close at 17:30 on the 5th working day before the forum. Meetings
+  notices the attendees at 09:00 on the 3rd working day before it, and cannot without a
+  topic: so the office and the committee always keep one whole working day in between to
+  consolidate and select. (Counting calendar days instead, as a first version did, put the
+  deadline after the notice for every forum held on a Monday to Wednesday.)
 - **Late submissions are refused** (409) with a message naming the deadline: the topic can go
   to the township's next call, which opens 10 days before its next forum. Topics the committee
   defers are carried into that next call (``Topic.carry_over``) when it opens.
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from cunzhi_platform.aggregate import Aggregate, InvalidTransition
-from cunzhi_platform.clock import SHANGHAI, on_or_before_working_day, working_days_before
+from cunzhi_platform.clock import SHANGHAI, working_days_before
 from cunzhi_platform.events import Event
 
 from ..events import (
@@ -40,7 +42,7 @@ from ..events import (
 )
 
 OPENS_DAYS_BEFORE_FORUM = 10
-CLOSES_DAYS_BEFORE_FORUM = 5
+CLOSES_WORKING_DAYS_BEFORE_FORUM = 5
 CLOSING_TIME = dt.time(17, 30)
 MIN_WORKING_DAYS_OPEN = 2
 
@@ -67,9 +69,7 @@ class CallTimes:
 
     @classmethod
     def for_forum(cls, forum_date: dt.date) -> CallTimes:
-        deadline_day = on_or_before_working_day(
-            forum_date - dt.timedelta(days=CLOSES_DAYS_BEFORE_FORUM)
-        )
+        deadline_day = working_days_before(forum_date, CLOSES_WORKING_DAYS_BEFORE_FORUM)
         opening_day = min(
             forum_date - dt.timedelta(days=OPENS_DAYS_BEFORE_FORUM),
             working_days_before(deadline_day, MIN_WORKING_DAYS_OPEN - 1),
