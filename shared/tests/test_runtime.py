@@ -45,7 +45,11 @@ async def test_health_readiness_metrics_and_bearer_tokens(schema, settings):
         bad = {"Authorization": "Bearer not-a-jwt"}
         assert (await client.get(url, headers=bad)).status_code == 401
         office = token(settings, sub="p1", roles=["party_building_office"], township_ids=["t1"])
-        assert (await client.get(url, headers=office)).json() == {"for": "p1"}
+        response = await client.get(url, headers=office)
+        assert response.json() == {"for": "p1"}
+        assert len(response.headers["x-correlation-id"]) == 36  # one was made for the call
+        given = {**office, "X-Correlation-ID": "corr-42"}
+        assert (await client.get(url, headers=given)).headers["x-correlation-id"] == "corr-42"
         other = token(settings, sub="p2", roles=["party_building_office"], township_ids=["t2"])
         response = await client.get(url, headers=other)
         assert response.status_code == 403 and "t1" in response.json()["detail"]

@@ -3,6 +3,8 @@
 - ``cunzhi infra up``  start the embedded PostgreSQL and Tansu, print how to connect, wait.
 - ``cunzhi demo``      run a township's forum cycle end to end on the embedded stack.
 - ``cunzhi docs``      regenerate docs/events (AsyncAPI and JSON Schemas) from the code.
+- ``cunzhi rebuild SERVICE PROJECTION``  rebuild a read model from the service's event store,
+  while the service keeps serving (``CUNZHI_DATABASE_URL`` names the database).
 """
 
 from __future__ import annotations
@@ -44,6 +46,32 @@ def _docs(root: Path) -> None:
         print(f"wrote docs/events/{name}")
 
 
+async def _rebuild(settings: Settings, service_name: str, projection: str) -> None:
+    from cunzhi_platform.clock import SystemClock
+    from cunzhi_platform.eventstore import EventStore
+    from cunzhi_platform.rebuild import rebuild
+    from cunzhi_platform.runtime import connect_database
+
+    from .services import RUNNABLE
+
+    service = RUNNABLE[service_name]()
+    consumers = {c.name: c for c in service.consumers if c.rebuildable}
+    if projection not in consumers:
+        raise SystemExit(
+            f"cunzhi: {service_name} has no rebuildable projection {projection!r}; "
+            f"choose one of {', '.join(sorted(consumers))}"
+        )
+    if not settings.database_url:
+        raise InfrastructureError("CUNZHI_DATABASE_URL must name the service's database")
+    pool = await connect_database(settings.database_url)
+    try:
+        store = EventStore(pool, service.name, service.registry, SystemClock())
+        folded = await rebuild(consumers[projection], store)
+    finally:
+        await pool.close()
+    print(f"rebuilt {service_name}.{projection} from {folded} events and swapped it in")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="cunzhi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -60,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         help="keep the services up after the cycle, to explore the APIs",
     )
     sub.add_parser("docs", help="regenerate docs/events from the code")
+    rebuild = sub.add_parser("rebuild", help="rebuild a read model while the service serves")
+    rebuild.add_argument("service", choices=["topics", "meetings"])
+    rebuild.add_argument("projection", help="e.g. read_models (topics), forums (meetings)")
     args = parser.parse_args(argv)
     settings = Settings()
     if getattr(args, "data_dir", None):
@@ -71,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "infra":
             _infra_up(settings)
+        elif args.command == "rebuild":
+            asyncio.run(_rebuild(settings, args.service, args.projection))
         elif args.command == "docs":
             _docs(Path.cwd())
         elif args.command == "demo":

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cunzhi_rectification.events
 from cunzhi_meetings.events import registry as meetings_events
 from cunzhi_meetings.service import DESCRIPTION as MEETINGS
+from cunzhi_meetings.service import build_service as build_meetings
 from cunzhi_platform.events import EventRegistry
+from cunzhi_platform.runtime import Service
 from cunzhi_topics.events import registry as topics_events
 from cunzhi_topics.service import DESCRIPTION as TOPICS
+from cunzhi_topics.service import build_service as build_topics
 
 SERVICES: dict[str, tuple[EventRegistry, str]] = {
     "topics": (topics_events, TOPICS),
@@ -17,3 +22,5 @@ SERVICES: dict[str, tuple[EventRegistry, str]] = {
         cunzhi_rectification.events.__doc__ or "",
     ),
 }
+
+RUNNABLE: dict[str, Callable[[], Service]] = {"topics": build_topics, "meetings": build_meetings}

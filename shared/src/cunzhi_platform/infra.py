@@ -10,12 +10,14 @@ PostgreSQL refuses to run as root, so under root the server runs as a dedicated 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -47,6 +49,15 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies, even by SIGKILL (Linux prctl).
+
+    Without it a killed test run or demo leaves PostgreSQL and Tansu running on the machine.
+    """
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes], what: str) -> None:
@@ -149,6 +160,7 @@ class EmbeddedPostgres:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
             user=uid,
             group=gid,
         )
@@ -232,6 +244,7 @@ class EmbeddedTansu:
             stderr=subprocess.STDOUT,
             env={**os.environ, "CLUSTER_ID": "cunzhi"},
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         _wait_for_port(self.port, 30, self.proc, "embedded Tansu broker")
 

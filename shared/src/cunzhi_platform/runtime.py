@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,6 +224,7 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     install_error_handlers(app)
+    app.add_middleware(CorrelationMiddleware, service=service.name)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -255,6 +257,44 @@ def current_runtime(request: Request) -> Runtime:
 async def runtime(request: Request) -> Runtime:
     """FastAPI dependency (a coroutine, so it is not sent to the thread pool)."""
     return current_runtime(request)
+
+
+class CorrelationMiddleware:
+    """Every request carries an ``X-Correlation-ID`` (the caller's, or a new one).
+
+    It is put back into the request headers, so command handlers give it to the events they
+    append; bound to the logs of the request with the service's name; and echoed in the
+    response. Plain ASGI rather than ``BaseHTTPMiddleware``, which costs a task per request.
+    """
+
+    def __init__(self, app: Any, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        correlation = headers.get(b"x-correlation-id", b"").decode("latin-1")
+        if not correlation:
+            correlation = str(uuid.uuid4())
+            scope = {
+                **scope,
+                "headers": [*scope["headers"], (b"x-correlation-id", correlation.encode())],
+            }
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-correlation-id", correlation.encode()),
+                ]
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(
+            service=self.service, correlation_id=correlation
+        ):
+            await self.app(scope, receive, send_with_id)
 
 
 def install_error_handlers(app: FastAPI) -> None:
