@@ -18,16 +18,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import ClassVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared" / "tests"))
-from counting import Incremented, registry
+from counting import Incremented, Tallies, registry
 from cunzhi_platform.clock import SystemClock
-from cunzhi_platform.consumer import Consumer, Tx
-from cunzhi_platform.envelope import Envelope, topic_for
+from cunzhi_platform.consumer import Tx
 from cunzhi_platform.eventstore import init_connection
 from cunzhi_platform.infra import infrastructure
 from cunzhi_platform.logging import configure_logging
@@ -39,37 +37,14 @@ from cunzhi_platform.testing import eventually
 APPLIED: dict[str, float] = {}
 
 
-class TimedTallies(Consumer):
-    """The tallies projection, batched, noting when each event was applied."""
-
-    name = "bench_tallies"
-    tables: ClassVar = {
-        "bench_tallies": "CREATE TABLE IF NOT EXISTS {table} ("
-        "counter text PRIMARY KEY, total bigint NOT NULL, increments int NOT NULL)"
-    }
-    batch = True
-    rebuildable = True
+class TimedTallies(Tallies):
+    """The tallies projection of the platform tests, batched, noting when each event landed."""
 
     def __init__(self, service: str) -> None:
-        self.topics = [topic_for(service)]  # type: ignore[misc]
-
-    async def apply(self, tx: Tx, event, envelope: Envelope) -> None:
-        await self.apply_batch(tx, [(event, envelope)])
+        super().__init__(service, batch=True)
 
     async def apply_batch(self, tx: Tx, items) -> None:
-        sums: dict[str, list[int]] = {}
-        for event, _ in items:
-            s = sums.setdefault(event.counter, [0, 0])
-            s[0] += event.amount
-            s[1] += 1
-        await tx.conn.execute(
-            f"INSERT INTO {tx.t('bench_tallies')} AS t SELECT * FROM unnest($1::text[], "
-            "$2::bigint[], $3::int[]) ON CONFLICT (counter) DO UPDATE SET "
-            "total = t.total + excluded.total, increments = t.increments + excluded.increments",
-            list(sums),
-            [v[0] for v in sums.values()],
-            [v[1] for v in sums.values()],
-        )
+        await super().apply_batch(tx, items)
         # Applied means committed: the consumer commits right after this returns.
         now = time.perf_counter()
         for _, envelope in items:
