@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 from counting import Incremented, Tallies, registry
+from cunzhi_platform.aggregate import Forbidden
 from cunzhi_platform.auth import CurrentPrincipal, Principal, TokenIssuer
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.envelope import topic_for
@@ -15,7 +16,7 @@ from cunzhi_platform.relay import OutboxRelay
 from cunzhi_platform.runtime import Service, start
 from cunzhi_platform.settings import Settings
 from cunzhi_platform.testing import consume, eventually, running, token
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import ValidationError
 
 router = APIRouter()
@@ -69,9 +70,9 @@ def test_tokens_from_another_issuer_are_refused():
         ours.verify(theirs.issue(Principal(sub="x")))
     county = Principal(sub="c", roles=frozenset({"county_organisation_department"}))
     county.require_township("anywhere", read=True)
-    with pytest.raises(HTTPException):
+    with pytest.raises(Forbidden):
         county.require_township("anywhere")
-    with pytest.raises(HTTPException, match="v9"):
+    with pytest.raises(Forbidden, match="v9"):
         Principal(sub="s", village_ids=frozenset({"v1"})).require_villages(["v1", "v9"])
 
 

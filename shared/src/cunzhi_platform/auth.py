@@ -1,5 +1,8 @@
 """Bearer-token (JWT) authentication with roles and jurisdiction, for FastAPI.
 
+The ``require_*`` checks raise the domain's ``Forbidden``, so the application layer can use
+them too; the platform's error handler answers 403 with the reason and the field.
+
 Claims: ``sub`` (person id), ``name``, ``roles`` (e.g. ``village_secretary``,
 ``station_head``, ``party_building_office``, ``township_committee``,
 ``county_organisation_department``, ``party_member``), and the jurisdiction the caller may act
@@ -16,6 +19,8 @@ import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+
+from .aggregate import Forbidden
 
 COUNTY_ORG_DEPT = "county_organisation_department"
 
@@ -40,26 +45,25 @@ class Principal(BaseModel):
 
     def require_role(self, *roles: str) -> None:
         if not self.has_role(*roles):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"this needs one of the roles {', '.join(sorted(roles))}; "
-                f"you have {', '.join(sorted(self.roles)) or 'none'}",
+            raise Forbidden(
+                f"this needs the role {' or '.join(sorted(roles))}; "
+                f"you have {', '.join(sorted(self.roles)) or 'none'}"
             )
 
     def require_township(self, township_id: str, *, read: bool = False) -> None:
+        """Act in (or, with ``read``, look at) a township; the county reads every township."""
         if read and self.reads_everything:
             return
         if township_id not in self.township_ids:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"township {township_id} is outside your jurisdiction"
+            raise Forbidden(
+                f"township {township_id} is outside your jurisdiction", field="township_id"
             )
 
     def require_villages(self, village_ids: Iterable[str]) -> None:
         outside = sorted(set(village_ids) - self.village_ids)
         if outside:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"village(s) {', '.join(outside)} outside your jurisdiction",
+            raise Forbidden(
+                f"village(s) {', '.join(outside)} outside your jurisdiction", field="village_ids"
             )
 
 

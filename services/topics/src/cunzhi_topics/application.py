@@ -103,19 +103,6 @@ def new_id(given: str | None) -> str:
 # -- authorisation ----------------------------------------------------------------------------
 
 
-def require_role(principal: Principal, *roles: str) -> None:
-    if not principal.has_role(*roles):
-        raise Forbidden(
-            f"this needs the role {' or '.join(roles)}; you have "
-            f"{', '.join(sorted(principal.roles)) or 'none'}"
-        )
-
-
-def require_township(principal: Principal, township_id: str) -> None:
-    if township_id not in principal.township_ids:
-        raise Forbidden(f"township {township_id} is outside your jurisdiction")
-
-
 def submitter_of(
     principal: Principal, *, station_id: str | None = None, village_id: str | None = None
 ) -> Submitter:
@@ -124,13 +111,13 @@ def submitter_of(
     A secretary whose token names several villages says which one with ``village_id``.
     """
     if station_id is not None:
-        require_role(principal, STATION_HEAD)
+        principal.require_role(STATION_HEAD)
         if station_id not in principal.station_ids:
             raise Forbidden(
                 f"station {station_id} is outside your jurisdiction", field="station_id"
             )
         return StationHead(principal.sub, station_id, frozenset(principal.village_ids))
-    require_role(principal, VILLAGE_SECRETARY)
+    principal.require_role(VILLAGE_SECRETARY)
     return VillageSecretary(principal.sub, _own_village(principal, village_id))
 
 
@@ -231,7 +218,7 @@ async def submit_topic(
     village_ids: Sequence[str],
     topic_id: str | None = None,
 ) -> str:
-    require_township(principal, township_id)
+    principal.require_township(township_id)
     topic = await load_topic(store, new_id(topic_id))
     if topic.exists and topic.submitted_by == principal.sub:
         return topic.topic_id  # a retry of a submission that went through
@@ -254,7 +241,7 @@ async def revise_topic(
     category: str | None = None,
     village_ids: Sequence[str] | None = None,
 ) -> None:
-    require_role(principal, VILLAGE_SECRETARY, STATION_HEAD)
+    principal.require_role(VILLAGE_SECRETARY, STATION_HEAD)
     topic = await _topic_in_jurisdiction(store, principal, topic_id)
     call = await load_call(store, topic.township_id, topic.forum_id)
     events = topic.revise(
@@ -272,7 +259,7 @@ async def revise_topic(
 async def withdraw_topic(
     store: EventStore, ctx: CommandContext, principal: Principal, topic_id: str, reason: str
 ) -> None:
-    require_role(principal, VILLAGE_SECRETARY, STATION_HEAD)
+    principal.require_role(VILLAGE_SECRETARY, STATION_HEAD)
     topic = await _topic_in_jurisdiction(store, principal, topic_id)
     call = await load_call(store, topic.township_id, topic.forum_id)
     events = topic.withdraw(call, principal.sub, store.clock.now(), reason)
@@ -286,7 +273,7 @@ async def support_topic(
     topic_id: str,
     village_id: str | None,
 ) -> None:
-    require_role(principal, VILLAGE_SECRETARY, STATION_HEAD)
+    principal.require_role(VILLAGE_SECRETARY, STATION_HEAD)
     village = _own_village(principal, village_id)
     topic = await _topic_in_jurisdiction(store, principal, topic_id)
     events = topic.support(principal.sub, village, store.clock.now())
@@ -296,7 +283,7 @@ async def support_topic(
 async def _topic_in_jurisdiction(store: EventStore, principal: Principal, topic_id: str) -> Topic:
     topic = await load_topic(store, topic_id)
     if topic.exists:
-        require_township(principal, topic.township_id)
+        principal.require_township(topic.township_id)
     return topic
 
 
@@ -310,7 +297,7 @@ async def merge(
     survivor_id: str,
     merged_topic_ids: Sequence[str],
 ) -> None:
-    require_role(principal, OFFICE)
+    principal.require_role(OFFICE)
     survivor = await _topic_in_jurisdiction(store, principal, survivor_id)
     merged = [await load_topic(store, topic_id) for topic_id in merged_topic_ids]
     by_stream = merge_topics(survivor, merged, principal.sub, store.clock.now())
@@ -320,7 +307,7 @@ async def merge(
 async def shortlist(
     store: EventStore, ctx: CommandContext, principal: Principal, topic_id: str
 ) -> None:
-    require_role(principal, OFFICE)
+    principal.require_role(OFFICE)
     topic = await _topic_in_jurisdiction(store, principal, topic_id)
     events = topic.shortlist(principal.sub, store.clock.now())
     await store.append(topic.id, topic.version, events, ctx)
@@ -329,7 +316,7 @@ async def shortlist(
 async def recategorise(
     store: EventStore, ctx: CommandContext, principal: Principal, topic_id: str, category: str
 ) -> None:
-    require_role(principal, OFFICE)
+    principal.require_role(OFFICE)
     topic = await _topic_in_jurisdiction(store, principal, topic_id)
     events = topic.recategorise(category, principal.sub, store.clock.now())
     await store.append(topic.id, topic.version, events, ctx)
@@ -354,8 +341,8 @@ async def select(
     ``dispositions`` are loaded too, so a topic the read model has not caught up with is
     still checked against the store.
     """
-    require_role(principal, COMMITTEE)
-    require_township(principal, township_id)
+    principal.require_role(COMMITTEE)
+    principal.require_township(township_id)
     call = await load_call(store, township_id, forum_id)
     chosen = await load_topic(store, chosen_id)
     others = [
@@ -383,8 +370,8 @@ async def raise_issue(
     villager_name: str | None,
     issue_id: str | None = None,
 ) -> str:
-    require_role(principal, VILLAGE_SECRETARY, STATION_HEAD)
-    require_township(principal, township_id)
+    principal.require_role(VILLAGE_SECRETARY, STATION_HEAD)
+    principal.require_township(township_id)
     _own_village(principal, village_id)
     issue = await load_issue(store, new_id(issue_id))
     # A retry (same id, village and title) gets the existing issue; any other reuse of the id
@@ -409,7 +396,7 @@ async def raise_issue(
 async def claim_issue(
     store: EventStore, ctx: CommandContext, principal: Principal, issue_id: str
 ) -> None:
-    require_role(principal, PARTY_MEMBER)
+    principal.require_role(PARTY_MEMBER)
     issue = await load_issue(store, issue_id)
     # The domain wants the member's own village; the token may name several, so pass the
     # issue's village when the member belongs to it.
@@ -454,7 +441,7 @@ async def promote(
     issue = await load_issue(store, issue_id)
     if not issue.exists:
         raise NotFound(f"there is no issue {issue_id}")
-    require_township(principal, issue.township_id)
+    principal.require_township(issue.township_id)
     topic = await load_topic(store, new_id(topic_id))
     if topic.exists and issue.promoted_to == topic.topic_id:
         return topic.topic_id, topic.forum_id  # a retry of a promotion that went through

@@ -191,7 +191,7 @@ def readable(principal: Principal) -> frozenset[str] | None:
 def require_readable(principal: Principal, township_id: str) -> None:
     townships = readable(principal)
     if townships is not None and township_id not in townships:
-        application.require_township(principal, township_id)
+        principal.require_township(township_id)
 
 
 def found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
@@ -378,7 +378,7 @@ async def county_overview(
 ) -> dict[str, Any]:
     """Every township's topics and issues per state and latest call (county dept only)."""
     if not principal.reads_everything:
-        application.require_role(principal, "county_organisation_department")
+        principal.require_role("county_organisation_department")
     return await read.county_overview(limit, offset)
 
 
