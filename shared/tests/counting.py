@@ -26,6 +26,7 @@ class Tallies(Consumer):
         "tallies": "CREATE TABLE IF NOT EXISTS {table} ("
         "counter text PRIMARY KEY, total bigint NOT NULL, increments int NOT NULL)"
     }
+    indexes: ClassVar = {"tallies": ["total", "increments, counter"]}
     rebuildable = True
 
     def __init__(self, service: str, *, batch: bool = False, fail_on: int | None = None) -> None:

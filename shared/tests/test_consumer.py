@@ -173,7 +173,7 @@ async def test_rebuild_while_serving_equals_the_live_projection(pool, schema, se
         expected["late"] = (5050, 100)
         assert await caught_up(pool, schema, expected)
         assert {k: v for k, v in (await tallies(pool, schema)).items() if k != "late"} == live
-        # The swap left no copies behind.
+        # The swap left no copies behind, and the indexes came along under their own names.
         tables = {
             r["tablename"]
             for r in await pool.fetch(
@@ -181,3 +181,17 @@ async def test_rebuild_while_serving_equals_the_live_projection(pool, schema, se
             )
         }
         assert tables == {"events", "outbox", "schema_migrations", "tallies", "tallies__processed"}
+        indexes = await _indexes(pool, schema, "tallies")
+        assert {"tallies_ix0", "tallies_ix1"} <= indexes
+
+        # A second rebuild works just as well (no name left over from the first collides).
+        await rebuild(service.consumers[0], store, batch_size=1000)
+        assert await tallies(pool, schema) == expected
+        assert await _indexes(pool, schema, "tallies") == indexes
+
+
+async def _indexes(pool, schema, table):
+    rows = await pool.fetch(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2", schema, table
+    )
+    return {r["indexname"] for r in rows}

@@ -82,12 +82,15 @@ class Consumer:
     """Subclass per read model or policy. ``tables`` maps a logical name to its DDL.
 
     DDL uses ``{table}`` for the (schema-qualified) table name and must not name indexes or
-    constraints, so a rebuild can create fresh copies beside the live ones.
+    constraints, so a rebuild can create fresh copies beside the live ones. Secondary indexes
+    go in ``indexes`` (logical table → column lists, or ``USING gin (col)``): the platform
+    names them after the table and carries them through a rebuild.
     """
 
     name: ClassVar[str]
     topics: ClassVar[Sequence[str]]
     tables: ClassVar[Mapping[str, str]] = {}
+    indexes: ClassVar[Mapping[str, Sequence[str]]] = {}
     # Batches by default: one transaction and one offset commit per poll instead of per
     # message (per-message commits held a projection to a few hundred events a second).
     batch: ClassVar[bool] = True
@@ -108,12 +111,26 @@ def table_names(schema: str, consumer: Consumer, suffix: str = "") -> dict[str, 
     return names
 
 
+def index_specs(consumer: Consumer) -> list[tuple[str, str, str]]:
+    """(logical table, index name suffix, spec) of every secondary index of ``consumer``."""
+    return [
+        (logical, f"ix{i}", spec)
+        for logical, specs in consumer.indexes.items()
+        for i, spec in enumerate(specs)
+    ]
+
+
 async def create_tables(
     conn: asyncpg.Connection, schema: str, consumer: Consumer, suffix: str = ""
 ) -> None:
     names = table_names(schema, consumer, suffix)
     for logical, ddl in consumer.tables.items():
         await conn.execute(ddl.format(table=names[logical]))
+    for logical, index, spec in index_specs(consumer):
+        columns = spec if spec.upper().startswith("USING ") else f"({spec})"
+        await conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "{logical}{suffix}_{index}" ON {names[logical]} {columns}'
+        )
     await conn.execute(
         f"CREATE TABLE IF NOT EXISTS {names['__processed__']} (event_id uuid PRIMARY KEY)"
     )

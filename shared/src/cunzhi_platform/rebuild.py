@@ -86,8 +86,20 @@ async def rebuild(consumer: Consumer, store: EventStore, *, batch_size: int = 50
                 checkpoint = page[-1].checkpoint
             for logical, name in live.items():
                 bare = name.split(".")[1].strip('"')
-                await conn.execute(f'ALTER TABLE {name} RENAME TO "{bare}__old"')
+                await conn.execute(f"DROP TABLE {name}")
                 await conn.execute(f'ALTER TABLE {fresh[logical]} RENAME TO "{bare}"')
-                await conn.execute(f'DROP TABLE "{schema}"."{bare}__old"')
+                # Indexes (primary keys included) take the live names back, so the next
+                # rebuild's copies are created under the same names as this one's.
+                for row in await conn.fetch(
+                    "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2",
+                    schema,
+                    bare,
+                ):
+                    index = row["indexname"]
+                    if index.startswith(bare + SUFFIX):
+                        live_name = bare + index.removeprefix(bare + SUFFIX)
+                        await conn.execute(
+                            f'ALTER INDEX "{schema}"."{index}" RENAME TO "{live_name}"'
+                        )
     log.info("projection_rebuilt", events=folded)
     return folded

@@ -54,6 +54,8 @@ def _json(values: object) -> object:
 class ForumsProjection(Consumer):
     name = "forums"
     topics: ClassVar = [OWN_TOPIC]
+    # The notice timer looks for forums whose notice is due.
+    indexes: ClassVar = {"forums": ["notice_due_at"]}
     rebuildable = True
     tables: ClassVar = {
         "forums": """
@@ -223,6 +225,7 @@ class TownshipRecordProjection(Consumer):
 
     name = "township_record"
     topics: ClassVar = [OWN_TOPIC]
+    indexes: ClassVar = {"record_forums": ["township_id"]}
     rebuildable = True
     tables: ClassVar = {
         "record_forums": """

@@ -78,6 +78,12 @@ async def update(tx: Tx, table: str, key: Mapping[str, Any], values: Mapping[str
 class ReadModels(Consumer):
     name = "read_models"
     topics: ClassVar = [topic_for(SERVICE)]
+    # The pipeline and filters read by township, call and state; a village's topics by GIN;
+    # a party member's claims by claimant.
+    indexes: ClassVar = {
+        "topics": ["township_id, forum_id, state", "USING gin (village_ids)"],
+        "issues": ["claimant_id"],
+    }
     rebuildable = True
     tables: ClassVar = {
         "calls": """CREATE TABLE IF NOT EXISTS {table} (
