@@ -34,7 +34,7 @@ from .infra import InfrastructureError
 from .kafka import ensure_topics, make_broker
 from .migrations import Migration, migrate
 from .relay import OutboxRelay
-from .settings import Settings
+from .settings import DEMO_JWT_SECRET, Settings
 
 _log = structlog.get_logger(__name__)
 Background = Callable[["Runtime"], Awaitable[None]]
@@ -119,6 +119,8 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
             "CUNZHI_DATABASE_URL and CUNZHI_KAFKA_BOOTSTRAP_SERVERS must be set "
             "(`cunzhi infra up` starts an embedded pair and prints them)"
         )
+    if settings.jwt_secret == DEMO_JWT_SECRET:
+        _log.warning("jwt_secret_is_the_demo_default", setting="CUNZHI_JWT_SECRET")
     pool = await connect_database(settings.database_url)
     async with pool.acquire() as conn:
         await migrate(conn, service.name, [*PLATFORM_MIGRATIONS, *service.migrations])

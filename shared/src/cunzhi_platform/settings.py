@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEMO_JWT_SECRET = "change-me-in-production-this-is-only-for-the-demo"
+
 
 class Settings(BaseSettings):
     """Everything a cunzhi process can be told. Empty infrastructure URLs mean "embedded"."""
@@ -17,7 +19,7 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
     data_dir: Path = Path(".cunzhi")
     topic_partitions: int = 6
-    jwt_secret: str = "change-me-in-production-this-is-only-for-the-demo"
+    jwt_secret: str = DEMO_JWT_SECRET
     jwt_algorithm: str = "HS256"
     jwt_audience: str = "cunzhi"
     relay_batch_size: int = 500
