@@ -29,8 +29,10 @@ from cunzhi_topics.domain import (
     StationHead,
     Topic,
     TopicState,
+    TownshipCategories,
     VillageSecretary,
     call_stream_id,
+    categories_stream_id,
     check_category,
     merge_topics,
     select_topic,
@@ -323,6 +325,86 @@ def test_categories_are_the_eleven_of_the_reports() -> None:
     assert check_category("land_acquisition_demolition") == "land_acquisition_demolition"
     with pytest.raises(DomainError, match="unknown category 'sports'; use one of: village_gov"):
         check_category("sports")
+
+
+# -- a township's own categories --------------------------------------------------------------
+
+
+def township_categories(*added: tuple[str, str]) -> TownshipCategories:
+    categories = TownshipCategories(categories_stream_id(TOWNSHIP))
+    for code, label in added:
+        folded(categories, categories.add(code, label, OFFICE, IN_CALL))
+    return categories
+
+
+def test_the_office_adds_a_category_the_townships_topics_may_use() -> None:
+    categories = township_categories()
+    (added,) = categories.add("mobile_member_certificates", " 流动党员活动证 ", OFFICE, IN_CALL)
+    assert added == ev.CategoryAdded(
+        township_id=TOWNSHIP,
+        code="mobile_member_certificates",
+        label="流动党员活动证",
+        added_by=OFFICE,
+        added_at=IN_CALL,
+    )
+    folded(categories, [added])
+    assert categories.codes == {"mobile_member_certificates"}
+    assert categories.labels == {"mobile_member_certificates": "流动党员活动证"}
+
+    topic = Topic(topic_stream_id("t1"))
+    (event,) = topic.submit(
+        open_call(),
+        WANG,
+        "流动党员活动证发放",
+        "外出党员未领活动证",
+        "mobile_member_certificates",
+        ["v01"],
+        IN_CALL,
+        extra_categories=categories.codes,
+    )
+    assert isinstance(event, ev.TopicSubmitted)
+    assert event.category == "mobile_member_certificates"
+
+
+def test_adding_a_category_again_as_it_is_changes_nothing() -> None:
+    categories = township_categories(("mobile_member_certificates", "流动党员活动证"))
+    assert categories.add("mobile_member_certificates", "流动党员活动证 ", OFFICE, IN_CALL) == []
+
+
+def test_a_category_keeps_its_label() -> None:
+    categories = township_categories(("mobile_member_certificates", "流动党员活动证"))
+    with pytest.raises(InvalidTransition, match="labelled '流动党员活动证'") as refused:
+        categories.add("mobile_member_certificates", "党员证", OFFICE, IN_CALL)
+    assert (refused.value.status, refused.value.field) == (409, "code")
+
+
+@pytest.mark.parametrize(
+    "code", ["", "Mobile", "1st_category", "mobile-members", "流动党员", "a" * 65, "mobile\n"]
+)
+def test_a_code_that_is_not_snake_case_is_refused(code: str) -> None:
+    with pytest.raises(DomainError, match="lower-case letters") as refused:
+        township_categories().add(code, "流动党员活动证", OFFICE, IN_CALL)
+    assert (refused.value.status, refused.value.field) == (422, "code")
+
+
+def test_a_code_of_a_built_in_category_is_refused() -> None:
+    with pytest.raises(DomainError, match="member_management is a built-in") as refused:
+        township_categories().add("member_management", "党员管理", OFFICE, IN_CALL)
+    assert (refused.value.status, refused.value.field) == (422, "code")
+
+
+def test_a_category_needs_a_label() -> None:
+    with pytest.raises(DomainError, match="the label is missing") as refused:
+        township_categories().add("mobile_member_certificates", "  ", OFFICE, IN_CALL)
+    assert (refused.value.status, refused.value.field) == (422, "label")
+
+
+def test_categories_streams_are_per_township() -> None:
+    assert TownshipCategories(categories_stream_id("guandi")).township_id == "guandi"
+    with pytest.raises(ValueError, match="must not contain ':'"):
+        categories_stream_id("guandi:x")
+    with pytest.raises(ValueError, match="not a categories stream id"):
+        TownshipCategories("topic:t1")
 
 
 def test_a_submission_before_the_call_opens_is_refused() -> None:
@@ -866,6 +948,7 @@ def test_every_event_is_registered_under_the_topics_namespace() -> None:
         "IssueProgressReported",
         "IssueClosed",
         "IssuePromoted",
+        "CategoryAdded",
     }
     names = ev.registry.names()
     assert {f"cunzhi.topics.{name}" for name in required} <= set(names)

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 import pytest
-from cunzhi_topics.domain import topic_stream_id
+from cunzhi_topics.domain import Category, categories_stream_id, topic_stream_id
 
 if TYPE_CHECKING:
     from conftest import Kit
@@ -296,3 +296,71 @@ async def test_queries_filter_paginate_and_count(kit: Kit) -> None:
     (row,) = [t for t in overview["items"] if t["township_id"] == town]
     assert row["topics_by_state"] == {"submitted": 4, "shortlisted": 1}
     assert row["latest_call"]["forum_id"] == forum
+
+
+async def test_a_township_adds_a_category_its_own_topics_may_use(kit: Kit) -> None:
+    town, other_town = kit.fresh("town"), kit.fresh("town")
+    village, other_village = kit.fresh("v"), kit.fresh("v")
+    forum, other_forum = await kit.open_call(town), await kit.open_call(other_town)
+    wang, zhou = kit.secretary(town, village), kit.secretary(other_town, other_village)
+    office = kit.office(town)
+    path = f"/townships/{town}/categories"
+    certificates = {"code": "mobile_member_certificates", "label": "流动党员活动证"}
+    before = await kit.events_of(town), await kit.events_of(other_town)
+
+    # Adding is the office's, and only for its own township; codes are new snake_case ones.
+    r = await kit.post(path, wang, certificates)
+    assert r.status_code == 403 and "party_building_office" in r.json()["detail"]
+    r = await kit.post(path, kit.office(other_town), certificates)
+    assert r.status_code == 403 and r.json()["field"] == "township_id"
+    r = await kit.post(path, office, {"code": "member_management", "label": "党员管理"})
+    assert r.status_code == 422 and r.json()["field"] == "code"
+    assert "built-in" in r.json()["detail"]
+    r = await kit.post(path, office, {**certificates, "code": "Mobile-Members"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "code"]
+    assert (await kit.events_of(town), await kit.events_of(other_town)) == before
+
+    r = await kit.post(path, office, certificates)
+    assert r.status_code == 201, r.text
+    assert r.json() == {"township_id": town, "code": "mobile_member_certificates"}
+    # A retry stores nothing more; another label for the same code is refused.
+    assert (await kit.post(path, office, certificates)).status_code == 201
+    r = await kit.post(path, office, {**certificates, "label": "党员证"})
+    assert r.status_code == 409 and r.json()["field"] == "code"
+    assert await kit.version(categories_stream_id(town)) == 1
+
+    listed = await kit.until(
+        f"/categories?township_id={town}", lambda c: len(c) == len(Category) + 1, wang
+    )
+    assert listed[-1] == {**certificates, "own": True}
+    assert [c["code"] for c in listed if not c["own"]] == [c.value for c in Category]
+    r = await kit.client.get("/categories", headers=zhou)
+    assert r.status_code == 200 and len(r.json()) == len(Category)
+    assert (
+        await kit.client.get(f"/categories?township_id={town}", headers=zhou)
+    ).status_code == 403
+
+    # The township's topics use it; another township's do not have it.
+    topic_id = await kit.submit(
+        town, forum, wang, village_ids=[village], category="mobile_member_certificates"
+    )
+    await kit.topic(topic_id, lambda t: t["category"] == "mobile_member_certificates")
+    other_before = await kit.events_of(other_town)
+    r = await kit.post(
+        f"/townships/{other_town}/calls/{other_forum}/topics",
+        zhou,
+        {
+            "title": "流动党员活动证发放",
+            "description": "外出党员未领活动证",
+            "category": "mobile_member_certificates",
+            "village_ids": [other_village],
+        },
+    )
+    assert r.status_code == 422 and r.json()["field"] == "category"
+    assert await kit.events_of(other_town) == other_before
+
+    # The office re-categorises into it too.
+    moved = await kit.submit(town, forum, wang, village_ids=[village])
+    r = await kit.post(f"/topics/{moved}/recategorise", office, {"category": certificates["code"]})
+    assert r.status_code == 200, r.text
+    await kit.topic(moved, lambda t: t["category"] == "mobile_member_certificates")

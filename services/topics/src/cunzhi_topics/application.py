@@ -12,8 +12,9 @@ token (``Principal``):
 - a station head (``station_head``) acts for a station of their ``station_ids``, and the
   station's villages are the token's ``village_ids`` (the identity provider puts the villages
   of the head's stations there; this service keeps no station register);
-- the party-building office (``party_building_office``) consolidates, and the township
-  committee (``township_committee``) selects, for the townships of their ``township_ids``;
+- the party-building office (``party_building_office``) consolidates, and adds the township's
+  own topic categories, and the township committee (``township_committee``) selects, for the
+  townships of their ``township_ids``;
 - a party member (``party_member``) claims issues of the villages of their ``village_ids``.
 
 Every one of them also needs the township in ``township_ids``: village and station ids do not
@@ -44,8 +45,10 @@ from .domain import (
     StationHead,
     Submitter,
     Topic,
+    TownshipCategories,
     VillageSecretary,
     call_stream_id,
+    categories_stream_id,
     issue_stream_id,
     merge_topics,
     promote_issue,
@@ -77,6 +80,20 @@ async def load_topic(
 
 async def load_issue(store: EventStore, issue_id: str) -> Issue:
     return await load(store, Issue, issue_stream_id(issue_id))
+
+
+async def load_categories(store: EventStore, township_id: str) -> TownshipCategories:
+    return await load(store, TownshipCategories, categories_stream_id(township_id))
+
+
+async def _extra_categories(store: EventStore, township_id: str) -> frozenset[str]:
+    """The township's own category codes, for the commands that set a topic's category.
+
+    The decision is appended without holding the categories stream at the version read here:
+    categories are only ever added, so a concurrent addition can at worst refuse its code a
+    moment early (see ``domain.categories``).
+    """
+    return (await load_categories(store, township_id)).codes
 
 
 async def _save(
@@ -224,7 +241,14 @@ async def submit_topic(
         return topic.topic_id  # a retry of a submission that went through
     call = await load_call(store, township_id, forum_id)
     events = topic.submit(
-        call, submitter, title, description, category, village_ids, store.clock.now()
+        call,
+        submitter,
+        title,
+        description,
+        category,
+        village_ids,
+        store.clock.now(),
+        extra_categories=await _extra_categories(store, township_id),
     )
     await store.append(topic.id, topic.version, events, ctx)
     return topic.topic_id
@@ -252,6 +276,7 @@ async def revise_topic(
         description=description,
         category=category,
         village_ids=village_ids,
+        extra_categories=await _extra_categories(store, topic.township_id),
     )
     await store.append(topic.id, topic.version, events, ctx)
 
@@ -318,8 +343,29 @@ async def recategorise(
 ) -> None:
     principal.require_role(OFFICE)
     topic = await _topic_in_jurisdiction(store, principal, topic_id)
-    events = topic.recategorise(category, principal.sub, store.clock.now())
+    events = topic.recategorise(
+        category,
+        principal.sub,
+        store.clock.now(),
+        extra_categories=await _extra_categories(store, topic.township_id),
+    )
     await store.append(topic.id, topic.version, events, ctx)
+
+
+async def add_category(
+    store: EventStore,
+    ctx: CommandContext,
+    principal: Principal,
+    township_id: str,
+    code: str,
+    label: str,
+) -> None:
+    """The township's topics may use ``code`` from now on; adding it again changes nothing."""
+    principal.require_role(OFFICE)
+    principal.require_township(township_id)
+    categories = await load_categories(store, township_id)
+    events = categories.add(code, label, principal.sub, store.clock.now())
+    await store.append(categories.id, categories.version, events, ctx)
 
 
 # -- the township committee -------------------------------------------------------------------
@@ -463,6 +509,7 @@ async def promote(
         title=title,
         description=description,
         village_ids=village_ids,
+        extra_categories=await _extra_categories(store, issue.township_id),
     )
     await _save(store, ctx, by_stream, [issue, topic])
     return topic.topic_id, forum_id

@@ -1,9 +1,10 @@
 """Events the topics service publishes on ``cunzhi.topics.events``.
 
-Three kinds of stream feed them: a township's call for topics for one forum (征集议题), each
-topic from submission to resolution, and each villager's speak-up issue (逢五说事) with its
-claim (领办). Every event carries the ids its consumers need (township, forum, topic, villages,
-submitters, village of an issue) so read models and notifications never look anything up.
+Four kinds of stream feed them: a township's call for topics for one forum (征集议题), each
+topic from submission to resolution, each villager's speak-up issue (逢五说事) with its
+claim (领办), and a township's own topic categories. Every event carries the ids its consumers
+need (township, forum, topic, villages, submitters, village of an issue) so read models and
+notifications never look anything up.
 """
 
 from __future__ import annotations
@@ -311,3 +312,21 @@ class IssuePromoted(IssueEvent):
     claimant_id: str | None = None
     promoted_by: str
     promoted_at: dt.datetime
+
+
+# -- a township's own topic categories (议题类别), stream ``categories:{township_id}`` -------
+
+
+@registry.register("cunzhi.topics.CategoryAdded", version=1)
+class CategoryAdded(Event):
+    """The party-building office added a topic category (议题类别) of the township's own.
+
+    From then on the township's topics may use ``code`` besides the built-in categories.
+    """
+
+    township_id: str
+    code: str
+    label: str
+    """What people read, e.g. 流动党员活动证."""
+    added_by: str
+    added_at: dt.datetime

@@ -20,7 +20,16 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .. import application
-from ..domain import Category, Decline, Defer, Disposition, Refer, Submitter, TopicState
+from ..domain import (
+    CODE_PATTERN,
+    Category,
+    Decline,
+    Defer,
+    Disposition,
+    Refer,
+    Submitter,
+    TopicState,
+)
 from ..domain.values import TITLE_MAX_CHARS
 from .views import Views
 
@@ -34,7 +43,7 @@ Title = Annotated[
 ]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
-CategoryCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+CategoryCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN.pattern)]
 Villages = Annotated[list[Id], Field(min_length=1, max_length=100)]
 IssueStateName = Literal["raised", "claimed", "closed", "promoted"]
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -90,6 +99,11 @@ class Merge(Body):
 
 class Recategorisation(Body):
     category: CategoryCode
+
+
+class CategoryIn(Body):
+    code: CategoryCode
+    label: Title = Field(description="what people read, e.g. 流动党员活动证")
 
 
 class DeferIn(Body):
@@ -312,9 +326,29 @@ async def select_topic(
     return {"topic_id": body.topic_id, "forum_id": forum_id}
 
 
+@router.post("/townships/{township_id}/categories", status_code=status.HTTP_201_CREATED)
+async def add_category(
+    township_id: IdPath, body: CategoryIn, principal: CurrentPrincipal, ctx: Context, store: Store
+) -> dict[str, str]:
+    """The party-building office adds a category the township's topics may use from now on."""
+    await application.add_category(store, ctx, principal, township_id, body.code, body.label)
+    return {"township_id": township_id, "code": body.code}
+
+
 @router.get("/categories")
-async def categories(_: CurrentPrincipal) -> list[str]:
-    return [c.value for c in Category]
+async def categories(
+    principal: CurrentPrincipal,
+    read: Read,
+    township_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+) -> list[dict[str, Any]]:
+    """The built-in categories, and with ``township_id`` the township's own too (``own``)."""
+    built_in: list[dict[str, Any]] = [
+        {"code": c.value, "label": None, "own": False} for c in Category
+    ]
+    if township_id is None:
+        return built_in
+    require_readable(principal, township_id)
+    return built_in + [{**row, "own": True} for row in await read.categories(township_id)]
 
 
 @router.get("/topics")

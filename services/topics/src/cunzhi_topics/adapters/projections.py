@@ -8,6 +8,7 @@
   party member are queries on it.
 - ``village_history``: one row per event and village concerned; ``seq`` keeps the order in
   which they were applied (one stream's events share a timestamp when a clock stands still).
+- ``categories``: the topic categories each township added to the built-in ones.
 
 Secondary indexes are left out on purpose: a rebuild creates fresh copies of these tables from
 the DDL alone, and the DDL may not name indexes. Primary keys lead with the columns queries
@@ -30,6 +31,7 @@ from ..events import (
     CallForTopicsDecided,
     CallForTopicsOpened,
     CallForTopicsScheduled,
+    CategoryAdded,
     IssueClaimed,
     IssueClosed,
     IssueEvent,
@@ -158,6 +160,13 @@ class ReadModels(Consumer):
             actor text,
             detail text,
             PRIMARY KEY (village_id, event_id))""",
+        "categories": """CREATE TABLE IF NOT EXISTS {table} (
+            township_id text NOT NULL,
+            code text NOT NULL,
+            label text NOT NULL,
+            added_by text NOT NULL,
+            added_at timestamptz NOT NULL,
+            PRIMARY KEY (township_id, code))""",
     }
 
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
@@ -167,6 +176,8 @@ class ReadModels(Consumer):
         elif isinstance(event, IssueEvent):
             await self._issue(tx, event, envelope)
             await _history(tx, event, envelope, [event.village_id], "issue", event.issue_id)
+        elif isinstance(event, CategoryAdded):
+            await _insert_category(tx, event)
         else:
             await self._call(tx, event)
 
@@ -335,6 +346,18 @@ async def _insert_issue(tx: Tx, event: IssueRaised, envelope: Envelope) -> None:
         event.speak_up_day,
         event.on_speak_up_day,
         envelope.time,
+    )
+
+
+async def _insert_category(tx: Tx, event: CategoryAdded) -> None:
+    await tx.conn.execute(
+        f"INSERT INTO {tx.t('categories')} (township_id, code, label, added_by, added_at) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        event.township_id,
+        event.code,
+        event.label,
+        event.added_by,
+        event.added_at,
     )
 
 

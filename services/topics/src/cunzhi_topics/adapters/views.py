@@ -176,6 +176,14 @@ class Views:
             self.pool, townships, Filter(), "towns.township_id", limit, offset, columns=columns
         )
 
+    async def categories(self, township_id: str) -> list[Row]:
+        """The categories the township added, by code."""
+        rows = await self.pool.fetch(
+            f"SELECT code, label FROM {self.t['categories']} WHERE township_id = $1 ORDER BY code",
+            township_id,
+        )
+        return [dict(r) for r in rows]
+
     async def village_history(
         self, village_id: str, townships: Collection[str] | None, limit: int, offset: int
     ) -> dict[str, Any]:

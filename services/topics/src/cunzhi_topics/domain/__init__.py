@@ -6,11 +6,19 @@ Aggregates (each a fold of its own stream) and the operations that span several 
 - ``Topic`` (topic.py): a topic from submission to resolution; ``merge_topics`` and
   ``select_topic`` span several topics and the call.
 - ``Issue`` (issue.py): a speak-up issue and its claim; ``promote_issue`` makes it a topic.
+- ``TownshipCategories`` (categories.py): the topic categories a township adds to the built-in
+  ones.
 - ``ForumTaskLedger`` (forum_tasks.py): when a forum's work is all done.
 """
 
 from .call import CallForTopics, CallState, CallTimes, call_stream_id
-from .categories import Category, check_category
+from .categories import (
+    CODE_PATTERN,
+    Category,
+    TownshipCategories,
+    categories_stream_id,
+    check_category,
+)
 from .forum_tasks import ForumTaskLedger
 from .issue import Issue, IssueState, issue_stream_id, promote_issue
 from .topic import (
@@ -29,6 +37,7 @@ from .topic import (
 )
 
 __all__ = [
+    "CODE_PATTERN",
     "CallForTopics",
     "CallState",
     "CallTimes",
@@ -44,8 +53,10 @@ __all__ = [
     "Submitter",
     "Topic",
     "TopicState",
+    "TownshipCategories",
     "VillageSecretary",
     "call_stream_id",
+    "categories_stream_id",
     "check_category",
     "issue_stream_id",
     "merge_topics",
