@@ -180,6 +180,7 @@ class ConsumerRunner:
         group_id: str | None = None,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
+        fetch_max_wait_ms: int = 100,
         store: EventStore | None = None,
     ) -> None:
         self.store = store
@@ -204,6 +205,8 @@ class ConsumerRunner:
             decoder=_raw,
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            batch_timeout_ms=fetch_max_wait_ms,
         )
         subscriber(self._on_batch if consumer.batch else self._on_message)
 

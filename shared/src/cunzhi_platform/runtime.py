@@ -149,6 +149,7 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
             max_retries=settings.consumer_max_retries,
             session_timeout_ms=settings.consumer_session_timeout_ms,
             heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
             store=store,
         )
         for c in service.consumers

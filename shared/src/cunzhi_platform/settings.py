@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # the tests shorten it. Apache Kafka refuses less than its group.min.session.timeout.ms.
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 3_000
+    # How long a fetch may wait for data: the floor of the latency from append to read model
+    # when the broker answers only at the deadline (Tansu does); each idle consumer then polls
+    # this often.
+    consumer_fetch_max_wait_ms: int = 100
     # How often timers (calls for topics opening and closing, forum notices) look at the clock.
     scheduler_interval_s: float = 30.0
     log_level: str = "INFO"
