@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -32,8 +32,9 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
+from .aggregate import DomainError
 from .clock import Clock
-from .envelope import Envelope, EnvelopeError, dlq_for
+from .envelope import CommandContext, Envelope, EnvelopeError, dlq_for
 from .events import Event, EventRegistry, InvalidEventPayload, UnknownEventType
 from .eventstore import EventStore
 from .metrics import CONSUMED, CONSUMER_LAG, DLQ, HANDLER_LATENCY
@@ -76,6 +77,27 @@ class Tx:
 
     def t(self, logical: str) -> str:
         return self._names[logical]
+
+
+def caused_by(envelope: Envelope) -> CommandContext:
+    """A policy's events continue the conversation of the event that caused them."""
+    return CommandContext(
+        actor=envelope.actor, correlation_id=envelope.correlation_id, causation_id=envelope.id
+    )
+
+
+async def skipping_refusals(decision: Callable[[], Awaitable[object]], envelope: Envelope) -> None:
+    """Run a policy's decision; a refusal by the domain is logged and the message skipped.
+
+    The refusal is not the message's fault (the aggregate moved on, it was already done): a
+    dead letter would only page someone for a decision the domain already made.
+    """
+    try:
+        await decision()
+    except DomainError as refusal:
+        _log.warning(
+            "policy_refused", event_id=envelope.id, event_type=envelope.type, reason=str(refusal)
+        )
 
 
 class Consumer:

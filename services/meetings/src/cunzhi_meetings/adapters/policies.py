@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import structlog
 from cunzhi_platform.aggregate import DomainError
-from cunzhi_platform.consumer import Consumer, Tx
+from cunzhi_platform.consumer import Consumer, Tx, caused_by, skipping_refusals
 from cunzhi_platform.envelope import CommandContext, Envelope, topic_for
 from cunzhi_platform.events import Event
 from cunzhi_platform.eventstore import ConcurrencyError
@@ -30,13 +30,6 @@ SCHEDULER = "meetings-scheduler"
 """The actor of what the service does by itself (the automatic notice)."""
 
 
-def _caused_by(envelope: Envelope) -> CommandContext:
-    """Our reaction continues the other service's conversation."""
-    return CommandContext(
-        actor=envelope.actor, correlation_id=envelope.correlation_id, causation_id=envelope.id
-    )
-
-
 class TopicSelectedPolicy(Consumer):
     """topics ``TopicSelected`` → the forum's topic is set (and the notice may go out)."""
 
@@ -46,23 +39,18 @@ class TopicSelectedPolicy(Consumer):
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
         if not isinstance(event, topics.TopicSelected):
             return  # the topics topic carries the whole life of a topic; we need one moment
-        try:
-            await application.set_topic(
+        await skipping_refusals(
+            lambda: application.set_topic(
                 tx.store,
                 event.forum_id,
                 topic_id=event.topic_id,
                 title=event.title,
                 category=event.category,
-                ctx=_caused_by(envelope),
+                ctx=caused_by(envelope),
                 conn=tx.conn,
-            )
-        except DomainError as refused:
-            _log.warning(
-                "topic_selected_skipped",
-                forum_id=event.forum_id,
-                topic_id=event.topic_id,
-                reason=refused.message,
-            )
+            ),
+            envelope,
+        )
 
 
 class TaskCompletedPolicy(Consumer):
@@ -74,22 +62,18 @@ class TaskCompletedPolicy(Consumer):
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
         if not isinstance(event, rectification.TaskCompleted) or event.forum_id is None:
             return  # a campaign task, not one a forum assigned
-        try:
-            await application.complete_task(
+        forum_id, task = event.forum_id, event
+        await skipping_refusals(
+            lambda: application.complete_task(
                 tx.store,
-                event.forum_id,
-                task_id=event.task_id,
-                completed_on=event.completed_on,
-                ctx=_caused_by(envelope),
+                forum_id,
+                task_id=task.task_id,
+                completed_on=task.completed_on,
+                ctx=caused_by(envelope),
                 conn=tx.conn,
-            )
-        except DomainError as refused:
-            _log.warning(
-                "task_completed_skipped",
-                forum_id=event.forum_id,
-                task_id=event.task_id,
-                reason=refused.message,
-            )
+            ),
+            envelope,
+        )
 
 
 POLICIES: tuple[Consumer, ...] = (TopicSelectedPolicy(), TaskCompletedPolicy())

@@ -21,14 +21,12 @@ forum moved to another date, which is not supported); a person reads the log.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 import structlog
 from cunzhi_meetings.events import ForumClosed, ForumPlanned, ResolutionAdopted
-from cunzhi_platform.aggregate import DomainError
-from cunzhi_platform.consumer import Consumer, Tx
-from cunzhi_platform.envelope import CommandContext, Envelope, topic_for
+from cunzhi_platform.consumer import Consumer, Tx, caused_by, skipping_refusals
+from cunzhi_platform.envelope import Envelope, topic_for
 from cunzhi_platform.events import Event
 from cunzhi_rectification.events import TaskCompleted
 
@@ -37,20 +35,6 @@ from ..domain import ForumTaskLedger, TopicState
 from ..events import SERVICE, CallForTopicsDecided, CallForTopicsOpened, TopicDeferred
 
 _log = structlog.get_logger(__name__)
-
-
-def caused_by(envelope: Envelope) -> CommandContext:
-    """Events a policy appends continue the conversation of the event that caused them."""
-    return CommandContext(correlation_id=envelope.correlation_id, causation_id=envelope.id)
-
-
-async def skipping_refusals(decision: Callable[[], Awaitable[None]], envelope: Envelope) -> None:
-    try:
-        await decision()
-    except DomainError as refusal:
-        _log.warning(
-            "policy_refused", event_id=envelope.id, event_type=envelope.type, reason=str(refusal)
-        )
 
 
 class ForumPlannedPolicy(Consumer):
