@@ -149,3 +149,14 @@ async def test_migrations_are_idempotent_and_run_once(pool, schema):
         assert await migrate(conn, schema, steps) == []
         with pytest.raises(asyncpg.UndefinedTableError):
             await conn.execute(f'SELECT * FROM "{schema}".nothing')
+
+
+async def test_stream_ids_finds_every_stream_by_event_type_and_payload(store):
+    await store.append("counter:p1", 0, [inc("north", 1)])
+    await store.append("counter:p2", 0, [inc("south", 1)])
+    await store.append("counter:p3", 0, [inc("north", 2)])
+    assert await store.stream_ids(["cunzhi.test.Incremented"], {"counter": "north"}) == [
+        "counter:p1",
+        "counter:p3",
+    ]
+    assert await store.stream_ids(["cunzhi.test.Other"], {"counter": "north"}) == []

@@ -364,3 +364,22 @@ async def test_a_township_adds_a_category_its_own_topics_may_use(kit: Kit) -> No
     r = await kit.post(f"/topics/{moved}/recategorise", office, {"category": certificates["code"]})
     assert r.status_code == 200, r.text
     await kit.topic(moved, lambda t: t["category"] == "mobile_member_certificates")
+
+
+async def test_a_topic_submitted_at_the_last_moment_still_needs_a_disposition(kit: Kit) -> None:
+    """The committee's selection sees every topic of the call from the event store, even one
+    the read model has not applied yet."""
+    town, village = kit.fresh("town"), kit.fresh("v")
+    forum = await kit.open_call(town)
+    wang = kit.secretary(town, village)
+    chosen = await kit.submit(town, forum, wang, village_ids=[village], title="早提交的议题")
+    assert (await kit.post(f"/topics/{chosen}/shortlist", kit.office(town))).status_code == 200
+    times = await kit.call_times(town, forum)
+    kit.clock.set(times.closes_at - dt.timedelta(seconds=1))
+    late = await kit.submit(town, forum, wang, village_ids=[village], title="最后一刻的议题")
+    kit.clock.set(times.closes_at)
+
+    selection = f"/townships/{town}/calls/{forum}/selection"
+    r = await kit.post(selection, kit.committee(town), {"topic_id": chosen, "dispositions": {}})
+    assert r.status_code == 422 and r.json()["field"] == "dispositions"
+    assert late in r.json()["detail"]

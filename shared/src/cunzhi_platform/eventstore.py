@@ -18,6 +18,7 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -284,6 +285,22 @@ class EventStore:
         else:
             rows = await self.pool.fetch(sql, stream_id)
         return [self._decode(r) for r in rows]
+
+    async def stream_ids(self, types: Sequence[str], where: dict[str, Any]) -> list[str]:
+        """Streams holding an event of one of ``types`` whose payload contains ``where``.
+
+        For a decision that must see every stream of a kind (all the topics of a call), which a
+        read model that may lag cannot promise. A scan of the service's events: for rare
+        decisions, not for queries.
+        """
+        rows = await self.pool.fetch(
+            f'SELECT stream_id FROM "{self.schema}".events '
+            "WHERE type = ANY($1::text[]) AND payload @> $2::jsonb "
+            "GROUP BY stream_id ORDER BY min(global_position)",
+            list(types),
+            where,
+        )
+        return [r["stream_id"] for r in rows]
 
     async def version(self, stream_id: str) -> int:
         v: int = await self.pool.fetchval(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import asyncpg
 from cunzhi_platform.aggregate import Aggregate, DomainError, Forbidden, InvalidTransition, NotFound
@@ -55,6 +55,7 @@ from .domain import (
     select_topic,
     topic_stream_id,
 )
+from .events import TopicCarriedOver, TopicSubmitted
 
 VILLAGE_SECRETARY = "village_secretary"
 STATION_HEAD = "station_head"
@@ -379,18 +380,19 @@ async def select(
     forum_id: str,
     chosen_id: str,
     dispositions: Mapping[str, Disposition],
-    call_topic_ids: Collection[str],
 ) -> None:
-    """``call_topic_ids``: the call's topics as the read model knows them.
-
-    The domain then insists that every undecided one gets a disposition; topics named in
-    ``dispositions`` are loaded too, so a topic the read model has not caught up with is
-    still checked against the store.
-    """
+    """The call's topics come from the event store, not the read model: a topic submitted a
+    moment before the deadline must not escape the rule that every undecided one gets a
+    disposition."""
     principal.require_role(COMMITTEE)
     principal.require_township(township_id)
     call = await load_call(store, township_id, forum_id)
     chosen = await load_topic(store, chosen_id)
+    streams = await store.stream_ids(
+        [TopicSubmitted.event_type, TopicCarriedOver.event_type],
+        {"township_id": township_id, "forum_id": forum_id},
+    )
+    call_topic_ids = [stream.removeprefix("topic:") for stream in streams]
     others = [
         await load_topic(store, topic_id)
         for topic_id in dict.fromkeys([*call_topic_ids, *dispositions])

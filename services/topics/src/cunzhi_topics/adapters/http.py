@@ -310,7 +310,6 @@ async def select_topic(
     principal: CurrentPrincipal,
     ctx: Context,
     store: Store,
-    read: Read,
 ) -> dict[str, str]:
     """The township committee picks the forum's topic and disposes of the others."""
     await application.select(
@@ -321,7 +320,6 @@ async def select_topic(
         forum_id,
         body.topic_id,
         body.domain_dispositions(),
-        await read.topic_ids_of_call(township_id, forum_id),
     )
     return {"topic_id": body.topic_id, "forum_id": forum_id}
 

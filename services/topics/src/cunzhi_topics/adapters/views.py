@@ -108,14 +108,6 @@ class Views:
         )
         return None if row is None else dict(row)
 
-    async def topic_ids_of_call(self, township_id: str, forum_id: str) -> list[str]:
-        rows = await self.pool.fetch(
-            f"SELECT topic_id FROM {self.t['topics']} WHERE township_id = $1 AND forum_id = $2",
-            township_id,
-            forum_id,
-        )
-        return [r["topic_id"] for r in rows]
-
     async def call(self, township_id: str, forum_id: str) -> Row | None:
         row = await self.pool.fetchrow(
             f"SELECT * FROM {self.t['calls']} WHERE township_id = $1 AND forum_id = $2",
