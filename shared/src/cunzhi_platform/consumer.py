@@ -43,6 +43,8 @@ _log = structlog.get_logger(__name__)
 
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
+    # The broker unreachable while dead-lettering: wait, never drop the message.
+    KafkaError,
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
