@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -121,6 +122,17 @@ async def end_to_end(settings: Settings, seconds: float, writers: int):
     rt = await start(
         Service(name=name, registry=registry, consumers=[consumer]), settings, SystemClock()
     )
+    relay = None
+    if not settings.relay_in_process:
+        env = {
+            **os.environ,
+            "CUNZHI_DATABASE_URL": settings.database_url or "",
+            "CUNZHI_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
+            "CUNZHI_LOG_LEVEL": "WARNING",
+        }
+        relay = subprocess.Popen(  # noqa: ASYNC220 — started once, before the load
+            [sys.executable, "-m", "cunzhi_platform", "relay", "--service", name], env=env
+        )
     appended: dict[str, float] = {}
     deadline = time.perf_counter() + seconds
 
@@ -149,6 +161,8 @@ async def end_to_end(settings: Settings, seconds: float, writers: int):
         folded = await rebuild(consumer, rt.store, batch_size=10_000)
         rebuild_rate = folded / (time.perf_counter() - t0)
     finally:
+        if relay is not None:
+            relay.terminate()
         await stop(rt)
     return {
         "commands": total,
@@ -165,6 +179,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--writers", type=int, default=32)
+    parser.add_argument(
+        "--relay-process",
+        action="store_true",
+        help="relay in its own process instead of the service's",
+    )
     args = parser.parse_args()
     configure_logging("WARNING", json=False)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
@@ -177,6 +196,7 @@ async def main() -> None:
                 "relay_poll_interval_s": 0.1,
                 "consumer_session_timeout_ms": 2000,
                 "consumer_heartbeat_interval_ms": 300,
+                "relay_in_process": not args.relay_process,
             }
         )
         url, bootstrap = endpoints.database_url, endpoints.kafka_bootstrap_servers

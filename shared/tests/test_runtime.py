@@ -146,3 +146,16 @@ async def _leaders(relays, n):
 
 async def _unsent_zero(pool, schema):
     return await pool.fetchval(f'SELECT count(*) FROM "{schema}".outbox WHERE sent_at IS NULL') == 0
+
+
+async def test_a_service_can_leave_relaying_to_a_separate_process(pool, schema, settings):
+    quiet = settings.model_copy(update={"relay_in_process": False})
+    async with running(Service(name=schema, registry=registry), quiet) as client:
+        ready = (await client.get("/readyz")).json()
+        assert ready["checks"]["relay"] == "separate process"
+        await client.app.state.runtime.store.append(
+            "counter:r", 0, [Incremented(counter="r", amount=1)]
+        )
+        await asyncio.sleep(1)  # several poll intervals of a relay, were one running here
+        unsent = f'SELECT count(*) FROM "{schema}".outbox WHERE sent_at IS NULL'
+        assert await pool.fetchval(unsent) == 1

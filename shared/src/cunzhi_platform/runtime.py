@@ -165,7 +165,8 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
         poll_interval_s=settings.relay_poll_interval_s,
     )
     rt = Runtime(service, settings, clock, pool, store, broker, relay, runners)
-    rt.tasks.append(asyncio.create_task(relay.run(), name=f"{service.name}-relay"))
+    if settings.relay_in_process:
+        rt.tasks.append(asyncio.create_task(relay.run(), name=f"{service.name}-relay"))
     rt.tasks.append(asyncio.create_task(store.notify_appends(), name=f"{service.name}-notify"))
     for job in service.background:
         rt.tasks.append(asyncio.create_task(_guard(job, rt), name=f"{service.name}-{job.__name__}"))
@@ -243,7 +244,10 @@ def create_app(
         except Exception as exc:
             checks["database"] = f"unavailable: {exc!r}"
         checks["broker"] = "ok" if await rt.broker.ping(timeout=2) else "unavailable"
-        checks["relay"] = "leading" if rt.relay.is_leader else "standby"
+        if not rt.settings.relay_in_process:
+            checks["relay"] = "separate process"
+        else:
+            checks["relay"] = "leading" if rt.relay.is_leader else "standby"
         ready = checks["database"] == "ok" and checks["broker"] == "ok"
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     jwt_secret: str = DEMO_JWT_SECRET
     jwt_algorithm: str = "HS256"
     jwt_audience: str = "cunzhi"
+    # False when the relay runs as its own process (python -m cunzhi_platform relay).
+    relay_in_process: bool = True
     relay_batch_size: int = 500
     relay_poll_interval_s: float = 1.0
     consumer_max_retries: int = 3
