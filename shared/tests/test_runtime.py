@@ -1,6 +1,7 @@
 """Start-up, health, authentication, misconfiguration and relay leadership."""
 
 import asyncio
+import contextlib
 
 import pytest
 from counting import Incremented, Tallies, registry
@@ -159,3 +160,37 @@ async def test_a_service_can_leave_relaying_to_a_separate_process(pool, schema, 
         await asyncio.sleep(1)  # several poll intervals of a relay, were one running here
         unsent = f'SELECT count(*) FROM "{schema}".outbox WHERE sent_at IS NULL'
         assert await pool.fetchval(unsent) == 1
+
+
+def ticking(label, ticks):
+    async def tick(rt):
+        while True:
+            ticks.append(label)
+            await asyncio.sleep(0.05)
+
+    return tick
+
+
+async def test_a_timer_runs_in_one_instance_and_moves_when_it_stops(schema, settings):
+    ticks: list[str] = []
+    first = contextlib.AsyncExitStack()
+    await first.enter_async_context(
+        running(Service(name=schema, registry=registry, background=[ticking("a", ticks)]), settings)
+    )
+    try:
+        assert await eventually(lambda: _has(ticks, "a"), timeout=10)
+        async with running(
+            Service(name=schema, registry=registry, background=[ticking("b", ticks)]), settings
+        ):
+            await asyncio.sleep(1)
+            assert "b" not in ticks  # the second instance stands by
+            await first.aclose()
+            settled = len(ticks)
+            assert await eventually(lambda: _has(ticks, "b"), timeout=10)
+            assert "a" not in ticks[settled:]
+    finally:
+        await first.aclose()
+
+
+async def _has(ticks, label):
+    return label in ticks

@@ -24,6 +24,7 @@ import structlog
 from faststream.kafka import KafkaBroker
 
 from .eventstore import init_connection
+from .leadership import wait_for_leadership
 from .metrics import RELAY_ERRORS, RELAY_LAG, RELAY_PUBLISHED
 
 _log = structlog.get_logger(__name__)
@@ -73,11 +74,7 @@ class OutboxRelay:
         conn: asyncpg.Connection = await asyncpg.connect(self.database_url)
         try:
             await init_connection(conn)
-            while not await conn.fetchval(
-                "SELECT pg_try_advisory_lock(hashtext($1))", f"relay:{self.service}"
-            ):
-                if await self._sleep(self.poll_interval_s):
-                    return
+            await wait_for_leadership(conn, f"relay:{self.service}", self.poll_interval_s)
             self.is_leader = True
             self._log.info("relay_leading")
             await conn.add_listener(f"{self.service}.outbox", self._on_notify)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +32,13 @@ from .events import EventRegistry
 from .eventstore import PLATFORM_MIGRATIONS, ConcurrencyError, EventStore, init_connection
 from .infra import InfrastructureError
 from .kafka import ensure_topics, make_broker
+from .leadership import still_leading, wait_for_leadership
 from .migrations import Migration, migrate
 from .relay import OutboxRelay
 from .settings import DEMO_JWT_SECRET, Settings
 
 _log = structlog.get_logger(__name__)
-Background = Callable[["Runtime"], Awaitable[None]]
+Background = Callable[["Runtime"], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -175,11 +176,30 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
 
 
 async def _guard(job: Background, rt: Runtime) -> None:
-    """Background jobs are restarted after an error instead of dying silently."""
+    """Run a timer in one instance of the service only, restarting it after an error.
+
+    Timers decide from the clock and the read models; two instances running one at once
+    would only collide on the version check, but it is work done twice and noise in the logs.
+    """
+    interval = rt.settings.scheduler_interval_s
+    name = f"timers:{rt.service.name}:{job.__name__}"
     while True:
         try:
-            await job(rt)
-            return
+            conn = await asyncpg.connect(rt.settings.database_url)
+            try:
+                await wait_for_leadership(conn, name, interval)
+                running = asyncio.create_task(job(rt))
+                try:
+                    while not running.done():
+                        await asyncio.wait({running}, timeout=max(interval, 1.0))
+                        if not running.done():
+                            await still_leading(conn)
+                    await running
+                    return
+                finally:
+                    running.cancel()
+            finally:
+                await conn.close(timeout=2)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
