@@ -9,6 +9,7 @@ from counting import Incremented, Tallies, registry
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.consumer import ConsumerRunner
 from cunzhi_platform.envelope import Envelope, dlq_for, topic_for
+from cunzhi_platform.infra import EmbeddedTansu
 from cunzhi_platform.kafka import make_broker
 from cunzhi_platform.metrics import CONSUMED
 from cunzhi_platform.rebuild import rebuild
@@ -195,3 +196,42 @@ async def _indexes(pool, schema, table):
         "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2", schema, table
     )
     return {r["indexname"] for r in rows}
+
+
+class SlowPoison(Tallies):
+    """Fails on 13, slowly, so the test can take the broker away before the dead letter."""
+
+    def __init__(self, service: str, failing: asyncio.Event) -> None:
+        super().__init__(service, batch=False, fail_on=13)
+        self.failing = failing
+
+    async def apply(self, tx, event, envelope) -> None:
+        if event.amount == 13:
+            self.failing.set()
+            await asyncio.sleep(0.5)
+        await super().apply(tx, event, envelope)
+
+
+async def test_a_broker_outage_while_dead_lettering_loses_no_message(
+    pool, schema, settings, tmp_path
+):
+    tansu = EmbeddedTansu(tmp_path)
+    tansu.start()
+    try:
+        own = settings.model_copy(update={"kafka_bootstrap_servers": tansu.bootstrap_servers})
+        failing = asyncio.Event()
+        service = Service(name=schema, registry=registry, consumers=[SlowPoison(schema, failing)])
+        async with running(service, own) as client:
+            store = client.app.state.runtime.store
+            await append_increments(store, "p", [13])
+            await asyncio.wait_for(failing.wait(), 30)
+            tansu.pause()  # longer than a produce request may take: the publish fails
+            await asyncio.sleep(12)
+            tansu.resume()
+            await append_increments(store, "q", [2])
+            assert await caught_up(pool, schema, {"q": (2, 1)})
+            dead = await consume(tansu.bootstrap_servers, dlq_for(topic_for(schema)), 1)
+            assert [dict(r.headers)["dlq_reason"] for r in dead][:1] == [b"handler_error"]
+            assert Incremented.model_validate_json(dead[0].value).amount == 13
+    finally:
+        tansu.stop()
