@@ -13,6 +13,7 @@ from cunzhi_platform.infra import EmbeddedTansu
 from cunzhi_platform.kafka import make_broker
 from cunzhi_platform.metrics import CONSUMED
 from cunzhi_platform.rebuild import rebuild
+from cunzhi_platform.republish import republish
 from cunzhi_platform.runtime import Service
 from cunzhi_platform.testing import consume, eventually, running
 
@@ -235,3 +236,26 @@ async def test_a_broker_outage_while_dead_lettering_loses_no_message(
             assert Incremented.model_validate_json(dead[0].value).amount == 13
     finally:
         tansu.stop()
+
+
+async def test_republish_sends_the_history_again_in_order_and_consumers_skip_it(
+    pool, schema, settings
+):
+    duplicates = CONSUMED.labels("tallies", "duplicate")
+    async with running(counting_service(schema), settings) as client:
+        store = client.app.state.runtime.store
+        for counter in ("x", "y", "z"):
+            await append_increments(store, counter, [1, 2, 3, 4])
+        expected = {c: (10, 4) for c in ("x", "y", "z")}
+        assert await caught_up(pool, schema, expected)
+        before = duplicates._value.get()
+
+        assert await republish(store) == 12
+        assert await eventually(lambda: _reached(duplicates, before + 12), timeout=30)
+        assert await tallies(pool, schema) == expected
+
+    records = await consume(settings.kafka_bootstrap_servers, topic_for(schema), 24)
+    per_key: dict[bytes, list[int]] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        per_key.setdefault(r.key, []).append(Incremented.model_validate_json(r.value).seq)
+    assert per_key == {f"counter:{c}".encode(): [0, 1, 2, 3, 0, 1, 2, 3] for c in "xyz"}

@@ -3,6 +3,8 @@
 - ``cunzhi infra up``  start the embedded PostgreSQL and Tansu, print how to connect, wait.
 - ``cunzhi demo``      run a township's forum cycle end to end on the embedded stack.
 - ``cunzhi docs``      regenerate docs/events (AsyncAPI and JSON Schemas) from the code.
+- ``cunzhi republish SERVICE``  publish the service's whole history again (a broker that lost
+  its data, a new downstream consumer); consumers skip what they already have.
 - ``cunzhi rebuild SERVICE PROJECTION``  rebuild a read model from the service's event store,
   while the service keeps serving (``CUNZHI_DATABASE_URL`` names the database).
 """
@@ -11,16 +13,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+from cunzhi_platform.clock import SystemClock
+from cunzhi_platform.eventstore import EventStore
 from cunzhi_platform.infra import InfrastructureError, embedded
 from cunzhi_platform.logging import configure_logging
+from cunzhi_platform.rebuild import rebuild
+from cunzhi_platform.republish import republish
+from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
 
 from .cycle import CycleError
+from .services import RUNNABLE
 
 
 def _infra_up(settings: Settings) -> None:
@@ -46,14 +56,25 @@ def _docs(root: Path) -> None:
         print(f"wrote docs/events/{name}")
 
 
+@contextlib.asynccontextmanager
+async def _event_store(settings: Settings, service: Service) -> AsyncIterator[EventStore]:
+    """The service's event store, for an operator's command run beside the service."""
+    if not settings.database_url:
+        raise InfrastructureError("CUNZHI_DATABASE_URL must name the service's database")
+    pool = await connect_database(settings.database_url)
+    try:
+        yield EventStore(pool, service.name, service.registry, SystemClock())
+    finally:
+        await pool.close()
+
+
+async def _republish(settings: Settings, service_name: str) -> None:
+    async with _event_store(settings, RUNNABLE[service_name]()) as store:
+        queued = await republish(store)
+    print(f"queued {queued} events of {service_name} for its relay to publish again")
+
+
 async def _rebuild(settings: Settings, service_name: str, projection: str) -> None:
-    from cunzhi_platform.clock import SystemClock
-    from cunzhi_platform.eventstore import EventStore
-    from cunzhi_platform.rebuild import rebuild
-    from cunzhi_platform.runtime import connect_database
-
-    from .services import RUNNABLE
-
     service = RUNNABLE[service_name]()
     consumers = {c.name: c for c in service.consumers if c.rebuildable}
     if projection not in consumers:
@@ -61,14 +82,8 @@ async def _rebuild(settings: Settings, service_name: str, projection: str) -> No
             f"cunzhi: {service_name} has no rebuildable projection {projection!r}; "
             f"choose one of {', '.join(sorted(consumers))}"
         )
-    if not settings.database_url:
-        raise InfrastructureError("CUNZHI_DATABASE_URL must name the service's database")
-    pool = await connect_database(settings.database_url)
-    try:
-        store = EventStore(pool, service.name, service.registry, SystemClock())
+    async with _event_store(settings, service) as store:
         folded = await rebuild(consumers[projection], store)
-    finally:
-        await pool.close()
     print(f"rebuilt {service_name}.{projection} from {folded} events and swapped it in")
 
 
@@ -88,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         help="keep the services up after the cycle, to explore the APIs",
     )
     sub.add_parser("docs", help="regenerate docs/events from the code")
+    again = sub.add_parser("republish", help="publish a service's whole history again")
+    again.add_argument("service", choices=["topics", "meetings"])
     rebuild = sub.add_parser("rebuild", help="rebuild a read model while the service serves")
     rebuild.add_argument("service", choices=["topics", "meetings"])
     rebuild.add_argument("projection", help="e.g. read_models (topics), forums (meetings)")
@@ -102,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "infra":
             _infra_up(settings)
+        elif args.command == "republish":
+            asyncio.run(_republish(settings, args.service))
         elif args.command == "rebuild":
             asyncio.run(_rebuild(settings, args.service, args.projection))
         elif args.command == "docs":
