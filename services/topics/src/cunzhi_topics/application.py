@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import asyncpg
 from cunzhi_platform.aggregate import Aggregate, DomainError, Forbidden, InvalidTransition, NotFound
-from cunzhi_platform.application import load
+from cunzhi_platform.application import execute, load
 from cunzhi_platform.auth import Principal
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.events import Event
@@ -456,17 +456,23 @@ async def claim_issue(
 async def report_progress(
     store: EventStore, ctx: CommandContext, principal: Principal, issue_id: str, note: str
 ) -> None:
-    issue = await load_issue(store, issue_id)
-    events = issue.report_progress(principal.sub, note, store.clock.now())
-    await store.append(issue.id, issue.version, events, ctx)
+    now = store.clock.now()
+    await execute(
+        store,
+        Issue,
+        issue_stream_id(issue_id),
+        lambda i: i.report_progress(principal.sub, note, now),
+        ctx,
+    )
 
 
 async def close_issue(
     store: EventStore, ctx: CommandContext, principal: Principal, issue_id: str, outcome: str
 ) -> None:
-    issue = await load_issue(store, issue_id)
-    events = issue.close(principal.sub, outcome, store.clock.now())
-    await store.append(issue.id, issue.version, events, ctx)
+    now = store.clock.now()
+    await execute(
+        store, Issue, issue_stream_id(issue_id), lambda i: i.close(principal.sub, outcome, now), ctx
+    )
 
 
 async def promote(
