@@ -6,8 +6,10 @@ from cunzhi_platform.events import (
     Event,
     EventRegistry,
     InvalidEventPayload,
+    Reader,
     UnknownEventType,
     check_published,
+    reader_breaks,
     schema_breaks,
 )
 from pydantic import ValidationError
@@ -147,4 +149,72 @@ def test_published_schemas_are_checked_against_code(tmp_path):
     # A published type that vanished from the code is a break.
     assert [b.reason for b in check_published(EventRegistry(), tmp_path)] == [
         "published event type no longer exists"
+    ]
+
+
+def _publish(tmp_path, registry):
+    registry.write_schemas(tmp_path / "test")
+    return tmp_path
+
+
+def _readers(**fields):
+    readers = EventRegistry()
+    model = type("TopicSubmittedReader", (Reader,), {"__annotations__": fields})
+    readers.register("cunzhi.test.TopicSubmitted", version=2)(model)
+    return readers
+
+
+def test_a_reader_of_a_subset_of_the_published_fields_agrees(tmp_path):
+    registry, _ = make_registry()
+    root = _publish(tmp_path, registry)
+    readers = _readers(topic_id=str, village_ids=list[str])
+    assert reader_breaks(readers, root) == []
+    # and it ignores what it does not read, so the producer may add fields
+    event = readers.decode(
+        "cunzhi.test.TopicSubmitted",
+        2,
+        {"topic_id": "t", "title": "x", "village_ids": [], "new": 1},
+    )
+    assert event.topic_id == "t"
+
+
+def test_a_reader_that_expects_what_the_producer_does_not_publish_breaks(tmp_path):
+    registry, _ = make_registry()
+    root = _publish(tmp_path, registry)
+    assert [str(b) for b in reader_breaks(_readers(forum_id=str), root)] == [
+        "cunzhi.test.TopicSubmitted: reads forum_id, not published"
+    ]
+    assert [str(b) for b in reader_breaks(_readers(title=int), root)] == [
+        "cunzhi.test.TopicSubmitted: reads title as ['integer'], published as ['string']"
+    ]
+
+
+def test_a_reader_of_an_unpublished_version_breaks(tmp_path):
+    registry, _ = make_registry(version=1)
+    root = _publish(tmp_path, registry)
+    assert [str(b) for b in reader_breaks(_readers(topic_id=str), root)] == [
+        "cunzhi.test.TopicSubmitted: v2 is not published"
+    ]
+
+
+def test_a_reader_that_narrows_an_enum_or_requires_an_optional_field_breaks(tmp_path):
+    registry = EventRegistry()
+
+    @registry.register("cunzhi.test.ForumHeld")
+    class ForumHeld(Event):
+        mode: Literal["township", "field_visit"]
+        minutes: str | None = None
+
+    registry.write_schemas(tmp_path / "test")
+    readers = EventRegistry()
+
+    @readers.register("cunzhi.test.ForumHeld")
+    class ForumHeldReader(Reader):
+        mode: Literal["township"]
+        minutes: str
+
+    assert sorted(str(b) for b in reader_breaks(readers, tmp_path)) == [
+        "cunzhi.test.ForumHeld: reads minutes as ['string'], published as ['null', 'string']",
+        "cunzhi.test.ForumHeld: refuses mode = 'field_visit'",
+        "cunzhi.test.ForumHeld: requires minutes, which may be absent",
     ]

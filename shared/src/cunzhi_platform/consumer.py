@@ -7,9 +7,11 @@ committed. A crash in between redelivers the message, and the marks make the red
 no-op. Messages are handled one at a time per subscriber (no ``max_workers``), which is what
 keeps one aggregate's events in order.
 
-What cannot be processed goes to ``<topic>.dlq`` with the reason in headers (``dlq_reason``,
-``dlq_error``, the original topic/partition/offset) and the consumer moves on: malformed
-envelopes, bad JSON, unknown types or versions, invalid payloads, and handler errors that
+An event type the consumer does not know is ignored and marked processed: producers add
+types, and services are upgraded one at a time. What cannot be processed goes to
+``<topic>.dlq`` with the reason in headers (``dlq_reason``, ``dlq_error``, the original
+topic/partition/offset) and the consumer moves on: malformed envelopes, bad JSON, a known
+type's unknown (newer) version, invalid payloads, and handler errors that
 persist after retries. Database or network outages are not the message's fault: they are
 retried until the infrastructure is back, never dead-lettered.
 """
@@ -163,7 +165,7 @@ async def create_tables(
 @dataclass
 class _Decoded:
     record: ConsumerRecord[Any, Any]
-    event: Event
+    event: Event | None  # None: a type this consumer does not handle, only marked processed
     envelope: Envelope
 
 
@@ -271,13 +273,14 @@ class ConsumerRunner:
             envelope = Envelope.from_headers(record.headers or ())
         except EnvelopeError as exc:
             raise _Poison("bad_envelope", str(exc)) from exc
+        if envelope.type not in self.registry:
+            return _Decoded(record, None, envelope)
         try:
             event = self.registry.decode_json(
                 envelope.type, envelope.schema_version, record.value or b""
             )
         except UnknownEventType as exc:
-            reason = "unknown_type" if envelope.type not in self.registry else "unknown_version"
-            raise _Poison(reason, str(exc)) from exc
+            raise _Poison("unknown_version", str(exc)) from exc
         except InvalidEventPayload as exc:
             raise _Poison(_json_or_payload(record.value), str(exc)) from exc
         return _Decoded(record, event, envelope)
@@ -292,12 +295,15 @@ class ConsumerRunner:
                     [i.envelope.id for i in items],
                 )
             }
-            todo, seen = [], set()
+            todo, seen, ignored = [], set(), 0
             for item in items:
                 # Also drops a duplicate inside the batch (the relay re-published it).
                 if item.envelope.id in fresh and item.envelope.id not in seen:
                     seen.add(item.envelope.id)
-                    todo.append((item.event, item.envelope))
+                    if item.event is not None:
+                        todo.append((item.event, item.envelope))
+                    else:
+                        ignored += 1
             if todo:
                 tx = Tx(conn, self.names, self.store)
                 if len(todo) == 1:
@@ -308,7 +314,8 @@ class ConsumerRunner:
                 else:
                     await self.consumer.apply_batch(tx, todo)
         CONSUMED.labels(self.consumer.name, "applied").inc(len(todo))
-        CONSUMED.labels(self.consumer.name, "duplicate").inc(len(items) - len(todo))
+        CONSUMED.labels(self.consumer.name, "ignored").inc(ignored)
+        CONSUMED.labels(self.consumer.name, "duplicate").inc(len(items) - len(todo) - ignored)
 
     async def _with_infra_retry(self, attempt: Any) -> None:
         delay = self.retry_delay_s

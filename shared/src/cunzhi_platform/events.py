@@ -33,6 +33,18 @@ class Event(BaseModel):
         return self.model_dump(mode="json")
 
 
+class Reader(Event):
+    """What a consumer reads of another service's event: a tolerant reader.
+
+    A consumer declares, under the producer's type name and schema version, only the fields it
+    uses; fields it does not declare are ignored. So a producer may add fields, and no service
+    imports another service's code: the suite checks every reader against the producer's
+    published JSON Schema (``reader_breaks``) instead.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
 class UnknownEventType(LookupError):
     """The type/version pair is not registered (and cannot be upcast to one that is)."""
 
@@ -245,6 +257,60 @@ def check_published(registry: EventRegistry, directory: Path) -> list[SchemaBrea
             if missing:
                 breaks.append(SchemaBreak(name, f"no upcaster from v{missing[0]}"))
     return breaks
+
+
+def reader_breaks(readers: EventRegistry, published_root: Path) -> list[SchemaBreak]:
+    """How the readers in ``readers`` disagree with what their producers publish.
+
+    ``published_root`` holds ``<service>/<type>.v<n>.json`` (docs/events). A reader breaks when
+    its schema version is not published, when it reads a field the producer does not publish,
+    requires a field the producer may omit, or refuses a type or value the producer may send.
+    """
+    breaks: list[SchemaBreak] = []
+    for name in readers.names():
+        model = readers.model(name)
+        producer = name.split(".")[1] if name.count(".") >= 2 else ""
+        path = published_root / producer / f"{name}.v{model.schema_version}.json"
+        if not path.exists():
+            breaks.append(SchemaBreak(name, f"v{model.schema_version} is not published"))
+            continue
+        published, reader = json.loads(path.read_text()), model.model_json_schema()
+        breaks += [
+            SchemaBreak(name, reason)
+            for reason in _reader_disagreements("", (published, published), (reader, reader))
+        ]
+    return breaks
+
+
+def _reader_disagreements(
+    path: str, pub_at: tuple[Payload, Payload], mine_at: tuple[Payload, Payload]
+) -> list[str]:
+    """Each argument: (whole schema, for ``$ref``s; the node compared)."""
+    (published, pub), (reader, mine) = pub_at, mine_at
+    pub, mine = _resolve(published, pub), _resolve(reader, mine)
+    reasons: list[str] = []
+    pub_props, pub_required = pub.get("properties", {}), set(pub.get("required", []))
+    for field, mine_field in mine.get("properties", {}).items():
+        if field not in pub_props:
+            reasons.append(f"reads {path}{field}, not published")
+            continue
+        if field in mine.get("required", []) and field not in pub_required:
+            reasons.append(f"requires {path}{field}, which may be absent")
+        p, m = _resolve(published, pub_props[field]), _resolve(reader, mine_field)
+        if not _types(p) <= _types(m) and "any" not in _types(m):
+            reasons.append(
+                f"reads {path}{field} as {sorted(_types(m))}, published as {sorted(_types(p))}"
+            )
+        pv, mv = _values(p), _values(m)
+        if pv is not None and mv is not None:
+            reasons += [f"refuses {path}{field} = {v!r}" for v in sorted(pv - mv)]
+        if "properties" in m:
+            reasons += _reader_disagreements(f"{path}{field}.", (published, p), (reader, m))
+        if "items" in p and "items" in m:
+            reasons += _reader_disagreements(
+                f"{path}{field}[].", (published, p["items"]), (reader, m["items"])
+            )
+    return reasons
 
 
 def merge(registries: Iterable[EventRegistry]) -> EventRegistry:
