@@ -1,0 +1,1 @@
+"""Delivery channels: how a rendered notice reaches a person or a group."""
