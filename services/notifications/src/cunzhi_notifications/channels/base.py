@@ -50,6 +50,8 @@ class SendResult:
     """In words, with the provider's code: what a person reads in the failures list."""
     retry_after_s: float | None = None
     """A provider's own wait (429 Retry-After, a throttling code): honoured over our backoff."""
+    address_gone: bool = False
+    """The address will never take anything again (a webhook endpoint answering 410 Gone)."""
 
 
 class Channel(Protocol):
