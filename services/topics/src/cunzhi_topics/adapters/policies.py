@@ -24,15 +24,14 @@ from __future__ import annotations
 from typing import ClassVar
 
 import structlog
-from cunzhi_meetings.events import ForumClosed, ForumPlanned, ResolutionAdopted
 from cunzhi_platform.consumer import Consumer, Tx, caused_by, skipping_refusals
 from cunzhi_platform.envelope import Envelope, topic_for
 from cunzhi_platform.events import Event
-from cunzhi_rectification.events import TaskCompleted
 
 from .. import application
 from ..domain import ForumTaskLedger, TopicState
 from ..events import SERVICE, CallForTopicsDecided, CallForTopicsOpened, TopicDeferred
+from ..inbound import ForumClosed, ForumPlanned, ResolutionAdopted, TaskCompleted
 
 _log = structlog.get_logger(__name__)
 
