@@ -48,6 +48,7 @@ from .domain import (
     TownshipCategories,
     VillageSecretary,
     call_stream_id,
+    cancel_forum_call,
     categories_stream_id,
     issue_stream_id,
     merge_topics,
@@ -175,6 +176,49 @@ async def schedule_call(
     call = await load_call(store, township_id, forum_id, conn=conn)
     events = call.schedule(forum_date, store.clock.now())
     await store.append(call.id, call.version, events, ctx, conn=conn)
+
+
+async def postpone_call(
+    store: EventStore,
+    ctx: CommandContext,
+    township_id: str,
+    forum_id: str,
+    forum_date: dt.date,
+    reason: str,
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> None:
+    call = await load_call(store, township_id, forum_id, conn=conn)
+    events = call.reschedule(forum_date, reason, store.clock.now())
+    await store.append(call.id, call.version, events, ctx, conn=conn)
+
+
+async def cancel_call(
+    store: EventStore,
+    ctx: CommandContext,
+    township_id: str,
+    forum_id: str,
+    reason: str,
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> None:
+    call = await load_call(store, township_id, forum_id, conn=conn)
+    topics = [
+        await load_topic(store, topic_id, conn=conn)
+        for topic_id in await _call_topic_ids(store, township_id, forum_id)
+    ]
+    by_stream = cancel_forum_call(call, topics, reason, store.clock.now())
+    await _save(store, ctx, by_stream, [call, *topics], conn=conn)
+
+
+async def _call_topic_ids(store: EventStore, township_id: str, forum_id: str) -> list[str]:
+    """Every topic ever submitted or carried into the call, from the event store: a topic
+    submitted a moment ago must not escape a decision about the whole call."""
+    streams = await store.stream_ids(
+        [TopicSubmitted.event_type, TopicCarriedOver.event_type],
+        {"township_id": township_id, "forum_id": forum_id},
+    )
+    return [stream.removeprefix("topic:") for stream in streams]
 
 
 async def open_call(
@@ -381,18 +425,12 @@ async def select(
     chosen_id: str,
     dispositions: Mapping[str, Disposition],
 ) -> None:
-    """The call's topics come from the event store, not the read model: a topic submitted a
-    moment before the deadline must not escape the rule that every undecided one gets a
-    disposition."""
+    """Every undecided topic of the call gets a disposition (see ``_call_topic_ids``)."""
     principal.require_role(COMMITTEE)
     principal.require_township(township_id)
     call = await load_call(store, township_id, forum_id)
     chosen = await load_topic(store, chosen_id)
-    streams = await store.stream_ids(
-        [TopicSubmitted.event_type, TopicCarriedOver.event_type],
-        {"township_id": township_id, "forum_id": forum_id},
-    )
-    call_topic_ids = [stream.removeprefix("topic:") for stream in streams]
+    call_topic_ids = await _call_topic_ids(store, township_id, forum_id)
     others = [
         await load_topic(store, topic_id)
         for topic_id in dict.fromkeys([*call_topic_ids, *dispositions])

@@ -96,6 +96,35 @@ class CallForTopicsDecided(Event):
     decided_at: dt.datetime
 
 
+@registry.register("cunzhi.topics.CallForTopicsRescheduled", version=1)
+class CallForTopicsRescheduled(Event):
+    """The forum was postponed (or brought forward): the call's opening and deadline move with
+    it. A call already closed whose new deadline is still ahead opens again."""
+
+    township_id: str
+    forum_id: str
+    previous_forum_date: dt.date
+    forum_date: dt.date
+    opens_at: dt.datetime
+    closes_at: dt.datetime
+    reopens: bool
+    """The call had closed and its new deadline is ahead: it is scheduled (or open) again."""
+    reason: str
+    rescheduled_at: dt.datetime
+
+
+@registry.register("cunzhi.topics.CallForTopicsCancelled", version=1)
+class CallForTopicsCancelled(Event):
+    """The forum was cancelled: the call takes nothing more, and its topics go back to the
+    township's next call (``TopicReturned``)."""
+
+    township_id: str
+    forum_id: str
+    forum_date: dt.date
+    reason: str
+    cancelled_at: dt.datetime
+
+
 # -- topics (议题), stream ``topic:{topic_id}`` ---------------------------------------------------
 
 
@@ -214,6 +243,15 @@ class TopicDeferred(TopicEvent):
 
     deferred_by: str
     deferred_at: dt.datetime
+
+
+@registry.register("cunzhi.topics.TopicReturned", version=1)
+class TopicReturned(TopicEvent):
+    """Its forum was cancelled: the topic (selected or still undecided) waits for the
+    township's next call, where it is carried over with its history."""
+
+    reason: str
+    returned_at: dt.datetime
 
 
 @registry.register("cunzhi.topics.TopicCarriedOver", version=1)

@@ -27,9 +27,11 @@ from cunzhi_platform.events import Event
 
 from ..events import (
     SERVICE,
+    CallForTopicsCancelled,
     CallForTopicsClosed,
     CallForTopicsDecided,
     CallForTopicsOpened,
+    CallForTopicsRescheduled,
     CallForTopicsScheduled,
     CategoryAdded,
     IssueClaimed,
@@ -46,6 +48,7 @@ from ..events import (
     TopicRecategorised,
     TopicReferred,
     TopicResolved,
+    TopicReturned,
     TopicRevised,
     TopicSelected,
     TopicShortlisted,
@@ -206,6 +209,16 @@ class ReadModels(Consumer):
                     "decided_by": event.decided_by,
                     "decided_at": event.decided_at,
                 }
+            case CallForTopicsRescheduled():
+                values = {
+                    "forum_date": event.forum_date,
+                    "opens_at": event.opens_at,
+                    "closes_at": event.closes_at,
+                }
+                if event.reopens:
+                    values["state"] = "scheduled"
+            case CallForTopicsCancelled():
+                values = {"state": "cancelled"}
             case _:
                 return
         key = {"township_id": event.township_id, "forum_id": event.forum_id}
@@ -252,6 +265,8 @@ class ReadModels(Consumer):
                 values["category"] = event.category
             case TopicDeferred():
                 values["state"] = "deferred"
+            case TopicReturned():
+                values |= {"state": "deferred", "reason": event.reason}
             case TopicCarriedOver():
                 values |= {
                     "state": "submitted",
@@ -366,7 +381,7 @@ def _detail(event: Event) -> str | None:
     match event:
         case TopicReferred():
             return event.department
-        case TopicDeclined() | TopicWithdrawn():
+        case TopicDeclined() | TopicWithdrawn() | TopicReturned():
             return event.reason or None
         case IssueProgressReported():
             return event.note

@@ -41,6 +41,7 @@ from ..events import (
     TopicRecategorised,
     TopicReferred,
     TopicResolved,
+    TopicReturned,
     TopicRevised,
     TopicSelected,
     TopicShortlisted,
@@ -291,6 +292,19 @@ class Topic(Aggregate):
         common["forum_id"] = call.forum_id
         return [TopicCarriedOver(**common, from_forum_id=self.forum_id, carried_at=now)]
 
+    def return_to_next_call(
+        self, call: CallForTopics, reason: str, now: dt.datetime
+    ) -> list[Event]:
+        """Its forum was cancelled: a topic still in play, or selected, waits for the next call.
+
+        Merged, withdrawn and disposed-of topics stay as they are; a topic already carried
+        into another call is no longer this call's.
+        """
+        in_play = UNDECIDED | {TopicState.SELECTED}
+        if self.forum_id != call.forum_id or self.state not in in_play:
+            return []
+        return [TopicReturned(**self._common(), reason=reason, returned_at=now)]
+
     # -- after the forum ----------------------------------------------------------------------
 
     def resolve(self, forum_id: str, now: dt.datetime) -> list[Event]:
@@ -358,6 +372,9 @@ class Topic(Aggregate):
         self.state = TopicState.SELECTED
 
     def _on_TopicDeferred(self, event: TopicDeferred) -> None:
+        self.state = TopicState.DEFERRED
+
+    def _on_TopicReturned(self, event: TopicReturned) -> None:
         self.state = TopicState.DEFERRED
 
     def _on_TopicCarriedOver(self, event: TopicCarriedOver) -> None:
@@ -589,6 +606,21 @@ def select_topic(
     for topic_id, disposition in dispositions.items():
         topic = undecided[topic_id]
         events[topic.id] = [_disposed(topic, disposition, selected_by, now)]
+    return events
+
+
+def cancel_forum_call(
+    call: CallForTopics, topics: Sequence[Topic], reason: str, now: dt.datetime
+) -> dict[str, list[Event]]:
+    """A cancelled forum cancels its call and returns its topics to the next call; events keyed
+    by stream id. ``topics`` are the topics ever submitted or carried into the call."""
+    events: dict[str, list[Event]] = {call.id: call.cancel(reason, now)}
+    if not events[call.id]:
+        return {}  # cancelled already: its topics were returned then
+    for topic in topics:
+        returned = topic.return_to_next_call(call, reason, now)
+        if returned:
+            events[topic.id] = returned
     return events
 
 
