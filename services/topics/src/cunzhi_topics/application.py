@@ -15,7 +15,9 @@ token (``Principal``):
 - the party-building office (``party_building_office``) consolidates, and adds the township's
   own topic categories, and the township committee (``township_committee``) selects, for the
   townships of their ``township_ids``;
-- a party member (``party_member``) claims issues of the villages of their ``village_ids``.
+- a party member (``party_member``) or village secretary claims issues of the villages of their
+  ``village_ids``, and a township cadre (office, committee) those of their townships: the
+  claim list is for "党员干部", party members and cadres.
 
 Every one of them also needs the township in ``township_ids``: village and station ids do not
 say which township they are in, so the token does.
@@ -40,6 +42,7 @@ from cunzhi_platform.eventstore import EventStore, StreamWrite
 
 from .domain import (
     CallForTopics,
+    Claimant,
     Disposition,
     Issue,
     StationHead,
@@ -482,12 +485,16 @@ async def raise_issue(
 async def claim_issue(
     store: EventStore, ctx: CommandContext, principal: Principal, issue_id: str
 ) -> None:
-    principal.require_role(PARTY_MEMBER)
+    principal.require_role(PARTY_MEMBER, VILLAGE_SECRETARY, OFFICE, COMMITTEE)
     issue = await load_issue(store, issue_id)
-    # The domain wants the member's own village; the token may name several, so pass the
-    # issue's village when the member belongs to it.
-    branch = issue.village_id if issue.village_id in principal.village_ids else None
-    events = issue.claim(principal.sub, branch, store.clock.now())
+    claimant = Claimant(
+        principal.sub,
+        villages=principal.village_ids
+        if principal.has_role(PARTY_MEMBER, VILLAGE_SECRETARY)
+        else frozenset(),
+        townships=principal.township_ids if principal.has_role(OFFICE, COMMITTEE) else frozenset(),
+    )
+    events = issue.claim(claimant, store.clock.now())
     await store.append(issue.id, issue.version, events, ctx)
 
 

@@ -317,7 +317,7 @@ class IssueRaised(IssueEvent):
 
 @registry.register("cunzhi.topics.IssueClaimed", version=1)
 class IssueClaimed(IssueEvent):
-    """A party member of the village took the issue on (党员领办)."""
+    """A party member or cadre took the issue on (党员干部领办)."""
 
     claimant_id: str
     claimed_at: dt.datetime

@@ -453,7 +453,10 @@ def _township_of(principal: Principal, township_id: str | None) -> str:
 async def claim_issue(
     issue_id: IdPath, principal: CurrentPrincipal, ctx: Context, store: Store
 ) -> dict[str, str]:
-    """A party member of the issue's village takes it on (领办); one claimant at a time."""
+    """A party member or cadre takes it on (党员干部领办); one claimant at a time.
+
+    Party members and the secretary of the issue's village may claim it, and so may the
+    township's cadres (party-building office, committee) — the reports say "党员干部"."""
     await application.claim_issue(store, ctx, principal, issue_id)
     return {"issue_id": issue_id}
 

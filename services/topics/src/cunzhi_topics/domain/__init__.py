@@ -20,7 +20,7 @@ from .categories import (
     check_category,
 )
 from .forum_tasks import ForumTaskLedger
-from .issue import Issue, IssueState, issue_stream_id, promote_issue
+from .issue import Claimant, Issue, IssueState, issue_stream_id, promote_issue
 from .topic import (
     Decline,
     Defer,
@@ -43,6 +43,7 @@ __all__ = [
     "CallState",
     "CallTimes",
     "Category",
+    "Claimant",
     "Decline",
     "Defer",
     "Disposition",
