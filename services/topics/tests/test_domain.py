@@ -49,7 +49,7 @@ NEXT_FORUM_DATE = dt.date(2026, 11, 27)
 WANG = VillageSecretary("p-wang", "v01")
 LI = VillageSecretary("p-li", "v02")
 ZHAO = VillageSecretary("p-zhao", "v03")
-STATION_HEAD = StationHead("p-sun", "st1", frozenset({"v01", "v02", "v03"}))
+STATION_HEAD = StationHead("p-sun", "nongjingzhan")  # the township's 农经站
 OFFICE = "p-office"
 COMMITTEE = "p-secretary"
 
@@ -268,14 +268,15 @@ def test_a_village_secretary_submits_a_topic_for_their_village() -> None:
     assert topic.submitter_ids == ["p-wang"]
 
 
-def test_a_station_head_submits_for_villages_of_the_station_only() -> None:
+def test_a_station_submits_township_wide_topics_about_any_villages_or_none() -> None:
     call = open_call()
-    topic = submitted(call, "t1", STATION_HEAD, ("v02", "v03"))
-    assert topic.sources[0].station_id == "st1"
+    topic = submitted(call, "t1", STATION_HEAD, ("v02", "v09"))
+    assert topic.sources[0].station_id == "nongjingzhan"
     assert topic.sources[0].submitter_role == "station_head"
-
-    with pytest.raises(Forbidden, match="villages v09 are not in station st1") as refused:
-        submitted(call, "t2", STATION_HEAD, ("v01", "v09"))
+    township_wide = submitted(call, "t2", STATION_HEAD, ())
+    assert township_wide.village_ids == []
+    with pytest.raises(DomainError, match="at least one village") as refused:
+        submitted(call, "t3", WANG, ())
     assert refused.value.field == "village_ids"
 
 

@@ -9,9 +9,9 @@ township of a topic, the village of an issue). Roles and jurisdiction come from 
 token (``Principal``):
 
 - a village secretary (``village_secretary``) acts for the villages of their ``village_ids``;
-- a station head (``station_head``) acts for a station of their ``station_ids``, and the
-  station's villages are the token's ``village_ids`` (the identity provider puts the villages
-  of the head's stations there; this service keeps no station register);
+- a station head (``station_head``) acts for a township functional station (站所) of their
+  ``station_ids``, and submits township-wide topics about any villages of the township, or
+  none in particular;
 - the party-building office (``party_building_office``) consolidates, and adds the township's
   own topic categories, and the township committee (``township_committee``) selects, for the
   townships of their ``township_ids``;
@@ -138,7 +138,7 @@ def submitter_of(
             raise Forbidden(
                 f"station {station_id} is outside your jurisdiction", field="station_id"
             )
-        return StationHead(principal.sub, station_id, frozenset(principal.village_ids))
+        return StationHead(principal.sub, station_id)
     principal.require_role(VILLAGE_SECRETARY)
     return VillageSecretary(principal.sub, _own_village(principal, village_id))
 
@@ -160,7 +160,7 @@ def _as_original_submitter(topic: Topic, principal: Principal) -> Submitter:
     """The caller in the capacity the topic was submitted in (for a revision's villages)."""
     own = next((s for s in topic.sources if s.topic_id == topic.topic_id), None)
     if own is not None and own.submitter_role == STATION_HEAD and own.station_id is not None:
-        return StationHead(principal.sub, own.station_id, frozenset(principal.village_ids))
+        return StationHead(principal.sub, own.station_id)
     return VillageSecretary(principal.sub, own.village_id if own and own.village_id else "")
 
 

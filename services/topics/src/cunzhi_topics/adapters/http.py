@@ -44,7 +44,7 @@ Title = Annotated[
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 CategoryCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN.pattern)]
-Villages = Annotated[list[Id], Field(min_length=1, max_length=100)]
+Villages = Annotated[list[Id], Field(max_length=100)]
 IssueStateName = Literal["raised", "claimed", "closed", "promoted"]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
@@ -74,7 +74,11 @@ class TopicDraft(ActingFor):
     title: Title
     description: Text
     category: CategoryCode
-    village_ids: Villages = Field(description="the villages the topic concerns")
+    village_ids: Villages = Field(
+        [],
+        description="the villages the topic concerns: a village secretary's own village at "
+        "least; a station's township-wide topic may name any villages of the township, or none",
+    )
 
 
 class TopicRevision(Body):
@@ -228,7 +232,8 @@ async def submit_topic(
     ctx: Context,
     store: Store,
 ) -> dict[str, str]:
-    """A village secretary (for their village) or station head (for their station) submits."""
+    """A village secretary (for their village) or the head of a township functional station
+    (站所: 农经站, 司法所…; a township-wide topic) submits to the open call."""
     topic_id = await application.submit_topic(
         store,
         ctx,

@@ -69,11 +69,15 @@ class VillageSecretary:
 
 @dataclass(frozen=True)
 class StationHead:
-    """Head of a party-building work station (党建工作站): submits for the station's villages."""
+    """Head of a township functional station (站所: 农经站, 司法所, 财政所…).
+
+    "向各站所、各村征集议题" (seed 000): a station submits township-wide topics, about no
+    particular village or about any villages of the township. (Party-building work stations,
+    党建工作站, are another thing: a level between township and village in seed 001.)
+    """
 
     person_id: str
     station_id: str
-    station_village_ids: frozenset[str]
 
 
 Submitter = VillageSecretary | StationHead
@@ -652,25 +656,20 @@ def _role(submitter: Submitter) -> SubmitterRole:
 
 
 def _villages_concerned(submitter: Submitter, village_ids: Iterable[str]) -> list[str]:
+    """A secretary's topic concerns their own village (and perhaps others); a station's may
+    concern any villages of the township, or none in particular."""
     villages = _unique(v.strip() for v in village_ids if v.strip())
+    if isinstance(submitter, StationHead):
+        return villages
     if not villages:
         raise DomainError("name at least one village the topic concerns", field="village_ids")
-    if isinstance(submitter, VillageSecretary):
-        if submitter.village_id not in villages:
-            raise Forbidden(
-                f"a village secretary submits topics that concern their own village; include "
-                f"village {submitter.village_id}, or ask the secretaries of "
-                f"{', '.join(villages)} to submit it",
-                field="village_ids",
-            )
-    else:
-        outside = [v for v in villages if v not in submitter.station_village_ids]
-        if outside:
-            raise Forbidden(
-                f"villages {', '.join(outside)} are not in station {submitter.station_id}; a "
-                "station head submits topics for the villages of their station only",
-                field="village_ids",
-            )
+    if submitter.village_id not in villages:
+        raise Forbidden(
+            f"a village secretary submits topics that concern their own village; include "
+            f"village {submitter.village_id}, or ask the secretaries of "
+            f"{', '.join(villages)} to submit it",
+            field="village_ids",
+        )
     return villages
 
 
