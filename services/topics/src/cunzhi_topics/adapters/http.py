@@ -231,9 +231,14 @@ async def submit_topic(
     principal: CurrentPrincipal,
     ctx: Context,
     store: Store,
-) -> dict[str, str]:
+    read: Read,
+) -> dict[str, Any]:
     """A village secretary (for their village) or the head of a township functional station
-    (站所: 农经站, 司法所…; a township-wide topic) submits to the open call."""
+    (站所: 农经站, 司法所…; a township-wide topic) submits to the open call.
+
+    The answer lists ``similar``: the township's open and past topics whose titles look like
+    this one, with a score from 0 to 1 (ours: see ``GET /topics/{topic_id}/similar``), so the
+    submitter can support an existing topic instead."""
     topic_id = await application.submit_topic(
         store,
         ctx,
@@ -247,7 +252,8 @@ async def submit_topic(
         village_ids=body.village_ids,
         topic_id=body.topic_id,
     )
-    return {"topic_id": topic_id}
+    similar = await read.similar_topics(township_id, body.title, leave_out=[topic_id])
+    return {"topic_id": topic_id, "similar": similar}
 
 
 @router.patch("/topics/{topic_id}")
@@ -386,6 +392,21 @@ async def get_topic(topic_id: IdPath, principal: CurrentPrincipal, read: Read) -
     topic = found(await read.topic(topic_id), f"topic {topic_id}")
     require_readable(principal, topic["township_id"])
     return topic
+
+
+@router.get("/topics/{topic_id}/similar")
+async def similar_topics(
+    topic_id: IdPath, principal: CurrentPrincipal, read: Read
+) -> list[dict[str, Any]]:
+    """Likely duplicates of a topic among the township's open and past topics (相似议题), best
+    first, for the office's consolidation (merge) and the committee.
+
+    Ours, not the reports': titles are split into words (a Chinese segmenter, jieba-rs),
+    function words left out, and scored by the share of words they have in common (Jaccard
+    index); at least 0.25 is listed, five at most. Withdrawn and merged topics are left out."""
+    topic = found(await read.topic(topic_id), f"topic {topic_id}")
+    require_readable(principal, topic["township_id"])
+    return await read.similar_topics(topic["township_id"], topic["title"], leave_out=[topic_id])
 
 
 @router.get("/townships/{township_id}/calls/{forum_id}")

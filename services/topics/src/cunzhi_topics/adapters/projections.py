@@ -57,6 +57,7 @@ from ..events import (
     TopicSupported,
     TopicWithdrawn,
 )
+from .similar import title_terms
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class ReadModels(Consumer):
     # a party member's claims by claimant.
     indexes: ClassVar = {
         "topics": ["township_id, forum_id, state", "USING gin (village_ids)"],
+        "topic_terms": ["USING gin (terms)"],
         "issues": ["claimant_id"],
     }
     rebuildable = True
@@ -128,6 +130,11 @@ class ReadModels(Consumer):
             carried_over_from text[] NOT NULL DEFAULT '{{}}',
             submitted_at timestamptz NOT NULL,
             updated_at timestamptz NOT NULL,
+            PRIMARY KEY (township_id, topic_id))""",
+        "topic_terms": """CREATE TABLE IF NOT EXISTS {table} (
+            township_id text NOT NULL,
+            topic_id text NOT NULL,
+            terms text[] NOT NULL,
             PRIMARY KEY (township_id, topic_id))""",
         "issues": """CREATE TABLE IF NOT EXISTS {table} (
             village_id text NOT NULL,
@@ -225,6 +232,15 @@ class ReadModels(Consumer):
         await update(tx, "calls", key, values)
 
     async def _topic(self, tx: Tx, event: TopicEvent, envelope: Envelope) -> None:
+        if isinstance(event, TopicSubmitted | TopicRevised | TopicSelected):
+            await tx.conn.execute(
+                f"INSERT INTO {tx.t('topic_terms')} (township_id, topic_id, terms) "
+                "VALUES ($1, $2, $3) ON CONFLICT (township_id, topic_id) "
+                "DO UPDATE SET terms = excluded.terms",
+                event.township_id,
+                event.topic_id,
+                title_terms(event.title),
+            )
         if isinstance(event, TopicSubmitted):
             await _insert_topic(tx, event)
             return
