@@ -394,6 +394,22 @@ async def get_topic(topic_id: IdPath, principal: CurrentPrincipal, read: Read) -
     return topic
 
 
+@router.get("/topics/{topic_id}/timeline")
+async def topic_timeline(
+    topic_id: IdPath,
+    principal: CurrentPrincipal,
+    read: Read,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Every step of the topic in words (议题全过程), oldest first, with who took it and when:
+    submitted, revised, merged, selected, the forum held on it, its resolutions, each of their
+    tasks done (rectification), resolved."""
+    topic = found(await read.topic(topic_id), f"topic {topic_id}")
+    require_readable(principal, topic["township_id"])
+    return await read.timeline(topic_id, limit, offset)
+
+
 @router.get("/topics/{topic_id}/similar")
 async def similar_topics(
     topic_id: IdPath, principal: CurrentPrincipal, read: Read
