@@ -1,0 +1,1 @@
+"""Adapters of the rectification service, by subject (``tasks``, ``campaign``)."""

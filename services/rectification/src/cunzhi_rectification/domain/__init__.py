@@ -1,0 +1,1 @@
+"""The rectification domain: pure decisions folded from events, no I/O."""
