@@ -11,7 +11,7 @@ Rules (the seeds only say tasks have owners and deadlines; the rest is ours):
 - only the assignee (the village's secretary, or the person) or the office of the task's
   township (党建办, 乡党委) reports on it or completes it;
 - progress is a whole percentage within 0–100 and never below the last report;
-- completion needs evidence or a summary, and happens once;
+- completion needs evidence or a summary, and happens once; a completed task is 100% done;
 - a task is overdue once its due day has ended in Asia/Shanghai unfinished; a due day that is
   not a working day runs to the end of the next working day (as a period ending on a holiday
   does in Chinese law, 民法典 第二百零三条);
@@ -412,6 +412,7 @@ class Task(Aggregate):
 
     def _on_TaskCompleted(self, e: TaskCompleted) -> None:
         self.completed = e
+        self.percent = 100
         self.status = TaskStatus.COMPLETED
         self.level = None
 

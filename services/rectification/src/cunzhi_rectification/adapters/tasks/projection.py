@@ -118,7 +118,8 @@ class TasksProjection(Consumer):
                 )
             case TaskCompleted():
                 await tx.conn.execute(
-                    set_ + "status = $3, escalation_level = NULL, completed_on = $4, "
+                    set_
+                    + "status = $3, percent = 100, escalation_level = NULL, completed_on = $4, "
                     "completed_by = $5, summary = $6 WHERE task_id = $1",
                     event.task_id,
                     envelope.time,
