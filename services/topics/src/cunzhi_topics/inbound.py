@@ -23,6 +23,25 @@ class ForumPlanned(Reader):
     date: dt.date
 
 
+@readers.register("cunzhi.meetings.ForumPostponed", version=1)
+class ForumPostponed(Reader):
+    """The forum moved to ``date``: its call for topics moves with it."""
+
+    forum_id: str
+    township_id: str
+    date: dt.date
+    reason: str
+
+
+@readers.register("cunzhi.meetings.ForumCancelled", version=1)
+class ForumCancelled(Reader):
+    """The forum will not take place: its call is cancelled, its topics go to the next one."""
+
+    forum_id: str
+    township_id: str
+    reason: str
+
+
 class ForumTask(Reader):
     task_id: str
 

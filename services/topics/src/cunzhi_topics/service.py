@@ -5,7 +5,7 @@ from __future__ import annotations
 from cunzhi_platform.runtime import Service
 
 from .adapters.http import router
-from .adapters.policies import CarryOver, ForumOutcomes, ForumPlannedPolicy
+from .adapters.policies import CarryOver, ForumCalendar, ForumOutcomes
 from .adapters.projections import ReadModels
 from .adapters.timers import call_timers
 from .events import SERVICE, registry
@@ -23,7 +23,7 @@ def build_service() -> Service:
         name=SERVICE,
         registry=registry,
         consumes=[readers],
-        consumers=[ReadModels(), CarryOver(), ForumPlannedPolicy(), ForumOutcomes()],
+        consumers=[ReadModels(), CarryOver(), ForumCalendar(), ForumOutcomes()],
         routers=[router],
         background=[call_timers],
         description=DESCRIPTION,
