@@ -23,6 +23,7 @@ from cunzhi_platform.aggregate import DomainError
 from cunzhi_platform.clock import SHANGHAI, ManualClock, today
 from cunzhi_platform.envelope import CommandContext, Envelope
 from cunzhi_platform.kafka import make_broker
+from cunzhi_platform.rebuild import rebuild
 from cunzhi_platform.runtime import Runtime
 from cunzhi_platform.settings import Settings
 from cunzhi_platform.testing import consume, eventually, running, token
@@ -586,3 +587,29 @@ async def test_a_due_date_before_the_start_is_refused_over_http(kit: Kit) -> Non
     )
     assert r.status_code == 403
     assert await kit.stored() == before
+
+
+async def test_the_tasks_read_model_rebuilds_to_the_same_rows(kit: Kit) -> None:
+    town, village = fresh("town"), fresh("v")
+    reported, completed = await kit.assign(town, village, n=2)
+    office = kit.office(town)
+    for path, body in (
+        (f"/tasks/{reported}/progress", {"percent": 30, "note": "进行中"}),
+        (f"/tasks/{completed}/completion", {"summary": "已完成"}),
+    ):
+        r = await kit.client.post(path, json=body, headers=office)
+        assert r.status_code == 200, r.text
+    await kit.until(f"/tasks/{completed}", lambda t: t["status"] == "completed")
+    await kit.until(f"/tasks/{reported}", lambda t: t["percent"] == 30)
+
+    async def rows() -> list[dict[str, Any]]:
+        found = await kit.pool.fetch(
+            "SELECT * FROM rectification.tasks WHERE township_id = $1 ORDER BY task_id", town
+        )
+        return [dict(r) for r in found]
+
+    before = await rows()
+    projection = next(c for c in kit.rt.service.consumers if c.name == "tasks")
+    assert await rebuild(projection, kit.rt.store) >= 4
+    assert await rows() == before
+    assert [r["status"] for r in before] == ["open", "completed"]

@@ -1,1 +1,1 @@
-"""The rectification domain: pure decisions folded from events, no I/O."""
+"""The rectification domain: pure decisions and read logic, no I/O."""

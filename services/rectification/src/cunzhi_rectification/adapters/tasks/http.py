@@ -159,8 +159,9 @@ async def complete(
 ) -> dict[str, Any]:
     """Complete the task with evidence or a summary; publishes ``TaskCompleted`` (once).
 
-    A forum's task completed here counts towards closing the forum (meetings) and resolving its
-    topic (topics).
+    Our rule: completion needs evidence or a summary, happens once (409 after), and makes the
+    task 100% done. A forum's task completed here counts towards closing the forum (meetings)
+    and resolving its topic (topics).
     """
     task = await application.complete_task(
         rt.store,
@@ -242,7 +243,13 @@ async def overdue(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    """The overdue list (逾期清单) you may see, longest overdue first."""
+    """The overdue list (逾期清单) you may see, longest overdue first.
+
+    Our rule: a task is overdue from the end of its due day (Asia/Shanghai; a due day that is a
+    rest day runs to the end of the next working day) and escalates from the village to the
+    township and the county after the working days set by ``CUNZHI_TASKS_ESCALATE_TO_*``
+    (defaults 3 and 8).
+    """
     filters = Filters(
         township_id=township_id,
         village_id=village_id,
