@@ -101,6 +101,7 @@ def test_a_due_date_before_the_start_is_refused_naming_the_field():
     ("changes", "field"),
     [
         ({"title": "  "}, "title"),
+        ({"due_on": START + dt.timedelta(days=5 * 366 + 1)}, "due_on"),
         ({"weight": 0.0}, "weight"),
         ({"weight": 1001.0}, "weight"),
         ({"assignee": Assignee(kind="person", id=" ")}, "assignee"),

@@ -7,7 +7,7 @@
 Rules (the seeds only say tasks have owners and deadlines; the rest is ours):
 
 - a task has exactly one assignee, a village or a person, and a due date on or after its
-  start; its weight is positive;
+  start and at most five years after it; its weight is positive;
 - only the assignee (the village's secretary, or the person) or the office of the task's
   township (党建办, 乡党委) reports on it or completes it;
 - progress is a whole percentage within 0–100 and never below the last report;
@@ -46,6 +46,8 @@ from ..events.tasks import (
 )
 
 MAX_WEIGHT = 1000.0
+MAX_SPAN = dt.timedelta(days=5 * 366)
+"""Longest a task may run (ours): a campaign round is two years; five leave room for a term."""
 MAX_REPORTS = 1000
 """Reports kept per task: a task reported on daily for almost three years. More is a loop."""
 
@@ -182,6 +184,12 @@ def check_due_date(starts_on: dt.date, due_on: dt.date) -> None:
     if due_on < starts_on:
         raise DomainError(
             f"the due date {due_on} is before the task starts ({starts_on})", field="due_on"
+        )
+    if due_on > starts_on + MAX_SPAN:
+        raise DomainError(
+            f"the due date {due_on} is more than {MAX_SPAN.days} days after the task starts "
+            f"({starts_on}); a task runs at most as long as a campaign round may",
+            field="due_on",
         )
 
 
