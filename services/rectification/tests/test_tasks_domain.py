@@ -246,6 +246,7 @@ def test_a_due_day_on_a_holiday_runs_to_the_end_of_the_next_working_day():
     # An adjusted weekend working day is a working day: it is its own deadline.
     assert effective_due_day(dt.date(2026, 10, 10)) == dt.date(2026, 10, 10)
     task = assigned(starts_on=dt.date(2026, 9, 1), due_on=dt.date(2026, 10, 3))
+    assert task.assigned is not None and task.assigned.deadline == at(dt.date(2026, 10, 9))
     assert task.check_deadline(at(dt.date(2026, 10, 8), 18), POLICY) == []
     assert task.check_deadline(at(dt.date(2026, 10, 9)), POLICY)
 

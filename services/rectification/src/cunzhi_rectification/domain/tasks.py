@@ -170,6 +170,7 @@ class TaskDraft:
             title=self.title,
             starts_on=self.starts_on,
             due_on=self.due_on,
+            deadline=deadline(self.due_on),
             weight=self.weight,
             forum_id=self.forum_id,
             resolution_id=self.resolution_id,
@@ -338,6 +339,7 @@ class Task(Aggregate):
                 township_id=a.township_id,
                 previous_due_on=self.due_on,
                 due_on=due_on,
+                deadline=deadline(due_on),
                 reason=reason.strip(),
                 rescheduled_by=actor.person_id,
             )
