@@ -17,7 +17,6 @@ import asyncio
 import datetime as dt
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,12 +24,12 @@ import uuid
 from pathlib import Path
 
 import httpx
-from bench_platform import raw_commits, raw_produce
+from bench_platform import raw_commits, raw_produce, service_process
 from cunzhi_platform.auth import Principal, TokenIssuer
 from cunzhi_platform.clock import SystemClock, today
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.eventstore import EventStore
-from cunzhi_platform.infra import free_port, infrastructure
+from cunzhi_platform.infra import infrastructure
 from cunzhi_platform.runtime import connect_database
 from cunzhi_platform.settings import Settings
 from cunzhi_platform.testing import eventually
@@ -126,29 +125,7 @@ async def main() -> None:
             database_url=ep.database_url, kafka_bootstrap_servers=ep.kafka_bootstrap_servers
         )
         issuer = TokenIssuer(settings.jwt_secret, settings.jwt_algorithm, settings.jwt_audience)
-        port = free_port()
-        env = {
-            **os.environ,
-            "CUNZHI_DATABASE_URL": ep.database_url,
-            "CUNZHI_KAFKA_BOOTSTRAP_SERVERS": ep.kafka_bootstrap_servers,
-            "CUNZHI_HTTP_PORT": str(port),
-            "CUNZHI_LOG_LEVEL": "WARNING",
-            "CUNZHI_RELAY_POLL_INTERVAL_S": "0.1",
-        }
-        service = subprocess.Popen(  # noqa: ASYNC220 — started once, before any load
-            [sys.executable, "-m", "cunzhi_rectification.main"], env=env
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with httpx.AsyncClient(base_url=base) as http:
-
-                async def up() -> bool:
-                    try:
-                        return (await http.get("/readyz")).status_code == 200
-                    except httpx.TransportError:
-                        return False
-
-                assert await eventually(up, timeout=60), "the rectification service did not start"
+        async with service_process("cunzhi_rectification.main", ep) as base:
             campaign, township = f"bench-{uuid.uuid4().hex[:6]}", "bincheng-town"
             assigned = time.perf_counter()
             drafts = await seed(ep.database_url, campaign, township)
@@ -194,9 +171,6 @@ async def main() -> None:
             )
             commits = await raw_commits(ep.database_url, 3)
             produce = await raw_produce(ep.kafka_bootstrap_servers, 50_000)
-        finally:
-            service.terminate()
-            service.wait(30)
     latencies.sort()
     print(
         f"machine: {os.cpu_count()} cores; embedded PostgreSQL and Tansu; service in its "

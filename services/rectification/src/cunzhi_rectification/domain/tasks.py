@@ -219,10 +219,6 @@ class Task(Aggregate):
         return self._assignment.task_id
 
     @property
-    def township_id(self) -> str:
-        return self._assignment.township_id
-
-    @property
     def deadline(self) -> dt.datetime:
         return deadline(self.due_on)
 
