@@ -613,3 +613,12 @@ async def test_the_tasks_read_model_rebuilds_to_the_same_rows(kit: Kit) -> None:
     assert await rebuild(projection, kit.rt.store) >= 4
     assert await rows() == before
     assert [r["status"] for r in before] == ["open", "completed"]
+
+
+async def test_the_api_documents_the_task_routes_and_which_rules_are_ours(kit: Kit) -> None:
+    spec = (await kit.client.get("/openapi.json")).json()
+    for path in ("/tasks", "/tasks/overdue", "/tasks/{task_id}/progress", "/forums/task-counts"):
+        assert path in spec["paths"], path
+    progress = spec["paths"]["/tasks/{task_id}/progress"]["post"]["description"]
+    assert "Our rule" in progress
+    assert "tracked work item" in spec["info"]["description"]
