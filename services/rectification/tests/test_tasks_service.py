@@ -372,6 +372,11 @@ async def test_reports_outside_ones_jurisdiction_or_not_ones_own_are_forbidden(k
             f"/tasks/{task_id}/completion", json={"summary": "done"}, headers=headers
         )
         assert r.status_code == 403, (who, r.text)
+        # Who may act is checked before the body: an outsider learns nothing about it.
+        r = await kit.client.post(
+            f"/tasks/{task_id}/progress", json={"percent": 101}, headers=headers
+        )
+        assert r.status_code == 403, (who, r.text)
     assert await kit.stored() == before
     r = await kit.client.get(f"/tasks/{task_id}", headers=outsiders["another village's secretary"])
     assert r.status_code == 403 and "outside your jurisdiction" in r.text

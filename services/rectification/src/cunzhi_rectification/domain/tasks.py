@@ -253,7 +253,7 @@ class Task(Aggregate):
         today: dt.date,
     ) -> list[Event]:
         a = self._assignment
-        self._require_reporter(actor)
+        self.require_reporter(actor)
         self._require_not_completed("report on")
         if not 0 <= percent <= 100:
             raise DomainError(
@@ -288,7 +288,7 @@ class Task(Aggregate):
         self, actor: Actor, *, summary: str = "", evidence: Sequence[Evidence] = (), today: dt.date
     ) -> list[Event]:
         a = self._assignment
-        self._require_reporter(actor)
+        self.require_reporter(actor)
         self._require_not_completed("complete")
         if not summary.strip() and not evidence:
             raise DomainError(
@@ -313,11 +313,7 @@ class Task(Aggregate):
     ) -> list[Event]:
         """Move the due date; an overdue task whose new due day has not ended is open again."""
         a = self._assignment
-        if not actor.county and a.township_id not in actor.office_of:
-            raise Forbidden(
-                f"only the office of township {a.township_id} or the county organisation "
-                "department moves a task's due date"
-            )
+        self.require_scheduler(actor)
         self._require_not_completed("reschedule")
         check_due_date(a.starts_on, due_on)
         if due_on == self.due_on:
@@ -385,7 +381,17 @@ class Task(Aggregate):
             )
         return events
 
-    def _require_reporter(self, actor: Actor) -> None:
+    def require_scheduler(self, actor: Actor) -> None:
+        """Only the office of the task's township or the county moves its due date."""
+        township = self._assignment.township_id
+        if not actor.county and township not in actor.office_of:
+            raise Forbidden(
+                f"only the office of township {township} or the county organisation "
+                "department moves a task's due date"
+            )
+
+    def require_reporter(self, actor: Actor) -> None:
+        """Only the assignee or the office of the task's township reports on it."""
         a = self._assignment
         if a.township_id in actor.office_of:
             return
