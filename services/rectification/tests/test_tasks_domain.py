@@ -335,3 +335,19 @@ def test_rescheduling_is_refused(actor, due_on, reason, error, match):
 
 def test_the_county_reschedules_too():
     assert assigned().reschedule(COUNTY, due_on=dt.date(2026, 4, 30), reason="顺延", now=at(START))
+
+
+def test_the_villages_work_team_reports_on_its_campaign_targets_only():
+    team = Actor("team-member", team_of=frozenset({"v001"}))
+    target = assigned(
+        source="campaign_target",
+        forum_id=None,
+        resolution_id=None,
+        campaign_id="bincheng-3",
+        village_id="v001",
+        assignee=Assignee(kind="person", id="team-leader"),
+    )
+    assert target.report_progress(team, percent=20, today=START)
+    forum_task = assigned(assignee=Assignee(kind="village", id="v001"))
+    with pytest.raises(Forbidden):
+        forum_task.report_progress(team, percent=20, today=START)
