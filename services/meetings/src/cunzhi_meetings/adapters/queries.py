@@ -112,7 +112,8 @@ class ReadModels:
             township_id,
         )
         sharers = await self.pool.fetch(
-            f"SELECT person_id, name, village_id, first_forum_id FROM {self._t['record_sharers']}"
+            "SELECT person_id, name, village_id, affiliation, first_forum_id "
+            f"FROM {self._t['record_sharers']}"
             " WHERE township_id = $1 ORDER BY first_forum_id, person_id",
             township_id,
         )
