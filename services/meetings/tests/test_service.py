@@ -404,6 +404,40 @@ async def test_a_cancelled_forum_cannot_be_held(client, settings, broker, townsh
 # --- held, resolutions, tasks, close ---------------------------------------------------------
 
 
+async def test_attendees_prepare_remarks_and_the_office_sees_who_has_not(
+    client, settings, broker, township
+):
+    forum_id = await with_topic(
+        client,
+        settings,
+        broker,
+        township,
+        guest_speakers=[{"name": "东大阳村支书", "affiliation": "新乡县东大阳村党支部"}],
+    )
+    li = token(settings, sub="s-1", roles=["village_secretary"], township_ids=[township])
+    remark = {"summary": "介绍本村流动党员联系台账的做法"}
+    r = await client.post(f"/forums/{forum_id}/remarks", json=remark, headers=li)
+    assert r.status_code == 409 and "between the notice and the forum" in r.json()["detail"]
+    r = await client.post(f"/forums/{forum_id}/notice", headers=office(settings, township))
+    assert r.status_code == 200, r.text
+
+    r = await client.post(f"/forums/{forum_id}/remarks", json=remark, headers=li)
+    assert r.status_code == 200, r.text
+    stranger = token(settings, sub="s-9", roles=["village_secretary"], township_ids=[township])
+    r = await client.post(f"/forums/{forum_id}/remarks", json=remark, headers=stranger)
+    assert r.status_code == 403 and "only the people the notice named" in r.json()["detail"]
+    r = await client.post(f"/forums/{forum_id}/remarks", json={"summary": " "}, headers=li)
+    assert r.status_code == 422
+
+    seen = await forum_view(client, settings, forum_id, lambda f: bool(f["remarks"]))
+    assert seen["remarks"]["s-1"]["summary"] == remark["summary"]
+    r = await client.get(f"/forums/{forum_id}/remarks", headers=office(settings, township))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["prepared"], body["not_prepared"]) == (1, len(body["attendees"]) - 1)
+    assert [a["person_id"] for a in body["attendees"] if a["prepared"]] == ["s-1"]
+
+
 async def test_a_forum_from_notice_to_close(client, settings, broker, pool, clock, township):
     forum_id = await with_topic(
         client,

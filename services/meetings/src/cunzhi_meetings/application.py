@@ -229,6 +229,19 @@ async def issue_notice(
     return await _notify(store, forum, now=now, automatic=False, ctx=ctx)
 
 
+async def prepare_remarks(
+    store: EventStore, forum_id: str, person_id: str, summary: str, *, ctx: CommandContext
+) -> Forum:
+    now = store.clock.now()
+    return await execute(
+        store,
+        Forum,
+        forum_stream(forum_id),
+        lambda f: f.prepare_remarks(person_id, summary, now=now),
+        ctx,
+    )
+
+
 async def issue_due_notice(
     store: EventStore, forum_id: str, *, now: dt.datetime, ctx: CommandContext
 ) -> Forum | None:

@@ -226,6 +226,18 @@ class ForumNoticeIssued(Event):
     issued_at: dt.datetime
 
 
+@registry.register("cunzhi.meetings.RemarksPrepared", version=1)
+class RemarksPrepared(Event):
+    """An attendee handed in the remarks the notice asked for (做好发言准备); again replaces."""
+
+    forum_id: str
+    township_id: str
+    person_id: str
+    name: str
+    summary: str
+    prepared_at: dt.datetime
+
+
 @registry.register("cunzhi.meetings.ForumPostponed", version=1)
 class ForumPostponed(Event):
     """Moved to a new date; a notice already issued is void and will be issued again.

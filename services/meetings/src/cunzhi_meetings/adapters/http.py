@@ -560,6 +560,33 @@ async def calendar(
     )
 
 
+class RemarksIn(Body):
+    summary: LongText = Field(description="what you will speak about at the forum")
+
+
+@router.post("/forums/{forum_id}/remarks", tags=["forums"])
+async def prepare_remarks(
+    forum_id: str, body: RemarksIn, principal: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """An attendee hands in the remarks the notice asked for (做好发言准备), between the notice
+    and the forum; handing them in again replaces them. The caller is the attendee."""
+    principal.require_township(application.forum_township(forum_id))
+    forum = await application.prepare_remarks(
+        rt.store, forum_id, principal.sub, body.summary, ctx=_ctx(principal, request)
+    )
+    return _forum(forum)
+
+
+@router.get("/forums/{forum_id}/remarks", tags=["queries"])
+async def remarks(forum_id: str, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
+    """For the office: who of the notice's attendees has prepared remarks and who has not."""
+    principal.require_township(application.forum_township(forum_id), read=True)
+    found = await _reads(rt).remarks(forum_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"forum {forum_id} has not been planned")
+    return found
+
+
 @router.get("/forums/{forum_id}", tags=["queries"])
 async def forum_record(forum_id: str, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
     """The forum's full record: topic, notice, attendance, activities, minutes, outcomes."""

@@ -35,6 +35,7 @@ from ..events import (
     ForumTaskCompleted,
     ForumTopicSet,
     PastForumRecorded,
+    RemarksPrepared,
     ResolutionAdopted,
     RosterMemberAdded,
     RosterMemberRemoved,
@@ -83,6 +84,7 @@ class ForumsProjection(Consumer):
                 resolutions jsonb NOT NULL DEFAULT '[]',
                 tasks jsonb NOT NULL DEFAULT '{{}}',
                 unknown_task_completions jsonb NOT NULL DEFAULT '[]',
+                remarks jsonb NOT NULL DEFAULT '{{}}',
                 closed_on date,
                 planned_at timestamptz NOT NULL,
                 updated_at timestamptz NOT NULL,
@@ -161,6 +163,16 @@ class ForumsProjection(Consumer):
                     envelope.time,
                     ForumStatus.NOTICED,
                     notice,
+                )
+            case RemarksPrepared():
+                remark = event.model_dump(mode="json", include={"name", "summary", "prepared_at"})
+                await tx.conn.execute(
+                    set_ + "remarks = remarks || jsonb_build_object($3::text, $4::jsonb) "
+                    "WHERE forum_id = $1",
+                    event.forum_id,
+                    envelope.time,
+                    event.person_id,
+                    remark,
                 )
             case ForumPostponed():
                 postponement = event.model_dump(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cunzhi_platform.aggregate import Aggregate, DomainError, InvalidTransition
+from cunzhi_platform.aggregate import Aggregate, DomainError, Forbidden, InvalidTransition
 from cunzhi_platform.clock import SHANGHAI, last_working_day_of_month, working_days_before
 from cunzhi_platform.events import Event
 
@@ -48,6 +48,7 @@ from ..events import (
     GuestSpeaker,
     PastForumRecorded,
     Policy,
+    RemarksPrepared,
     ResolutionAdopted,
 )
 from .ids import forum_id, parse_forum_stream_id
@@ -330,6 +331,32 @@ class Forum(Aggregate):
                 topic_id=topic_id,
                 title=title,
                 category=category,
+            )
+        ]
+
+    def prepare_remarks(self, person_id: str, summary: str, *, now: dt.datetime) -> list[Event]:
+        """An attendee of the notice hands in their prepared remarks, until the forum is held."""
+        if self.status != ForumStatus.NOTICED:
+            raise InvalidTransition(
+                f"remarks are prepared between the notice and the forum; forum {self.forum_id} "
+                f"is {self.status}"
+            )
+        attendee = next((a for a in self.attendees if a.person_id == person_id), None)
+        if attendee is None:
+            raise Forbidden(
+                f"{person_id} was not asked to attend forum {self.forum_id}; only the people the "
+                "notice named prepare remarks"
+            )
+        if not summary.strip():
+            raise DomainError("say what you will speak about", field="summary")
+        return [
+            RemarksPrepared(
+                forum_id=self.forum_id,
+                township_id=self.township_id,
+                person_id=person_id,
+                name=attendee.name,
+                summary=summary.strip(),
+                prepared_at=now,
             )
         ]
 
@@ -630,6 +657,9 @@ class Forum(Aggregate):
     def _on_ForumNoticeIssued(self, e: ForumNoticeIssued) -> None:
         self.status = ForumStatus.NOTICED
         self.attendees = e.attendees
+
+    def _on_RemarksPrepared(self, e: RemarksPrepared) -> None:
+        pass  # remarks change nothing the forum decides on
 
     def _on_ForumPostponed(self, e: ForumPostponed) -> None:
         self.status = ForumStatus.POSTPONED
