@@ -134,7 +134,7 @@ def assert_meetings_published(result: CycleResult, events: Published) -> None:
     # The forum closed with none to come: the township's next one planned itself (monthly).
     number = int(result.forum_id.rsplit("-F", 1)[1])
     following = result.forum_id.replace(f"-F{number:03d}", f"-F{number + 1:03d}")
-    assert [e["forum_id"] for e in events["ForumPlanned"]] == [result.forum_id, following]
+    assert sorted(e["forum_id"] for e in events["ForumPlanned"]) == [result.forum_id, following]
     (notice,) = events["ForumNoticeIssued"]
     assert notice["automatic"] and notice["topic_id"] == result.selected_topic["topic_id"]
     # Issued when the manual clock reached the due time, not when the topic was set.
@@ -208,9 +208,14 @@ async def caught_up(bootstrap: str) -> bool:
 
 
 async def stored(pool: asyncpg.Pool, township: str) -> dict[str, int]:
+    """The township's stored events, but for its next forum's, which the monthly cadence
+    planned and whose call opens on its own clock meanwhile."""
     return {
         service: await pool.fetchval(
-            f"SELECT count(*) FROM {service}.events WHERE payload->>'township_id' = $1", township
+            f"SELECT count(*) FROM {service}.events WHERE payload->>'township_id' = $1 "
+            "AND coalesce(payload->>'forum_id', '') <> $2",
+            township,
+            f"{township}-F002",
         )
         for service in ("topics", "meetings", "rectification")
     }
