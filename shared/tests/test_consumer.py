@@ -178,7 +178,14 @@ async def test_rebuild_while_serving_equals_the_live_projection(pool, schema, se
                 "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema
             )
         }
-        assert tables == {"events", "outbox", "schema_migrations", "tallies", "tallies__processed"}
+        assert tables == {
+            "events",
+            "outbox",
+            "schema_migrations",
+            "dead_letters",
+            "tallies",
+            "tallies__processed",
+        }
         indexes = await _indexes(pool, schema, "tallies")
         assert {"tallies_ix0", "tallies_ix1"} <= indexes
 
