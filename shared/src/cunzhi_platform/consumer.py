@@ -106,6 +106,8 @@ def classify(exc: BaseException) -> Failure:
         if state[:2] in ("22", "23"):
             return Failure.DATA
         return Failure.HANDLER
+    if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError):
+        return Failure.DATA  # asyncpg's client-side DataError: a value it cannot send
     if isinstance(exc, ConcurrencyError | OSError | TimeoutError | asyncpg.InterfaceError):
         return Failure.TRANSIENT
     return Failure.HANDLER
