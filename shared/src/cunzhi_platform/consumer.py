@@ -634,4 +634,7 @@ class ConsumerRunner:
             # A rebalance took the partition; the new owner redelivers, the marks dedupe.
             self._log.warning("consumer_commit_failed", error=repr(exc))
         for tp, offset in rewind.items():
-            msg.consumer.seek(tp, offset)
+            try:
+                msg.consumer.seek(tp, offset)
+            except KafkaError as exc:  # no longer ours: its new owner starts at the commit
+                self._log.warning("consumer_seek_failed", partition=str(tp), error=repr(exc))
