@@ -15,7 +15,7 @@ from cunzhi_platform.consumer import ConsumerRunner
 from cunzhi_platform.envelope import CommandContext, Envelope, dlq_for, topic_for
 from cunzhi_platform.eventstore import ConcurrencyError
 from cunzhi_platform.infra import EmbeddedTansu
-from cunzhi_platform.kafka import make_broker
+from cunzhi_platform.kafka import ensure_topics, make_broker
 from cunzhi_platform.metrics import CONSUMED, DLQ_UNPUBLISHED
 from cunzhi_platform.rebuild import rebuild
 from cunzhi_platform.republish import republish
@@ -606,3 +606,32 @@ async def test_records_carry_the_stream_version_and_no_correlation_header_of_the
     assert [h["ce_streamversion"] for h in headers] == [b"1", b"2", b"3"]
     assert {h["ce_correlationid"] for h in headers} == {b"conversation-1"}
     assert [h for h in headers if "correlation_id" in h] == []
+
+
+async def test_what_faststream_catches_itself_is_logged(schema, settings, capsys):
+    """With ``logger=None`` an error FastStream caught was dropped without a line."""
+    topic = topic_for(schema)
+    await ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=1, with_dlq=False)
+    broker = make_broker(settings.kafka_bootstrap_servers, client_id="loud")
+    seen = asyncio.Event()
+
+    @broker.subscriber(
+        topic,
+        group_id=f"loud-{schema}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+    )
+    async def fails(body) -> None:
+        seen.set()
+        raise RuntimeError("a subscriber of no consumer runner failed")
+
+    await broker.start()
+    try:
+        await broker.publish(b"{}", topic)
+        await asyncio.wait_for(seen.wait(), 30)
+        await asyncio.sleep(0.5)
+    finally:
+        await broker.stop()
+    captured = capsys.readouterr()
+    assert "a subscriber of no consumer runner failed" in captured.out + captured.err
