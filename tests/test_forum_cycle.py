@@ -106,6 +106,7 @@ async def test_a_forum_cycle_from_plan_to_close(
         result = await forum_cycle(
             topics, meetings, rectification, clock, issuer, township, lines.append
         )
+        assert await eventually(lambda: next_forum_planned(pool, township), timeout=30)
         forum_events = await published(bootstrap, pool, "meetings", township)
         topic_events = await published(bootstrap, pool, "topics", township)
         task_events = await published(bootstrap, pool, "rectification", township)
@@ -205,6 +206,16 @@ async def caught_up(bootstrap: str) -> bool:
             finally:
                 await consumer.stop()
     return True
+
+
+async def next_forum_planned(pool: asyncpg.Pool, township: str) -> bool:
+    """The monthly cadence planned the township's next forum once the first closed."""
+    planned: bool = await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM meetings.events WHERE type = "
+        "'cunzhi.meetings.ForumPlanned' AND payload->>'forum_id' = $1)",
+        f"{township}-F002",
+    )
+    return planned
 
 
 async def stored(pool: asyncpg.Pool, township: str) -> dict[str, int]:

@@ -7,6 +7,10 @@
   its data, a new downstream consumer); consumers skip what they already have.
 - ``cunzhi rebuild SERVICE PROJECTION``  rebuild a read model from the service's event store,
   while the service keeps serving (``CUNZHI_DATABASE_URL`` names the database).
+- ``cunzhi dlq list SERVICE``  the dead letters of the service's consumers: reason, error,
+  original topic/partition/offset, event type and id.
+- ``cunzhi dlq replay SERVICE --id ID… | --all``  publish them again to their original topic
+  (after the cause is fixed); consumers skip the events they already have.
 """
 
 from __future__ import annotations
@@ -74,6 +78,21 @@ async def _republish(settings: Settings, service_name: str) -> None:
     print(f"queued {queued} events of {service_name} for its relay to publish again")
 
 
+async def _dlq(
+    settings: Settings, action: str, service_name: str, ids: list[str], every: bool
+) -> None:
+    from . import dlq
+
+    service = RUNNABLE[service_name]()
+    if action == "list":
+        print(dlq.render(await dlq.dead_letters(settings, service)))
+        return
+    if not ids and not every:
+        raise SystemExit("cunzhi: dlq replay needs --id ID (repeatable) or --all")
+    replayed = await dlq.replay(settings, service, None if every else ids)
+    print(f"replayed {replayed} dead letters of {service_name} to their original topics")
+
+
 async def _rebuild(settings: Settings, service_name: str, projection: str) -> None:
     service = RUNNABLE[service_name]()
     consumers = {c.name: c for c in service.consumers if c.rebuildable}
@@ -110,6 +129,13 @@ def main(argv: list[str] | None = None) -> None:
     rebuild.add_argument(
         "projection", help="e.g. read_models (topics), forums (meetings), tasks (rectification)"
     )
+    dead = sub.add_parser("dlq", help="list or replay the dead letters of a service's consumers")
+    dead.add_argument("action", choices=["list", "replay"])
+    dead.add_argument("service", choices=sorted(RUNNABLE))
+    dead.add_argument(
+        "--id", action="append", default=[], help="a dead letter's id or event id (repeatable)"
+    )
+    dead.add_argument("--all", action="store_true", help="replay every dead letter listed")
     args = parser.parse_args(argv)
     settings = Settings()
     if getattr(args, "data_dir", None):
@@ -125,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(_republish(settings, args.service))
         elif args.command == "rebuild":
             asyncio.run(_rebuild(settings, args.service, args.projection))
+        elif args.command == "dlq":
+            asyncio.run(_dlq(settings, args.action, args.service, args.id, args.all))
         elif args.command == "docs":
             _docs(Path.cwd())
         elif args.command == "demo":

@@ -217,6 +217,7 @@ class EventStore:
                     correlation_id=ctx.correlation_id,
                     causation_id=ctx.causation_id,
                     actor=ctx.actor,
+                    stream_version=expected + 1,
                 )
                 try:
                     row = await conn.fetchrow(
@@ -262,6 +263,7 @@ class EventStore:
             correlation_id=row["correlation_id"],
             causation_id=row["causation_id"],
             actor=row["actor"],
+            stream_version=row["stream_version"],
         )
         event = self.registry.decode_json(row["type"], row["schema_version"], row["payload"])
         return StoredEvent(

@@ -268,7 +268,9 @@ def create_app(
             checks["relay"] = "separate process"
         else:
             checks["relay"] = "leading" if rt.relay.is_leader else "standby"
-        ready = checks["database"] == "ok" and checks["broker"] == "ok"
+        paused = [r.paused for r in rt.runners if r.paused is not None]
+        checks["consumers"] = "paused: " + "; ".join(paused) if paused else "ok"
+        ready = checks["database"] == "ok" and checks["broker"] == "ok" and not paused
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     for router in service.routers:
