@@ -333,6 +333,42 @@ class EventStore:
         rows = await (conn.fetch(sql, *args) if conn is not None else self.pool.fetch(sql, *args))
         return [self._decode(r) for r in rows]
 
+    async def read_snapshot(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        after_position: int = 0,
+        unseen_by: str | None = None,
+        limit: int = 1000,
+    ) -> list[StoredEvent]:
+        """Events visible to ``conn``'s transaction, in stream order (``global_position``).
+
+        Run it in a REPEATABLE READ transaction and page on ``after_position``: every page then
+        comes from one snapshot, where position order is each stream's version order (version
+        n+1 is inserted only once version n has committed). ``unseen_by`` (a snapshot from
+        ``snapshot()``) keeps only the events that snapshot could not see, to catch up after it.
+        Unlike ``read_all``, not for tailing: use it where the reader holds one snapshot.
+        """
+        unseen = (
+            ""
+            if unseen_by is None
+            else "AND tx_id >= pg_snapshot_xmin($3::text::pg_snapshot) "
+            "AND NOT pg_visible_in_snapshot(tx_id, $3::text::pg_snapshot)"
+        )
+        sql = (
+            f'SELECT {_COLUMNS} FROM "{self.schema}".events WHERE global_position > $1 '
+            f"{unseen} ORDER BY global_position LIMIT $2"
+        )
+        args: tuple[Any, ...] = (after_position, limit)
+        rows = await conn.fetch(sql, *args, *(() if unseen_by is None else (unseen_by,)))
+        return [self._decode(r) for r in rows]
+
+    @staticmethod
+    async def snapshot(conn: asyncpg.Connection) -> str:
+        """The snapshot ``conn``'s transaction reads (taken now if it has none yet), as text."""
+        value: str = await conn.fetchval("SELECT pg_current_snapshot()::text")
+        return value
+
     async def recorded_at_head(self) -> dt.datetime | None:
         value: dt.datetime | None = await self.pool.fetchval(
             f'SELECT max(recorded_at) FROM "{self.schema}".events'
