@@ -24,7 +24,7 @@ from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.eventstore import EventStore
 from cunzhi_platform.infra import InfrastructureError, embedded
 from cunzhi_platform.logging import configure_logging
-from cunzhi_platform.rebuild import rebuild
+from cunzhi_platform.rebuild import RebuildError, rebuild
 from cunzhi_platform.republish import republish
 from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     except InfrastructureError as exc:
         print(f"cunzhi: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    except RebuildError as exc:
+        print(f"cunzhi rebuild: {exc}; try again when the long queries are done", file=sys.stderr)
+        raise SystemExit(1) from exc
     except CycleError as exc:
         print(f"cunzhi demo failed: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
