@@ -34,12 +34,14 @@ from .services import RUNNABLE
 
 
 def _infra_up(settings: Settings) -> None:
-    with embedded(settings.data_dir) as (endpoints, pg, kafka):
+    ports = (settings.embedded_postgres_port or None, settings.embedded_kafka_port or None)
+    with embedded(settings.data_dir, *ports) as (endpoints, pg, kafka):
         print("cunzhi embedded infrastructure is up (Ctrl-C stops it):")
         print(f"  export CUNZHI_DATABASE_URL={endpoints.database_url}")
         print(f"  export CUNZHI_KAFKA_BOOTSTRAP_SERVERS={endpoints.kafka_bootstrap_servers}")
         print(f"  data: {settings.data_dir.resolve()} (PostgreSQL; Tansu keeps messages in memory)")
         print(f"  logs: {pg.log_path} {kafka.log_path}")
+        print("  a server that dies is restarted on the same port (ports kept in ports.json)")
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())

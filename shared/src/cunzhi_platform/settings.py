@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_JWT_SECRET = "change-me-in-production-this-is-only-for-the-demo"
@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     kafka_bootstrap_servers: str | None = None
     data_dir: Path = Path(".cunzhi")
+    # Embedded infrastructure's ports; 0: the ones kept in <data_dir>/ports.json, chosen free
+    # the first time.
+    embedded_postgres_port: int = Field(default=0, ge=0, le=65535)
+    embedded_kafka_port: int = Field(default=0, ge=0, le=65535)
     topic_partitions: int = 6
     jwt_secret: str = DEMO_JWT_SECRET
     jwt_algorithm: str = "HS256"
