@@ -31,6 +31,7 @@ from .consumer import Consumer, ConsumerRunner
 from .envelope import topic_for
 from .events import EventRegistry
 from .eventstore import PLATFORM_MIGRATIONS, ConcurrencyError, EventStore, init_connection
+from .housekeeping import housekeeping
 from .infra import InfrastructureError
 from .kafka import ensure_topics, make_broker
 from .leadership import still_leading, wait_for_leadership
@@ -171,7 +172,7 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
         rt.tasks.append(asyncio.create_task(relay.run(), name=f"{service.name}-relay"))
     rt.tasks.append(asyncio.create_task(store.notify_appends(), name=f"{service.name}-notify"))
     rt.tasks.append(asyncio.create_task(_subscribe(rt), name=f"{service.name}-subscribe"))
-    for job in service.background:
+    for job in (*service.background, housekeeping):
         rt.tasks.append(asyncio.create_task(_guard(job, rt), name=f"{service.name}-{job.__name__}"))
     _log.info("service_started", service=service.name, topic=service.topic)
     return rt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cunzhi_meetings.events import registry as meetings_events
+from cunzhi_platform.eventstore import lookup_index
 from cunzhi_platform.runtime import Service
 from cunzhi_rectification.events import registry as rectification_events
 
@@ -25,6 +26,8 @@ def build_service() -> Service:
         registry=registry,
         consumes=[meetings_events, rectification_events],
         consumers=[ReadModels(), CarryOver(), ForumPlannedPolicy(), ForumOutcomes()],
+        # Selection reads every topic of a call from the store (application.select).
+        migrations=[lookup_index("forum_id", "township_id")],
         routers=[router],
         background=[call_timers],
         description=DESCRIPTION,
