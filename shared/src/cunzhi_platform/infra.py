@@ -78,7 +78,12 @@ def stable_ports(
     the same ports and the exported URLs stay valid.
     """
     path = data_dir / "ports.json"
-    saved: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+    try:
+        saved: dict[str, int] = json.loads(path.read_text())
+    except FileNotFoundError:
+        saved = {}
+    except ValueError as exc:
+        raise InfrastructureError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
     ports = {
         "postgres": postgres_port or saved.get("postgres") or free_port(),
         "kafka": kafka_port or saved.get("kafka") or free_port(),
@@ -320,47 +325,47 @@ class Supervisor(threading.Thread):
         servers: Sequence[EmbeddedPostgres | EmbeddedTansu],
         interval_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        stable_s: float = 60.0,
     ) -> None:
         super().__init__(name="cunzhi-infra-supervisor", daemon=True)
         self.servers = servers
         self.interval_s = interval_s
         self.max_backoff_s = max_backoff_s
-        self.restarts = 0
+        self.stable_s = stable_s
         self._stopping = threading.Event()
         self._lock = threading.Lock()
 
     def run(self) -> None:
-        backoff = {id(server): 0.5 for server in self.servers}
+        pause = {id(server): 0.0 for server in self.servers}
+        tried = {id(server): time.monotonic() for server in self.servers}
         while not self._stopping.wait(self.interval_s):
             for server in self.servers:
-                proc = server.proc
+                proc, key = server.proc, id(server)
                 if proc is None or proc.poll() is None:
                     continue
+                if time.monotonic() - tried[key] > self.stable_s:
+                    pause[key] = 0.0  # up for a good while: this death is news, restart now
+                _log.warning(
+                    "embedded_server_died",
+                    what=server.what,
+                    code=proc.returncode,
+                    port=server.port,
+                    restart_in=pause[key],
+                )
+                if self._stopping.wait(pause[key]):
+                    return
+                pause[key] = min(max(pause[key] * 2, 0.5), self.max_backoff_s)
+                tried[key] = time.monotonic()
                 with self._lock:
                     if self._stopping.is_set():
                         return
-                    _log.warning(
-                        "embedded_server_died",
-                        what=server.what,
-                        code=proc.returncode,
-                        port=server.port,
-                    )
                     try:
                         server.start()
                     except (InfrastructureError, OSError, subprocess.SubprocessError) as exc:
-                        delay = backoff[id(server)]
-                        backoff[id(server)] = min(delay * 2, self.max_backoff_s)
-                        _log.warning(
-                            "embedded_restart_failed",
-                            what=server.what,
-                            error=str(exc),
-                            retry_in=delay,
-                        )
-                        self._stopping.wait(delay)
+                        # Seen dead again on the next round, after a longer pause.
+                        _log.warning("embedded_restart_failed", what=server.what, error=str(exc))
                         continue
-                    backoff[id(server)] = 0.5
-                    self.restarts += 1
-                    _log.info("embedded_server_restarted", what=server.what, port=server.port)
+                _log.info("embedded_server_restarted", what=server.what, port=server.port)
 
     def shutdown(self) -> None:
         """Stop supervising, then the servers (the thread ends after them, see above)."""
