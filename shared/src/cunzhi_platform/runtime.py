@@ -203,9 +203,11 @@ async def _start_subscriber(rt: Runtime, subscriber: Any) -> None:
         try:
             await subscriber.start()
             return
-        except (KafkaError, OSError) as exc:
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # whatever it is, a consumer must not stay silently stopped
             _log.warning("consumer_join_failed", error=repr(exc), retry_in=delay)
-            with contextlib.suppress(KafkaError, OSError):
+            with contextlib.suppress(Exception):
                 await subscriber.stop()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
