@@ -1,9 +1,9 @@
 """The thin bootstrap of a service: one FastAPI app whose lifespan runs everything else.
 
 Start-up order: PostgreSQL pool and migrations, Kafka topics, consumers attached, broker
-started, outbox relay and background tasks started. A database or broker that cannot be reached
-at start-up fails it with a message naming the setting; later outages are waited out by the
-relay and the consumers.
+connected, outbox relay and background tasks started; the consumer groups join meanwhile.
+A database or broker that cannot be reached at start-up fails it with a message naming the
+setting; later outages are waited out by the relay and the consumers.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ async def _subscribe(rt: Runtime) -> None:
     — so the service serves while they join.
     """
     started = time.monotonic()
-    await asyncio.gather(*(_start_subscriber(rt, sub) for sub in rt.broker.subscribers))
+    await asyncio.gather(*(_start_subscriber(sub) for sub in rt.broker.subscribers))
     rt.broker.running = True
     _log.info(
         "consumers_joined",
@@ -197,7 +197,7 @@ async def _subscribe(rt: Runtime) -> None:
     )
 
 
-async def _start_subscriber(rt: Runtime, subscriber: Any) -> None:
+async def _start_subscriber(subscriber: Any) -> None:
     delay = 0.5
     while True:
         try:
