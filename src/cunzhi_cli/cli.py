@@ -28,7 +28,7 @@ from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.eventstore import EventStore
 from cunzhi_platform.infra import InfrastructureError, embedded
 from cunzhi_platform.logging import configure_logging
-from cunzhi_platform.rebuild import rebuild
+from cunzhi_platform.rebuild import RebuildError, rebuild
 from cunzhi_platform.republish import republish
 from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
@@ -38,12 +38,14 @@ from .services import RUNNABLE
 
 
 def _infra_up(settings: Settings) -> None:
-    with embedded(settings.data_dir) as (endpoints, pg, kafka):
+    ports = (settings.embedded_postgres_port or None, settings.embedded_kafka_port or None)
+    with embedded(settings.data_dir, *ports) as (endpoints, pg, kafka):
         print("cunzhi embedded infrastructure is up (Ctrl-C stops it):")
         print(f"  export CUNZHI_DATABASE_URL={endpoints.database_url}")
         print(f"  export CUNZHI_KAFKA_BOOTSTRAP_SERVERS={endpoints.kafka_bootstrap_servers}")
         print(f"  data: {settings.data_dir.resolve()} (PostgreSQL; Tansu keeps messages in memory)")
         print(f"  logs: {pg.log_path} {kafka.log_path}")
+        print("  a server that dies is restarted on the same port (ports kept in ports.json)")
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -162,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     except InfrastructureError as exc:
         print(f"cunzhi: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    except RebuildError as exc:
+        print(f"cunzhi rebuild: {exc}; try again when the long queries are done", file=sys.stderr)
+        raise SystemExit(1) from exc
     except CycleError as exc:
         print(f"cunzhi demo failed: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc

@@ -229,8 +229,14 @@ async def create_tables(
         await conn.execute(
             f'CREATE INDEX IF NOT EXISTS "{logical}{suffix}_{index}" ON {names[logical]} {columns}'
         )
+    # processed_at: marks are pruned by age (housekeeping.py), BRIN being nearly free to keep.
     await conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {names['__processed__']} (event_id uuid PRIMARY KEY)"
+        f"CREATE TABLE IF NOT EXISTS {names['__processed__']} (event_id uuid PRIMARY KEY, "
+        "processed_at timestamptz NOT NULL DEFAULT now())"
+    )
+    await conn.execute(
+        f'CREATE INDEX IF NOT EXISTS "{consumer.name}__processed{suffix}_at" '
+        f"ON {names['__processed__']} USING brin (processed_at)"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cunzhi_platform.eventstore import lookup_index
 from cunzhi_platform.runtime import Service
 
 from .adapters.http import router
@@ -25,6 +26,8 @@ def build_service() -> Service:
         registry=registry,
         consumes=[readers],
         consumers=[ReadModels(), Timeline(), CarryOver(), ForumCalendar(), ForumOutcomes()],
+        # Selection and cancellation read every topic of a call from the store.
+        migrations=[lookup_index("forum_id", "township_id")],
         routers=[router],
         background=[call_timers],
         description=DESCRIPTION,
