@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from cunzhi_notifications.channels.aliyun import AliyunSms
 from cunzhi_notifications.channels.base import Outcome
@@ -20,7 +22,7 @@ async def test_environment_builds_the_configured_channels(monkeypatch: pytest.Mo
     monkeypatch.setenv("CUNZHI_SMS_SDK_APP_ID", "1400006666")
     monkeypatch.setenv("CUNZHI_WEBHOOK_ALLOW", "10.20.0.0/16, oa.county.internal")
     settings = ChannelSettings()
-    async with build_channels(settings) as channels:
+    async with contextlib.aclosing(build_channels(settings)) as channels:
         assert set(channels) == {"sms", "wecom", "dingtalk", "webhook"}
         assert isinstance(channels["sms"], TencentSms)
     assert "very-secret-key" not in repr(settings)
@@ -47,7 +49,7 @@ async def test_every_channel_delivers_through_the_fakes(fakes: FakeProviders):
     wecom = fakes.wecom.add_robot()
     dingtalk = fakes.dingtalk.add_robot(secret="SECtownship")
     hook, secret = fakes.webhooks.add_endpoint()
-    async with build_channels(fakes.settings(sms="aliyun")) as channels:
+    async with contextlib.aclosing(build_channels(fakes.settings(sms="aliyun"))) as channels:
         assert isinstance(channels["sms"], AliyunSms)
         sent = {
             "sms": await channels["sms"].send(

@@ -19,8 +19,7 @@ import uuid
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-import httpx
-from cunzhi_platform.clock import SHANGHAI, Clock
+from cunzhi_platform.clock import SHANGHAI
 
 from .base import Message, Outcome, SendResult
 from .http import TRANSPORT_ERRORS, garbage, json_object
@@ -81,20 +80,12 @@ class AliyunSms(SmsChannel):
         *,
         access_key_id: str,
         access_key_secret: str,
-        sign_name: str,
         endpoint: str = ENDPOINT,
         region: str = "cn-hangzhou",
-        timeout_s: float = 5.0,
-        clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            endpoint=endpoint,
-            sign_name=sign_name,
-            timeout_s=timeout_s,
-            clock=clock,
-            transport=transport,
-        )
+        """``options``: ``sign_name``, ``timeout_s``, ``clock``, ``transport`` (SmsChannel)."""
+        super().__init__(endpoint=endpoint, **options)
         self._key_id = access_key_id
         self._secret = access_key_secret
         self._region = region

@@ -9,7 +9,6 @@ provider and its keys are set, ``email`` when an SMTP host is set, ``wecom``, ``
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from types import TracebackType
 from typing import Literal, Protocol, Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -91,7 +90,8 @@ class OwnedChannel(Channel, Protocol):
 
 
 class Channels(Mapping[str, OwnedChannel]):
-    """The configured channels by name; ``async with`` closes their connections."""
+    """The configured channels by name; ``aclose()`` (or ``contextlib.aclosing``) closes their
+    connections."""
 
     def __init__(self, channels: Mapping[str, OwnedChannel]) -> None:
         self._channels = dict(channels)
@@ -108,17 +108,6 @@ class Channels(Mapping[str, OwnedChannel]):
     async def aclose(self) -> None:
         for channel in self._channels.values():
             await channel.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def build_channels(settings: ChannelSettings) -> Channels:

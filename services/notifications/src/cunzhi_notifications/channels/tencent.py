@@ -22,9 +22,6 @@ import urllib.parse
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-import httpx
-from cunzhi_platform.clock import Clock
-
 from .base import Message, Outcome, SendResult
 from .http import TRANSPORT_ERRORS, garbage, json_object
 from .sms import UNTIL_MIDNIGHT, Rule, SmsChannel, judge
@@ -132,20 +129,12 @@ class TencentSms(SmsChannel):
         secret_id: str,
         secret_key: str,
         sdk_app_id: str,
-        sign_name: str,
         endpoint: str = ENDPOINT,
         region: str = "ap-guangzhou",
-        timeout_s: float = 5.0,
-        clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            endpoint=endpoint,
-            sign_name=sign_name,
-            timeout_s=timeout_s,
-            clock=clock,
-            transport=transport,
-        )
+        """``options``: ``sign_name``, ``timeout_s``, ``clock``, ``transport`` (SmsChannel)."""
+        super().__init__(endpoint=endpoint, **options)
         self._secret_id = secret_id
         self._secret_key = secret_key
         self._app_id = sdk_app_id

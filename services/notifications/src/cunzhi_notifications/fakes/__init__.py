@@ -13,13 +13,12 @@ For tests, benchmarks and the demo::
 from __future__ import annotations
 
 import uuid
-from types import TracebackType
 from typing import Any, Literal, Self
 
 from ..channels.base import Message
 from ..channels.registry import ChannelSettings
 from .robots import FakeDingTalkRobot, FakeWeComRobot
-from .server import FakeServer, Fault
+from .server import FakeServer, Fault, Running
 from .sms import FakeAliyunSms, FakeTencentSms, SentSms
 from .smtp import FakeSmtpServer
 from .webhooks import Delivery, FakeWebhookReceiver
@@ -47,7 +46,7 @@ def sample(address: str, **fields: Any) -> Message:
     return Message(delivery_id=f"d-{uuid.uuid4().hex}", address=address, **fields)
 
 
-class FakeProviders:
+class FakeProviders(Running):
     """Every fake provider started together, and settings that point the channels at them."""
 
     def __init__(self) -> None:
@@ -99,14 +98,3 @@ class FakeProviders:
         await self.smtp.stop()
         for server in self._http:
             await server.stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

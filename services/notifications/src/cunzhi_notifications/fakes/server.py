@@ -56,7 +56,28 @@ class _Server(uvicorn.Server):
         yield
 
 
-class FakeServer:
+class Running:
+    """``async with fake`` starts it and stops it; or ``await start()`` and ``await stop()``."""
+
+    async def start(self) -> Self:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class FakeServer(Running):
     """Start with ``async with Fake() as fake`` (or ``await fake.start()``); ``fake.url``."""
 
     def __init__(self) -> None:
@@ -137,17 +158,6 @@ class FakeServer:
             self._server.should_exit = True
             await self._task
             self._server = self._task = None
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 async def form_or_query(request: Request) -> dict[str, str]:

@@ -11,12 +11,11 @@ import asyncio
 import email
 import email.policy
 from email.message import EmailMessage
-from types import TracebackType
 from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from .server import Fault
+from .server import Fault, Running
 
 REPLIES = {
     421: "421 4.3.0 try again later",
@@ -28,7 +27,7 @@ REPLIES = {
 }
 
 
-class FakeSmtpServer:
+class FakeSmtpServer(Running):
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.refuse: dict[str, str] = {}
@@ -81,14 +80,3 @@ class FakeSmtpServer:
         if self._server is not None:
             self._server.close()
             self._server = None
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
