@@ -89,3 +89,13 @@ async def test_an_unreachable_relay_is_retry_for_every_message():
     email = EmailChannel(host="127.0.0.1", port=port, sender="n@county.example", security="none")
     results = await email.send([message("a@village.example"), message("b@village.example")])
     assert [r.outcome for r in results] == [Outcome.RETRY, Outcome.RETRY]
+
+
+async def test_a_relay_failing_for_a_while_then_recovering(fakes: FakeProviders):
+    email = channel(fakes)
+    fakes.smtp.fail_always(Fault(status=421))
+    down = await email.send([message("he@village.example"), message("lv@village.example")])
+    fakes.smtp.heal()
+    [up] = await email.send([message("he@village.example")])
+    assert [r.outcome for r in down] == [Outcome.RETRY, Outcome.RETRY]
+    assert up.outcome is Outcome.SENT and len(fakes.smtp.to("he@village.example")) == 1

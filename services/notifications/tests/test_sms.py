@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from cunzhi_notifications.channels.aliyun import AliyunSms
 from cunzhi_notifications.channels.base import Outcome
+from cunzhi_notifications.channels.sms import sms_parts
 from cunzhi_notifications.channels.tencent import TencentSms
 from cunzhi_notifications.fakes import FakeAliyunSms, FakeProviders, FakeTencentSms, Fault
 from cunzhi_notifications.fakes import sample as message
@@ -223,8 +224,10 @@ async def test_tencent_one_request_for_the_same_text_with_one_status_per_number(
 ):
     sms = tencent(fakes.tencent)
     before = fakes.tencent.requests
-    batch = [message(p, template_code="1110", template_params={"2": "3月5日", "1": "第18期"})
-             for p in PHONES]  # fmt: skip
+    batch = [
+        message(p, template_code="1110", template_params={"2": "3月5日", "1": "第18期"})
+        for p in PHONES
+    ]
     results = await sms.send(batch)
     await sms.aclose()
     assert [r.outcome for r in results] == [Outcome.SENT] * 3
@@ -315,3 +318,28 @@ async def test_tencent_garbage_after_200_is_unclear(fakes: FakeProviders):
     [result] = await sms.send([notice("13800000027", code="1110")])
     await sms.aclose()
     assert result.outcome is Outcome.UNCLEAR
+
+
+async def test_tencent_named_parameters_keep_the_order_given(fakes: FakeProviders):
+    sms = tencent(fakes.tencent)
+    m = message(
+        "13800000028",
+        template_code="1110",
+        template_params={"forum": "第18期", "date": "3月5日", "place": "镇政府"},
+    )
+    [result] = await sms.send([m])
+    await sms.aclose()
+    assert result.outcome is Outcome.SENT
+    assert fakes.tencent.sent_to("13800000028")[-1].params == ["第18期", "3月5日", "镇政府"]
+
+
+def test_sms_parts_counts_the_signature_and_67_characters_a_part():
+    assert sms_parts("通" * 64, "村治通知") == 1  # 64 + 【村治通知】 = 70
+    assert sms_parts("通" * 65, "村治通知") == 2
+    assert sms_parts("通" * 128, "村治通知") == 2  # 134 = 2 × 67
+    assert sms_parts("通" * 129, "村治通知") == 3
+
+
+def test_a_message_repr_shows_neither_the_address_nor_the_secret():
+    m = message("13812345678", secret="SECtop")
+    assert "13812345678" not in repr(m) and "SECtop" not in repr(m)

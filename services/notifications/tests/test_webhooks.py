@@ -63,8 +63,9 @@ async def test_429_and_5xx_retry_honouring_retry_after(fakes: FakeProviders):
     url, secret = fakes.webhooks.add_endpoint()
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=120)
     fakes.webhooks.fail(Fault(status=429, headers={"retry-after": "30"}))
-    fakes.webhooks.fail(Fault(status=503, headers={"retry-after": email.utils.format_datetime(
-        later, usegmt=True)}))  # fmt: skip
+    fakes.webhooks.fail(
+        Fault(status=503, headers={"retry-after": email.utils.format_datetime(later, usegmt=True)})
+    )
     fakes.webhooks.fail(Fault(status=500))
     results = [(await channel.send([hook(url, secret)]))[0] for _ in range(3)]
     await channel.aclose()
@@ -161,9 +162,15 @@ def test_allow_list_opens_exactly_its_networks():
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://example.com/x", "file:///etc/passwd", "gopher://x/", "http://user:pw@example.com/",
-     "http:///nohost", "http://example.com:99999/"],
-)  # fmt: skip
+    [
+        "ftp://example.com/x",
+        "file:///etc/passwd",
+        "gopher://x/",
+        "http://user:pw@example.com/",
+        "http:///nohost",
+        "http://example.com:99999/",
+    ],
+)
 def test_only_plain_http_urls_pass(url: str):
     with pytest.raises(ForbiddenAddress):
         AddressPolicy().check_url(url)
@@ -221,3 +228,15 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert retry_after("Mon, 02 Mar 2026 00:59:00 GMT", now) == 0
     assert retry_after("soon", now) is None
     assert retry_after("99999999", now) == 24 * 3600
+
+
+async def test_an_endpoint_down_for_a_while_then_back(fakes: FakeProviders):
+    channel = WebhookChannel(LOOPBACK)
+    url, secret = fakes.webhooks.add_endpoint()
+    fakes.webhooks.fail_always(Fault(status=503))
+    down = await channel.send([hook(url, secret), hook(url, secret)])
+    fakes.webhooks.heal()
+    [up] = await channel.send([hook(url, secret)])
+    await channel.aclose()
+    assert [r.outcome for r in down] == [Outcome.RETRY, Outcome.RETRY]
+    assert up.outcome is Outcome.SENT and len(fakes.webhooks.for_path(url)) == 1

@@ -29,6 +29,13 @@ from cunzhi_platform.clock import SHANGHAI, Clock, SystemClock
 from .base import Message, Outcome, SendResult
 from .http import TRANSPORT_ERRORS, transport_failure
 
+SINGLE_SMS_CHARS = 70
+"""Characters (signature 【…】 included) that one SMS carries; both providers count so."""
+PART_CHARS = 67
+"""Characters per part of a longer SMS (the rest of each part carries the joining header)."""
+MAX_SMS_CHARS = 500
+"""The longest text the providers take (signature, template text and parameters)."""
+
 UNTIL_MIDNIGHT = -1.0
 """A daily limit: wait until the provider's day (Beijing time) starts again."""
 
@@ -40,6 +47,12 @@ class Rule:
     outcome: Outcome
     meaning: str
     wait_s: float | None = None
+
+
+def sms_parts(text: str, sign_name: str) -> int:
+    """How many SMS ``text`` is billed as once the provider adds 【sign_name】."""
+    length = len(text) + len(sign_name) + 2
+    return 1 if length <= SINGLE_SMS_CHARS else -(-length // PART_CHARS)
 
 
 def seconds_to_midnight(now: dt.datetime) -> float:

@@ -5,7 +5,8 @@ holds the messages whose template and parameters are equal (a county-wide notice
 request per 200 people); ``SessionContext`` = the first message's delivery id. The answer has
 one status per number (``SendStatusSet``: ``Code`` "Ok" or an error code, ``SerialNo``).
 Template parameters are positional in Tencent templates ({1}, {2}…): a message's
-``template_params`` keys are those positions ("1", "2", …).
+``template_params`` are taken by their keys "1", "2"… when they are numbers, else in the
+order given (the template's order).
 
 Receipts come from ``PullSmsSendStatusByPhoneNumber`` (per number, does not consume the
 receipts as ``PullSmsSendStatus`` does). A status report exists only once the carrier
@@ -193,9 +194,10 @@ class TencentSms(SmsChannel):
             if refusal.outcome is Outcome.UNCLEAR:
                 return self.unclear(batch, context, refusal.error or "")
             return [refusal] * len(batch)
+        listed = response.get("SendStatusSet")
         statuses = {
             s.get("PhoneNumber"): s
-            for s in response.get("SendStatusSet") or []
+            for s in (listed if isinstance(listed, list) else [])
             if isinstance(s, dict)
         }
         results = []
@@ -259,4 +261,7 @@ class TencentSms(SmsChannel):
 
 
 def _positional(params: Mapping[str, str]) -> list[str]:
-    return [params[k] for k in sorted(params, key=lambda k: (len(k), k))]
+    """Keys "1", "2"… in their numeric order; named keys in the order given."""
+    if all(k.isdigit() for k in params):
+        return [params[k] for k in sorted(params, key=int)]
+    return list(params.values())

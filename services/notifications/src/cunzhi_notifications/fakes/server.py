@@ -77,20 +77,12 @@ class Running:
         await self.stop()
 
 
-class FakeServer(Running):
-    """Start with ``async with Fake() as fake`` (or ``await fake.start()``); ``fake.url``."""
+class Faulty(Running):
+    """A fake whose requests can meet injected faults (``fail``, ``fail_always``, ``heal``)."""
 
     def __init__(self) -> None:
         self._faults: deque[Fault] = deque()
         self._always: Fault | None = None
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.url = ""
-
-    def routes(self) -> list[Route]:
-        raise NotImplementedError
-
-    # -- injecting failures ---------------------------------------------------------------------
 
     def fail(self, fault: Fault, times: int = 1) -> None:
         """The next ``times`` requests meet ``fault``."""
@@ -108,6 +100,19 @@ class FakeServer(Running):
         if self._faults:
             return self._faults.popleft()
         return self._always
+
+
+class FakeServer(Faulty):
+    """Start with ``async with Fake() as fake`` (or ``await fake.start()``); ``fake.url``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.url = ""
+
+    def routes(self) -> list[Route]:
+        raise NotImplementedError
 
     async def answer(
         self,

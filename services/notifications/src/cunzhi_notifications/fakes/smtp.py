@@ -15,7 +15,7 @@ from typing import Any, Self
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from .server import Fault, Running
+from .server import Faulty
 
 REPLIES = {
     421: "421 4.3.0 try again later",
@@ -27,19 +27,13 @@ REPLIES = {
 }
 
 
-class FakeSmtpServer(Running):
+class FakeSmtpServer(Faulty):
     def __init__(self) -> None:
+        super().__init__()
         self.messages: list[EmailMessage] = []
         self.refuse: dict[str, str] = {}
-        self._faults: list[Fault] = []
         self._server: asyncio.Server | None = None
         self.host, self.port = "127.0.0.1", 0
-
-    def fail(self, fault: Fault, times: int = 1) -> None:
-        self._faults.extend([fault] * times)
-
-    def heal(self) -> None:
-        self._faults.clear()
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if m["To"] == address]
@@ -55,7 +49,7 @@ class FakeSmtpServer(Running):
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        fault = self._faults.pop(0) if self._faults else None
+        fault = self.next_fault()
         if fault is not None and fault.delay_s:
             await asyncio.sleep(fault.delay_s)
         if fault is None or fault.status is None or fault.accept:
