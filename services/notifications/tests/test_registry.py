@@ -39,6 +39,13 @@ def test_an_sms_provider_without_its_keys_names_the_missing_settings(
         ChannelSettings()
 
 
+@pytest.mark.parametrize("entry", ["10.0.0.0/33", "http://oa.county", "two words"])
+def test_a_malformed_allow_list_entry_fails_start_up(monkeypatch: pytest.MonkeyPatch, entry: str):
+    monkeypatch.setenv("CUNZHI_WEBHOOK_ALLOW", f"10.20.0.0/16,{entry}")
+    with pytest.raises(ValidationError, match="CUNZHI_WEBHOOK_ALLOW"):
+        ChannelSettings()
+
+
 def test_timeouts_have_a_plausible_range(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("CUNZHI_WEBHOOK_TIMEOUT_S", "0")
     with pytest.raises(ValidationError, match="CUNZHI_WEBHOOK_TIMEOUT_S"):

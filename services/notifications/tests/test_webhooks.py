@@ -140,13 +140,17 @@ async def test_without_a_secret_nothing_is_sent(fakes: FakeProviders):
         "fc00::1",
         "::ffff:127.0.0.1",
         "::ffff:10.0.0.1",
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
     ],
 )
 def test_default_policy_refuses_private_loopback_and_link_local(address: str):
     assert not AddressPolicy().permits(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "2001:4860:4860::8888", "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "2001:4860:4860::8888", "::ffff:8.8.8.8", "64:ff9b::808:808"]
+)
 def test_default_policy_allows_public_addresses(address: str):
     assert AddressPolicy().permits(ipaddress.ip_address(address))
     assert not AddressPolicy(allow_public=False).permits(ipaddress.ip_address(address))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import urllib.parse
 from collections.abc import Iterable
@@ -23,6 +24,21 @@ import httpcore
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+HOST_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_-]{1,63}$")
+
+
+def carried_ipv4(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one stands for (mapped, 6to4, NAT64), else itself."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return address
+    if address.ipv4_mapped:
+        return address.ipv4_mapped
+    if address.sixtofour:
+        return address.sixtofour
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
 
 
 class ForbiddenAddress(Exception):
@@ -35,13 +51,17 @@ class AddressPolicy:
     def __init__(self, allow: Iterable[str] = (), *, allow_public: bool = True) -> None:
         self.networks: list[IPNetwork] = []
         self.hosts: set[str] = set()
-        for entry in (e.strip() for e in allow):
+        for entry in (e.strip().lower().rstrip(".") for e in allow):
             if not entry:
                 continue
             try:
                 self.networks.append(ipaddress.ip_network(entry, strict=False))
+                continue
             except ValueError:
-                self.hosts.add(entry.lower().rstrip("."))
+                pass
+            if "/" in entry or ":" in entry or not HOST_NAME.match(entry):
+                raise ValueError(f"{entry!r} is neither a CIDR nor a host name")
+            self.hosts.add(entry)
         self.allow_public = allow_public
 
     def __repr__(self) -> str:
@@ -49,12 +69,13 @@ class AddressPolicy:
         return f"AddressPolicy(allow={allowed}, allow_public={self.allow_public})"
 
     def permits(self, address: IPAddress) -> bool:
-        # ::ffff:10.0.0.1 is 10.0.0.1: judge the IPv4 address it carries.
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
         if any(address in network for network in self.networks):
             return True
-        return self.allow_public and address.is_global and not address.is_multicast
+        # ::ffff:10.0.0.1, 2002:a00:1:: and 64:ff9b::a00:1 all lead to 10.0.0.1.
+        carried = carried_ipv4(address)
+        if carried != address and any(carried in network for network in self.networks):
+            return True
+        return self.allow_public and carried.is_global and not carried.is_multicast
 
     def check_url(self, url: str) -> tuple[str, str, int]:
         """Scheme, host and port of a URL the policy could allow; ForbiddenAddress if not."""

@@ -63,6 +63,10 @@ class ChannelSettings(BaseSettings):
         for name in ("sms_timeout_s", "robot_timeout_s", "smtp_timeout_s", "webhook_timeout_s"):
             if not 0 < getattr(self, name) <= 120:
                 raise ValueError(f"CUNZHI_{name.upper()} must be between 0 and 120 seconds")
+        try:
+            self.address_policy()
+        except ValueError as exc:
+            raise ValueError(f"CUNZHI_WEBHOOK_ALLOW: {exc}") from None
         if self.sms_provider:
             needed = ["sms_key_id", "sms_key_secret", "sms_sign_name"]
             if self.sms_provider == "tencent":
