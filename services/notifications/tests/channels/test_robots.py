@@ -116,9 +116,9 @@ async def test_robot_answering_html_is_not_a_success(fakes: FakeProviders):
 
 
 async def test_robot_timeout_is_unclear(fakes: FakeProviders):
-    robot = WeComRobot(endpoint=fakes.wecom.url, timeout_s=0.2)
+    robot = WeComRobot(endpoint=fakes.wecom.url, timeout_s=0.5)
     url = fakes.wecom.add_robot()
-    fakes.wecom.fail(Fault(delay_s=0.6))
+    fakes.wecom.fail(Fault(delay_s=1.5))
     [result] = await robot.send([message(url)])
     await robot.aclose()
     assert result.outcome is Outcome.UNCLEAR
