@@ -169,6 +169,13 @@ class SmsChannel(abc.ABC):
             return provider_id[len(CONTEXT_PREFIX) :]
         return message.delivery_id
 
+    @staticmethod
+    def own_id(provider_id: str | None) -> str | None:
+        """The provider's own id of a send (BizId, SerialNo), None if we only know a context."""
+        if provider_id is None or provider_id.startswith(CONTEXT_PREFIX):
+            return None
+        return provider_id
+
     @abc.abstractmethod
     def batch_key(self, message: Message) -> Hashable:
         """Messages with equal keys may share one provider request."""
