@@ -31,14 +31,18 @@ class Message:
 
     delivery_id: str
     """Our ledger id: passed to providers that take a caller id, so a resend is recognised."""
-    address: str
-    """What the channel needs: a phone number, an e-mail address, a robot or endpoint URL."""
+    address: str = field(repr=False)
+    """What the channel needs: a phone number, an e-mail address, a robot or endpoint URL.
+    Personal data: kept out of ``repr`` so that logging a message does not log it."""
     subject: str
     body: str
     template_code: str | None = None
     """The provider's template (SMS providers send only registered templates)."""
     template_params: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    secret: str | None = field(default=None, repr=False)
+    """The address's own signing secret, where it has one: a DingTalk robot's ``SEC…`` secret,
+    a webhook endpoint's ``whsec_…`` secret. Kept out of ``repr`` so it never reaches a log."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class SendResult:
     """A provider's own wait (429 Retry-After, a throttling code): honoured over our backoff."""
     address_gone: bool = False
     """The address will never take anything again (a webhook endpoint answering 410 Gone)."""
+    delivered: bool = False
+    """A receipt says it reached the person's phone (SMS status report), not only the provider."""
 
 
 class Channel(Protocol):
