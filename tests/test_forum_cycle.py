@@ -303,9 +303,14 @@ async def test_the_demo_runs_the_cycle_and_says_where_to_look(
     await run_demo(settings)
 
     out = capsys.readouterr().out
+    # Guandi's ledger as the seed tells it, read back, then with this month's forum.
     assert (
-        "1 forum held, 1 problem solved, 1 expert invited, 2 village secretaries sharing "
-        "experience, 0 field visits"
+        "18 forums since April 2020, 18 problems solved, 5 experts, 8 excellent secretaries "
+        "sharing experience, 3 field visits — read back from the township record"
+    ) in out
+    assert (
+        "19 forums held, 19 problems solved, 6 experts invited, 10 excellent secretaries "
+        "sharing experience, 3 field visits"
     ) in out
     assert "rectification: 3/3 of the forum's tasks completed through its API" in out
     assert out.count("/docs") == 3 and out.count("/metrics") == 3
