@@ -24,7 +24,7 @@ import email.policy
 from typing import Annotated, Any
 
 from cunzhi_platform import edge
-from cunzhi_platform.aggregate import DomainError, Forbidden, NotFound
+from cunzhi_platform.aggregate import DomainError, NotFound
 from cunzhi_platform.auth import (
     COUNTY_ORG_DEPT,
     CurrentPrincipal,
