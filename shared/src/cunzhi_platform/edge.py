@@ -426,6 +426,45 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(kind, unavailable)
 
 
+# -- the size of a body -------------------------------------------------------------------------
+
+
+class BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body is larger than {limit:,} bytes; send less at a time")
+
+
+class BodyLimit:
+    """Refuse a body beyond ``max_bytes`` with 413 before reading it (``Content-Length``), or
+    as soon as the bytes received pass it (a streamed body). Plain ASGI, so it costs no task."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            exc = BodyTooLarge(self.max_bytes)
+            await problem(exc.status_code, str(exc.detail))(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException, so FastAPI's body reading passes it on to the handler.
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, counted, send)
+
+
 # -- the correlation header ---------------------------------------------------------------------
 
 CORRELATION_PATTERN = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")

@@ -237,7 +237,6 @@ def create_app(
         title=f"cunzhi {service.name}",
         description=service.description,
         lifespan=lifespan,
-        max_body_size=settings.http_max_body_bytes,
         generate_unique_id_function=edge.operation_ids,
     )
     base_openapi = app.openapi
@@ -257,6 +256,7 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     edge.install_error_handlers(app)
+    app.add_middleware(edge.BodyLimit, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(CorrelationMiddleware, service=service.name)
 
     @app.get("/healthz", tags=["operations"])
