@@ -97,6 +97,10 @@ IdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, description=_ID_DOC)]
 
 # -- text ---------------------------------------------------------------------------------------
 
+NO_CONTROLS = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+"""What the JSON Schema of free text says (the checks add: no unpaired surrogates, something
+visible); tab and line breaks are text."""
+
 _INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"}
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
 
@@ -149,6 +153,7 @@ class TextRules:
         json_schema.update(
             minLength=1 if self.required else 0,
             maxLength=self.max_length,
+            pattern=NO_CONTROLS,
             description="NFC-normalised; no NUL, control characters or unpaired surrogates; "
             + ("something visible " if self.required else "")
             + "(a rule of ours)",
@@ -249,7 +254,7 @@ _MEANING = {
 def document_errors(openapi: dict[str, Any]) -> dict[str, Any]:
     """Give every operation of an OpenAPI document the statuses it can answer besides its
     success, each with the ``Problem`` body: 401, 403, 422 and 503 everywhere; 404 where the
-    path names a resource; 400 and 413 with a body; 409 on commands. What a route documents
+    path or the body names a resource; 400 and 413 with a body; 409 on commands. What a route documents
     itself (``responses=``) stays."""
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
@@ -262,8 +267,8 @@ def document_errors(openapi: dict[str, Any]) -> dict[str, Any]:
             if "security" not in operation:
                 continue  # operations endpoints (health, metrics) answer for themselves
             statuses = {401, 403, 422, 503}
-            if "{" in path:
-                statuses.add(404)
+            if "{" in path or "requestBody" in operation:
+                statuses.add(404)  # the path or the body names something that may not exist
             if "requestBody" in operation:
                 statuses |= {400, 413}
             if method != "get":
