@@ -31,11 +31,12 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from cunzhi_cli.services import RUNNABLE
 from cunzhi_platform.infra import free_port
 from cunzhi_platform.runtime import create_app
 from cunzhi_platform.settings import Settings
 from cunzhi_platform.testing import token
+
+from cunzhi_cli.services import RUNNABLE
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,5 @@ class Roles:
     def get(self, case: schemathesis.Case, ctx: schemathesis.AuthContext) -> list[str]:
         return _TOKENS
 
-    def set(
-        self, case: schemathesis.Case, data: list[str], ctx: schemathesis.AuthContext
-    ) -> None:
+    def set(self, case: schemathesis.Case, data: list[str], ctx: schemathesis.AuthContext) -> None:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {_PICK.choice(data)}"}

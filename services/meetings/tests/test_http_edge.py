@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 from cunzhi_meetings.service import build_service
 from cunzhi_platform.clock import SHANGHAI, ManualClock
-from cunzhi_platform.testing import running, token
+from cunzhi_platform.testing import eventually, running, token
 
 pytestmark = pytest.mark.slow
 
@@ -200,3 +200,23 @@ async def test_the_document_links_a_forum_from_plan_to_close(client):
         for operation in item.values():
             if "security" in operation:
                 assert {"401", "403", "422", "503"} <= set(operation["responses"])
+
+
+async def test_a_forum_command_answers_the_fields_of_the_record_in_the_same_shapes(
+    client, settings, township
+):
+    headers = office(settings, township)
+    await client.post(f"/townships/{township}/roster", json=ROSTER, headers=headers)
+    plan = {"place": "某村", "mode": "field_visit", "host_unit": "党建办"}
+    r = await client.post(f"/townships/{township}/forums", json=plan, headers=headers)
+    answer = r.json()
+    assert r.status_code == 201, answer
+
+    async def record():
+        r = await client.get(f"/forums/{answer['forum_id']}", headers=headers)
+        return r.json() if r.status_code == 200 else None
+
+    view = await eventually(record)
+    shared = set(answer) - {"version"}
+    assert shared <= set(view), shared - set(view)
+    assert {k: answer[k] for k in shared} == {k: view[k] for k in shared}

@@ -254,8 +254,8 @@ _MEANING = {
 def document_errors(openapi: dict[str, Any]) -> dict[str, Any]:
     """Give every operation of an OpenAPI document the statuses it can answer besides its
     success, each with the ``Problem`` body: 401, 403, 422 and 503 everywhere; 404 where the
-    path or the body names a resource; 400 and 413 with a body; 409 on commands. What a route documents
-    itself (``responses=``) stays."""
+    path or the body names a resource; 400 and 413 with a body; 409 on commands. What a route
+    documents itself (``responses=``) stays."""
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)

@@ -19,6 +19,7 @@ token that names none is not checked, as this service keeps no register of villa
 from __future__ import annotations
 
 import csv
+import dataclasses
 import email.parser
 import email.policy
 from typing import Annotated, Any
@@ -235,15 +236,21 @@ def _reads(rt: Runtime) -> ReadModels:
 
 
 def _forum(forum: Forum) -> dict[str, Any]:
-    """What a forum command answers: where the forum stands now."""
+    """What a forum command answers: where the forum stands now — the fields of the forum's
+    record (``GET /forums/{forum_id}``) that a command can change, in the same shapes, and the
+    stream's ``version``."""
     return {
         "forum_id": forum.forum_id,
         "township_id": forum.township_id,
         "number": forum.number,
         "status": forum.status,
         "date": forum.date,
+        "place": forum.place,
+        "mode": forum.mode,
+        "host_unit": forum.host_unit,
         "notice_due_at": forum.notice_due_at,
-        "topic": forum.topic.title if forum.topic else None,
+        "topic": dataclasses.asdict(forum.topic) if forum.topic else None,
+        "closed_on": forum.closed_on,
         "version": forum.version,
     }
 
