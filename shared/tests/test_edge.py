@@ -311,5 +311,7 @@ async def test_every_operation_documents_each_status_with_the_problem_body(schem
         ) == {"200"}
         problem = document["components"]["schemas"]["Problem"]
         assert set(problem["required"]) == {"detail"}
+        header = next(p for p in get["parameters"] if p["name"] == "X-Correlation-ID")
+        assert header["in"] == "header" and not header["required"]
         offset = next(p for p in get["parameters"] if p["name"] == "offset")
         assert offset["schema"]["maximum"] == edge.MAX_OFFSET

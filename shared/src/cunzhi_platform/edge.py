@@ -1,11 +1,14 @@
 """The HTTP edge every cunzhi service shares: bounded inputs, one error model, documented.
 
-A service's ``adapters/http.py`` gets all of it by building its router here and typing its
-parameters and bodies with the types below::
+A service's ``adapters/http.py`` gets all of it by building its router here, typing its
+parameters and bodies with the types below, and authorising with ``cunzhi_platform.auth``'s
+dependencies (``with_role``, ``in_township``, ``in_village``)::
 
     from cunzhi_platform import edge
+    from cunzhi_platform.auth import CurrentPrincipal, Principal, in_township
 
     router = edge.router(tags=["tasks"])
+    Organiser = Annotated[Principal, Depends(in_township("party_building_office"))]
 
     class TaskIn(edge.Body):               # unknown fields refused
         task_id: edge.Id | None = None     # client-chosen ids: one pattern for every service
@@ -14,39 +17,57 @@ parameters and bodies with the types below::
         note: edge.Note = ""               # the same rules, may be empty
         due: edge.PlausibleDate            # 2000-01-01 … today + 5 years
 
-    @router.post("/townships/{township_id}/tasks", status_code=201, openapi_extra=edge.links(
-        201, read=edge.link("get_task", task_id="$response.body#/task_id")))
+    @router.post(
+        "/townships/{township_id}/tasks",
+        status_code=201,
+        openapi_extra=edge.links(
+            201, read=edge.link("get_task", task_id="$response.body#/task_id")
+        ),
+    )
     async def create_task(
         township_id: edge.IdPath,
-        principal: Annotated[Principal, Depends(organiser)],  # authorise before the body
+        principal: Organiser,  # role and township decided before the body is validated
         body: TaskIn,
     ) -> dict[str, Any]: ...
 
-    @router.get("/townships/{township_id}/tasks")
-    async def tasks(township_id: edge.IdPath, limit: edge.Limit = 50,
-                    offset: edge.Offset = 0, village_id: edge.IdQuery = None): ...
+    @router.get("/tasks/{task_id}")
+    async def get_task(task_id: edge.IdPath, principal: CurrentPrincipal) -> dict[str, Any]:
+        ...
 
-What a service gets from ``edge.router()``:
+    @router.get("/townships/{township_id}/tasks")
+    async def tasks(township_id: edge.IdPath, principal: CurrentPrincipal,
+                    limit: edge.Limit = 50, offset: edge.Offset = 0,
+                    village_id: edge.IdQuery = None) -> dict[str, Any]: ...
+
+Refuse with the platform's errors (``aggregate.DomainError`` 422, ``InvalidTransition`` 409,
+``NotFound`` 404, ``Forbidden`` 403, each with ``field=`` where there is one); never raise
+``HTTPException`` with a body of your own. Operation ids are the route functions' names, so
+links name them. Nothing else to wire: ``runtime.create_app`` installs the error handlers, the
+body limit and the document's error responses for every router; list the service in
+``cunzhi_cli.services.RUNNABLE`` and ``tests/test_fuzz.py`` fuzzes it.
+
+What a service gets:
 
 - **One error body** (``Problem``) for every refusal: ``{"detail": "<words>", "field":
   "<field or null>", "errors": [{"field", "detail"}…]}`` — domain refusals, validation errors
   (``field`` is the body path like ``tasks.0.due_date``, or the query/path parameter's name),
-  authentication, a too-large body, a database outage (503 with ``Retry-After``).
-  ``install_error_handlers`` (called by ``runtime.create_app``) makes every answer take it.
+  authentication, a too-large body (413, ``CUNZHI_HTTP_MAX_BODY_BYTES``), a database outage
+  (503 with ``Retry-After``), a malformed body or ``X-Correlation-ID`` (400).
 - **Every status documented** on every operation with that body: 401, 403, 422 and 503
-  everywhere; 404 where the path names a resource; 400 and 413 where there is a body; 409 on
-  commands. ``responses=`` on a route adds to these.
+  everywhere; 404 where the path or body names a resource; 400 and 413 where there is a body;
+  409 on commands. ``responses=`` on a route adds to these.
 - **Times in one format**: every ``datetime`` in a response, however deep, is RFC 3339 in
-  Asia/Shanghai (``2026-09-30T09:00:00+08:00``).
+  Asia/Shanghai (``2026-09-30T09:00:00+08:00``) — with ``edge.router()``.
 - **Authorise before validating**: FastAPI solves dependencies before it validates the body,
   so a dependency that checks role and jurisdiction from the path (and the token) refuses with
-  403 before a malformed body could answer 422. Declare it before the body parameter.
+  403 before a malformed body could answer 422. A route that reads a raw body
+  (``await request.body()``) reads it after such a dependency.
 
 Rules that are ours, not the source reports' (the OpenAPI descriptions say so too):
 ids match ``ID_PATTERN``; dates lie in ``DATE_WINDOW_START`` … today + ``DATE_WINDOW_YEARS``
-years; offsets stop at ``MAX_OFFSET``; text is NFC-normalised, may not hold NUL, other control
-characters (tab and line breaks aside) or unpaired surrogates, and must show at least one
-visible character.
+years, which also keeps calendar work (working days, lunar dates) small; offsets stop at
+``MAX_OFFSET``; text is NFC-normalised, may not hold NUL, other control characters (tab and
+line breaks aside) or unpaired surrogates, and must show at least one visible character.
 """
 
 from __future__ import annotations
@@ -273,6 +294,9 @@ def document_errors(openapi: dict[str, Any]) -> dict[str, Any]:
                 statuses |= {400, 413}
             if method != "get":
                 statuses.add(409)
+            parameters = operation.setdefault("parameters", [])
+            if not any(p.get("name") == CORRELATION_HEADER["name"] for p in parameters):
+                parameters.append(CORRELATION_HEADER)
             responses = operation.setdefault("responses", {})
             for status in sorted(statuses):
                 documented = responses.get(str(status), {})
@@ -474,3 +498,11 @@ class BodyLimit:
 
 CORRELATION_PATTERN = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 """What ``X-Correlation-ID`` may hold: 1–128 safe characters (a UUID, a W3C trace id…)."""
+CORRELATION_HEADER = {
+    "name": "X-Correlation-ID",
+    "in": "header",
+    "required": False,
+    "description": "carried into the logs and the events this call causes, and echoed; made up "
+    "when absent (1–128 of A–Z a–z 0–9 . _ : / + = -; a rule of ours)",
+    "schema": {"type": "string", "pattern": f"^{CORRELATION_PATTERN.pattern}$"},
+}
