@@ -52,7 +52,7 @@ What a service gets:
   "<field or null>", "errors": [{"field", "detail"}…]}`` — domain refusals, validation errors
   (``field`` is the body path like ``tasks.0.due_date``, or the query/path parameter's name),
   authentication, a too-large body (413, ``CUNZHI_HTTP_MAX_BODY_BYTES``), a database outage
-  (503 with ``Retry-After``), a malformed body or ``X-Correlation-ID`` (400).
+  (503 with ``Retry-After``), a malformed body (400), a bad ``X-Correlation-ID`` (422).
 - **Every status documented** on every operation with that body: 401, 403, 422 and 503
   everywhere; 404 where the path or body names a resource; 400 and 413 where there is a body;
   409 on commands. ``responses=`` on a route adds to these.
@@ -260,7 +260,7 @@ class Problem(BaseModel):
 
 
 _MEANING = {
-    400: "The request cannot be read (malformed JSON, a bad X-Correlation-ID header).",
+    400: "The body cannot be read (malformed JSON).",
     401: "No bearer token, or one that is expired, badly signed or missing a claim.",
     403: "Outside your role or jurisdiction.",
     404: "There is no such resource.",

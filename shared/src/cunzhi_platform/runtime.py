@@ -311,11 +311,12 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        correlation = headers.get(b"x-correlation-id", b"").decode("latin-1")
-        if correlation and not edge.CORRELATION_PATTERN.fullmatch(correlation):
+        given = headers.get(b"x-correlation-id")
+        correlation = (given or b"").decode("latin-1")
+        if given is not None and not edge.CORRELATION_PATTERN.fullmatch(correlation):
             # Logged and carried into events: only a bounded run of safe characters.
             refusal = edge.problem(
-                400,
+                422,
                 "X-Correlation-ID must be 1–128 of A–Z a–z 0–9 . _ : / + = - "
                 "(or left out: one is made up)",
                 "X-Correlation-ID",
