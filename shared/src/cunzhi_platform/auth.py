@@ -16,7 +16,7 @@ one county reads only its own.
 
 Start-up refuses an HMAC key shorter than 32 bytes, and the demo key unless PostgreSQL and
 Kafka are both on this machine's loopback (as the embedded infrastructure is). In production
-the key comes from a secret (see ``deploy/k8s/README.md``).
+the key comes from a Secret (see ``deploy/env.md``).
 """
 
 from __future__ import annotations

@@ -335,11 +335,17 @@ def links(status: int = 200, **named: dict[str, Any]) -> dict[str, Any]:
     return {"responses": {str(status): {"links": named}}}
 
 
-def link(operation_id: str, **parameters: str) -> dict[str, Any]:
+def link(
+    operation_id: str, *, request_body: dict[str, Any] | None = None, **parameters: str
+) -> dict[str, Any]:
     """A link to the operation named ``operation_id`` (a route's function name, see
     ``operation_ids``) whose ``parameters`` come from runtime expressions, e.g.
-    ``topic_id="$response.body#/topic_id"`` or ``township_id="$request.path.township_id"``."""
-    return {"operationId": operation_id, "parameters": parameters}
+    ``topic_id="$response.body#/topic_id"`` or ``township_id="$request.path.township_id"``;
+    ``request_body`` may hold such expressions as values too."""
+    found: dict[str, Any] = {"operationId": operation_id, "parameters": parameters}
+    if request_body is not None:
+        found["requestBody"] = request_body
+    return found
 
 
 def operation_ids(route: APIRoute) -> str:

@@ -205,7 +205,14 @@ TOPIC_LINKS = {
     "support": link("support_topic", topic_id="$response.body#/topic_id"),
     "shortlist": link("shortlist_topic", topic_id="$response.body#/topic_id"),
     "withdraw": link("withdraw_topic", topic_id="$response.body#/topic_id"),
+    "recategorise": link("recategorise_topic", topic_id="$response.body#/topic_id"),
 }
+SELECTION_LINK = link(
+    "select_topic",
+    township_id="$request.path.township_id",
+    forum_id="$request.path.forum_id",
+    request_body={"topic_id": "$response.body#/topic_id"},
+)
 ISSUE_LINKS = {
     "read": link("get_issue", issue_id="$response.body#/issue_id"),
     "claim": link("claim_issue", issue_id="$response.body#/issue_id"),
@@ -240,7 +247,7 @@ def found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
 @router.post(
     "/townships/{township_id}/calls/{forum_id}/topics",
     status_code=status.HTTP_201_CREATED,
-    openapi_extra=links(201, **TOPIC_LINKS),
+    openapi_extra=links(201, **TOPIC_LINKS, select=SELECTION_LINK),
 )
 async def submit_topic(
     township_id: IdPath,
