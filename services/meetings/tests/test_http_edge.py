@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 
 import pytest
@@ -181,6 +182,15 @@ async def test_times_are_rfc3339_in_shanghai(client, settings, township):
     r = await client.post(f"/townships/{township}/roster", json=ROSTER, headers=headers)
     r = await client.post(f"/townships/{township}/forums", json={"place": "x"}, headers=headers)
     assert r.status_code == 201 and r.json()["notice_due_at"].endswith("+08:00"), r.text
+    forum_id = r.json()["forum_id"]
+
+    async def record():
+        r = await client.get(f"/forums/{forum_id}", headers=headers)
+        return r.json() if r.status_code == 200 else None
+
+    view = await eventually(record)
+    times = [v for v in view.values() if isinstance(v, str) and re.match(r"\d{4}-.*T", v)]
+    assert times and all(t.endswith("+08:00") for t in times), view
 
 
 async def test_the_document_links_a_forum_from_plan_to_close(client):
