@@ -192,3 +192,21 @@ async def test_the_document_names_every_status_and_links_the_steps(kit: Kit) -> 
     }
     assert linked <= operation_ids
     assert {"get_topic", "shortlist_topic", "claim_issue", "promote_issue"} <= operation_ids
+
+
+async def test_a_repeated_promotion_is_a_retry_only_with_the_same_content(kit: Kit) -> None:
+    town, village = kit.fresh("town"), kit.fresh("v")
+    cadre = kit.secretary(town, village)
+    issue_id = (await kit.post(f"/villages/{village}/issues", cadre, ISSUE)).json()["issue_id"]
+    forum = await kit.open_call(town)
+    await kit.until(f"/townships/{town}/calls/{forum}", lambda c: c["state"] == "open")
+    chosen = kit.fresh("topic")
+    body = {"category": "collective_economy", "topic_id": chosen}
+    url = f"/issues/{issue_id}/promote"
+    r = await kit.post(url, cadre, body)
+    assert r.status_code == 201, r.text
+    r = await kit.post(url, cadre, body)
+    assert r.status_code == 201 and r.json() == {"topic_id": chosen, "forum_id": forum}
+    r = await kit.post(url, cadre, {**body, "category": "member_management"})
+    assert r.status_code == 409 and r.json()["field"] == "topic_id"
+    assert await kit.version(topic_stream_id(chosen)) == 1

@@ -549,7 +549,20 @@ async def promote(
     principal.require_township(issue.township_id)
     topic = await load_topic(store, new_id(topic_id))
     if topic.exists and issue.promoted_to == topic.topic_id:
-        return topic.topic_id, topic.forum_id  # a retry of a promotion that went through
+        first = await _first_event(store, topic.id)
+        if (
+            isinstance(first, TopicSubmitted)
+            and forum_id in (None, first.forum_id)
+            and first.category == category
+            and (first.title, first.description)
+            == (
+                (title or issue.title).strip(),
+                (description or issue.description).strip(),
+            )
+            and set(village_ids or [issue.village_id]) <= set(first.village_ids)
+        ):
+            return topic.topic_id, topic.forum_id  # a retry of a promotion that went through
+        raise _id_taken("topic", topic.topic_id)
     forum_id = forum_id or await open_forum_of(issue.township_id)
     if forum_id is None:
         raise InvalidTransition(
