@@ -26,9 +26,9 @@ async def test_a_reused_topic_id_is_a_retry_only_with_the_same_content(kit: Kit)
     chosen = kit.fresh("topic")
     body = {**DRAFT, "topic_id": chosen, "village_ids": [village]}
 
-    assert (await kit.post(url, wang, body)).json() == {"topic_id": chosen}
+    assert (await kit.post(url, wang, body)).json()["topic_id"] == chosen
     r = await kit.post(url, wang, body)
-    assert r.status_code == 201 and r.json() == {"topic_id": chosen}
+    assert r.status_code == 201 and r.json()["topic_id"] == chosen
     r = await kit.post(url, wang, {**body, "title": "另一个议题"})
     assert r.status_code == 409 and r.json()["field"] == "topic_id"
     assert "already used with other content" in r.json()["detail"]

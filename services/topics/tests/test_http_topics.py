@@ -129,8 +129,8 @@ async def test_merge_keeps_every_source_and_supporter(kit: Kit) -> None:
     wang = kit.secretary(town, v1)
     a = await kit.submit(town, forum, wang, village_ids=[v1])
     b = await kit.submit(town, forum, kit.secretary(town, v2), village_ids=[v2])
-    head = kit.as_(["station_head"], town, station_ids=["st1"], village_ids=[v2, v3], sub="head")
-    c = await kit.submit(town, forum, head, village_ids=[v3], station_id="st1")
+    head = kit.as_(["station_head"], town, station_ids=["sifasuo"], sub="head")  # 司法所
+    c = await kit.submit(town, forum, head, village_ids=[v3], station_id="sifasuo")
     zhao = kit.secretary(town, v4, sub=kit.fresh("zhao"))
     r = await kit.post(f"/topics/{b}/support", zhao, {})
     assert r.status_code == 200, r.text
@@ -234,6 +234,25 @@ async def test_shortlist_select_dispose_and_carry_over(kit: Kit) -> None:
     kit.clock.set((await kit.call_times(town, next_forum)).opens_at)
     carried = await kit.topic(b, lambda t: t["forum_id"] == next_forum)
     assert carried["state"] == "submitted" and carried["carried_over_from"] == [forum]
+
+    # The department the topic was referred to answers; the submitter sees the answer.
+    sifa = kit.as_(["county_department"], department_ids=["乡司法所"])
+    r = await kit.client.get(f"/topics/{c}", headers=sifa)
+    assert r.status_code == 200, "a department reads the topics referred to it"
+    answer = f"/topics/{c}/referral-answer"
+    elsewhere = kit.as_(["county_department"], department_ids=["县信访局"])
+    r = await kit.post(answer, elsewhere, {"answer": "accepted"})
+    assert r.status_code == 403 and "乡司法所" in r.json()["detail"]
+    r = await kit.post(answer, sifa, {"answer": "done"})
+    assert r.status_code == 422 and r.json()["field"] == "note"
+    assert (await kit.post(answer, sifa, {"answer": "accepted"})).status_code == 200
+    r = await kit.post(answer, sifa, {"answer": "done", "note": "已调解，双方签订协议"})
+    assert r.status_code == 200, r.text
+    done = await kit.topic(c, lambda t: t["referral_answer"] == "done")
+    assert (done["state"], done["referral_note"]) == ("referred", "已调解，双方签订协议")
+    timeline = await kit.until(f"/topics/{c}/timeline", lambda p: p["total"] == 4, wang)
+    assert timeline["items"][-1]["description"] == "乡司法所答复：已办结（已调解，双方签订协议）"
+    assert (await kit.post(answer, sifa, {"answer": "accepted"})).status_code == 409
 
 
 async def test_queries_filter_paginate_and_count(kit: Kit) -> None:
@@ -383,3 +402,33 @@ async def test_a_topic_submitted_at_the_last_moment_still_needs_a_disposition(ki
     r = await kit.post(selection, kit.committee(town), {"topic_id": chosen, "dispositions": {}})
     assert r.status_code == 422 and r.json()["field"] == "dispositions"
     assert late in r.json()["detail"]
+
+
+async def test_a_township_station_submits_a_topic_about_no_particular_village(kit: Kit) -> None:
+    """站所 (农经站, 司法所…) are asked for topics too; theirs are township-wide."""
+    town = kit.fresh("town")
+    forum = await kit.open_call(town)
+    head = kit.as_(["station_head"], town, station_ids=["caizhengsuo"], sub=kit.fresh("head"))
+    topic_id = await kit.submit(
+        town, forum, head, station_id="caizhengsuo", title="村级财务公开不规范"
+    )
+    topic = await kit.topic(topic_id, bool)
+    assert topic["village_ids"] == []
+    assert topic["sources"][0]["station_id"] == "caizhengsuo"
+    r = await kit.client.post(
+        f"/townships/{town}/calls/{forum}/topics",
+        json={"title": "t", "description": "d", "category": "village_governance"},
+        headers=kit.secretary(town, kit.fresh("v")),
+    )
+    assert r.status_code == 422 and r.json()["field"] == "village_ids"
+    r = await kit.client.post(
+        f"/townships/{town}/calls/{forum}/topics",
+        json={
+            "title": "t",
+            "description": "d",
+            "category": "village_governance",
+            "station_id": "nongjingzhan",
+        },
+        headers=head,
+    )
+    assert r.status_code == 403 and "nongjingzhan" in r.json()["detail"]

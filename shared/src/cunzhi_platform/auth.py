@@ -5,8 +5,9 @@ them too; the platform's error handler answers 403 with the reason and the field
 
 Claims: ``sub`` (person id), ``name``, ``roles`` (e.g. ``village_secretary``,
 ``station_head``, ``party_building_office``, ``township_committee``,
-``county_organisation_department``, ``party_member``), and the jurisdiction the caller may act
-in: ``county_id``, ``township_ids``, ``station_ids``, ``village_ids``.
+``county_organisation_department``, ``party_member``, ``county_department``), and the
+jurisdiction the caller may act in: ``county_id``, ``township_ids``, ``station_ids``,
+``village_ids``, and for a county department's staff ``department_ids`` (纪委, 信访局…).
 
 Required: ``sub``, ``exp`` and ``aud``; ``iss`` when ``CUNZHI_JWT_ISSUER`` is set. A token that
 misses one, or whose claims have the wrong type (``roles`` as a string), is refused with 401
@@ -37,6 +38,9 @@ from .edge import IdPath
 from .settings import DEMO_JWT_SECRET, Settings
 
 COUNTY_ORG_DEPT = "county_organisation_department"
+COUNTY_DEPARTMENT = "county_department"
+"""Staff of another county department (discipline, petitions, economy…): answers for the
+departments in ``department_ids``."""
 
 
 class Principal(BaseModel):
@@ -49,6 +53,7 @@ class Principal(BaseModel):
     township_ids: frozenset[str] = frozenset()
     station_ids: frozenset[str] = frozenset()
     village_ids: frozenset[str] = frozenset()
+    department_ids: frozenset[str] = frozenset()
 
     def has_role(self, *roles: str) -> bool:
         return bool(self.roles & set(roles))

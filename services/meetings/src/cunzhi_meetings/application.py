@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 import asyncpg
-from cunzhi_platform.aggregate import NotFound
+from cunzhi_platform.aggregate import InvalidTransition, NotFound
 from cunzhi_platform.application import execute, load
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.events import Event
@@ -27,15 +27,18 @@ from .domain import (
     SpeakUpSession,
     contest_stream_id,
     forum_stream_id,
+    months_to_plan,
     parse_forum_id,
     quarter_of,
     roster_stream_id,
     speak_up_stream_id,
 )
-from .events import ContestParticipant, ExpertLecture, ForumMode
+from .events import ContestParticipant, ExpertLecture, ForumMode, GuestSpeaker, Policy
 
 PLAN_ATTEMPTS = 5
 """Planners racing for the same number: each loser moves to the next number this often."""
+DEFAULT_PLACE = "乡政府会议室"
+"""Where a forum planned by the service itself meets when the last one was a field visit."""
 
 
 def forum_township(forum_id: str) -> str:
@@ -98,7 +101,9 @@ async def plan_forum(
     host_unit: str | None = None,
     expert_lectures: Sequence[ExpertLecture] = (),
     exchange_speaker_ids: Sequence[str] = (),
+    guest_speakers: Sequence[GuestSpeaker] = (),
     discussion: bool = True,
+    conn: asyncpg.Connection | None = None,
 ) -> Forum:
     """Plan the township's next forum.
 
@@ -106,7 +111,7 @@ async def plan_forum(
     skipped by probing the store; ``ForumPlanned`` is appended expecting version 0, so of two
     planners racing for one number the loser gets ``ConcurrencyError`` and takes the next.
     """
-    roster = await load(store, Roster, roster_stream_id(township_id))
+    roster = await load(store, Roster, roster_stream_id(township_id), conn=conn)
     number = highest_known_number + 1
     for _ in range(PLAN_ATTEMPTS):
         while await store.version(forum_stream_id(township_id, number)):
@@ -121,10 +126,11 @@ async def plan_forum(
             host_unit=host_unit,
             expert_lectures=expert_lectures,
             exchange_speaker_ids=exchange_speaker_ids,
+            guest_speakers=guest_speakers,
             discussion=discussion,
         )
         try:
-            await store.append(forum.id, 0, events, ctx)
+            await store.append(forum.id, 0, events, ctx, conn=conn)
         except ConcurrencyError:
             number += 1
             continue
@@ -132,6 +138,102 @@ async def plan_forum(
             forum.apply(e)
         return forum
     raise ConcurrencyError(forum_stream_id(township_id, number), 0)
+
+
+async def plan_year(
+    store: EventStore,
+    township_id: str,
+    year: int,
+    *,
+    highest_known_number: int,
+    planned_months: set[int],
+    today: dt.date,
+    ctx: CommandContext,
+    place: str,
+) -> list[Forum]:
+    """Plan a forum for every month of ``year`` still to come that has none (month end)."""
+    planned = []
+    for date in months_to_plan(year, today, planned_months):
+        forum = await plan_forum(
+            store,
+            township_id,
+            highest_known_number=highest_known_number,
+            today=today,
+            ctx=ctx,
+            place=place,
+            date=date,
+        )
+        highest_known_number = forum.number
+        planned.append(forum)
+    return planned
+
+
+async def plan_after_closing(
+    store: EventStore,
+    closed_forum_id: str,
+    *,
+    highest_known_number: int,
+    today: dt.date,
+    ctx: CommandContext,
+    conn: asyncpg.Connection | None = None,
+) -> Forum:
+    """The township's next forum at month end, where the closed one met (at the township)."""
+    closed = await load(store, Forum, forum_stream(closed_forum_id), conn=conn)
+    return await plan_forum(
+        store,
+        closed.township_id,
+        highest_known_number=highest_known_number,
+        today=today,
+        ctx=ctx,
+        place=closed.place if closed.mode == "at_township" else DEFAULT_PLACE,
+        conn=conn,
+    )
+
+
+async def record_past_forum(
+    store: EventStore,
+    township_id: str,
+    number: int,
+    *,
+    today: dt.date,
+    ctx: CommandContext,
+    place: str,
+    date: dt.date,
+    topic_title: str,
+    problem_solved: bool,
+    category: str | None = None,
+    mode: ForumMode = "at_township",
+    host_unit: str | None = None,
+    expert_lectures: Sequence[ExpertLecture] = (),
+    guest_speakers: Sequence[GuestSpeaker] = (),
+    policies: Sequence[Policy] = (),
+    discussion: bool = True,
+) -> Forum:
+    """Enter forum ``number`` from the township's paper ledger; a number in use is refused (409)."""
+    forum = Forum(forum_stream_id(township_id, number))
+    events = forum.record_past(
+        date=date,
+        today=today,
+        place=place,
+        topic_title=topic_title,
+        problem_solved=problem_solved,
+        category=category,
+        mode=mode,
+        host_unit=host_unit,
+        expert_lectures=expert_lectures,
+        guest_speakers=guest_speakers,
+        policies=policies,
+        discussion=discussion,
+    )
+    if await store.version(forum.id):
+        raise InvalidTransition(
+            f"forum number {number} of {township_id} is already used; the ledger's forums "
+            "keep their own numbers"
+        )
+    await store.append(forum.id, 0, events, ctx)
+    for e in events:
+        forum.apply(e)
+    return forum
 
 
 async def add_invitee(
@@ -179,6 +281,19 @@ async def issue_notice(
     """The notice by hand: any time before the forum once it has a topic."""
     forum = await load(store, Forum, forum_stream(forum_id))
     return await _notify(store, forum, now=now, automatic=False, ctx=ctx)
+
+
+async def prepare_remarks(
+    store: EventStore, forum_id: str, person_id: str, summary: str, *, ctx: CommandContext
+) -> Forum:
+    now = store.clock.now()
+    return await execute(
+        store,
+        Forum,
+        forum_stream(forum_id),
+        lambda f: f.prepare_remarks(person_id, summary, now=now),
+        ctx,
+    )
 
 
 async def issue_due_notice(

@@ -55,6 +55,7 @@ from ..events import (
     ExpertLecture,
     ForumMode,
     ForumTask,
+    GuestSpeaker,
     Policy,
     RosterMemberAdded,
     RosterMemberUpdated,
@@ -92,6 +93,11 @@ async def _speak_up_recorder(village_id: IdPath, principal: CurrentPrincipal) ->
     return principal
 
 
+async def _member_of_forum(forum_id: IdPath, principal: CurrentPrincipal) -> Principal:
+    principal.require_township(application.forum_township(forum_id))
+    return principal
+
+
 async def _reader_of_forum(forum_id: IdPath, principal: CurrentPrincipal) -> Principal:
     principal.require_township(application.forum_township(forum_id), read=True)
     return principal
@@ -107,6 +113,7 @@ Organiser = Annotated[Principal, Depends(in_township(OFFICE, COMMITTEE))]
 ForumOrganiser = Annotated[Principal, Depends(_forum_organiser)]
 ForumCommittee = Annotated[Principal, Depends(_forum_committee)]
 SpeakUpRecorder = Annotated[Principal, Depends(_speak_up_recorder)]
+ForumMember = Annotated[Principal, Depends(_member_of_forum)]
 ForumReader = Annotated[Principal, Depends(_reader_of_forum)]
 TownshipReader = Annotated[Principal, Depends(_reader_of_township)]
 County = Annotated[Principal, Depends(with_role(COUNTY_ORG_DEPT))]
@@ -135,6 +142,11 @@ class LectureIn(Body):
     subject: Text
 
 
+class GuestIn(Body):
+    name: Text
+    affiliation: Text = Field(description="e.g. 新乡县东大阳村党支部, 获嘉县委组织部")
+
+
 class PlanForum(Body):
     date: PlausibleDate | None = Field(
         None, description="default: the last working day of the month"
@@ -143,8 +155,41 @@ class PlanForum(Body):
     mode: ForumMode = "at_township"
     host_unit: Text | None = None
     expert_lectures: list[LectureIn] = Field(default_factory=list, max_length=10)
-    exchange_speaker_ids: list[Id] = Field(default_factory=list, max_length=30)
+    exchange_speaker_ids: list[Id] = Field(
+        default_factory=list,
+        max_length=30,
+        description="village secretaries of the township's roster who share experience",
+    )
+    guest_speakers: list[GuestIn] = Field(
+        default_factory=list,
+        max_length=30,
+        description="excellent party secretaries from elsewhere who share experience",
+    )
     discussion: bool = True
+
+
+class PlanYear(Body):
+    year: int = Field(ge=2000, le=2100)
+    place: Text
+
+
+class PastForum(Body):
+    number: int = Field(ge=1, le=9999, description="the forum's number in the ledger")
+    date: PlausibleDate = Field(description="when it was held: before today")
+    place: Text
+    mode: ForumMode = "at_township"
+    host_unit: Text | None = None
+    topic_title: Text = Field(description="the problem the forum took up")
+    category: Id | None = None
+    expert_lectures: list[LectureIn] = Field(default_factory=list, max_length=10)
+    guest_speakers: list[GuestIn] = Field(
+        default_factory=list,
+        max_length=30,
+        description="who shared experience, by name and affiliation (the ledger's own words)",
+    )
+    policies: list[PolicyIn] = Field(default_factory=list, max_length=20)
+    discussion: bool = True
+    problem_solved: bool = Field(description="whether the work the forum started was done")
 
 
 class InviteeIn(Body):
@@ -416,6 +461,57 @@ async def plan_forum(
         host_unit=body.host_unit,
         expert_lectures=[ExpertLecture(**lecture.model_dump()) for lecture in body.expert_lectures],
         exchange_speaker_ids=body.exchange_speaker_ids,
+        guest_speakers=[GuestSpeaker(**guest.model_dump()) for guest in body.guest_speakers],
+        discussion=body.discussion,
+    )
+    return _forum(forum)
+
+
+@router.post("/townships/{township_id}/forums/year", status_code=201, tags=["forums"])
+async def plan_year(
+    township_id: IdPath, principal: Organiser, body: PlanYear, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """Plan the year's forums at once, one a month ("每月一次") on the month's last working day,
+    for every month still to come that has none; move any of them with a postponement. The
+    calls for topics open on their own ten days before each. (The month-end default and the
+    planning ahead are the reports'; planning a whole year at once is ours.)"""
+    reads = _reads(rt)
+    forums = await application.plan_year(
+        rt.store,
+        township_id,
+        body.year,
+        highest_known_number=await reads.highest_forum_number(township_id),
+        planned_months=await reads.planned_months(township_id, body.year),
+        today=today(rt.clock),
+        ctx=_ctx(principal, request),
+        place=body.place,
+    )
+    return {"township_id": township_id, "planned": [_forum(f) for f in forums]}
+
+
+@router.post("/townships/{township_id}/forums/history", status_code=201, tags=["forums"])
+async def record_past_forum(
+    township_id: IdPath, principal: Organiser, body: PastForum, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """Enter a forum held before cunzhi from the township's paper ledger (历史台账), under its
+    own number and past date. It counts in the township's record; no call for topics, notice
+    or task follows. (Ours: the reports keep the ledger on paper.)"""
+    forum = await application.record_past_forum(
+        rt.store,
+        township_id,
+        body.number,
+        today=today(rt.clock),
+        ctx=_ctx(principal, request),
+        place=body.place,
+        date=body.date,
+        topic_title=body.topic_title,
+        problem_solved=body.problem_solved,
+        category=body.category,
+        mode=body.mode,
+        host_unit=body.host_unit,
+        expert_lectures=[ExpertLecture(**lecture.model_dump()) for lecture in body.expert_lectures],
+        guest_speakers=[GuestSpeaker(**guest.model_dump()) for guest in body.guest_speakers],
+        policies=[Policy(**policy.model_dump()) for policy in body.policies],
         discussion=body.discussion,
     )
     return _forum(forum)
@@ -580,6 +676,31 @@ async def calendar(
     return await _reads(rt).calendar(
         township_id, status=status, year=year, limit=limit, offset=offset
     )
+
+
+class RemarksIn(Body):
+    summary: LongText = Field(description="what you will speak about at the forum")
+
+
+@router.post("/forums/{forum_id}/remarks", tags=["forums"])
+async def prepare_remarks(
+    forum_id: IdPath, principal: ForumMember, body: RemarksIn, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """An attendee hands in the remarks the notice asked for (做好发言准备), between the notice
+    and the forum; handing them in again replaces them. The caller is the attendee."""
+    forum = await application.prepare_remarks(
+        rt.store, forum_id, principal.sub, body.summary, ctx=_ctx(principal, request)
+    )
+    return _forum(forum)
+
+
+@router.get("/forums/{forum_id}/remarks", tags=["queries"])
+async def remarks(forum_id: IdPath, principal: ForumReader, rt: Rt) -> dict[str, Any]:
+    """For the office: who of the notice's attendees has prepared remarks and who has not."""
+    found = await _reads(rt).remarks(forum_id)
+    if found is None:
+        raise NotFound(f"forum {forum_id} has not been planned")
+    return found
 
 
 @router.get("/forums/{forum_id}", tags=["queries"])

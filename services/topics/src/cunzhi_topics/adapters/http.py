@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from cunzhi_platform import edge
 from cunzhi_platform.aggregate import DomainError, NotFound
 from cunzhi_platform.auth import (
+    COUNTY_DEPARTMENT,
     COUNTY_ORG_DEPT,
     CurrentPrincipal,
     Principal,
@@ -41,13 +42,14 @@ from ..domain import (
     TopicState,
 )
 from ..domain.values import TITLE_MAX_CHARS
+from ..events import ReferralAnswer
 from .views import Views
 
 Title = Annotated[str, edge.TextRules(TITLE_MAX_CHARS)]
 Text = edge.Text
 Note = edge.Note
 CategoryCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN.pattern)]
-Villages = Annotated[list[Id], Field(min_length=1, max_length=100)]
+Villages = Annotated[list[Id], Field(max_length=100)]
 IssueStateName = Literal["raised", "claimed", "closed", "promoted"]
 
 router = edge.router(tags=["topics"])
@@ -71,7 +73,11 @@ class TopicDraft(ActingFor):
     title: Title
     description: Text
     category: CategoryCode
-    village_ids: Villages = Field(description="the villages the topic concerns")
+    village_ids: Villages = Field(
+        [],
+        description="the villages the topic concerns: a village secretary's own village at "
+        "least; a station's township-wide topic may name any villages of the township, or none",
+    )
 
 
 class TopicRevision(Body):
@@ -235,6 +241,12 @@ def require_readable(principal: Principal, township_id: str) -> None:
         principal.require_township(township_id)
 
 
+def require_topic_readable(principal: Principal, topic: dict[str, Any]) -> None:
+    """The township's people read its topics; a department, those referred to it."""
+    if topic["department"] is None or topic["department"] not in principal.department_ids:
+        require_readable(principal, topic["township_id"])
+
+
 def found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"there is no {what}")
@@ -256,11 +268,16 @@ async def submit_topic(
     body: TopicDraft,
     ctx: Context,
     store: Store,
-) -> dict[str, str]:
-    """A village secretary (for their village) or station head (for their station) submits.
+    read: Read,
+) -> dict[str, Any]:
+    """A village secretary (for their village) or the head of a township functional station
+    (站所: 农经站, 司法所…; a township-wide topic) submits to the open call.
 
-    Sending the same ``topic_id`` and content again answers the topic again (a safe retry);
-    the same id with other content is refused with 409."""
+    The answer lists ``similar``: the township's open and past topics whose titles look like
+    this one, with a score from 0 to 1 (ours: see ``GET /topics/{topic_id}/similar``), so the
+    submitter can support an existing topic instead. Sending the same ``topic_id`` and content
+    again answers the topic again (a safe retry); the same id with other content is refused
+    with 409."""
     topic_id = await application.submit_topic(
         store,
         ctx,
@@ -274,7 +291,8 @@ async def submit_topic(
         village_ids=body.village_ids,
         topic_id=body.topic_id,
     )
-    return {"topic_id": topic_id}
+    similar = await read.similar_topics(township_id, body.title, leave_out=[topic_id])
+    return {"topic_id": topic_id, "similar": similar}
 
 
 @router.patch("/topics/{topic_id}", openapi_extra=links(200, **TOPIC_LINKS))
@@ -422,8 +440,64 @@ async def list_topics(
 @router.get("/topics/{topic_id}")
 async def get_topic(topic_id: IdPath, principal: CurrentPrincipal, read: Read) -> dict[str, Any]:
     topic = found(await read.topic(topic_id), f"topic {topic_id}")
-    require_readable(principal, topic["township_id"])
+    require_topic_readable(principal, topic)
     return topic
+
+
+class ReferralAnswerBody(Body):
+    answer: ReferralAnswer = Field(
+        description="accepted: the department takes it on; done: dealt with (say how); "
+        "returned: not the department's to deal with (say why) — it goes back to the "
+        "township's next call"
+    )
+    note: Note = ""
+
+
+@router.post("/topics/{topic_id}/referral-answer")
+async def answer_referral(
+    topic_id: IdPath,
+    principal: Annotated[Principal, Depends(with_role(COUNTY_DEPARTMENT))],
+    body: ReferralAnswerBody,
+    ctx: Context,
+    store: Store,
+) -> dict[str, str]:
+    """The department a topic was referred to answers it (转办答复); the submitters see the
+    answer on the topic and its timeline. Needs the role ``county_department`` and the
+    department among the token's ``department_ids``. (The answers and what ``returned`` does
+    are ours: the reports say only that topics are referred.)"""
+    await application.answer_referral(store, ctx, principal, topic_id, body.answer, body.note)
+    return {"topic_id": topic_id}
+
+
+@router.get("/topics/{topic_id}/timeline")
+async def topic_timeline(
+    topic_id: IdPath,
+    principal: CurrentPrincipal,
+    read: Read,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Every step of the topic in words (议题全过程), oldest first, with who took it and when:
+    submitted, revised, merged, selected, the forum held on it, its resolutions, each of their
+    tasks done (rectification), resolved."""
+    topic = found(await read.topic(topic_id), f"topic {topic_id}")
+    require_topic_readable(principal, topic)
+    return await read.timeline(topic_id, limit, offset)
+
+
+@router.get("/topics/{topic_id}/similar")
+async def similar_topics(
+    topic_id: IdPath, principal: CurrentPrincipal, read: Read
+) -> list[dict[str, Any]]:
+    """Likely duplicates of a topic among the township's open and past topics (相似议题), best
+    first, for the office's consolidation (merge) and the committee.
+
+    Ours, not the reports': titles are split into words (a Chinese segmenter, jieba-rs),
+    function words left out, and scored by the share of words they have in common (Jaccard
+    index); at least 0.25 is listed, five at most. Withdrawn and merged topics are left out."""
+    topic = found(await read.topic(topic_id), f"topic {topic_id}")
+    require_readable(principal, topic["township_id"])
+    return await read.similar_topics(topic["township_id"], topic["title"], leave_out=[topic_id])
 
 
 @router.get("/townships/{township_id}/calls/{forum_id}")
@@ -503,7 +577,10 @@ def _township_of(principal: Principal, township_id: str | None) -> str:
 async def claim_issue(
     issue_id: IdPath, principal: CurrentPrincipal, ctx: Context, store: Store
 ) -> dict[str, str]:
-    """A party member of the issue's village takes it on (领办); one claimant at a time."""
+    """A party member or cadre takes it on (党员干部领办); one claimant at a time.
+
+    Party members and the secretary of the issue's village may claim it, and so may the
+    township's cadres (party-building office, committee) — the reports say "党员干部"."""
     await application.claim_issue(store, ctx, principal, issue_id)
     return {"issue_id": issue_id}
 
