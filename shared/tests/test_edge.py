@@ -18,7 +18,7 @@ from cunzhi_platform.auth import (
     check_token_settings,
     in_township,
 )
-from cunzhi_platform.clock import SHANGHAI
+from cunzhi_platform.clock import SHANGHAI, ManualClock
 from cunzhi_platform.edge import Body, IdPath, Limit, Offset, PlausibleDate
 from cunzhi_platform.infra import free_port
 from cunzhi_platform.runtime import Service, current_runtime
@@ -197,6 +197,16 @@ async def test_text_is_normalised_and_dates_stay_in_the_window(schema, settings)
             assert r.status_code == 422 and r.json()["field"] == "due"
         r = await client.post(url, json={**GOOD, "due": "2020-01-06"}, headers=office(settings))
         assert r.status_code == 201
+
+
+async def test_the_date_window_follows_the_services_clock(schema, settings):
+    clock = ManualClock(dt.datetime(2030, 1, 1, 9, 0, tzinfo=SHANGHAI))
+    async with running(service(schema), settings, clock) as client:
+        url = "/townships/t1/things"
+        r = await client.post(url, json={**GOOD, "due": "2034-12-31"}, headers=office(settings))
+        assert r.status_code == 201, r.text
+        r = await client.post(url, json={**GOOD, "due": "2035-01-02"}, headers=office(settings))
+        assert r.status_code == 422 and "2035-01-01" in r.json()["detail"]
 
 
 async def test_times_in_every_answer_are_rfc3339_in_shanghai(schema, settings):

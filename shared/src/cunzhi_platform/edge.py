@@ -77,6 +77,7 @@ import functools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -99,7 +100,7 @@ from pydantic_core import core_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .aggregate import DomainError
-from .clock import SHANGHAI
+from .clock import SHANGHAI, Clock, SystemClock, today
 from .eventstore import ConcurrencyError
 
 _log = structlog.get_logger(__name__)
@@ -197,15 +198,36 @@ DATE_WINDOW_START = dt.date(2000, 1, 1)
 DATE_WINDOW_YEARS = 5
 
 
-def date_window(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+_CLOCK: ContextVar[Clock | None] = ContextVar("cunzhi_edge_clock", default=None)
+
+
+class ClockScope:
+    """Validation reads the service's injectable clock (``create_app`` installs this)."""
+
+    def __init__(self, app: Any, clock: Clock) -> None:
+        self.app, self.clock = app, clock
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        token = _CLOCK.set(self.clock)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _CLOCK.reset(token)
+
+
+def date_window(on: dt.date | None = None) -> tuple[dt.date, dt.date]:
     """The dates any command or query may name: 2000-01-01 … today + 5 years (Asia/Shanghai).
 
     A rule of ours: the mechanisms date from the 2010s (history back to 2020 is entered), and
     nothing is planned further ahead than a term of office; calendar work (working days,
     lunar dates) stays small and quick for any date that passes.
     """
-    today = today or dt.datetime.now(SHANGHAI).date()
-    return DATE_WINDOW_START, today.replace(year=today.year + DATE_WINDOW_YEARS, day=28)
+    on = on or today(_CLOCK.get() or SystemClock())
+    try:
+        last = on.replace(year=on.year + DATE_WINDOW_YEARS)
+    except ValueError:  # 29 February
+        last = on.replace(year=on.year + DATE_WINDOW_YEARS, day=28)
+    return DATE_WINDOW_START, last
 
 
 def plausible_date(value: dt.date) -> dt.date:

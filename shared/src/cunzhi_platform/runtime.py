@@ -256,6 +256,7 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     edge.install_error_handlers(app)
+    app.add_middleware(edge.ClockScope, clock=clock)
     app.add_middleware(edge.BodyLimit, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(CorrelationMiddleware, service=service.name)
 
