@@ -41,10 +41,11 @@ dependencies (``with_role``, ``in_township``, ``in_village``)::
 
 Refuse with the platform's errors (``aggregate.DomainError`` 422, ``InvalidTransition`` 409,
 ``NotFound`` 404, ``Forbidden`` 403, each with ``field=`` where there is one); never raise
-``HTTPException`` with a body of your own. Operation ids are the route functions' names, so
-links name them. Nothing else to wire: ``runtime.create_app`` installs the error handlers, the
-body limit and the document's error responses for every router; list the service in
-``cunzhi_cli.services.RUNNABLE`` and ``tests/test_fuzz.py`` fuzzes it.
+``HTTPException`` with a body of your own. Operation ids are the route functions' names (keep
+them unique within a service), so links name them. Nothing else to wire: ``runtime.create_app``
+installs the error handlers, the body limit, the clock and the document's error responses for
+every router; add the service's name to ``FUZZED`` in ``tests/test_fuzz.py`` (and its roles to
+``tokens`` there) and the suite fuzzes it.
 
 What a service gets:
 
