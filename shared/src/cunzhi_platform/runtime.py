@@ -25,6 +25,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import edge
+from .audit import router as audit_router
 from .auth import TokenIssuer, check_token_settings
 from .clock import Clock, SystemClock
 from .consumer import Consumer, ConsumerRunner
@@ -321,6 +322,7 @@ def create_app(
         ready = checks["database"] == "ok" and checks["broker"] == "ok" and not paused
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
+    app.include_router(audit_router)
     for router in service.routers:
         app.include_router(router)
     return app
