@@ -13,7 +13,7 @@ from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.envelope import topic_for
 from cunzhi_platform.eventstore import PLATFORM_MIGRATIONS, EventStore
 from cunzhi_platform.infra import EmbeddedTansu
-from cunzhi_platform.kafka import ensure_topics, make_broker
+from cunzhi_platform.kafka import ensure_topics
 from cunzhi_platform.migrations import migrate
 from cunzhi_platform.relay import OutboxRelay
 from cunzhi_platform.testing import consume, eventually
@@ -77,18 +77,13 @@ async def test_ten_thousand_events_keep_per_key_order_and_cloudevents_headers(
     ids = {str(r["event_id"]) for r in await pool.fetch(f'SELECT event_id FROM "{schema}".events')}
     assert len(ids) == 10_000
 
-    broker = make_broker(bootstrap, client_id="test-relay")
-    await broker.connect()
-    relay = OutboxRelay(
-        database_url=settings.database_url, broker=broker, service=schema, poll_interval_s=0.2
-    )
+    relay = OutboxRelay(settings, schema)
     task = asyncio.create_task(relay.run())
     try:
         assert await eventually(lambda: _zero(store), timeout=120)
     finally:
         relay.stop()
         await task
-        await broker.stop()
 
     records = await consume(bootstrap, topic_for(schema), 10_000)
     assert len(records) == 10_000  # nothing published twice in a clean run
@@ -157,13 +152,11 @@ async def test_broker_paused_while_publishing_loses_nothing(pool, schema, settin
     try:
         bootstrap = tansu.bootstrap_servers
         store = await make_store(pool, schema, bootstrap)
-        broker = make_broker(bootstrap, client_id="test-relay")
-        await broker.connect()
         relay = OutboxRelay(
-            database_url=settings.database_url,
-            broker=broker,
-            service=schema,
-            poll_interval_s=0.1,
+            settings.model_copy(
+                update={"kafka_bootstrap_servers": bootstrap, "relay_poll_interval_s": 0.1}
+            ),
+            schema,
             max_backoff_s=1,
         )
         task = asyncio.create_task(relay.run())
@@ -180,7 +173,6 @@ async def test_broker_paused_while_publishing_loses_nothing(pool, schema, settin
         finally:
             relay.stop()
             await task
-            await broker.stop()
         ids = {
             str(r["event_id"]) for r in await pool.fetch(f'SELECT event_id FROM "{schema}".events')
         }

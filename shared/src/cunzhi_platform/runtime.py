@@ -31,8 +31,8 @@ from .envelope import topic_for
 from .events import EventRegistry
 from .eventstore import PLATFORM_MIGRATIONS, ConcurrencyError, EventStore, init_connection
 from .infra import InfrastructureError
-from .kafka import ensure_topics, make_broker
-from .leadership import still_leading, wait_for_leadership
+from .kafka import TopicError, TopicPlan, ensure_topics, make_broker
+from .leadership import connect_for_leadership, still_leading, wait_for_leadership
 from .migrations import Migration, migrate
 from .relay import OutboxRelay
 from .settings import DEMO_JWT_SECRET, Settings
@@ -125,16 +125,16 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
     pool = await connect_database(settings.database_url)
     async with pool.acquire() as conn:
         await migrate(conn, service.name, [*PLATFORM_MIGRATIONS, *service.migrations])
-    topics = {service.topic} | {t for c in service.consumers for t in c.topics}
+    topics = service_topics(service)
     try:
         await ensure_topics(
-            settings.kafka_bootstrap_servers, topics, partitions=settings.topic_partitions
+            settings.kafka_bootstrap_servers, topics, TopicPlan.from_settings(settings)
         )
-    except (KafkaError, OSError) as exc:
+    except (KafkaError, OSError, TopicError) as exc:
         await pool.close()
         raise InfrastructureError(
             "cannot reach Kafka at CUNZHI_KAFKA_BOOTSTRAP_SERVERS "
-            f"({settings.kafka_bootstrap_servers}): {exc!r}"
+            f"({settings.kafka_bootstrap_servers}) or create its topics: {exc}"
         ) from exc
     broker = make_broker(settings.kafka_bootstrap_servers, client_id=f"cunzhi-{service.name}")
     events = service.all_events()
@@ -158,21 +158,45 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
     for runner in runners:
         await runner.setup()
     await broker.start()
-    relay = OutboxRelay(
-        database_url=settings.database_url,
-        broker=broker,
-        service=service.name,
-        batch_size=settings.relay_batch_size,
-        poll_interval_s=settings.relay_poll_interval_s,
-    )
+    relay = OutboxRelay(settings, service.name)
     rt = Runtime(service, settings, clock, pool, store, broker, relay, runners)
     if settings.relay_in_process:
         rt.tasks.append(asyncio.create_task(relay.run(), name=f"{service.name}-relay"))
+    rt.tasks.append(asyncio.create_task(_keep_topics(rt), name=f"{service.name}-topics"))
     rt.tasks.append(asyncio.create_task(store.notify_appends(), name=f"{service.name}-notify"))
     for job in service.background:
         rt.tasks.append(asyncio.create_task(_guard(job, rt), name=f"{service.name}-{job.__name__}"))
     _log.info("service_started", service=service.name, topic=service.topic)
     return rt
+
+
+def service_topics(service: Service) -> set[str]:
+    return {service.topic} | {t for c in service.consumers for t in c.topics}
+
+
+async def _keep_topics(rt: Runtime) -> None:
+    """Recreate any of the service's topics the broker lost (a restart of the embedded one).
+
+    Every instance does it: creating is idempotent, and consumers waiting for a topic pick it
+    up at their next metadata refresh.
+    """
+    assert rt.settings.kafka_bootstrap_servers
+    plan = TopicPlan.from_settings(rt.settings)
+    topics = service_topics(rt.service)
+    while True:
+        await asyncio.sleep(rt.settings.topic_check_interval_s)
+        try:
+            created = await ensure_topics(rt.settings.kafka_bootstrap_servers, topics, plan)
+        except (KafkaError, OSError, TopicError) as exc:
+            _log.warning("kafka_topics_unchecked", service=rt.service.name, error=str(exc))
+            continue
+        if created:
+            _log.error(
+                "kafka_topics_were_missing",
+                service=rt.service.name,
+                topics=created,
+                remedy="the broker lost its data: cunzhi republish --all",
+            )
 
 
 async def _guard(job: Background, rt: Runtime) -> None:
@@ -185,7 +209,9 @@ async def _guard(job: Background, rt: Runtime) -> None:
     name = f"timers:{rt.service.name}:{job.__name__}"
     while True:
         try:
-            conn = await asyncpg.connect(rt.settings.database_url)
+            conn = await connect_for_leadership(
+                rt.settings.database_url or "", rt.settings.leadership_timeout_s
+            )
             try:
                 await wait_for_leadership(conn, name, interval)
                 running = asyncio.create_task(job(rt))
@@ -208,6 +234,7 @@ async def _guard(job: Background, rt: Runtime) -> None:
 
 
 async def stop(rt: Runtime) -> None:
+    # The relay finishes its pass (a standby returns at once); the rest is cancelled.
     rt.relay.stop()
     for task in rt.tasks:
         if task.get_name().endswith("-relay"):
@@ -268,12 +295,31 @@ def create_app(
             checks["relay"] = "separate process"
         else:
             checks["relay"] = "leading" if rt.relay.is_leader else "standby"
-        ready = checks["database"] == "ok" and checks["broker"] == "ok"
+        checks["outbox"] = await _outbox_check(rt)
+        ready = all(checks[c] == "ok" for c in ("database", "broker", "outbox"))
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     for router in service.routers:
         app.include_router(router)
     return app
+
+
+async def _outbox_check(rt: Runtime) -> str:
+    """ "ok" unless the oldest unpublished event waits longer than relay_max_lag_s: then the
+    outbox is not draining (broker down or refusing, no relay leading) and this instance
+    should not be sent work it cannot publish."""
+    try:
+        age = await rt.pool.fetchval(
+            f'SELECT extract(epoch FROM now() - created_at) FROM "{rt.service.name}".outbox '
+            "WHERE sent_at IS NULL ORDER BY id LIMIT 1",
+            timeout=2,
+        )
+    except Exception as exc:
+        return f"unknown: {exc!r}"
+    limit = rt.settings.relay_max_lag_s
+    if age is not None and age > limit:
+        return f"not draining: the oldest unpublished event waits {age:.0f} s (limit {limit:g} s)"
+    return "ok"
 
 
 def current_runtime(request: Request) -> Runtime:

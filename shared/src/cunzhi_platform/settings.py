@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_JWT_SECRET = "change-me-in-production-this-is-only-for-the-demo"
@@ -18,7 +19,20 @@ class Settings(BaseSettings):
     database_url: str | None = None
     kafka_bootstrap_servers: str | None = None
     data_dir: Path = Path(".cunzhi")
-    topic_partitions: int = 6
+    # Topics are created by the services (start-up, then every ``topic_check_interval_s`` and
+    # whenever the broker says one is missing), with these partitions, replication and configs.
+    topic_partitions: int = Field(default=6, ge=1, le=1000)
+    # Empty: min(3, brokers in the cluster): 1 on the embedded Tansu, 3 on a 3-broker cluster.
+    topic_replication_factor: int | None = Field(default=None, ge=1, le=10)
+    # Topic configs for the event topics, as JSON ({"min.insync.replicas": "2"}); empty keeps
+    # the broker's defaults.
+    topic_configs: dict[str, str] = {}
+    # Dead letters wait for a person: they are kept far longer than the events (a year).
+    dlq_retention_ms: int = Field(default=365 * 24 * 3600 * 1000, ge=3600 * 1000)
+    topic_check_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    # "auto": idempotent producer where the broker supports it (Apache Kafka; Tansu 0.6 does
+    # not, and then the relay says so and goes on without); "required" fails start-up instead.
+    kafka_idempotence: Literal["auto", "required", "off"] = "auto"
     jwt_secret: str = DEMO_JWT_SECRET
     jwt_algorithm: str = "HS256"
     jwt_audience: str = "cunzhi"
@@ -26,6 +40,11 @@ class Settings(BaseSettings):
     relay_in_process: bool = True
     relay_batch_size: int = 500
     relay_poll_interval_s: float = 1.0
+    # /readyz is not ready while the oldest unpublished outbox row is older than this.
+    relay_max_lag_s: float = Field(default=60.0, gt=0)
+    # A relay or timer leader cut off from PostgreSQL loses its lock (and a standby takes
+    # over) within about this long: TCP keepalives and user timeout on the leader's connection.
+    leadership_timeout_s: float = Field(default=10.0, ge=2, le=600)
     consumer_max_retries: int = 3
     # Tansu makes a joining member wait about half the session timeout; the embedded demo and
     # the tests shorten it. Apache Kafka refuses less than its group.min.session.timeout.ms.
