@@ -8,15 +8,20 @@ import sys
 from collections import defaultdict
 
 import pytest
-from counting import Incremented, registry
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from counting import Incremented, Tallies, registry
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.envelope import topic_for
 from cunzhi_platform.eventstore import PLATFORM_MIGRATIONS, EventStore
 from cunzhi_platform.infra import EmbeddedTansu
-from cunzhi_platform.kafka import ensure_topics
+from cunzhi_platform.kafka import TopicPlan, ensure_topics
+from cunzhi_platform.leadership import connect_for_leadership
 from cunzhi_platform.migrations import migrate
 from cunzhi_platform.relay import OutboxRelay
-from cunzhi_platform.testing import consume, eventually
+from cunzhi_platform.republish import republish
+from cunzhi_platform.runtime import Service
+from cunzhi_platform.testing import consume, eventually, running
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +33,9 @@ async def make_store(pool, schema, bootstrap):
     return EventStore(pool, schema, registry, SystemClock())
 
 
-async def append_many(store, streams: int, per_stream: int, concurrency: int = 16) -> None:
+async def append_many(
+    store, streams: int, per_stream: int, concurrency: int = 16, start: int = 0
+) -> None:
     queue = asyncio.Queue()
     for s in range(streams):
         queue.put_nowait(s)
@@ -36,7 +43,7 @@ async def append_many(store, streams: int, per_stream: int, concurrency: int = 1
     async def worker():
         while not queue.empty():
             s = queue.get_nowait()
-            for i in range(per_stream):
+            for i in range(start, start + per_stream):
                 await store.append(
                     f"counter:{s}", i, [Incremented(counter=str(s), amount=1, seq=i)]
                 )
@@ -187,3 +194,289 @@ async def _append_range(store, streams, start, end):
     for i in range(start, end):
         for s in range(streams):
             await store.append(f"counter:{s}", i, [Incremented(counter=str(s), amount=1, seq=i)])
+
+
+async def test_broker_killed_under_load_and_restarted_loses_nothing_after_republish(
+    pool, schema, settings, tmp_path
+):
+    """Tansu (memory engine) killed while commands keep coming, restarted on its port, then
+    the documented recovery (republish): every acknowledged command is on the topic, once
+    deduplicated, in per-key order, on the configured partitions, and the read model caught up
+    — without restarting the service."""
+    tansu = EmbeddedTansu(tmp_path)
+    tansu.start()
+    local = settings.model_copy(
+        update={
+            "kafka_bootstrap_servers": tansu.bootstrap_servers,
+            "relay_poll_interval_s": 0.1,
+            "topic_check_interval_s": 0.5,
+        }
+    )
+    service = Service(name=schema, registry=registry, consumers=[Tallies(schema, batch=True)])
+    acknowledged: list[str] = []
+    try:
+        async with running(service, local) as client:
+            store = client.app.state.runtime.store
+            stop = asyncio.Event()
+
+            async def writer(w: int) -> None:
+                version = 0
+                while not stop.is_set():
+                    event = Incremented(counter=str(w), amount=1, seq=version)
+                    [stored] = await store.append(f"counter:{w}", version, [event])
+                    acknowledged.append(stored.envelope.id)
+                    version += 1
+                    await asyncio.sleep(0.002)
+
+            writers = [asyncio.create_task(writer(w)) for w in range(8)]
+            try:
+                assert await eventually(lambda: _tallied(pool, schema, 200), timeout=60)
+                tansu.proc.kill()  # the broker dies; its memory engine forgets everything
+                tansu.proc.wait()
+                at_kill = len(acknowledged)
+                await asyncio.sleep(2)
+                assert len(acknowledged) > at_kill  # commands are still acknowledged
+                tansu = EmbeddedTansu(tmp_path, port=tansu.port)
+                tansu.start()
+                await asyncio.sleep(2)
+            finally:
+                stop.set()
+                await asyncio.gather(*writers)
+            assert await eventually(lambda: _zero(store), timeout=60)
+            assert await republish(store) == len(acknowledged)
+            assert await eventually(lambda: _zero(store), timeout=60)
+
+            expected = await pool.fetch(
+                f'SELECT stream_id, count(*) AS n FROM "{schema}".events GROUP BY stream_id'
+            )
+            assert await eventually(lambda: _tallies_equal(pool, schema, expected), timeout=60)
+            records = await consume(
+                tansu.bootstrap_servers, topic_for(schema), 2 * len(acknowledged), timeout=30
+            )
+            assert {dict(r.headers)["ce_id"].decode() for r in records} == set(acknowledged)
+            # What the relay sent after the restart comes first; then the republished history,
+            # complete and in version order per key, on the configured partitions.
+            copies = _republished(records)
+            assert len(copies) == len(acknowledged)
+            assert_every_event_once_in_order(copies, set(acknowledged))
+            assert {r.partition for r in records} == set(range(local.topic_partitions))
+    finally:
+        tansu.stop()
+
+
+async def _tallied(pool, schema, at_least):
+    table = f'"{schema}".tallies'
+    if not await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+        return False
+    return (await pool.fetchval(f"SELECT coalesce(sum(increments), 0) FROM {table}")) >= at_least
+
+
+async def _tallies_equal(pool, schema, expected):
+    rows = await pool.fetch(f'SELECT counter, increments FROM "{schema}".tallies')
+    return {f"counter:{r['counter']}": r["increments"] for r in rows} == {
+        r["stream_id"]: r["n"] for r in expected
+    }
+
+
+def _republished(records):
+    """The last copy of each event per partition: the block the republish queued."""
+    by_partition = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        by_partition[r.partition].append(r)
+    block = []
+    for part in by_partition.values():
+        distinct = len({dict(r.headers)["ce_id"] for r in part})
+        block.extend(part[-distinct:])
+    return block
+
+
+async def test_topics_get_partitions_replication_and_configs_from_the_settings(settings):
+    name = f"t{os.urandom(5).hex()}.events"
+    plan = TopicPlan(partitions=3, configs={"min.insync.replicas": "1"}, dlq_retention_ms=86400000)
+    assert await ensure_topics(settings.kafka_bootstrap_servers, [name], plan) == [
+        name,
+        f"{name}.dlq",
+    ]
+    assert await ensure_topics(settings.kafka_bootstrap_servers, [name], plan) == []
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([name, f"{name}.dlq"])
+        assert {t["topic"]: len(t["partitions"]) for t in described} == {
+            name: 3,
+            f"{name}.dlq": 3,
+        }
+        configs = {}
+        for resource in (
+            await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, n) for n in (name, f"{name}.dlq")]
+            )
+        )[0].resources:
+            configs[resource[3]] = {entry[0]: entry[1] for entry in resource[4]}
+    finally:
+        await admin.close()
+    assert configs[name] == {"min.insync.replicas": "1"}
+    assert configs[f"{name}.dlq"] == {"min.insync.replicas": "1", "retention.ms": "86400000"}
+
+
+async def test_a_row_too_large_for_the_broker_is_set_aside_and_the_rest_flows(
+    pool, schema, settings
+):
+    store = await make_store(pool, schema, settings.kafka_bootstrap_servers)
+    await append_many(store, streams=5, per_stream=4)
+    # 2 MB: over the producer's (and the broker's) one-megabyte request limit, for ever.
+    await store.append("counter:huge", 0, [Incremented(counter="x" * 2_000_000, amount=1)])
+    await append_many(store, streams=5, per_stream=4, start=4)
+    relay = OutboxRelay(settings, schema)
+    task = asyncio.create_task(relay.run())
+    try:
+        assert await eventually(lambda: _zero(store), timeout=60)
+    finally:
+        relay.stop()
+        await task
+    aside = await pool.fetch(f'SELECT key, reason FROM "{schema}".outbox_set_aside')
+    assert [r["key"] for r in aside] == ["counter:huge"]
+    assert "MessageSizeTooLarge" in aside[0]["reason"]
+    ids = {
+        str(r["event_id"])
+        for r in await pool.fetch(
+            f"SELECT event_id FROM \"{schema}\".events WHERE stream_id <> 'counter:huge'"
+        )
+    }
+    records = await consume(settings.kafka_bootstrap_servers, topic_for(schema), len(ids))
+    assert len(records) == 40  # published once each: no batch sent again and again
+    assert_every_event_once_in_order(records, ids)
+
+
+async def test_a_relay_that_crashes_is_restarted(pool, schema, settings):
+    store = await make_store(pool, schema, settings.kafka_bootstrap_servers)
+    await append_many(store, streams=3, per_stream=5)
+
+    class FailsOnce(OutboxRelay):
+        crashed = False
+
+        async def _publish(self, rows, producer):
+            if not self.crashed:
+                self.crashed = True
+                raise RuntimeError("a bug in the relay")
+            return await super()._publish(rows, producer)
+
+    relay = FailsOnce(settings, schema)
+    task = asyncio.create_task(relay.run())
+    try:
+        assert await eventually(lambda: _zero(store), timeout=30)
+        assert relay.crashed
+    finally:
+        relay.stop()
+        await task
+
+
+async def test_a_standby_relay_process_stops_on_sigterm_without_waiting_to_lead(
+    pool, schema, settings
+):
+    store = await make_store(pool, schema, settings.kafka_bootstrap_servers)
+    leader = relay_process(schema, settings)
+    try:
+        await store.append("counter:s", 0, [Incremented(counter="s", amount=1)])
+        assert await eventually(lambda: _zero(store), timeout=30)  # the first one leads
+        standby = relay_process(schema, settings)
+        try:
+            assert await eventually(lambda: _waiting_for_the_lock(pool), timeout=30)
+            standby.terminate()
+            assert await asyncio.to_thread(standby.wait, 20) == 0
+        finally:
+            standby.kill()
+            standby.wait()
+        assert leader.poll() is None
+    finally:
+        leader.terminate()
+        leader.wait()
+
+
+async def test_leadership_connections_give_up_on_a_silent_peer_within_the_timeout(settings):
+    conn = await connect_for_leadership(settings.database_url, 6)
+    try:
+        assert await conn.fetchval("SHOW tcp_user_timeout") == "6000"  # ms
+        assert await conn.fetchval("SHOW tcp_keepalives_idle") == "2"
+        assert await conn.fetchval("SHOW tcp_keepalives_count") == "2"
+    finally:
+        await conn.close()
+
+
+async def _waiting_for_the_lock(pool):
+    return await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_try_advisory_lock(hashtext%'"
+        " AND query NOT LIKE '%pg_stat_activity%'"
+    )
+
+
+async def test_republish_folds_each_stream_in_version_order_when_a_policy_took_its_xid_first(
+    pool, schema, settings
+):
+    store = await make_store(pool, schema, settings.kafka_bootstrap_servers)
+    await append_many(store, streams=4, per_stream=3)
+    async with pool.acquire() as policy:
+        tx = policy.transaction()
+        await tx.start()
+        await policy.fetchval("SELECT pg_current_xact_id()")  # e.g. its processed marks first
+        # Meanwhile an HTTP command appends version 1 and commits.
+        await store.append("counter:p", 0, [Incremented(counter="p", amount=1, seq=0)])
+        await store.append("counter:p", 1, [Incremented(counter="p", amount=1, seq=1)], conn=policy)
+        await tx.commit()
+    relay = OutboxRelay(settings, schema)
+    task = asyncio.create_task(relay.run())
+    try:
+        assert await eventually(lambda: _zero(store), timeout=30)
+        assert await republish(store) == 14
+        assert await eventually(lambda: _zero(store), timeout=30)
+    finally:
+        relay.stop()
+        await task
+    ids = {str(r["event_id"]) for r in await pool.fetch(f'SELECT event_id FROM "{schema}".events')}
+    records = await consume(settings.kafka_bootstrap_servers, topic_for(schema), 28)
+    assert len(records) == 28
+    assert_every_event_once_in_order(_republished(records), ids)
+
+
+async def test_republish_while_commands_keep_coming_blocks_no_append_and_keeps_stream_order(
+    pool, schema, settings
+):
+    store = await make_store(pool, schema, settings.kafka_bootstrap_servers)
+    await append_many(store, streams=50, per_stream=100)
+    relay = OutboxRelay(settings, schema)
+    task = asyncio.create_task(relay.run())
+    try:
+        assert await eventually(lambda: _zero(store), timeout=60)
+        republishing = asyncio.create_task(republish(store, batch_size=250))
+        assert await eventually(lambda: _copies_queued(pool, schema, republishing), timeout=30)
+        during, version = 0, 100
+        while not republishing.done():
+            for s in range(50):
+                await store.append(
+                    f"counter:{s}", version, [Incremented(counter=str(s), amount=1, seq=version)]
+                )
+                during += 0 if republishing.done() else 1
+            version += 1
+        assert await republishing == 5000
+        assert during >= 20  # appends went on while the history was being queued
+        assert await eventually(lambda: _zero(store), timeout=60)
+    finally:
+        relay.stop()
+        await task
+    ids = {str(r["event_id"]) for r in await pool.fetch(f'SELECT event_id FROM "{schema}".events')}
+    records = await consume(settings.kafka_bootstrap_servers, topic_for(schema), 5000 + len(ids))
+    assert len(records) == 5000 + len(ids)
+    assert_every_event_once_in_order(records, ids)
+    copies = defaultdict(list)
+    seen = set()
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        event_id = dict(r.headers)["ce_id"]
+        if event_id in seen:
+            copies[r.key].append(Incremented.model_validate_json(r.value).seq)
+        seen.add(event_id)
+    assert all(seqs == list(range(100)) for seqs in copies.values()) and len(copies) == 50
+
+
+async def _copies_queued(pool, schema, republishing):
+    queued = await pool.fetchval(f'SELECT count(*) FROM "{schema}".outbox WHERE id <= 0')
+    return queued > 0 or republishing.done()

@@ -190,3 +190,29 @@ async def test_a_timer_runs_in_one_instance_and_moves_when_it_stops(schema, sett
 
 async def _has(ticks, label):
     return label in ticks
+
+
+async def test_readyz_is_not_ready_while_the_outbox_does_not_drain(pool, schema, settings):
+    quiet = settings.model_copy(update={"relay_in_process": False, "relay_max_lag_s": 0.5})
+    async with running(Service(name=schema, registry=registry), quiet) as client:
+        await client.app.state.runtime.store.append(
+            "counter:r", 0, [Incremented(counter="r", amount=1)]
+        )
+        stuck = await eventually(lambda: _not_ready(client), timeout=10)
+        assert stuck["checks"]["outbox"].startswith("not draining")
+        relay = OutboxRelay(quiet, schema)
+        task = asyncio.create_task(relay.run())
+        try:
+            assert await eventually(lambda: _ready_again(client), timeout=30)
+        finally:
+            relay.stop()
+            await task
+
+
+async def _not_ready(client):
+    response = await client.get("/readyz")
+    return response.json() if response.status_code == 503 else None
+
+
+async def _ready_again(client):
+    return (await client.get("/readyz")).status_code == 200

@@ -252,7 +252,7 @@ class OutboxRelay:
                     return sent, set_aside, f"acknowledged on a missing partition {result}"
                 self._note_offset(result)
                 sent.append(row["id"])
-            elif isinstance(result, NEVER_SENDABLE | TopicError):
+            elif isinstance(result, (*NEVER_SENDABLE, TopicError)):
                 set_aside.append((row, repr(result)))
             else:
                 return sent, set_aside, repr(result)
