@@ -23,6 +23,7 @@ from pathlib import Path
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.eventstore import EventStore
 from cunzhi_platform.infra import InfrastructureError, embedded
+from cunzhi_platform.kafka import TopicPlan, ensure_topics
 from cunzhi_platform.logging import configure_logging
 from cunzhi_platform.rebuild import rebuild
 from cunzhi_platform.republish import republish
@@ -77,6 +78,10 @@ async def _republish(settings: Settings, names: list[str]) -> None:
                 print(f"{name}: no event store in this database, skipped")
                 continue
             store = EventStore(pool, name, SERVICES[name][0], SystemClock())
+            if settings.kafka_bootstrap_servers:
+                # A fresh broker: the topic with its configured partitions before anything else.
+                plan = TopicPlan.from_settings(settings)
+                await ensure_topics(settings.kafka_bootstrap_servers, [store.topic], plan)
             queued = await republish(store)
             print(f"queued {queued} events of {name} for its relay to publish again")
     finally:
