@@ -305,20 +305,27 @@ def create_app(
 
 
 async def _outbox_check(rt: Runtime) -> str:
-    """ "ok" unless the oldest unpublished event waits longer than relay_max_lag_s: then the
-    outbox is not draining (broker down or refusing, no relay leading) and this instance
-    should not be sent work it cannot publish."""
+    """ "ok" unless the outbox has not moved for longer than relay_max_lag_s while an event
+    waits (broker down or refusing, no relay leading): this instance should then not be sent
+    work it cannot publish. A long but moving backlog (a republish) stays ready."""
+    schema = f'"{rt.service.name}"'
     try:
-        age = await rt.pool.fetchval(
-            f'SELECT extract(epoch FROM now() - created_at) FROM "{rt.service.name}".outbox '
-            "WHERE sent_at IS NULL ORDER BY id LIMIT 1",
+        row = await rt.pool.fetchrow(
+            f"WITH oldest AS (SELECT id, created_at FROM {schema}.outbox WHERE sent_at IS NULL "
+            "ORDER BY id LIMIT 1) SELECT extract(epoch FROM now() - created_at) AS waiting, "
+            "extract(epoch FROM now() - greatest(created_at, (SELECT sent_at FROM "
+            f"{schema}.outbox p WHERE p.id < oldest.id ORDER BY p.id DESC LIMIT 1))) AS stalled "
+            "FROM oldest",
             timeout=2,
         )
     except Exception as exc:
         return f"unknown: {exc!r}"
     limit = rt.settings.relay_max_lag_s
-    if age is not None and age > limit:
-        return f"not draining: the oldest unpublished event waits {age:.0f} s (limit {limit:g} s)"
+    if row is not None and row["stalled"] > limit:
+        return (
+            f"not draining for {row['stalled']:.0f} s (limit {limit:g} s); "
+            f"the oldest unpublished event waits {row['waiting']:.0f} s"
+        )
     return "ok"
 
 
