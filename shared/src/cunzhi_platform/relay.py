@@ -114,13 +114,6 @@ class OutboxRelay:
                 conn, f"relay:{self.service}", self.poll_interval_s, self._stopping
             ):
                 return
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.schema}.outbox_set_aside ("
-                "id bigint PRIMARY KEY, event_id uuid NOT NULL, topic text NOT NULL, "
-                "key text NOT NULL, headers jsonb NOT NULL, payload text NOT NULL, "
-                "created_at timestamptz NOT NULL, set_aside_at timestamptz NOT NULL "
-                "DEFAULT now(), reason text NOT NULL)"
-            )
             producer = await start_producer(
                 self.settings.kafka_bootstrap_servers or "",
                 client_id=f"cunzhi-{self.service}-relay",
@@ -301,6 +294,14 @@ class OutboxRelay:
         self, conn: asyncpg.Connection, rows: list[tuple[asyncpg.Record, str]]
     ) -> None:
         async with conn.transaction():
+            # Made by the first row set aside (only the leader gets here, so no race).
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.schema}.outbox_set_aside ("
+                "id bigint PRIMARY KEY, event_id uuid NOT NULL, topic text NOT NULL, "
+                "key text NOT NULL, headers jsonb NOT NULL, payload text NOT NULL, "
+                "created_at timestamptz NOT NULL, set_aside_at timestamptz NOT NULL "
+                "DEFAULT now(), reason text NOT NULL)"
+            )
             for row, reason in rows:
                 await conn.execute(
                     f"WITH moved AS (DELETE FROM {self.schema}.outbox WHERE id = $1 "
