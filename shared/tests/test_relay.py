@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections import defaultdict
@@ -396,11 +397,16 @@ async def test_a_standby_relay_process_stops_on_sigterm_without_waiting_to_lead(
 
 
 async def test_leadership_connections_give_up_on_a_silent_peer_within_the_timeout(settings):
+    # A real partition needs packets dropped (iptables or netem), which this machine offers only
+    # for everyone at once; so: the settings that make both ends give up, on both ends.
     conn = await connect_for_leadership(settings.database_url, 6)
     try:
         assert await conn.fetchval("SHOW tcp_user_timeout") == "6000"  # ms
         assert await conn.fetchval("SHOW tcp_keepalives_idle") == "2"
         assert await conn.fetchval("SHOW tcp_keepalives_count") == "2"
+        ours = conn._transport.get_extra_info("socket")  # and our end gives up as soon
+        assert ours.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 6000
+        assert ours.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     finally:
         await conn.close()
 

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     relay_in_process: bool = True
     relay_batch_size: int = 500
     relay_poll_interval_s: float = 1.0
-    # /readyz is not ready while the oldest unpublished outbox row is older than this.
+    # /readyz is not ready while events wait and the outbox has not moved for this long.
     relay_max_lag_s: float = Field(default=60.0, gt=0)
     # A relay or timer leader cut off from PostgreSQL loses its lock (and a standby takes
     # over) within about this long: TCP keepalives and user timeout on the leader's connection.
