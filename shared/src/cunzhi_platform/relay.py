@@ -78,6 +78,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._verified: dict[str, float] = {}  # topic -> when it was last seen to exist
+        self._seen: set[str] = set()  # topics that existed once: their loss is news
         self._offsets: dict[tuple[str, int], int] = {}
         self._log = _log.bind(service=service, component="relay")
 
@@ -260,7 +261,7 @@ class OutboxRelay:
         if due:
             for topic in due:
                 try:
-                    await ensure_topics(
+                    created = await ensure_topics(
                         self.settings.kafka_bootstrap_servers or "", [topic], self.plan
                     )
                 except TopicError as exc:
@@ -268,7 +269,12 @@ class OutboxRelay:
                         raise
                     unusable[topic] = exc
                     continue
+                if topic in created and topic in self._seen:
+                    self._log.error(
+                        "kafka_topic_lost", topic=topic, remedy="cunzhi republish --all"
+                    )
                 self._verified[topic] = now
+                self._seen.add(topic)
         return unusable
 
     @property
