@@ -156,46 +156,60 @@ class OutboxRelay:
         return self._stopping.is_set()
 
     async def _pass(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> tuple[int, bool]:
-        """Publish one batch; (rows handled, whether it stopped at a failure)."""
+        """Publish one batch; (rows handled, whether it stopped at a failure).
+
+        Two statements per pass: take the republish gate (shared) and read the batch; mark
+        what was sent, count what is left and let go of the gate.
+        """
         gate = republish_lock(self.service)
-        if not await conn.fetchval("SELECT pg_try_advisory_lock_shared(hashtext($1))", gate):
+        found = await conn.fetch(
+            "WITH gate AS MATERIALIZED (SELECT pg_try_advisory_lock_shared(hashtext($2)) AS open) "
+            "SELECT gate.open, o.* FROM gate LEFT JOIN LATERAL (SELECT id, topic, key, headers, "
+            f"payload FROM {self.schema}.outbox WHERE gate.open AND sent_at IS NULL "
+            "ORDER BY id LIMIT $1) o ON true",
+            self.batch_size,
+            gate,
+        )
+        if not found[0]["open"]:
             return 0, False  # a republish is queueing copies in front of everything
+        unlocked = False
         try:
-            rows = await conn.fetch(
-                f"SELECT id, topic, key, headers, payload, created_at FROM {self.schema}.outbox "
-                "WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-                self.batch_size,
-            )
-            if not rows:
-                RELAY_LAG.labels(self.service).set(0)
-                return 0, False
-            sent, set_aside, failure = await self._publish(rows, producer)
+            rows = [r for r in found if r["id"] is not None]
+            sent: list[int] = []
+            set_aside: list[tuple[asyncpg.Record, str]] = []
+            failure = None
+            if rows:
+                sent, set_aside, failure = await self._publish(rows, producer)
             if set_aside:
                 await self._set_aside(conn, set_aside)
-            if sent:
-                await conn.execute(
-                    f"UPDATE {self.schema}.outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
-                    sent,
-                )
-                RELAY_PUBLISHED.labels(self.service).inc(len(sent))
+            # The count sees the rows before this statement's update: hence "- marked".
+            lag = await conn.fetchval(
+                f"WITH marked AS (UPDATE {self.schema}.outbox SET sent_at = now() "
+                "WHERE id = ANY($1::bigint[]) RETURNING 1), "
+                "open AS MATERIALIZED (SELECT pg_advisory_unlock_shared(hashtext($2))) "
+                f"SELECT (SELECT count(*) FROM {self.schema}.outbox WHERE sent_at IS NULL) "
+                "- (SELECT count(*) FROM marked) FROM open",
+                sent,
+                gate,
+            )
+            unlocked = True
+            RELAY_PUBLISHED.labels(self.service).inc(len(sent))
+            RELAY_LAG.labels(self.service).set(lag)
             if failure is not None:
                 RELAY_ERRORS.labels(self.service).inc()
                 self._verified.clear()  # look at the topics again before the next attempt
                 self._log.warning(
                     "relay_publish_failed", error=failure, delivered=len(sent), batch=len(rows)
                 )
-            lag = await conn.fetchval(
-                f"SELECT count(*) FROM {self.schema}.outbox WHERE sent_at IS NULL"
-            )
-            RELAY_LAG.labels(self.service).set(lag)
-            if lag == 0:
+            elif lag == 0 and rows:
                 # Sent rows are kept a day for inspection; the events table is the durable log.
                 await conn.execute(
                     f"DELETE FROM {self.schema}.outbox WHERE sent_at < now() - interval '1 day'"
                 )
             return len(sent) + len(set_aside), failure is not None
         finally:
-            await conn.execute("SELECT pg_advisory_unlock_shared(hashtext($1))", gate)
+            if not unlocked:
+                await conn.execute("SELECT pg_advisory_unlock_shared(hashtext($1))", gate)
 
     async def _publish(
         self, rows: list[asyncpg.Record], producer: AIOKafkaProducer
