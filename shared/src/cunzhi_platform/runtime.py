@@ -305,9 +305,9 @@ def create_app(
 
 
 async def _outbox_check(rt: Runtime) -> str:
-    """ "ok" unless the outbox has not moved for longer than relay_max_lag_s while an event
-    waits (broker down or refusing, no relay leading): this instance should then not be sent
-    work it cannot publish. A long but moving backlog (a republish) stays ready."""
+    """Whether the outbox drains: not "ok" when an event waits and the outbox has not moved
+    for relay_max_lag_s (broker down or refusing, no relay leading), so this instance is not
+    sent work it cannot publish. A long but moving backlog (a republish) stays ready."""
     schema = f'"{rt.service.name}"'
     try:
         row = await rt.pool.fetchrow(
