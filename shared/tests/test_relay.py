@@ -16,7 +16,7 @@ from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.envelope import topic_for
 from cunzhi_platform.eventstore import PLATFORM_MIGRATIONS, EventStore
 from cunzhi_platform.infra import EmbeddedTansu, InfrastructureError
-from cunzhi_platform.kafka import TopicPlan, ensure_topics, start_producer
+from cunzhi_platform.kafka import TopicPlan, ensure_topics, is_idempotent, start_producer
 from cunzhi_platform.leadership import connect_for_leadership
 from cunzhi_platform.migrations import migrate
 from cunzhi_platform.relay import OutboxRelay
@@ -495,11 +495,11 @@ async def test_a_required_idempotent_producer_fails_loudly_where_the_broker_refu
     # Apache Kafka (CUNZHI_TEST_INFRA=containers) supports it: both are idempotent.
     bootstrap = settings.kafka_bootstrap_servers
     producer = await start_producer(bootstrap, client_id="t", idempotence="auto")
-    idempotent = producer._txn_manager is not None
+    idempotent = is_idempotent(producer)
     await producer.stop()
     if idempotent:
         producer = await start_producer(bootstrap, client_id="t", idempotence="required")
-        assert producer._txn_manager is not None
+        assert is_idempotent(producer)
         await producer.stop()
     else:
         with pytest.raises(InfrastructureError, match="CUNZHI_KAFKA_IDEMPOTENCE"):

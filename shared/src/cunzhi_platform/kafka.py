@@ -155,6 +155,10 @@ async def start_producer(
     return producer
 
 
+def is_idempotent(producer: AIOKafkaProducer) -> bool:
+    return producer._txn_manager is not None  # aiokafka keeps it only for idempotence
+
+
 async def partition_counts(client: AIOKafkaClient, topics: Iterable[str]) -> dict[str, int]:
     """Partitions of each topic that exists now, asking the broker (never its cache)."""
     node = client.get_random_node()

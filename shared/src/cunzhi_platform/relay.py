@@ -42,7 +42,14 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import RecordMetadata
 
-from .kafka import TopicError, TopicPlan, ensure_topics, partition_counts, start_producer
+from .kafka import (
+    TopicError,
+    TopicPlan,
+    ensure_topics,
+    is_idempotent,
+    partition_counts,
+    start_producer,
+)
 from .leadership import connect_for_leadership, wait_for_leadership
 from .metrics import RELAY_CRASHES, RELAY_ERRORS, RELAY_LAG, RELAY_PUBLISHED, RELAY_SET_ASIDE
 from .settings import Settings
@@ -57,6 +64,11 @@ NEVER_SENDABLE: tuple[type[Exception], ...] = (
     CorruptRecordException,
     InvalidTopicError,
 )
+
+
+async def _quietly_stop(producer: AIOKafkaProducer) -> None:
+    with contextlib.suppress(Exception):
+        await producer.stop()
 
 
 def republish_lock(service: str) -> str:
@@ -80,6 +92,7 @@ class OutboxRelay:
         self._verified: dict[str, float] = {}  # topic -> when it was last seen to exist
         self._seen: set[str] = set()  # topics that existed once: their loss is news
         self._offsets: dict[tuple[str, int], int] = {}
+        self._idempotence = settings.kafka_idempotence
         self._log = _log.bind(service=service, component="relay")
 
     def stop(self) -> None:
@@ -115,11 +128,6 @@ class OutboxRelay:
                 conn, f"relay:{self.service}", self.poll_interval_s, self._stopping
             ):
                 return
-            producer = await start_producer(
-                self.settings.kafka_bootstrap_servers or "",
-                client_id=f"cunzhi-{self.service}-relay",
-                idempotence=self.settings.kafka_idempotence,
-            )
             self._verified.clear()
             self._offsets.clear()
             self.is_leader = True
@@ -127,8 +135,18 @@ class OutboxRelay:
             await conn.add_listener(f"{self.service}.outbox", self._on_notify)
             backoff = 0.2
             while not self._stopping.is_set():
-                handled, failed = await self._pass(conn, producer)
+                failed = True
+                try:
+                    # A new producer after any failure: an idempotent one whose batch expired
+                    # is out of sequence for good.
+                    producer = producer or await self._start_producer()
+                    handled, failed = await self._pass(conn, producer)
+                except KafkaError as exc:
+                    self._log.warning("relay_broker_unavailable", error=repr(exc))
                 if failed:
+                    if producer is not None:
+                        await _quietly_stop(producer)
+                        producer = None
                     if await self._sleep(backoff):
                         return
                     backoff = min(backoff * 2, self.max_backoff_s)
@@ -141,10 +159,19 @@ class OutboxRelay:
         finally:
             self.is_leader = False
             if producer is not None:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
+                await _quietly_stop(producer)
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        producer = await start_producer(
+            self.settings.kafka_bootstrap_servers or "",
+            client_id=f"cunzhi-{self.service}-relay",
+            idempotence=self._idempotence,
+        )
+        if self._idempotence == "auto" and not is_idempotent(producer):
+            self._idempotence = "off"  # the broker said no once: no need to ask each time
+        return producer
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
