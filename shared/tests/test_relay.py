@@ -1,4 +1,5 @@
-"""Outbox → Kafka: headers, per-key order, a relay killed mid-batch, a broker paused."""
+"""Outbox → Kafka: headers, per-key order, a relay killed mid-batch, a broker paused or killed
+and restarted empty, rows that can never be sent, leadership, topics, republish."""
 
 import asyncio
 import os
@@ -9,8 +10,10 @@ import sys
 from collections import defaultdict
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import UnknownTopicOrPartitionError
 from counting import Incremented, Tallies, registry
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.envelope import topic_for
@@ -504,3 +507,24 @@ async def test_a_required_idempotent_producer_fails_loudly_where_the_broker_refu
     else:
         with pytest.raises(InfrastructureError, match="CUNZHI_KAFKA_IDEMPOTENCE"):
             await start_producer(bootstrap, client_id="t", idempotence="required")
+
+
+async def test_looking_up_a_missing_topic_does_not_create_it(settings):
+    # Tansu creates any topic a client asks about, with 4 partitions; the services' topics
+    # must come only from ensure_topics, with theirs.
+    name = f"t{os.urandom(5).hex()}.events"
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=2000
+    )
+    await producer.start()
+    try:
+        with pytest.raises(UnknownTopicOrPartitionError):
+            await producer.send_and_wait(name, b"lost?", key=b"k")
+    finally:
+        await producer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        assert name not in await admin.list_topics()
+    finally:
+        await admin.close()
