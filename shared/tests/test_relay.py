@@ -528,3 +528,36 @@ async def test_looking_up_a_missing_topic_does_not_create_it(settings):
         assert name not in await admin.list_topics()
     finally:
         await admin.close()
+
+
+async def test_republish_queues_the_history_ahead_of_rows_still_waiting(pool, schema, settings):
+    """The broker lost its data while events waited in the outbox: after the republish a
+    reader of the topic from the start sees every stream from version 1, in order."""
+    store = await make_store(pool, schema, settings.kafka_bootstrap_servers)
+    await append_many(store, streams=10, per_stream=5)
+    relay = OutboxRelay(settings, schema)
+    task = asyncio.create_task(relay.run())
+    try:
+        assert await eventually(lambda: _zero(store), timeout=30)
+    finally:
+        relay.stop()
+        await task
+    await append_many(store, streams=10, per_stream=5, start=5)  # waiting, unsent
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic_for(schema)])  # what a broker restart does to it
+    finally:
+        await admin.close()
+    assert await republish(store) == 100
+    relay = OutboxRelay(settings, schema)
+    task = asyncio.create_task(relay.run())
+    try:
+        assert await eventually(lambda: _zero(store), timeout=30)
+    finally:
+        relay.stop()
+        await task
+    ids = {str(r["event_id"]) for r in await pool.fetch(f'SELECT event_id FROM "{schema}".events')}
+    records = await consume(settings.kafka_bootstrap_servers, topic_for(schema), 150)
+    assert len(records) == 150  # 100 copies, then the 50 that were waiting
+    assert_every_event_once_in_order(records, ids)
