@@ -24,7 +24,7 @@ from typing import Any, Literal
 import aiokafka.admin.client
 import aiokafka.client
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import (
@@ -155,6 +155,23 @@ async def start_producer(
     return producer
 
 
+async def end_offsets(
+    bootstrap_servers: str, topic: str, partitions: Iterable[int]
+) -> dict[int, int]:
+    """The next offset of each partition (how far the broker's log goes)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        request_timeout_ms=_REQUEST_TIMEOUT_MS,
+    )
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
 def is_idempotent(producer: AIOKafkaProducer) -> bool:
     return producer._txn_manager is not None  # aiokafka keeps it only for idempotence
 
@@ -180,7 +197,8 @@ async def ensure_topics(
     partitions: int | None = None,
     with_dlq: bool = True,
 ) -> list[str]:
-    """Create the topics (and their ``.dlq`` twins) that do not exist; returns those created.
+    """Create the topics (and their ``.dlq`` twins) that do not exist; returns those this call
+    created (not those a racing instance created first).
 
     Raises ``TopicError`` for any refusal other than "already exists" (a replication factor
     above the brokers, a policy, authorisation), so a misconfiguration fails loudly.
@@ -224,7 +242,8 @@ async def ensure_topics(
                 "CUNZHI_TOPIC_CONFIGS)",
                 permanent=all(e[1] == InvalidTopicError.errno for e in refused),
             )
-        _log.info("kafka_topics_created", topics=missing, partitions=plan.partitions)
-        return missing
+        created = [e[0] for e in response.topic_errors if e[1] == 0]
+        _log.info("kafka_topics_created", topics=created, partitions=plan.partitions)
+        return created
     finally:
         await admin.close()

@@ -20,6 +20,11 @@ exist before publishing, asks the broker again after the acknowledgements, and m
 prefix of the batch delivered in order. A row that can never be sent (too large for the
 broker, a topic name the broker refuses) is moved to ``outbox_set_aside`` with an error log
 and a metric, instead of stalling the relay and publishing its batch again for ever.
+
+A broker that lost what it had acknowledged (a topic recreated, or ending before offsets it
+gave the relay) is told loudly; in a service the relay then queues the history again
+(``republish``) before it publishes anything more, so a reader from the start of the topic
+sees each stream from its first version.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -45,6 +51,7 @@ from aiokafka.structs import RecordMetadata
 from .kafka import (
     TopicError,
     TopicPlan,
+    end_offsets,
     ensure_topics,
     is_idempotent,
     partition_counts,
@@ -77,7 +84,15 @@ def republish_lock(service: str) -> str:
 
 
 class OutboxRelay:
-    def __init__(self, settings: Settings, service: str, *, max_backoff_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        service: str,
+        *,
+        max_backoff_s: float = 10.0,
+        on_broker_lost: Callable[[], Awaitable[int]] | None = None,
+    ) -> None:
+        """``on_broker_lost`` queues the service's history again (``republish``)."""
         assert settings.database_url and settings.kafka_bootstrap_servers
         self.settings = settings
         self.service = service
@@ -91,8 +106,14 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._verified: dict[str, float] = {}  # topic -> when it was last seen to exist
         self._seen: set[str] = set()  # topics that existed once: their loss is news
+        # Offsets acknowledged per (topic, partition): the last, and the lowest of the last
+        # pass (the log must end past it: Tansu's end offset counts only to the start of the
+        # last batch). A broker whose log ends before them lost events.
         self._offsets: dict[tuple[str, int], int] = {}
+        self._floor: dict[tuple[str, int], int] = {}
         self._idempotence = settings.kafka_idempotence
+        self.on_broker_lost = on_broker_lost
+        self._lost: str | None = None
         self._log = _log.bind(service=service, component="relay")
 
     def stop(self) -> None:
@@ -130,6 +151,7 @@ class OutboxRelay:
                 return
             self._verified.clear()
             self._offsets.clear()
+            self._floor.clear()
             self.is_leader = True
             self._log.info("relay_leading")
             await conn.add_listener(f"{self.service}.outbox", self._on_notify)
@@ -141,6 +163,9 @@ class OutboxRelay:
                     # is out of sequence for good.
                     producer = producer or await self._start_producer()
                     handled, failed = await self._pass(conn, producer)
+                    if self._lost is not None:
+                        await self._recover()
+                        continue
                 except KafkaError as exc:
                     self._log.warning("relay_broker_unavailable", error=repr(exc))
                 if failed:
@@ -252,6 +277,8 @@ class OutboxRelay:
             unusable = await self._topics_unusable({r["topic"] for r in rows})
         except (KafkaError, OSError, TopicError) as exc:
             return [], [], repr(exc)
+        if self._lost is not None:
+            return [], [], None  # nothing more before the history is queued again
         for row in rows:
             if row["topic"] in unusable:
                 outcome.append((row, unusable[row["topic"]]))
@@ -280,42 +307,54 @@ class OutboxRelay:
         acked = [r for _, r in resolved if isinstance(r, RecordMetadata)]
         present = await partition_counts(producer.client, {a.topic for a in acked}) if acked else {}
         sent: list[int] = []
+        floors: dict[tuple[str, int], int] = {}
         for row, result in resolved:
             if isinstance(result, RecordMetadata):
                 if result.partition >= present.get(result.topic, 0):
+                    self._floor.update(floors)
                     await producer.client.force_metadata_update()
                     return sent, set_aside, f"acknowledged on a missing partition {result}"
                 self._note_offset(result)
+                tp = (result.topic, result.partition)
+                floors[tp] = min(floors.get(tp, result.offset), result.offset)
                 sent.append(row["id"])
             elif isinstance(result, (*NEVER_SENDABLE, TopicError)):
                 set_aside.append((row, repr(result)))
             else:
+                self._floor.update(floors)
                 return sent, set_aside, repr(result)
+        self._floor.update(floors)
         return sent, set_aside, None
 
     async def _topics_unusable(self, topics: set[str]) -> dict[str, TopicError]:
         """Make sure the topics exist (checked every topic_check_interval_s); those that
-        cannot exist, ever, with the reason (other refusals are raised: they can be fixed)."""
+        cannot exist, ever, with the reason (other refusals are raised: they can be fixed).
+
+        Notes in ``_lost`` a topic that no longer holds what it acknowledged (recreated, or
+        ending before offsets it gave us): the broker lost its data.
+        """
         now = time.monotonic()
         due = {t for t in topics if now - self._verified.get(t, -1e9) > self.plan_interval}
         unusable: dict[str, TopicError] = {}
-        if due:
-            for topic in due:
-                try:
-                    created = await ensure_topics(
-                        self.settings.kafka_bootstrap_servers or "", [topic], self.plan
-                    )
-                except TopicError as exc:
-                    if not exc.permanent:
-                        raise
-                    unusable[topic] = exc
-                    continue
-                if topic in created and topic in self._seen:
-                    self._log.error(
-                        "kafka_topic_lost", topic=topic, remedy="cunzhi republish --all"
-                    )
-                self._verified[topic] = now
-                self._seen.add(topic)
+        bootstrap = self.settings.kafka_bootstrap_servers or ""
+        for topic in due:
+            try:
+                created = await ensure_topics(bootstrap, [topic], self.plan)
+            except TopicError as exc:
+                if not exc.permanent:
+                    raise
+                unusable[topic] = exc
+                continue
+            acked = {p: o for (t, p), o in self._floor.items() if t == topic}
+            if topic in created and topic in self._seen:
+                self._lost = f"{topic} had to be created again"
+            elif acked:
+                ends = await end_offsets(bootstrap, topic, acked)
+                short = {p: ends.get(p, 0) for p, o in acked.items() if ends.get(p, 0) <= o}
+                if short:
+                    self._lost = f"{topic} ends at {short}, before offsets it acknowledged"
+            self._verified[topic] = now
+            self._seen.add(topic)
         return unusable
 
     @property
@@ -327,15 +366,20 @@ class OutboxRelay:
         tp = (ack.topic, ack.partition)
         last = self._offsets.get(tp)
         if last is not None and ack.offset < last:
-            self._log.error(
-                "kafka_broker_lost_acknowledged_events",
-                topic=ack.topic,
-                partition=ack.partition,
-                offset=ack.offset,
-                previous=last,
-                remedy="cunzhi republish --all",
-            )
+            self._lost = f"{ack.topic}[{ack.partition}] went back from {last} to {ack.offset}"
         self._offsets[tp] = ack.offset
+
+    async def _recover(self) -> None:
+        """The broker lost events it had acknowledged: queue the history again, ahead of
+        everything waiting (in a service; a relay on its own can only tell the operator)."""
+        why, self._lost = self._lost, None
+        self._offsets.clear()
+        self._floor.clear()
+        remedy = "republishing the history" if self.on_broker_lost else "cunzhi republish --all"
+        self._log.error("kafka_broker_lost_acknowledged_events", why=why, remedy=remedy)
+        if self.on_broker_lost is not None:
+            queued = await self.on_broker_lost()
+            self._log.warning("relay_republished_after_broker_loss", events=queued)
 
     async def _set_aside(
         self, conn: asyncpg.Connection, rows: list[tuple[asyncpg.Record, str]]

@@ -35,6 +35,7 @@ from .kafka import TopicError, TopicPlan, ensure_topics, make_broker
 from .leadership import connect_for_leadership, still_leading, wait_for_leadership
 from .migrations import Migration, migrate
 from .relay import OutboxRelay
+from .republish import republish
 from .settings import DEMO_JWT_SECRET, Settings
 
 _log = structlog.get_logger(__name__)
@@ -158,7 +159,8 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
     for runner in runners:
         await runner.setup()
     await broker.start()
-    relay = OutboxRelay(settings, service.name)
+    # A broker that lost what it had acknowledged gets the history again, ahead of the rest.
+    relay = OutboxRelay(settings, service.name, on_broker_lost=lambda: republish(store))
     rt = Runtime(service, settings, clock, pool, store, broker, relay, runners)
     if settings.relay_in_process:
         rt.tasks.append(asyncio.create_task(relay.run(), name=f"{service.name}-relay"))
@@ -195,7 +197,10 @@ async def _keep_topics(rt: Runtime) -> None:
                 "kafka_topics_were_missing",
                 service=rt.service.name,
                 topics=created,
-                remedy="the broker lost its data: cunzhi republish --all",
+                # The leading relay queues its history again when it sees the loss; one that
+                # started since cannot know: then the operator runs the command.
+                remedy="if no relay logs relay_republished_after_broker_loss: "
+                "cunzhi republish --all",
             )
 
 
