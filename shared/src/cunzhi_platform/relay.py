@@ -372,14 +372,15 @@ class OutboxRelay:
     async def _recover(self) -> None:
         """The broker lost events it had acknowledged: queue the history again, ahead of
         everything waiting (in a service; a relay on its own can only tell the operator)."""
-        why, self._lost = self._lost, None
-        self._offsets.clear()
-        self._floor.clear()
         remedy = "republishing the history" if self.on_broker_lost else "cunzhi republish --all"
-        self._log.error("kafka_broker_lost_acknowledged_events", why=why, remedy=remedy)
+        self._log.error("kafka_broker_lost_acknowledged_events", why=self._lost, remedy=remedy)
         if self.on_broker_lost is not None:
+            # Should it fail (the database), _lost stays: the next pass tries again first.
             queued = await self.on_broker_lost()
             self._log.warning("relay_republished_after_broker_loss", events=queued)
+        self._lost = None
+        self._offsets.clear()
+        self._floor.clear()
 
     async def _set_aside(
         self, conn: asyncpg.Connection, rows: list[tuple[asyncpg.Record, str]]
