@@ -3,8 +3,8 @@
 - ``cunzhi infra up``  start the embedded PostgreSQL and Tansu, print how to connect, wait.
 - ``cunzhi demo``      run a township's forum cycle end to end on the embedded stack.
 - ``cunzhi docs``      regenerate docs/events (AsyncAPI and JSON Schemas) from the code.
-- ``cunzhi republish SERVICE``  publish the service's whole history again (a broker that lost
-  its data, a new downstream consumer); consumers skip what they already have.
+- ``cunzhi republish SERVICE… | --all``  publish services' whole history again (a broker that
+  lost its data, a new downstream consumer) while they serve; consumers skip what they have.
 - ``cunzhi rebuild SERVICE PROJECTION``  rebuild a read model from the service's event store,
   while the service keeps serving (``CUNZHI_DATABASE_URL`` names the database).
 - ``cunzhi dlq list SERVICE``  the dead letters of the service's consumers: reason, error,
@@ -27,6 +27,7 @@ from pathlib import Path
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.eventstore import EventStore
 from cunzhi_platform.infra import InfrastructureError, embedded
+from cunzhi_platform.kafka import TopicPlan, ensure_topics
 from cunzhi_platform.logging import configure_logging
 from cunzhi_platform.rebuild import RebuildError, rebuild
 from cunzhi_platform.republish import republish
@@ -34,7 +35,7 @@ from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
 
 from .cycle import CycleError
-from .services import RUNNABLE
+from .services import RUNNABLE, SERVICES
 
 
 def _infra_up(settings: Settings) -> None:
@@ -55,8 +56,6 @@ def _infra_up(settings: Settings) -> None:
 def _docs(root: Path) -> None:
     from cunzhi_platform import asyncapi
 
-    from .services import SERVICES
-
     for name, (registry, description) in SERVICES.items():
         asyncapi.write(root / "docs" / "events" / name, name, registry, description)
         print(f"wrote docs/events/{name}")
@@ -74,10 +73,25 @@ async def _event_store(settings: Settings, service: Service) -> AsyncIterator[Ev
         await pool.close()
 
 
-async def _republish(settings: Settings, service_name: str) -> None:
-    async with _event_store(settings, RUNNABLE[service_name]()) as store:
-        queued = await republish(store)
-    print(f"queued {queued} events of {service_name} for its relay to publish again")
+async def _republish(settings: Settings, names: list[str]) -> None:
+    """Queue each service's history; a service not deployed here (no schema) is skipped."""
+    if not settings.database_url:
+        raise InfrastructureError("CUNZHI_DATABASE_URL must name the services' database")
+    pool = await connect_database(settings.database_url)
+    try:
+        for name in names:
+            if not await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", f'"{name}".events'):
+                print(f"{name}: no event store in this database, skipped")
+                continue
+            store = EventStore(pool, name, SERVICES[name][0], SystemClock())
+            if settings.kafka_bootstrap_servers:
+                # A fresh broker: the topic with its configured partitions before anything else.
+                plan = TopicPlan.from_settings(settings)
+                await ensure_topics(settings.kafka_bootstrap_servers, [store.topic], plan)
+            queued = await republish(store)
+            print(f"queued {queued} events of {name} for its relay to publish again")
+    finally:
+        await pool.close()
 
 
 async def _dlq(
@@ -124,8 +138,12 @@ def main(argv: list[str] | None = None) -> None:
         help="keep the services up after the cycle, to explore the APIs",
     )
     sub.add_parser("docs", help="regenerate docs/events from the code")
-    again = sub.add_parser("republish", help="publish a service's whole history again")
-    again.add_argument("service", choices=sorted(RUNNABLE))
+    again = sub.add_parser(
+        "republish",
+        help="publish services' whole history again (after a broker lost its data: --all)",
+    )
+    again.add_argument("service", nargs="*", metavar="SERVICE", help=", ".join(SERVICES))
+    again.add_argument("--all", action="store_true", help="every service with an event store")
     rebuild = sub.add_parser("rebuild", help="rebuild a read model while the service serves")
     rebuild.add_argument("service", choices=sorted(RUNNABLE))
     rebuild.add_argument(
@@ -150,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "infra":
             _infra_up(settings)
         elif args.command == "republish":
-            asyncio.run(_republish(settings, args.service))
+            if bool(args.service) == args.all or set(args.service) - set(SERVICES):
+                parser.error(f"republish: name services ({', '.join(SERVICES)}) or give --all")
+            asyncio.run(_republish(settings, list(SERVICES) if args.all else args.service))
         elif args.command == "rebuild":
             asyncio.run(_rebuild(settings, args.service, args.projection))
         elif args.command == "dlq":
