@@ -6,7 +6,8 @@ targets); ``campaign``, the weak-village campaign (薄弱村整顿攻坚).
 
 from __future__ import annotations
 
+from . import campaign
 from .base import SERVICE, registry
 from .tasks import TaskCompleted
 
-__all__ = ["SERVICE", "TaskCompleted", "registry"]
+__all__ = ["SERVICE", "TaskCompleted", "campaign", "registry"]
