@@ -270,21 +270,30 @@ def test_the_worst_confirmed_are_district_level_the_rest_town_level() -> None:
 
 def village(tier: str = "town") -> CampaignVillage:
     v = CampaignVillage(village_stream_id("bincheng-R3", "v001"))
-    run(v, v.place(name="肖家村", township_id="t1", tier=tier, rank=39, reason="核实确认"))  # type: ignore[arg-type]
+    run(
+        v, v.place(name="肖家村", township_id="t1", tier=tier, rank=39, reason="核实确认", on=START)
+    )  # type: ignore[arg-type]
     return v
 
 
 def test_the_town_list_stays_open_with_reasons() -> None:
     v = village("town")
     with pytest.raises(InvalidTransition, match="already a town-level"):
-        v.place(name="肖家村", township_id="t1", tier="town", rank=None, reason="动态出现")
+        v.place(
+            name="肖家村", township_id="t1", tier="town", rank=None, reason="动态出现", on=START
+        )
     with pytest.raises(DomainError, match="why"):
         v.remove_from_town_list("")
     run(v, v.remove_from_town_list("班子调整到位"))
     assert not v.active
     with pytest.raises(InvalidTransition, match="not a target"):
         v.list_problems([ProblemDraft("p1", "weak", "班子弱")])
-    run(v, v.place(name="肖家村", township_id="t1", tier="town", rank=None, reason="动态出现"))
+    run(
+        v,
+        v.place(
+            name="肖家村", township_id="t1", tier="town", rank=None, reason="动态出现", on=START
+        ),
+    )
     assert v.active
     with pytest.raises(InvalidTransition, match="district-level"):
         village("district").remove_from_town_list("x")
@@ -383,6 +392,7 @@ def form(
         members=members,
         patrons=patrons,
         township_assistant=assistant,
+        on=START,
     )
     assert isinstance(e, WorkTeamFormed)
     return e
@@ -540,6 +550,7 @@ def test_weekly_on_duty_counts_members_only() -> None:
             members=[m],
             patrons=[Patron(person_id="L", name="x")],
             township_assistant="w",
+            on=START,
         ),
     )
     h = opened().header()

@@ -10,6 +10,7 @@ days; calendar months, quarters and half-years, the first one partial), and a re
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from cunzhi_platform.clock import SHANGHAI, is_working_day
@@ -50,6 +51,7 @@ def _month_start(day: dt.date, months: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
+@functools.lru_cache(maxsize=65_536)  # the timer asks for the same periods every tick
 def period(
     kind: ReportKind, index: int, start: dt.date, end: dt.date, due_days: int
 ) -> Period | None:

@@ -80,10 +80,16 @@ class ReportBook:
         kind: ReportKind,
         index: int,
         now: dt.datetime,
+        owed_from: dt.date,
     ) -> list[ReportLate]:
-        """``ReportLate`` if the period's report is past due and not in (and not marked yet)."""
+        """``ReportLate`` if the period's report is past due and not in (and not marked yet).
+
+        Nothing is owed for a period that ended before the village or team joined the round.
+        """
         p = self.period(h, kind, index)
-        if now <= p.due_at or (kind, index) in self.submitted or (kind, index) in self.late:
+        if p.end < owed_from or now <= p.due_at:
+            return []
+        if (kind, index) in self.submitted or (kind, index) in self.late:
             return []
         return [
             ReportLate(

@@ -121,10 +121,12 @@ class WorkTeam(Aggregate):
         super().__init__(aggregate_id)
         self.campaign_id, self.team_id = parse_team_stream_id(aggregate_id)
         self.level: Tier | None = None
+        self.formed_on = dt.date.min
         self.township_id = ""
         self.village_ids: tuple[str, ...] = ()
         self.members: dict[str, Member] = {}
         self.patrons: tuple[Patron, ...] = ()
+        self.warnings: tuple[str, ...] = ()
         self.reports = ReportBook()
         self.assessments: dict[str, TeamAssessed] = {}
 
@@ -141,6 +143,7 @@ class WorkTeam(Aggregate):
         members: Sequence[Member],
         patrons: Sequence[Patron],
         township_assistant: str | None,
+        on: dt.date,
     ) -> list[Event]:
         if self.exists:
             raise InvalidTransition(f"team {self.team_id} is already formed")
@@ -178,6 +181,7 @@ class WorkTeam(Aggregate):
                 patrons=tuple(patrons),
                 township_assistant=township_assistant,
                 warnings=tuple(team_warnings(members, level, township_assistant)),
+                formed_on=on,
             )
         ]
 
@@ -226,6 +230,7 @@ class WorkTeam(Aggregate):
                 kind="weekly_on_duty",
                 index=period,
                 now=now,
+                owed_from=self.formed_on,
             )
         )
 
@@ -266,8 +271,9 @@ class WorkTeam(Aggregate):
 
     def _on_WorkTeamFormed(self, e: WorkTeamFormed) -> None:
         self.level, self.township_id, self.village_ids = e.level, e.township_id, e.village_ids
+        self.formed_on = e.formed_on
         self.members = {m.person_id: m for m in e.members}
-        self.patrons = e.patrons
+        self.patrons, self.warnings = e.patrons, e.warnings
 
     def _on_ReportSubmitted(self, e: ReportSubmitted) -> None:
         self.reports.on_submitted(e)

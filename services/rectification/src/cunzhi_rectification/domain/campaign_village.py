@@ -67,6 +67,7 @@ class CampaignVillage(Aggregate):
         self.township_id = ""
         self.name = ""
         self.tier: Tier | None = None
+        self.placed_on = dt.date.min
         self.rank: int | None = None
         self.opinions: list[VerificationOpinionGiven] = []
         self.problems: dict[str, ProblemListed] = {}
@@ -115,7 +116,14 @@ class CampaignVillage(Aggregate):
         ]
 
     def place(
-        self, *, name: str, township_id: str, tier: Tier, rank: int | None, reason: str
+        self,
+        *,
+        name: str,
+        township_id: str,
+        tier: Tier,
+        rank: int | None,
+        reason: str,
+        on: dt.date,
     ) -> list[Event]:
         if self.active:
             raise InvalidTransition(
@@ -134,6 +142,7 @@ class CampaignVillage(Aggregate):
                 tier=tier,
                 rank=rank,
                 reason=reason,
+                placed_on=on,
             )
         ]
 
@@ -267,6 +276,7 @@ class CampaignVillage(Aggregate):
                 kind=kind,
                 index=period,
                 now=now,
+                owed_from=self.placed_on,
             )
         )
 

@@ -268,6 +268,7 @@ class VillageTiered(Event):
     tier: Tier
     rank: int | None
     reason: str
+    placed_on: dt.date
 
 
 @registry.register("cunzhi.rectification.TownLevelVillageRemoved", version=1)
@@ -403,6 +404,7 @@ class WorkTeamFormed(Event):
     patrons: tuple[Patron, ...]
     township_assistant: str | None
     warnings: tuple[str, ...]
+    formed_on: dt.date
 
 
 @registry.register("cunzhi.rectification.TeamAssessed", version=1)
