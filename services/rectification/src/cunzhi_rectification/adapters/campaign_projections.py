@@ -116,7 +116,9 @@ class CampaignReadModel(Consumer):
                 at timestamptz NOT NULL,
                 kind text NOT NULL,
                 summary text NOT NULL,
-                detail jsonb NOT NULL
+                detail jsonb NOT NULL,
+                -- entries of one instant (a batch, a fixed clock) keep the order they came in
+                noted_at timestamptz NOT NULL DEFAULT clock_timestamp()
             )""",
         "campaign_problems": """
             CREATE TABLE IF NOT EXISTS {table} (
@@ -475,7 +477,7 @@ class CampaignReadModel(Consumer):
         village = village_id or str(getattr(event, "village_id", ""))
         await tx.conn.execute(
             f"INSERT INTO {tx.t('campaign_ledger')} VALUES "
-            "(md5($1 || '/' || $3)::uuid, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "(md5($1 || '/' || $3)::uuid, $2, $3, $4, $5, $6, $7, DEFAULT) ON CONFLICT DO NOTHING",
             envelope.id,
             str(getattr(event, "campaign_id", "")),
             village,

@@ -211,7 +211,7 @@ class CampaignReads:
         )
         rows = await self.pool.fetch(
             f"SELECT at, kind, summary FROM {self.t['campaign_ledger']} WHERE {where} "
-            "ORDER BY at, kind LIMIT $3 OFFSET $4",
+            "ORDER BY at, noted_at LIMIT $3 OFFSET $4",
             campaign_id,
             village_id,
             limit,
@@ -262,7 +262,8 @@ class CampaignReads:
             "entries": _rows(
                 await self.pool.fetch(
                     f"SELECT village_id, at, kind, summary FROM {self.t['campaign_ledger']} "
-                    f"WHERE campaign_id = $1 AND village_id IN ({tiered}) ORDER BY village_id, at",
+                    f"WHERE campaign_id = $1 AND village_id IN ({tiered}) "
+                    "ORDER BY village_id, at, noted_at",
                     campaign_id,
                     scope,
                 )
