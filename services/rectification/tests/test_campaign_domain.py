@@ -12,6 +12,7 @@ from cunzhi_rectification.domain.campaign import AssessmentInput, Campaign
 from cunzhi_rectification.domain.campaign_cadence import period, periods_due
 from cunzhi_rectification.domain.campaign_ids import (
     campaign_stream_id,
+    light_stream_id,
     team_stream_id,
     village_stream_id,
 )
@@ -27,6 +28,7 @@ from cunzhi_rectification.domain.campaign_village import (
     CampaignVillage,
     ProblemDraft,
     TargetDraft,
+    VillageLight,
 )
 from cunzhi_rectification.domain.ranking import assess, candidate_count, rank
 from cunzhi_rectification.events.campaign import (
@@ -480,11 +482,11 @@ def test_lights_follow_progress_overdue_tasks_and_late_reports(inputs, light, wo
 
 
 def test_light_changed_only_on_a_change_with_the_reason() -> None:
-    v, h = village(), opened().header()
-    (first,) = run(v, v.recompute_light(h, LightInputs(0, 1, 0, 0)))
+    v, h = VillageLight(light_stream_id("bincheng-R3", "v001")), opened().header()
+    (first,) = run(v, v.recompute(h, "t1", LightInputs(0, 1, 0, 0)))
     assert isinstance(first, LightChanged) and (first.previous, first.light) == (None, "green")
-    assert v.recompute_light(h, LightInputs(0, 5, 0, 0)) == []
-    (second,) = run(v, v.recompute_light(h, LightInputs(0, 5, 3, 0)))
+    assert v.recompute(h, "t1", LightInputs(0, 5, 0, 0)) == []
+    (second,) = run(v, v.recompute(h, "t1", LightInputs(0, 5, 3, 0)))
     assert isinstance(second, LightChanged)
     assert (second.previous, second.light, second.reason) == (
         "green",

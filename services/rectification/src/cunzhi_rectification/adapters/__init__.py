@@ -1,1 +1,1 @@
-"""Adapters: HTTP routes, read-model projections, policies and timers."""
+"""Adapters of the rectification service, by subject (``tasks``, ``campaign``)."""

@@ -20,6 +20,10 @@ def team_stream_id(campaign_id: str, team_id: str) -> str:
     return f"campaign-team:{campaign_id}:{team_id}"
 
 
+def light_stream_id(campaign_id: str, village_id: str) -> str:
+    return f"campaign-light:{campaign_id}:{village_id}"
+
+
 def _parts(value: str, prefix: str) -> tuple[str, str]:
     kind, _, rest = value.partition(":")
     first, sep, second = rest.partition(":")
@@ -34,3 +38,7 @@ def parse_village_stream_id(value: str) -> tuple[str, str]:
 
 def parse_team_stream_id(value: str) -> tuple[str, str]:
     return _parts(value, "campaign-team")
+
+
+def parse_light_stream_id(value: str) -> tuple[str, str]:
+    return _parts(value, "campaign-light")

@@ -34,7 +34,7 @@ from ..events.campaign import (
 )
 from .campaign import CampaignHeader
 from .campaign_cadence import VILLAGE_KINDS
-from .campaign_ids import parse_village_stream_id
+from .campaign_ids import parse_light_stream_id, parse_village_stream_id
 from .campaign_progress import LightInputs, light_for
 from .campaign_reports import ReportBook
 
@@ -73,7 +73,6 @@ class CampaignVillage(Aggregate):
         self.problems: dict[str, ProblemListed] = {}
         self.targets: dict[str, TargetSet] = {}
         self.reports = ReportBook()
-        self.light: Light | None = None
         self.outcome: str | None = None
 
     @property
@@ -282,28 +281,6 @@ class CampaignVillage(Aggregate):
 
     # --- light and graduation ---
 
-    def recompute_light(self, h: CampaignHeader, inputs: LightInputs) -> list[Event]:
-        """``LightChanged`` when the rule gives another light than the current one."""
-        if not self.active:
-            return []
-        light, reason = light_for(inputs, h.settings)
-        if light == self.light:
-            return []
-        return [
-            LightChanged(
-                campaign_id=self.campaign_id,
-                village_id=self.village_id,
-                township_id=self.township_id,
-                previous=self.light,
-                light=light,
-                reason=reason,
-                progress=inputs.progress or 0.0,
-                planned=inputs.planned,
-                overdue_tasks=inputs.overdue_tasks,
-                late_reports=inputs.late_reports,
-            )
-        ]
-
     def evaluate(
         self, h: CampaignHeader, *, score: float, dissatisfaction: float, on: dt.date
     ) -> list[Event]:
@@ -362,11 +339,45 @@ class CampaignVillage(Aggregate):
     def _on_ReportLate(self, e: ReportLate) -> None:
         self.reports.on_late(e)
 
-    def _on_LightChanged(self, e: LightChanged) -> None:
-        self.light = e.light
-
     def _on_VillageGraduated(self, e: VillageGraduated) -> None:
         self.outcome = "graduated"
 
     def _on_VillageCarriedOver(self, e: VillageCarriedOver) -> None:
         self.outcome = "carried_over"
+
+
+class VillageLight(Aggregate):
+    """The village's light over time, stream ``campaign-light:{campaign}:{village}``.
+
+    Apart from the village's stream on purpose: lights are recomputed automatically on every
+    relevant event, and a recomputation must never make a person's command on the village
+    fail with a version conflict.
+    """
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.campaign_id, self.village_id = parse_light_stream_id(aggregate_id)
+        self.light: Light | None = None
+
+    def recompute(self, h: CampaignHeader, township_id: str, inputs: LightInputs) -> list[Event]:
+        """``LightChanged`` when the rule gives another light than the current one."""
+        light, reason = light_for(inputs, h.settings)
+        if light == self.light:
+            return []
+        return [
+            LightChanged(
+                campaign_id=self.campaign_id,
+                village_id=self.village_id,
+                township_id=township_id,
+                previous=self.light,
+                light=light,
+                reason=reason,
+                progress=inputs.progress or 0.0,
+                planned=inputs.planned,
+                overdue_tasks=inputs.overdue_tasks,
+                late_reports=inputs.late_reports,
+            )
+        ]
+
+    def _on_LightChanged(self, e: LightChanged) -> None:
+        self.light = e.light

@@ -8,6 +8,35 @@ from __future__ import annotations
 
 from . import campaign
 from .base import SERVICE, registry
-from .tasks import TaskCompleted
+from .tasks import (
+    Assignee,
+    AssigneeKind,
+    EscalationLevel,
+    Evidence,
+    EvidenceKind,
+    TaskAssigned,
+    TaskCompleted,
+    TaskEscalated,
+    TaskOverdue,
+    TaskProgressReported,
+    TaskRescheduled,
+    TaskSource,
+)
 
-__all__ = ["SERVICE", "TaskCompleted", "campaign", "registry"]
+__all__ = [
+    "SERVICE",
+    "Assignee",
+    "AssigneeKind",
+    "EscalationLevel",
+    "Evidence",
+    "EvidenceKind",
+    "TaskAssigned",
+    "TaskCompleted",
+    "TaskEscalated",
+    "TaskOverdue",
+    "TaskProgressReported",
+    "TaskRescheduled",
+    "TaskSource",
+    "campaign",
+    "registry",
+]

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from .projections import read_model_tables
+from .similar import LIMIT, SIMILAR_SQL, THRESHOLD, title_terms
 
 Row = dict[str, Any]
 
@@ -107,6 +108,16 @@ class Views:
             f"SELECT * FROM {self.t['topics']} WHERE topic_id = $1", topic_id
         )
         return None if row is None else dict(row)
+
+    async def similar_topics(
+        self, township_id: str, title: str, leave_out: Collection[str] = ()
+    ) -> list[Row]:
+        """The township's topics, open or past, whose titles are like ``title`` (``similar``)."""
+        sql = SIMILAR_SQL.format(terms=self.t["topic_terms"], topics=self.t["topics"])
+        rows = await self.pool.fetch(
+            sql, township_id, title_terms(title), list(leave_out), THRESHOLD, LIMIT
+        )
+        return [dict(r) for r in rows]
 
     async def call(self, township_id: str, forum_id: str) -> Row | None:
         row = await self.pool.fetchrow(

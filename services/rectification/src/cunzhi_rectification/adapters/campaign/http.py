@@ -30,12 +30,12 @@ from cunzhi_platform.runtime import Runtime, runtime
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from .. import campaign_application as app
-from ..domain.campaign import AssessmentInput, CampaignHeader
-from ..domain.campaign_settings import default_settings
-from ..domain.campaign_team import propose_departments
-from ..domain.campaign_village import ProblemDraft, TargetDraft
-from ..events.campaign import (
+from ...application import campaign as app
+from ...domain.campaign import AssessmentInput, CampaignHeader
+from ...domain.campaign_settings import default_settings
+from ...domain.campaign_team import propose_departments
+from ...domain.campaign_village import ProblemDraft, TargetDraft
+from ...events.campaign import (
     AgeBand,
     DepartmentType,
     ProblemKind,
@@ -44,20 +44,20 @@ from ..events.campaign import (
     Tier,
     VillageKind,
 )
-from ..events.campaign import (
+from ...events.campaign import (
     Department as DepartmentModel,
 )
-from ..events.campaign import (
+from ...events.campaign import (
     Member as MemberModel,
 )
-from ..events.campaign import (
+from ...events.campaign import (
     Patron as PatronModel,
 )
-from ..events.campaign import (
+from ...events.campaign import (
     Township as TownshipModel,
 )
-from .campaign_export import ledger_xlsx, ranking_xlsx
-from .campaign_queries import CampaignReads, Scope
+from .export import ledger_xlsx, ranking_xlsx
+from .queries import CampaignReads, Scope
 
 OFFICE = "party_building_office"
 COMMITTEE = "township_committee"

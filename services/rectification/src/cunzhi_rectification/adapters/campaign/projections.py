@@ -20,8 +20,8 @@ from cunzhi_platform.consumer import Consumer, Tx
 from cunzhi_platform.envelope import Envelope, topic_for
 from cunzhi_platform.events import Event
 
-from ..events import SERVICE, TaskCompleted
-from ..events.campaign import (
+from ...events import SERVICE, TaskCompleted, TaskProgressReported, TaskRescheduled
+from ...events.campaign import (
     CampaignOpened,
     CandidateConfirmed,
     CandidateRemoved,
@@ -329,12 +329,24 @@ class CampaignReadModel(Consumer):
                     envelope,
                     f"target {event.title} ({event.area}), due {event.due_date}",
                 )
+            case TaskProgressReported():
+                await tx.conn.execute(
+                    f"UPDATE {tx.t('campaign_targets')} SET progress = $2 WHERE target_id = $1",
+                    event.task_id,
+                    event.percent,
+                )
             case TaskCompleted():
                 await tx.conn.execute(
                     f"UPDATE {tx.t('campaign_targets')} SET progress = 100, completed_on = $2 "
                     "WHERE target_id = $1",
                     event.task_id,
                     event.completed_on,
+                )
+            case TaskRescheduled():
+                await tx.conn.execute(
+                    f"UPDATE {tx.t('campaign_targets')} SET due_date = $2 WHERE target_id = $1",
+                    event.task_id,
+                    event.due_on,
                 )
             case ReportSubmitted() | ReportLate():
                 await self._report(tx, event, envelope)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import asyncpg
@@ -25,12 +26,12 @@ from cunzhi_platform.events import Event
 from cunzhi_platform.eventstore import ConcurrencyError, EventStore
 from cunzhi_platform.runtime import Runtime
 
-from .. import campaign_application as app
-from ..domain.campaign import CampaignHeader
-from ..domain.campaign_cadence import VILLAGE_KINDS, periods_due
-from ..domain.campaign_progress import LightInputs, light_for, planned, roll_up
-from ..events import SERVICE, TaskCompleted
-from ..events.campaign import (
+from ...application import campaign as app
+from ...domain.campaign import CampaignHeader
+from ...domain.campaign_cadence import VILLAGE_KINDS, periods_due
+from ...domain.campaign_progress import LightInputs, light_for, planned, roll_up
+from ...events import SERVICE, TaskCompleted, TaskProgressReported, TaskRescheduled
+from ...events.campaign import (
     LightChanged,
     ReportKind,
     ReportLate,
@@ -55,6 +56,7 @@ class LightsPolicy(Consumer):
             CREATE TABLE IF NOT EXISTS {table} (
                 campaign_id text NOT NULL,
                 village_id text NOT NULL,
+                township_id text NOT NULL,
                 active boolean NOT NULL,
                 light text,
                 PRIMARY KEY (campaign_id, village_id)
@@ -96,8 +98,8 @@ class LightsPolicy(Consumer):
         campaign_id, villages = touched
         h = await app.header(tx.store, campaign_id)
         day = today(tx.store.clock)
-        for village_id, current, inputs in await light_inputs(tx.conn, tx.t, h, day, villages):
-            await _relight(tx.store, h, village_id, current, inputs, caused_by(envelope), tx.conn)
+        for watched in await light_inputs(tx.conn, tx.t, h, day, villages):
+            await _relight(tx.store, h, watched, caused_by(envelope), tx.conn)
 
     async def _record(self, tx: Tx, event: Event) -> tuple[str, list[str]] | None:
         """Update the inputs; the campaign and villages whose light may have changed."""
@@ -105,10 +107,11 @@ class LightsPolicy(Consumer):
         match event:
             case VillageTiered():
                 await tx.conn.execute(
-                    f"INSERT INTO {w} VALUES ($1, $2, true, NULL) ON CONFLICT "
+                    f"INSERT INTO {w} VALUES ($1, $2, $3, true, NULL) ON CONFLICT "
                     "(campaign_id, village_id) DO UPDATE SET active = true",
                     event.campaign_id,
                     event.village_id,
+                    event.township_id,
                 )
                 return event.campaign_id, [event.village_id]
             case TownLevelVillageRemoved() | VillageGraduated() | VillageCarriedOver():
@@ -135,11 +138,13 @@ class LightsPolicy(Consumer):
                     event.due_date,
                 )
                 return event.campaign_id, [event.village_id]
-            case TaskCompleted():
+            case TaskProgressReported() | TaskCompleted() | TaskRescheduled():
+                # a forum's task matches no target: nothing to update, no light to recompute
                 row = await tx.conn.fetchrow(
-                    f"UPDATE {tx.t('watch_targets')} SET progress = 100, completed = true "
+                    f"UPDATE {tx.t('watch_targets')} SET {_TARGET_CHANGE[type(event)]} "
                     "WHERE target_id = $1 RETURNING campaign_id, village_id",
                     event.task_id,
+                    _target_value(event),
                 )
                 if row is not None:
                     return row["campaign_id"], [row["village_id"]]
@@ -166,18 +171,41 @@ class LightsPolicy(Consumer):
         return None
 
 
+_TARGET_CHANGE: dict[type[Event], str] = {
+    TaskProgressReported: "progress = $2",
+    TaskCompleted: "progress = 100, completed = $2",
+    TaskRescheduled: "due_date = $2",
+}
+
+
+def _target_value(event: Event) -> object:
+    if isinstance(event, TaskProgressReported):
+        return float(event.percent)
+    if isinstance(event, TaskRescheduled):
+        return event.due_on
+    return True
+
+
+@dataclass(frozen=True)
+class Watched:
+    village_id: str
+    township_id: str
+    light: str | None
+    inputs: LightInputs
+
+
 async def light_inputs(
     conn: asyncpg.Connection | asyncpg.Pool,
     t: Callable[[str], str],
     h: CampaignHeader,
     day: dt.date,
     village_ids: Iterable[str] | None = None,
-) -> list[tuple[str, str | None, LightInputs]]:
-    """(village, current light, inputs) of the campaign's active villages (or of those given)."""
+) -> list[Watched]:
+    """What the lights of the campaign's active villages (or of those given) depend on."""
     only = None if village_ids is None else list(village_ids)
     w, targets, r = t("watch_villages"), t("watch_targets"), t("watch_reports")
     rows = await conn.fetch(
-        "SELECT w.village_id, w.light, coalesce(g.weights, '{}') AS weights, "
+        "SELECT w.village_id, w.township_id, w.light, coalesce(g.weights, '{}') AS weights, "
         "coalesce(g.progress, '{}') AS progress, coalesce(g.overdue, 0) AS overdue, "
         f"(SELECT count(*) FROM {r} WHERE campaign_id = w.campaign_id "
         "AND w.village_id = ANY(village_ids) AND late AND NOT submitted) AS late "
@@ -193,8 +221,9 @@ async def light_inputs(
     )
     plan = planned(h.start_date, h.end_date, day)
     return [
-        (
+        Watched(
             row["village_id"],
+            row["township_id"],
             row["light"],
             LightInputs(
                 progress=roll_up(list(zip(row["weights"], row["progress"], strict=True))),
@@ -210,15 +239,15 @@ async def light_inputs(
 async def _relight(
     store: EventStore,
     h: CampaignHeader,
-    village_id: str,
-    current: str | None,
-    inputs: LightInputs,
+    w: Watched,
     ctx: CommandContext,
     conn: asyncpg.Connection | None = None,
 ) -> None:
-    if light_for(inputs, h.settings)[0] == current:
-        return  # the rule gives the light it has: no need to load the village
-    await app.recompute_light(store, h.campaign_id, village_id, inputs, ctx, conn=conn)
+    if light_for(w.inputs, h.settings)[0] == w.light:
+        return  # the rule gives the light it has: no need to load its stream
+    await app.recompute_light(
+        store, h.campaign_id, w.village_id, w.township_id, w.inputs, ctx, conn=conn
+    )
 
 
 LIGHTS = LightsPolicy()
@@ -293,6 +322,5 @@ async def _tick(
                         now=now,
                         ctx=ctx,
                     )
-    tables = names.__getitem__
-    for village_id, current, inputs in await light_inputs(rt.pool, tables, h, now.date()):
-        await _relight(rt.store, h, village_id, current, inputs, ctx)
+    for watched in await light_inputs(rt.pool, names.__getitem__, h, now.date()):
+        await _relight(rt.store, h, watched, ctx)

@@ -19,20 +19,22 @@ from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.events import Event
 from cunzhi_platform.eventstore import EventStore, StreamWrite
 
-from .domain.campaign import AssessmentInput, Campaign, CampaignHeader
-from .domain.campaign_ids import (
+from ..domain.campaign import AssessmentInput, Campaign, CampaignHeader
+from ..domain.campaign_ids import (
     campaign_id as make_campaign_id,
 )
-from .domain.campaign_ids import (
+from ..domain.campaign_ids import (
     campaign_stream_id,
+    light_stream_id,
     team_stream_id,
     village_stream_id,
 )
-from .domain.campaign_progress import LightInputs
-from .domain.campaign_register import parse_register_csv
-from .domain.campaign_team import WorkTeam
-from .domain.campaign_village import CampaignVillage, ProblemDraft, TargetDraft
-from .events.campaign import (
+from ..domain.campaign_progress import LightInputs
+from ..domain.campaign_register import parse_register_csv
+from ..domain.campaign_team import WorkTeam
+from ..domain.campaign_village import CampaignVillage, ProblemDraft, TargetDraft, VillageLight
+from ..domain.tasks import TaskDraft
+from ..events.campaign import (
     CampaignSettings,
     Department,
     Member,
@@ -44,6 +46,8 @@ from .events.campaign import (
     Tier,
     Township,
 )
+from ..events.tasks import Assignee
+from .tasks import assign_tasks
 
 _headers: dict[tuple[str, str], CampaignHeader] = {}
 
@@ -317,14 +321,36 @@ async def set_targets(
     drafts: Sequence[TargetDraft],
     ctx: CommandContext,
 ) -> CampaignVillage:
+    """Targets of the village, each assigned as a tracked task of the village (same id).
+
+    ``TargetSet`` and the tasks commit together: a task id already taken refuses both.
+    """
     h = await header(store, campaign_id)
-    return await execute(
-        store,
-        CampaignVillage,
-        village_stream_id(campaign_id, village_id),
-        lambda v: v.set_targets(h, drafts),
-        ctx,
-    )
+    v = await _village(store, campaign_id, village_id)
+    events = v.set_targets(h, drafts)
+    tasks = [
+        TaskDraft(
+            task_id=d.target_id,
+            source="campaign_target",
+            township_id=v.township_id,
+            assignee=Assignee(kind="village", id=village_id, name=v.name),
+            title=d.title,
+            starts_on=h.start_date,
+            due_on=d.due_date,
+            village_id=village_id,
+            weight=d.weight,
+            campaign_id=campaign_id,
+            area=d.area,
+            kind=d.task_kind,
+        )
+        for d in drafts
+    ]
+    async with store.pool.acquire() as conn, conn.transaction():
+        await store.append(v.id, v.version, events, ctx, conn=conn)
+        await assign_tasks(store, tasks, ctx, conn=conn)
+    for e in events:
+        v.apply(e)
+    return v
 
 
 async def submit_village_report(
@@ -401,17 +427,22 @@ async def recompute_light(
     store: EventStore,
     campaign_id: str,
     village_id: str,
+    township_id: str,
     inputs: LightInputs,
     ctx: CommandContext,
     *,
     conn: asyncpg.Connection | None = None,
-) -> list[Event]:
+) -> None:
+    """A new light if the rule now gives another one (``LightChanged`` on its own stream)."""
     h = await header(store, campaign_id)
-    v = await load(store, CampaignVillage, village_stream_id(campaign_id, village_id), conn=conn)
-    events = v.recompute_light(h, inputs)
-    if events:
-        await store.append(v.id, v.version, events, ctx, conn=conn)
-    return events
+    await execute(
+        store,
+        VillageLight,
+        light_stream_id(campaign_id, village_id),
+        lambda v: v.recompute(h, township_id, inputs),
+        ctx,
+        conn=conn,
+    )
 
 
 async def mark_village_report_late(

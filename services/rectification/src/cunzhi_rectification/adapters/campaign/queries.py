@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 from cunzhi_platform.consumer import table_names
 
-from ..domain.campaign_progress import roll_up
-from .campaign_projections import CAMPAIGN_PROJECTIONS
+from ...domain.campaign_progress import roll_up
+from .projections import CAMPAIGN_PROJECTIONS
 
 Scope = Collection[str] | None
 
