@@ -127,7 +127,7 @@ class CampaignReads:
             scope,
         )
         units = await self.pool.fetchrow(
-            f"SELECT count(*) AS units, coalesce(sum(funds_yuan), 0) AS funds_yuan, "
+            f"SELECT count(*) AS units, coalesce(sum(funds_yuan), 0)::bigint AS funds_yuan, "
             f"coalesce(sum(jsonb_array_length(projects)), 0) AS projects "
             f"FROM {self.t['campaign_units']} WHERE campaign_id = $1",
             campaign_id,
