@@ -264,7 +264,8 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
         return d if done and d["progress"] == 37.5 else None
 
     d = await eventually(dashboard)
-    assert d is not None
+    last = (await client.get(f"/campaigns/{cid}/dashboard", headers=headers)).json()
+    assert d is not None, {k: last[k] for k in ("town_level", "targets", "green", "progress")}
     assert (d["registered"], d["ranked"], d["candidates"], d["confirmed"], d["removed"]) == (
         20,
         20,

@@ -130,21 +130,25 @@ class CampaignReadModel(Consumer):
                 description text NOT NULL,
                 PRIMARY KEY (campaign_id, village_id, problem_id)
             )""",
+        # A target's task events travel on the task's partition, its TargetSet on the
+        # village's: either may come first, so both sides upsert and the definition columns
+        # stay empty until TargetSet (a forum task leaves a row with no campaign, never read).
         "campaign_targets": """
             CREATE TABLE IF NOT EXISTS {table} (
                 target_id text PRIMARY KEY,
-                campaign_id text NOT NULL,
-                village_id text NOT NULL,
-                township_id text NOT NULL,
-                title text NOT NULL,
-                area text NOT NULL,
-                task_kind text NOT NULL,
-                common boolean NOT NULL,
-                weight double precision NOT NULL,
-                due_date date NOT NULL,
-                owner text NOT NULL,
+                campaign_id text,
+                village_id text,
+                township_id text,
+                title text,
+                area text,
+                task_kind text,
+                common boolean,
+                weight double precision,
+                due_date date,
+                owner text,
                 progress double precision NOT NULL DEFAULT 0,
-                completed_on date
+                completed_on date,
+                rescheduled_to date
             )""",
         "campaign_teams": """
             CREATE TABLE IF NOT EXISTS {table} (
@@ -310,7 +314,10 @@ class CampaignReadModel(Consumer):
                 await tx.conn.execute(
                     f"INSERT INTO {tx.t('campaign_targets')} (target_id, campaign_id, village_id, "
                     "township_id, title, area, task_kind, common, weight, due_date, owner) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (target_id) "
+                    "DO UPDATE SET campaign_id = $2, village_id = $3, township_id = $4, "
+                    "title = $5, area = $6, task_kind = $7, common = $8, weight = $9, "
+                    "due_date = $10, owner = $11",
                     event.target_id,
                     event.campaign_id,
                     event.village_id,
@@ -331,20 +338,23 @@ class CampaignReadModel(Consumer):
                 )
             case TaskProgressReported():
                 await tx.conn.execute(
-                    f"UPDATE {tx.t('campaign_targets')} SET progress = $2 WHERE target_id = $1",
+                    f"INSERT INTO {tx.t('campaign_targets')} (target_id, progress) VALUES ($1, $2) "
+                    "ON CONFLICT (target_id) DO UPDATE SET progress = $2",
                     event.task_id,
                     event.percent,
                 )
             case TaskCompleted():
                 await tx.conn.execute(
-                    f"UPDATE {tx.t('campaign_targets')} SET progress = 100, completed_on = $2 "
-                    "WHERE target_id = $1",
+                    f"INSERT INTO {tx.t('campaign_targets')} (target_id, progress, completed_on) "
+                    "VALUES ($1, 100, $2) ON CONFLICT (target_id) DO UPDATE SET progress = 100, "
+                    "completed_on = $2",
                     event.task_id,
                     event.completed_on,
                 )
             case TaskRescheduled():
                 await tx.conn.execute(
-                    f"UPDATE {tx.t('campaign_targets')} SET due_date = $2 WHERE target_id = $1",
+                    f"INSERT INTO {tx.t('campaign_targets')} (target_id, rescheduled_to) "
+                    "VALUES ($1, $2) ON CONFLICT (target_id) DO UPDATE SET rescheduled_to = $2",
                     event.task_id,
                     event.due_on,
                 )
