@@ -372,3 +372,197 @@ async def test_bad_input_changes_nothing(client, settings) -> None:
     )
     assert r.status_code == 422 and "candidate_share" in str(r.json()["detail"])
     assert await version(client, stream) == 1
+
+
+async def tiered(client, settings) -> tuple[str, dict[str, str]]:
+    """v00 district-level, v01 town-level (in T1), v02 removed."""
+    cid, headers = await ranked(client, settings)
+    for v, verdict in (("v00", "confirm"), ("v01", "confirm"), ("v02", "remove")):
+        r = await client.post(
+            f"/campaigns/{cid}/candidates/{v}/{verdict}", headers=headers, json={"reason": "核实"}
+        )
+        assert r.status_code == 200, r.text
+    r = await client.post(f"/campaigns/{cid}/tiers", headers=headers)
+    assert r.json() == {"district": ["v00"], "town": ["v01"]}
+    return cid, headers
+
+
+async def test_the_town_list_teams_sheets_and_graduation(client, settings, clock) -> None:
+    clock.set(dt.datetime(2026, 9, 1, 10, 0, tzinfo=SHANGHAI))
+    cid, headers = await tiered(client, settings)
+    office = token(settings, sub="o1", roles=["party_building_office"], township_ids=[T1])
+
+    # the township keeps its town list: v03 appears during the round, v01 leaves it
+    r = await client.post(
+        f"/campaigns/{cid}/town-list",
+        headers=office,
+        json={"village_id": "v03", "reason": "动态出现：两委矛盾激化"},
+    )
+    assert r.status_code == 200 and r.json() == {"village_id": "v03", "tier": "town"}
+    r = await client.post(
+        f"/campaigns/{cid}/town-list", headers=office, json={"village_id": "v04", "reason": "x"}
+    )
+    assert r.status_code == 403  # v04 lies in the other township
+    r = await client.delete(
+        f"/campaigns/{cid}/town-list/v01", headers=office, params={"reason": "班子调整到位"}
+    )
+    assert r.status_code == 200
+    r = await client.delete(
+        f"/campaigns/{cid}/town-list/v01", headers=office, params={"reason": "again"}
+    )
+    assert r.status_code == 409
+
+    # a township working group, led by a leadership member
+    r = await client.post(
+        f"/campaigns/{cid}/teams",
+        headers=office,
+        json={
+            "team_id": "group-v03",
+            "level": "town",
+            "village_ids": ["v03"],
+            "departments": [
+                {"department_id": "sd", "name": "市东街道党工委", "type": "party_committee"}
+            ],
+            "members": [
+                {
+                    "person_id": "w1",
+                    "name": "副书记",
+                    "department_id": "sd",
+                    "age_band": "middle",
+                    "role": "leader",
+                }
+            ],
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/campaigns/{cid}/teams",
+        headers=office,
+        json={
+            "team_id": "team-v00",
+            "level": "district",
+            "village_ids": ["v00"],
+            "departments": [],
+            "members": [{"person_id": "w2", "name": "x", "department_id": "sd"}],
+        },
+    )
+    assert r.status_code == 403  # district-level teams are the county's
+
+    # the sheet, and the review export for the township secretaries
+    common = {
+        c: 9
+        for c in (
+            "on_duty",
+            "team_building",
+            "conflicts",
+            "collective_economy",
+            "livelihood",
+            "openness",
+            "ledger",
+            "satisfaction",
+        )
+    }
+    r = await client.post(
+        f"/campaigns/{cid}/teams/group-v03/assessments",
+        headers=headers,
+        json={"period": "2027H1", "common": common, "differentiated": 15, "bonus": 2, "penalty": 1},
+    )
+    assert r.status_code == 200 and r.json()["total"] == 72 + 15 + 2 - 1
+    r = await client.post(
+        f"/campaigns/{cid}/teams/group-v03/assessments",
+        headers=headers,
+        json={"period": "2027H2", "common": {**common, "ledger": 11}},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "common"
+
+    # graduation: v03 passes (摘帽, reviewed a year later), v00 is carried over
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v03/evaluation",
+        headers=headers,
+        json={"score": 85, "dissatisfaction": 0.2, "on": "2028-08-20"},
+    )
+    assert r.json() == {"village_id": "v03", "outcome": "graduated"}
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/evaluation",
+        headers=headers,
+        json={"score": 65, "dissatisfaction": 0.1},
+    )
+    assert r.json()["outcome"] == "carried_over"
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/evaluation",
+        headers=headers,
+        json={"score": 90, "dissatisfaction": 0.1},
+    )
+    assert r.status_code == 409
+
+    async def settled() -> bool:
+        d = (await client.get(f"/campaigns/{cid}/dashboard", headers=headers)).json()
+        return (d["graduated"], d["carried_over"], d["town_level"]) == (1, 1, 1)
+
+    assert await eventually(settled)
+    view = (await client.get(f"/campaigns/{cid}/townships/{T1}", headers=office)).json()
+    assert {v["village_id"]: v["outcome"] for v in view["villages"]} == {"v03": "graduated"}
+    card = (await client.get(f"/campaigns/{cid}/villages/v03", headers=office)).json()
+    assert card["follow_up_review_on"] == "2029-08-20"
+    review = (await client.get(f"/campaigns/{cid}/township-review", headers=office)).json()
+    assert review == [
+        {
+            "township_id": T1,
+            "teams": [
+                {"team_id": "group-v03", "level": "town", "villages": ["v03"], "latest_total": 88.0}
+            ],
+            "teams_assessed": 1,
+            "average_total": 88.0,
+        }
+    ]
+    r = await client.get(f"/campaigns/{cid}/dashboard", headers=token(settings, sub="x"))
+    assert r.status_code == 403
+
+
+async def test_a_redelivered_event_changes_nothing(client, settings, clock) -> None:
+    clock.set(dt.datetime(2026, 9, 1, 10, 0, tzinfo=SHANGHAI))
+    cid, headers = await tiered(client, settings)
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/problems",
+        headers=headers,
+        json=[{"problem_id": "p1", "kind": "weak", "description": "班子软弱"}],
+    )
+    assert r.status_code == 200
+
+    async def ledger() -> list[dict[str, Any]]:
+        return (await client.get(f"/campaigns/{cid}/villages/v00/ledger", headers=headers)).json()[
+            "items"
+        ]
+
+    async def listed() -> bool:
+        return any(e["kind"] == "ProblemListed" for e in await ledger())
+
+    assert await eventually(listed)
+    before = await ledger()
+    # publish the stored ProblemListed again, as a relay that crashed before marking it would
+    rt = client.app.state.runtime
+    (stored,) = [
+        s
+        for s in await rt.store.load(village_stream_id(cid, "v00"))
+        if s.envelope.type.endswith("ProblemListed")
+    ]
+    await rt.broker.publish(
+        stored.event.model_dump_json().encode(),
+        rt.store.topic,
+        key=stored.stream_id.encode(),
+        headers={k: v.decode() for k, v in stored.envelope.to_headers()},
+    )
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/problems",
+        headers=headers,
+        json=[{"problem_id": "p2", "kind": "poor", "description": "空壳"}],
+    )
+
+    async def second() -> bool:
+        return sum(e["kind"] == "ProblemListed" for e in await ledger()) == 2
+
+    assert await eventually(second)  # the redelivery was processed before, in partition order
+    after = await ledger()
+    assert [e for e in after if e["summary"] != "problem (poor): 空壳"] == before
+    card = (await client.get(f"/campaigns/{cid}/villages/v00", headers=headers)).json()
+    assert [p["problem_id"] for p in card["problems"]] == ["p1", "p2"]
