@@ -595,3 +595,20 @@ def test_candidates_selected_event_carries_the_whole_ranking() -> None:
     # all tie: ordered by id, the last one (v006) the single candidate (7·0.15 = 1.05 → 1)
     assert [r.rank for r in e.ranking] == list(range(1, 8))
     assert e.candidate_ids == ("v006",)
+
+
+def test_a_village_joining_late_owes_no_earlier_report() -> None:
+    h = opened().header()
+    v = CampaignVillage(village_stream_id("bincheng-R3", "v009"))
+    joined = dt.date(2026, 11, 16)  # 动态出现 in November
+    run(
+        v,
+        v.place(
+            name="大王村", township_id="t9", tier="town", rank=None, reason="动态出现", on=joined
+        ),
+    )
+    now = dt.datetime(2026, 12, 10, 9, 0, tzinfo=SHANGHAI)  # September–November all past due
+    assert v.mark_late(h, kind="monthly_progress", period=1, now=now) == []  # September
+    assert v.mark_late(h, kind="monthly_progress", period=2, now=now) == []  # October
+    (late,) = v.mark_late(h, kind="monthly_progress", period=3, now=now)  # November: owed
+    assert late.period_start == dt.date(2026, 11, 1)

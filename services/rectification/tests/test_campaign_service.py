@@ -15,7 +15,9 @@ import openpyxl
 import pytest
 import pytest_asyncio
 from cunzhi_platform.clock import SHANGHAI, ManualClock
+from cunzhi_platform.rebuild import rebuild
 from cunzhi_platform.testing import eventually, running, token
+from cunzhi_rectification.adapters.campaign.projections import CAMPAIGN_PROJECTIONS
 from cunzhi_rectification.domain.campaign_ids import campaign_stream_id, village_stream_id
 from cunzhi_rectification.service import build_service
 
@@ -566,3 +568,32 @@ async def test_a_redelivered_event_changes_nothing(client, settings, clock) -> N
     assert [e for e in after if e["summary"] != "problem (poor): 空壳"] == before
     card = (await client.get(f"/campaigns/{cid}/villages/v00", headers=headers)).json()
     assert [p["problem_id"] for p in card["problems"]] == ["p1", "p2"]
+
+
+async def test_the_read_model_rebuilds_to_the_same_rows(client, settings, clock) -> None:
+    clock.set(dt.datetime(2026, 9, 1, 10, 0, tzinfo=SHANGHAI))
+    cid, headers = await tiered(client, settings)
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/problems",
+        headers=headers,
+        json=[{"problem_id": "p1", "kind": "poor", "description": "空壳村"}],
+    )
+    assert r.status_code == 200
+
+    async def views() -> tuple[Any, ...]:
+        get = client.get
+        return (
+            (await get(f"/campaigns/{cid}/ranking", headers=headers)).json(),
+            (await get(f"/campaigns/{cid}/villages/v00", headers=headers)).json(),
+            (await get(f"/campaigns/{cid}/villages/v00/ledger", headers=headers)).json(),
+        )
+
+    async def settled() -> bool:
+        _, card, _ = await views()
+        return card.get("light") == "green" and len(card["problems"]) == 1
+
+    assert await eventually(settled)
+    before = await views()
+    folded = await rebuild(CAMPAIGN_PROJECTIONS[0], client.app.state.runtime.store)
+    assert folded > 20
+    assert await views() == before
