@@ -134,7 +134,16 @@ async def bench_lights_db(
         "watch_targets",
         schema_name=SCHEMA,
         records=[
-            (f"g{n}", "c", f"v{v:06d}", w, START + dt.timedelta(days=rng.randrange(730)), p, False)
+            (
+                f"g{n}",
+                "c",
+                f"v{v:06d}",
+                w,
+                START + dt.timedelta(days=rng.randrange(730)),
+                p,
+                False,
+                None,
+            )
             for n, (v, w, p) in enumerate(rows)
         ],
     )
