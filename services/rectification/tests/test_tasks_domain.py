@@ -246,6 +246,7 @@ def test_a_due_day_on_a_holiday_runs_to_the_end_of_the_next_working_day():
     # An adjusted weekend working day is a working day: it is its own deadline.
     assert effective_due_day(dt.date(2026, 10, 10)) == dt.date(2026, 10, 10)
     task = assigned(starts_on=dt.date(2026, 9, 1), due_on=dt.date(2026, 10, 3))
+    assert task.assigned is not None and task.assigned.deadline == at(dt.date(2026, 10, 9))
     assert task.check_deadline(at(dt.date(2026, 10, 8), 18), POLICY) == []
     assert task.check_deadline(at(dt.date(2026, 10, 9)), POLICY)
 
@@ -334,3 +335,19 @@ def test_rescheduling_is_refused(actor, due_on, reason, error, match):
 
 def test_the_county_reschedules_too():
     assert assigned().reschedule(COUNTY, due_on=dt.date(2026, 4, 30), reason="顺延", now=at(START))
+
+
+def test_the_villages_work_team_reports_on_its_campaign_targets_only():
+    team = Actor("team-member", team_of=frozenset({"v001"}))
+    target = assigned(
+        source="campaign_target",
+        forum_id=None,
+        resolution_id=None,
+        campaign_id="bincheng-3",
+        village_id="v001",
+        assignee=Assignee(kind="person", id="team-leader"),
+    )
+    assert target.report_progress(team, percent=20, today=START)
+    forum_task = assigned(assignee=Assignee(kind="village", id="v001"))
+    with pytest.raises(Forbidden):
+        forum_task.report_progress(team, percent=20, today=START)

@@ -372,6 +372,11 @@ async def test_reports_outside_ones_jurisdiction_or_not_ones_own_are_forbidden(k
             f"/tasks/{task_id}/completion", json={"summary": "done"}, headers=headers
         )
         assert r.status_code == 403, (who, r.text)
+        # Who may act is checked before the body: an outsider learns nothing about it.
+        r = await kit.client.post(
+            f"/tasks/{task_id}/progress", json={"percent": 101}, headers=headers
+        )
+        assert r.status_code == 403, (who, r.text)
     assert await kit.stored() == before
     r = await kit.client.get(f"/tasks/{task_id}", headers=outsiders["another village's secretary"])
     assert r.status_code == 403 and "outside your jurisdiction" in r.text
@@ -613,3 +618,12 @@ async def test_the_tasks_read_model_rebuilds_to_the_same_rows(kit: Kit) -> None:
     assert await rebuild(projection, kit.rt.store) >= 4
     assert await rows() == before
     assert [r["status"] for r in before] == ["open", "completed"]
+
+
+async def test_the_api_documents_the_task_routes_and_which_rules_are_ours(kit: Kit) -> None:
+    spec = (await kit.client.get("/openapi.json")).json()
+    for path in ("/tasks", "/tasks/overdue", "/tasks/{task_id}/progress", "/forums/task-counts"):
+        assert path in spec["paths"], path
+    progress = spec["paths"]["/tasks/{task_id}/progress"]["post"]["description"]
+    assert "Our rule" in progress
+    assert "tracked work item" in spec["info"]["description"]

@@ -119,6 +119,23 @@ async def test_cycle_from_forum_planned_to_resolution(kit: Kit) -> None:
     (resolved,) = await kit.published("cunzhi.topics.TopicResolved", topic_id=chosen)
     assert resolved["forum_id"] == forum
 
+    # The submitter follows every step in words, from submission to resolution.
+    timeline = await kit.until(f"/topics/{chosen}/timeline", lambda p: p["total"] == 7, wang)
+    assert [s["step"] for s in timeline["items"]] == [
+        "submitted",
+        "shortlisted",
+        "selected",
+        "task_completed",  # reported before the resolution naming it arrived
+        "resolution_adopted",
+        "task_completed",
+        "resolved",
+    ]
+    assert (
+        timeline["items"][4]["description"] == "论坛通过《关于加强流动党员管理的决议》，部署任务2项"
+    )
+    r = await kit.client.get(f"/topics/{chosen}/timeline", headers=kit.office(kit.fresh("town")))
+    assert r.status_code == 403
+
     # Redelivered completions and plans change nothing and are not dead-lettered.
     await kit.publish(RECTIFICATION, completed(forum, town, t2), f"task:{t2}", event_id=done_id)
     await kit.publish(RECTIFICATION, completed(forum, town, t2), f"task:{t2}")

@@ -42,6 +42,16 @@ class ForumCancelled(Reader):
     reason: str
 
 
+@readers.register("cunzhi.meetings.ForumHeld", version=1)
+class ForumHeld(Reader):
+    """The forum met on its topic (a step of the topic's timeline)."""
+
+    forum_id: str
+    topic_id: str
+    number: int
+    date: dt.date
+
+
 class ForumTask(Reader):
     task_id: str
 
@@ -53,6 +63,7 @@ class ResolutionAdopted(Reader):
     forum_id: str
     township_id: str
     topic_id: str
+    title: str
     tasks: tuple[ForumTask, ...]
 
 
@@ -71,3 +82,4 @@ class TaskCompleted(Reader):
     task_id: str
     forum_id: str | None = None
     township_id: str
+    summary: str = ""

@@ -7,6 +7,7 @@ from cunzhi_platform.runtime import Service
 from .adapters.http import router
 from .adapters.policies import CarryOver, ForumCalendar, ForumOutcomes
 from .adapters.projections import ReadModels
+from .adapters.timeline import Timeline
 from .adapters.timers import call_timers
 from .events import SERVICE, registry
 from .inbound import readers
@@ -23,7 +24,7 @@ def build_service() -> Service:
         name=SERVICE,
         registry=registry,
         consumes=[readers],
-        consumers=[ReadModels(), CarryOver(), ForumCalendar(), ForumOutcomes()],
+        consumers=[ReadModels(), Timeline(), CarryOver(), ForumCalendar(), ForumOutcomes()],
         routers=[router],
         background=[call_timers],
         description=DESCRIPTION,

@@ -1,1 +1,1 @@
-"""Adapters of the rectification service, by subject (``tasks``, ``campaign``)."""
+"""Adapters: HTTP routes, read-model projections, policies and timers."""

@@ -2,7 +2,14 @@
 
 For a campaign: ``assign_tasks`` assigns many tasks at once (a round has hundreds of targets),
 all or nothing, and assigning the same tasks again appends nothing. A policy reacting to another
-service's event passes ``conn`` so its tasks commit with the consumer's processed mark.
+service's event passes ``conn`` so its tasks commit with the consumer's processed mark. A target
+is a ``TaskDraft(source="campaign_target", campaign_id=…, village_id=…, area=…, kind=…,
+weight=…)`` whose ``task_id`` is unique across forums and campaigns (e.g.
+``<campaign>-<village>-<n>``; letters, digits, ``_ . -``). From then on the task's events
+(``TaskProgressReported``, ``TaskCompleted``, ``TaskOverdue``, ``TaskEscalated``) carry its id, and
+the ``tasks`` read model its status, percent and weight by campaign and village. Reports on a
+target by the village's work team go through ``report_progress``/``complete_task`` with an
+``Actor`` whose ``team_of`` names the team's villages.
 """
 
 from __future__ import annotations

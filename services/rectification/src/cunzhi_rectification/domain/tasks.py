@@ -8,8 +8,9 @@ Rules (the seeds only say tasks have owners and deadlines; the rest is ours):
 
 - a task has exactly one assignee, a village or a person, and a due date on or after its
   start and at most five years after it; its weight is positive;
-- only the assignee (the village's secretary, or the person) or the office of the task's
-  township (党建办, 乡党委) reports on it or completes it;
+- only the assignee (the village's secretary, or the person), the office of the task's
+  township (党建办, 乡党委), or — for a campaign target — the village's work team reports on
+  it or completes it;
 - progress is a whole percentage within 0–100 and never below the last report;
 - completion needs evidence or a summary, and happens once; a completed task is 100% done;
 - a task is overdue once its due day has ended in Asia/Shanghai unfinished; a due day that is
@@ -127,14 +128,15 @@ def escalation_cutoff(today: dt.date, working_days: int) -> dt.datetime:
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts on a task, as their token says: their person id, the villages they are
-    secretary of, the townships whose office (党建办/乡党委) they act for, and whether they
-    are the county organisation department."""
+    """Who acts on a task: their person id, the villages they are secretary of, the villages
+    whose campaign work team (驻村工作专班) they are on, the townships whose office (党建办/乡党委)
+    they act for, and whether they are the county organisation department."""
 
     person_id: str
     secretary_of: frozenset[str] = frozenset()
     office_of: frozenset[str] = frozenset()
     county: bool = False
+    team_of: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class TaskDraft:
             title=self.title,
             starts_on=self.starts_on,
             due_on=self.due_on,
+            deadline=deadline(self.due_on),
             weight=self.weight,
             forum_id=self.forum_id,
             resolution_id=self.resolution_id,
@@ -218,10 +221,6 @@ class Task(Aggregate):
         return self._assignment.task_id
 
     @property
-    def township_id(self) -> str:
-        return self._assignment.township_id
-
-    @property
     def deadline(self) -> dt.datetime:
         return deadline(self.due_on)
 
@@ -256,7 +255,7 @@ class Task(Aggregate):
         today: dt.date,
     ) -> list[Event]:
         a = self._assignment
-        self._require_reporter(actor)
+        self.require_reporter(actor)
         self._require_not_completed("report on")
         if not 0 <= percent <= 100:
             raise DomainError(
@@ -291,7 +290,7 @@ class Task(Aggregate):
         self, actor: Actor, *, summary: str = "", evidence: Sequence[Evidence] = (), today: dt.date
     ) -> list[Event]:
         a = self._assignment
-        self._require_reporter(actor)
+        self.require_reporter(actor)
         self._require_not_completed("complete")
         if not summary.strip() and not evidence:
             raise DomainError(
@@ -316,11 +315,7 @@ class Task(Aggregate):
     ) -> list[Event]:
         """Move the due date; an overdue task whose new due day has not ended is open again."""
         a = self._assignment
-        if not actor.county and a.township_id not in actor.office_of:
-            raise Forbidden(
-                f"only the office of township {a.township_id} or the county organisation "
-                "department moves a task's due date"
-            )
+        self.require_scheduler(actor)
         self._require_not_completed("reschedule")
         check_due_date(a.starts_on, due_on)
         if due_on == self.due_on:
@@ -338,6 +333,7 @@ class Task(Aggregate):
                 township_id=a.township_id,
                 previous_due_on=self.due_on,
                 due_on=due_on,
+                deadline=deadline(due_on),
                 reason=reason.strip(),
                 rescheduled_by=actor.person_id,
             )
@@ -387,7 +383,17 @@ class Task(Aggregate):
             )
         return events
 
-    def _require_reporter(self, actor: Actor) -> None:
+    def require_scheduler(self, actor: Actor) -> None:
+        """Only the office of the task's township or the county moves its due date."""
+        township = self._assignment.township_id
+        if not actor.county and township not in actor.office_of:
+            raise Forbidden(
+                f"only the office of township {township} or the county organisation "
+                "department moves a task's due date"
+            )
+
+    def require_reporter(self, actor: Actor) -> None:
+        """Only the assignee, the township's office or (targets) the village's team reports."""
         a = self._assignment
         if a.township_id in actor.office_of:
             return
@@ -395,10 +401,15 @@ class Task(Aggregate):
             return
         if a.assignee.kind == "village" and a.assignee.id in actor.secretary_of:
             return
+        if a.source == "campaign_target" and a.village_id in actor.team_of:
+            return  # the village's work team reports on its targets
         whose = "village " if a.assignee.kind == "village" else ""
+        team = (
+            f" or the work team of village {a.village_id}" if a.source == "campaign_target" else ""
+        )
         raise Forbidden(
             f"task {a.task_id} is assigned to {whose}{a.assignee.id}: only its assignee or the "
-            f"office of township {a.township_id} reports on it"
+            f"office of township {a.township_id}{team} reports on it"
         )
 
     def _require_not_completed(self, verb: str) -> None:

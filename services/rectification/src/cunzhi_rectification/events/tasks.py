@@ -72,6 +72,9 @@ class TaskAssigned(Event):
     title: str
     starts_on: dt.date
     due_on: dt.date
+    deadline: dt.datetime
+    """When it becomes overdue: the end of the due day in Asia/Shanghai, or of the next working
+    day when the due day is a rest day."""
     weight: float = 1.0
     """Its share in a weighted roll-up of progress (campaign targets); 1 when unweighted."""
     forum_id: str | None = None
@@ -155,5 +158,6 @@ class TaskRescheduled(Event):
     township_id: str
     previous_due_on: dt.date
     due_on: dt.date
+    deadline: dt.datetime
     reason: str
     rescheduled_by: str

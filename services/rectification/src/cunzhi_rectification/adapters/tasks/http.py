@@ -128,11 +128,28 @@ async def _visible_task(task_id: str, principal: Principal, rt: Runtime) -> Task
 
 
 # --- commands ------------------------------------------------------------------------------
+# Who may act is checked in a dependency, from the path and the token, before the body is
+# validated: someone outside the task hears 403, not what was wrong with their body. The
+# domain checks again when it decides.
+
+
+async def reporter(task_id: str, principal: CurrentPrincipal, rt: Rt) -> Principal:
+    (await application.load_task(rt.store, task_id)).require_reporter(actor_of(principal))
+    return principal
+
+
+async def scheduler(task_id: str, principal: CurrentPrincipal, rt: Rt) -> Principal:
+    (await application.load_task(rt.store, task_id)).require_scheduler(actor_of(principal))
+    return principal
+
+
+Reporter = Annotated[Principal, Depends(reporter)]
+Scheduler = Annotated[Principal, Depends(scheduler)]
 
 
 @router.post("/tasks/{task_id}/progress")
 async def report_progress(
-    task_id: str, body: ProgressIn, principal: CurrentPrincipal, request: Request, rt: Rt
+    task_id: str, principal: Reporter, body: ProgressIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Report how far the task is (进展), with a note and evidence by reference.
 
@@ -155,7 +172,7 @@ async def report_progress(
 
 @router.post("/tasks/{task_id}/completion")
 async def complete(
-    task_id: str, body: CompletionIn, principal: CurrentPrincipal, request: Request, rt: Rt
+    task_id: str, principal: Reporter, body: CompletionIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Complete the task with evidence or a summary; publishes ``TaskCompleted`` (once).
 
@@ -177,7 +194,7 @@ async def complete(
 
 @router.post("/tasks/{task_id}/due-date")
 async def reschedule(
-    task_id: str, body: RescheduleIn, principal: CurrentPrincipal, request: Request, rt: Rt
+    task_id: str, principal: Scheduler, body: RescheduleIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Move the due date (township office or county, with a reason; our rule).
 

@@ -13,7 +13,7 @@ from cunzhi_platform.consumer import Consumer, Tx, table_names
 from cunzhi_platform.envelope import Envelope, topic_for
 from cunzhi_platform.events import Event
 
-from ...domain.tasks import TaskStatus, deadline
+from ...domain.tasks import TaskStatus
 from ...events import (
     SERVICE,
     TaskAssigned,
@@ -96,7 +96,7 @@ class TasksProjection(Consumer):
                     event.title,
                     event.starts_on,
                     event.due_on,
-                    deadline(event.due_on),
+                    event.deadline,
                     event.weight,
                     event.forum_id,
                     event.resolution_id,
@@ -151,7 +151,7 @@ class TasksProjection(Consumer):
                     event.task_id,
                     envelope.time,
                     event.due_on,
-                    deadline(event.due_on),
+                    event.deadline,
                     TaskStatus.OPEN,
                 )
 
