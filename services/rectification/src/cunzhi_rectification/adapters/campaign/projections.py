@@ -84,10 +84,11 @@ class CampaignReadModel(Consumer):
             CREATE TABLE IF NOT EXISTS {table} (
                 campaign_id text NOT NULL,
                 village_id text NOT NULL,
-                name text NOT NULL,
-                kind text NOT NULL,
+                -- from VillagesRegistered; a village's own events may come first (see apply)
+                name text,
+                kind text,
                 township_id text NOT NULL,
-                township_name text NOT NULL,
+                township_name text,
                 symptoms jsonb,
                 symptom_score double precision,
                 last_year_score double precision,
@@ -198,6 +199,16 @@ class CampaignReadModel(Consumer):
 
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
         v = tx.t("campaign_villages")
+        if isinstance(event, _OF_A_VILLAGE):
+            # These travel on the village's (or its light's) partition, the register on the
+            # campaign's: either may be applied first, so the row is made by whichever comes.
+            await tx.conn.execute(
+                f"INSERT INTO {v} (campaign_id, village_id, township_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING",
+                event.campaign_id,
+                event.village_id,
+                event.township_id,
+            )
         match event:
             case CampaignOpened():
                 await tx.conn.execute(
@@ -220,7 +231,9 @@ class CampaignReadModel(Consumer):
                 await tx.conn.execute(
                     f"INSERT INTO {v} (campaign_id, village_id, name, kind, township_id, "
                     "township_name) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], "
-                    "$5::text[], $6::text[]) ON CONFLICT DO NOTHING",
+                    "$5::text[], $6::text[]) ON CONFLICT (campaign_id, village_id) DO UPDATE SET "
+                    "name = excluded.name, kind = excluded.kind, township_id = "
+                    "excluded.township_id, township_name = excluded.township_name",
                     event.campaign_id,
                     [x.village_id for x in event.villages],
                     [x.name for x in event.villages],
@@ -509,5 +522,14 @@ class CampaignReadModel(Consumer):
             event.model_dump(mode="json"),
         )
 
+
+_OF_A_VILLAGE = (
+    VerificationOpinionGiven,
+    VillageTiered,
+    TownLevelVillageRemoved,
+    LightChanged,
+    VillageGraduated,
+    VillageCarriedOver,
+)
 
 CAMPAIGN_PROJECTIONS: tuple[Consumer, ...] = (CampaignReadModel(),)
