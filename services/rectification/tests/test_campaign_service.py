@@ -517,8 +517,14 @@ async def test_the_town_list_teams_sheets_and_graduation(client, settings, clock
             "average_total": 88.0,
         }
     ]
+    r = await client.get(f"/campaigns/{cid}/township-review.xlsx", headers=office)
+    sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+    assert list(sheet.iter_rows(values_only=True))[1] == (T1, "group-v03", "town", "v03", 88, 88)
     r = await client.get(f"/campaigns/{cid}/dashboard", headers=token(settings, sub="x"))
     assert r.status_code == 403
+    # the township sees its own villages only
+    page = (await client.get(f"/campaigns/{cid}/ranking", headers=office)).json()
+    assert page["total"] == 10 and {i["township_id"] for i in page["items"]} == {T1}
 
 
 async def test_a_redelivered_event_changes_nothing(client, settings, clock) -> None:

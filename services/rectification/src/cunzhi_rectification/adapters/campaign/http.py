@@ -56,7 +56,7 @@ from ...events.campaign import (
 from ...events.campaign import (
     Township as TownshipModel,
 )
-from .export import ledger_xlsx, ranking_xlsx
+from .export import ledger_xlsx, ranking_xlsx, review_xlsx
 from .queries import CampaignReads, Scope
 
 OFFICE = "party_building_office"
@@ -915,6 +915,15 @@ async def township_review(
     of their party-building work (述职评议考核)."""
     scope = await _scope(rt, principal, campaign_id)
     return await _reads(rt).township_review(campaign_id, scope)
+
+
+@router.get("/{campaign_id}/township-review.xlsx", response_class=Response)
+async def township_review_export(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> Response:
+    """The same as XLSX, as the county files it."""
+    scope = await _scope(rt, principal, campaign_id)
+    townships = await _reads(rt).township_review(campaign_id, scope)
+    content = await asyncio.to_thread(review_xlsx, townships)
+    return _xlsx(content, f"{campaign_id}-township-review.xlsx")
 
 
 CAMPAIGN_ROUTERS = (router,)
