@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 from typing import Annotated, Any, Literal
 
 from cunzhi_platform.aggregate import Forbidden, NotFound
@@ -28,6 +29,7 @@ from cunzhi_platform.clock import today
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.runtime import Runtime, runtime
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from ...application import campaign as app
@@ -925,5 +927,14 @@ async def township_review_export(campaign_id: str, principal: CurrentPrincipal, 
     content = await asyncio.to_thread(review_xlsx, townships)
     return _xlsx(content, f"{campaign_id}-township-review.xlsx")
 
+
+# ``description=RULES`` replaces an endpoint's docstring in the API docs: put it back in front.
+for _route in router.routes:
+    if (
+        isinstance(_route, APIRoute)
+        and _route.description == RULES.strip()
+        and _route.endpoint.__doc__
+    ):
+        _route.description = f"{inspect.cleandoc(_route.endpoint.__doc__)}\n{RULES}"
 
 CAMPAIGN_ROUTERS = (router,)
