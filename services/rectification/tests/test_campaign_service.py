@@ -450,6 +450,14 @@ async def test_the_town_list_teams_sheets_and_graduation(client, settings, clock
     )
     assert r.status_code == 403  # district-level teams are the county's
 
+    # the township reports for its town-level village; a party member of the township cannot
+    report = {"kind": "monthly_progress", "period": 1, "summary": "工作组进驻"}
+    member = token(settings, sub="pm", roles=["party_member"], township_ids=[T1])
+    r = await client.post(f"/campaigns/{cid}/villages/v03/reports", headers=member, json=report)
+    assert r.status_code == 403
+    r = await client.post(f"/campaigns/{cid}/villages/v03/reports", headers=office, json=report)
+    assert r.status_code == 200 and r.json()["late"] is False
+
     # the sheet, and the review export for the township secretaries
     common = {
         c: 9

@@ -388,7 +388,8 @@ async def _may_report_for(
     reporter: Principal,
     team_id: str | None,
 ) -> None:
-    if v.tier == "town" and v.township_id in reporter.township_ids:
+    township_office = reporter.has_role("party_building_office", "township_committee")
+    if v.tier == "town" and township_office and v.township_id in reporter.township_ids:
         return
     if team_id is None:
         raise Forbidden(
