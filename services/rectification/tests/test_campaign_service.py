@@ -259,11 +259,20 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
     )
     assert r.status_code == 200, r.text
 
+    # and the village's team reports on its targets through the campaign's API
+    path = f"/campaigns/{cid}/teams/team-v00/targets/{cid}-g2/progress"
+    r = await client.post(path, headers=member, json={"percent": 20, "note": "排查信访积案"})
+    assert r.status_code == 200 and r.json()["percent"] == 20, r.text
+    r = await client.post(path, headers=stranger, json={"percent": 30, "note": "x"})
+    assert r.status_code == 403
+    r = await client.post(path, headers=member, json={"percent": 10, "note": "x"})
+    assert r.status_code == 422 and "below the last report" in r.json()["detail"]
+
     # the read models, through Kafka
     async def dashboard() -> dict[str, Any] | None:
         d = (await client.get(f"/campaigns/{cid}/dashboard", headers=headers)).json()
         done = d["town_level"] == 1 and d["targets"] == 2 and d["green"] == 2
-        return d if done and d["progress"] == 37.5 else None
+        return d if done and d["progress"] == 42.5 else None
 
     d = await eventually(dashboard)
     last = (await client.get(f"/campaigns/{cid}/dashboard", headers=headers)).json()
@@ -297,7 +306,7 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
     card = (await client.get(f"/campaigns/{cid}/villages/v00", headers=member)).json()
     assert card["tier"] == "district" and [p["kind"] for p in card["problems"]] == ["weak", "poor"]
     assert card["light"] == "green" and card["teams"][0]["team_id"] == "team-v00"
-    assert card["progress"] == 37.5  # (3 × 50 + 1 × 0) / 4
+    assert card["progress"] == 42.5  # (3 × 50 + 1 × 20) / 4
 
     # time passes: target g2 overdue, weekly on-duty reports and v01's monthly summary late
     clock.set(dt.datetime(2026, 10, 12, 10, 0, tzinfo=SHANGHAI))

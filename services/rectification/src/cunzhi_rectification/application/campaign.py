@@ -33,7 +33,7 @@ from ..domain.campaign_progress import LightInputs
 from ..domain.campaign_register import parse_register_csv
 from ..domain.campaign_team import WorkTeam
 from ..domain.campaign_village import CampaignVillage, ProblemDraft, TargetDraft, VillageLight
-from ..domain.tasks import TaskDraft
+from ..domain.tasks import Actor, TaskDraft
 from ..events.campaign import (
     CampaignSettings,
     Department,
@@ -518,6 +518,16 @@ async def team(store: EventStore, campaign_id: str, team_id: str) -> WorkTeam:
     if not t.exists:
         raise NotFound(f"there is no team {team_id} in {campaign_id}", field="team_id")
     return t
+
+
+async def team_actor(
+    store: EventStore, campaign_id: str, team_id: str, reporter: Principal
+) -> Actor:
+    """The reporter as a member of the team, for reports on its villages' targets (tasks)."""
+    t = await team(store, campaign_id, team_id)
+    if not t.is_member(reporter.sub):
+        raise Forbidden(f"you are not a member of team {team_id}", field="team_id")
+    return Actor(person_id=reporter.sub, team_of=frozenset(t.village_ids))
 
 
 async def submit_on_duty(

@@ -33,10 +33,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from ...application import campaign as app
+from ...application import tasks
 from ...domain.campaign import AssessmentInput, CampaignHeader
 from ...domain.campaign_settings import default_settings
 from ...domain.campaign_team import propose_departments
 from ...domain.campaign_village import ProblemDraft, TargetDraft
+from ...events import Evidence
 from ...events.campaign import (
     AgeBand,
     DepartmentType,
@@ -58,6 +60,7 @@ from ...events.campaign import (
 from ...events.campaign import (
     Township as TownshipModel,
 )
+from ..tasks.http import CompletionIn, ProgressIn
 from .export import ledger_xlsx, ranking_xlsx, review_xlsx
 from .queries import CampaignReads, Scope
 
@@ -791,6 +794,55 @@ async def submit_on_duty(
     )
     report = t.reports.submitted[("weekly_on_duty", body.period)]
     return {"team_id": team_id, "period": body.period, "late": report.late, "due_at": report.due_at}
+
+
+@router.post("/{campaign_id}/teams/{team_id}/targets/{target_id}/progress")
+async def report_target_progress(
+    campaign_id: str,
+    team_id: str,
+    target_id: str,
+    body: ProgressIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """A team member reports on a target of one of the team's villages (the target's task)."""
+    actor = await app.team_actor(rt.store, campaign_id, team_id, principal)
+    task = await tasks.report_progress(
+        rt.store,
+        target_id,
+        actor,
+        percent=body.percent,
+        note=body.note,
+        evidence=[Evidence(**e.model_dump()) for e in body.evidence],
+        today=today(rt.clock),
+        ctx=_ctx(principal, request),
+    )
+    return {"target_id": target_id, "percent": task.percent, "status": task.status}
+
+
+@router.post("/{campaign_id}/teams/{team_id}/targets/{target_id}/completion")
+async def complete_target(
+    campaign_id: str,
+    team_id: str,
+    target_id: str,
+    body: CompletionIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """A team member completes a target of one of the team's villages, with evidence."""
+    actor = await app.team_actor(rt.store, campaign_id, team_id, principal)
+    task = await tasks.complete_task(
+        rt.store,
+        target_id,
+        actor,
+        summary=body.summary,
+        evidence=[Evidence(**e.model_dump()) for e in body.evidence],
+        today=today(rt.clock),
+        ctx=_ctx(principal, request),
+    )
+    return {"target_id": target_id, "percent": task.percent, "status": task.status}
 
 
 @router.post("/{campaign_id}/teams/{team_id}/assessments", description=RULES)
