@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from cunzhi_platform.aggregate import Forbidden, NotFound
@@ -38,6 +39,7 @@ from ...domain.campaign import AssessmentInput, CampaignHeader
 from ...domain.campaign_settings import default_settings
 from ...domain.campaign_team import propose_departments
 from ...domain.campaign_village import ProblemDraft, TargetDraft
+from ...domain.tasks import Actor, Task
 from ...events import Evidence
 from ...events.campaign import (
     AgeBand,
@@ -796,6 +798,24 @@ async def submit_on_duty(
     return {"team_id": team_id, "period": body.period, "late": report.late, "due_at": report.due_at}
 
 
+async def _as_team_member(
+    rt: Runtime,
+    principal: Principal,
+    request: Request,
+    where: tuple[str, str, str],
+    act: Callable[[Actor, CommandContext], Awaitable[Task]],
+) -> dict[str, Any]:
+    """Act on a target (its task) as a member of the village's team."""
+    campaign_id, team_id, target_id = where
+    actor = await app.team_actor(rt.store, campaign_id, team_id, principal)
+    task = await act(actor, _ctx(principal, request))
+    return {"target_id": target_id, "percent": task.percent, "status": task.status}
+
+
+def _evidence(body: ProgressIn | CompletionIn) -> list[Evidence]:
+    return [Evidence(**e.model_dump()) for e in body.evidence]
+
+
 @router.post("/{campaign_id}/teams/{team_id}/targets/{target_id}/progress")
 async def report_target_progress(
     campaign_id: str,
@@ -807,18 +827,22 @@ async def report_target_progress(
     rt: Rt,
 ) -> dict[str, Any]:
     """A team member reports on a target of one of the team's villages (the target's task)."""
-    actor = await app.team_actor(rt.store, campaign_id, team_id, principal)
-    task = await tasks.report_progress(
-        rt.store,
-        target_id,
-        actor,
-        percent=body.percent,
-        note=body.note,
-        evidence=[Evidence(**e.model_dump()) for e in body.evidence],
-        today=today(rt.clock),
-        ctx=_ctx(principal, request),
+    return await _as_team_member(
+        rt,
+        principal,
+        request,
+        (campaign_id, team_id, target_id),
+        lambda actor, ctx: tasks.report_progress(
+            rt.store,
+            target_id,
+            actor,
+            percent=body.percent,
+            note=body.note,
+            evidence=_evidence(body),
+            today=today(rt.clock),
+            ctx=ctx,
+        ),
     )
-    return {"target_id": target_id, "percent": task.percent, "status": task.status}
 
 
 @router.post("/{campaign_id}/teams/{team_id}/targets/{target_id}/completion")
@@ -832,17 +856,21 @@ async def complete_target(
     rt: Rt,
 ) -> dict[str, Any]:
     """A team member completes a target of one of the team's villages, with evidence."""
-    actor = await app.team_actor(rt.store, campaign_id, team_id, principal)
-    task = await tasks.complete_task(
-        rt.store,
-        target_id,
-        actor,
-        summary=body.summary,
-        evidence=[Evidence(**e.model_dump()) for e in body.evidence],
-        today=today(rt.clock),
-        ctx=_ctx(principal, request),
+    return await _as_team_member(
+        rt,
+        principal,
+        request,
+        (campaign_id, team_id, target_id),
+        lambda actor, ctx: tasks.complete_task(
+            rt.store,
+            target_id,
+            actor,
+            summary=body.summary,
+            evidence=_evidence(body),
+            today=today(rt.clock),
+            ctx=ctx,
+        ),
     )
-    return {"target_id": target_id, "percent": task.percent, "status": task.status}
 
 
 @router.post("/{campaign_id}/teams/{team_id}/assessments", description=RULES)
