@@ -213,6 +213,16 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
         ],
     )
     assert r.json()["targets"] == 2, r.text
+    # a target id already taken by another village's task: neither TargetSet nor task is stored
+    other = village_stream_id(cid, "v01")
+    before = await version(client, other)
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v01/targets",
+        headers=headers,
+        json=[{**target, "target_id": f"{cid}-g1", "due_date": "2027-06-30"}],
+    )
+    assert r.status_code == 409 and "already assigned" in r.json()["detail"]
+    assert await version(client, other) == before
 
     # reports: only for a village of one's own team
     member = token(settings, sub="m1", roles=["work_team_member"])
