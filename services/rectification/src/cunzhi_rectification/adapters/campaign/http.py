@@ -44,6 +44,7 @@ from ...events import Evidence
 from ...events.campaign import (
     AgeBand,
     DepartmentType,
+    OpinionSource,
     ProblemKind,
     RegisteredVillage,
     ReportKind,
@@ -69,7 +70,7 @@ from .queries import CampaignReads, Scope
 OFFICE = "party_building_office"
 COMMITTEE = "township_committee"
 TEAM_MEMBER = "work_team_member"
-VERIFIERS = {
+VERIFIERS: dict[str, OpinionSource] = {
     "discipline_commission": "discipline",
     "political_legal_committee": "political_legal",
     "petitions_bureau": "petitions",
@@ -513,9 +514,10 @@ async def give_opinion(
     if not _in_county(principal, h):
         raise Forbidden(f"campaign {campaign_id} is outside your county", field="campaign_id")
     roles = [VERIFIERS[r] for r in sorted(principal.roles) if r in VERIFIERS]
+    source: OpinionSource
     if body.source is not None:
         principal.require_role(COUNTY_ORG_DEPT)
-        source: Any = body.source
+        source = body.source
     elif roles:
         source = roles[0]
     else:
