@@ -163,7 +163,8 @@ async def campaign_round(
     county_id: str,
     say: Callable[[str], None],
 ) -> Json:
-    """Run the round through the API; returns the dashboard as the read models give it."""
+    """Run the round through the API; returns the dashboard as the read models give it, with
+    the leaders' patronages (``patronages``)."""
     data = bincheng_round(county_id)
     steps = _Steps(issuer, "")
     county = _token(
@@ -236,7 +237,10 @@ async def campaign_round(
         lambda d: d["targets"] == 364 and d["sending_units"]["units"] == 34 and d["green"] == 45,
     )
     say("every target village on green; a week passes, half the teams file their on-duty count")
-    return await _first_week(client, steps, issuer, clock, base, county, teams)
+    dashboard = await _first_week(client, steps, issuer, clock, base, county, teams)
+    r = await client.get(f"{base}/patrons", headers=county)
+    r.raise_for_status()
+    return {**dashboard, "patronages": r.json()}
 
 
 def _token(issuer: TokenIssuer, principal: Principal) -> dict[str, str]:
@@ -494,14 +498,15 @@ def campaign_summary(d: Json) -> list[str]:
     """The round's figures as the dashboard (a read model) gives them."""
     problems = d["problems_of_district_level"]
     units = d["sending_units"]
+    of_two = sum(1 for p in d["patronages"] if len(p["village_ids"]) > 1)
     return [
         f"{d['registered']} villages registered, {d['ranked']} ranked, {d['candidates']} "
         f"candidates, {d['confirmed']} confirmed ({d['removed']} removed after verification)",
         f"{d['district_level']} district-level and {d['town_level']} town-level villages; "
         f"{problems} problems on the district-level lists ({_kinds(d['problems'])})",
         f"{d['district_teams']} district teams: {d['patron_leaders']} district leaders as "
-        f"patrons, {d['district_cadres']} cadres; {d['teams'] - d['district_teams']} township "
-        "working groups",
+        f"patrons ({of_two} of them of two villages), {d['district_cadres']} cadres; "
+        f"{d['teams'] - d['district_teams']} township working groups",
         f"{d['targets']} targets (each a tracked task), {d['overdue_targets']} overdue, "
         f"{d['late_reports']} late reports; progress {d['progress'] or 0:.0f}%",
         f"lights: {d['green']} green, {d['yellow']} yellow, {d['red']} red; "

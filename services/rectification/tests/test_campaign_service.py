@@ -313,6 +313,11 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
     assert rows[0][:3] == ("排名", "村居编码", "村居名称") and len(rows) == 21
     assert rows[20][:2] == (20, "v00")
 
+    patrons = (await client.get(f"/campaigns/{cid}/patrons", headers=headers)).json()
+    assert patrons == [
+        {"person_id": "L1", "name": "区领导甲", "village_ids": ["v00"]},
+        {"person_id": "L2", "name": "区领导乙", "village_ids": ["v00"]},
+    ]
     card = (await client.get(f"/campaigns/{cid}/villages/v00", headers=member)).json()
     assert card["tier"] == "district" and [p["kind"] for p in card["problems"]] == ["weak", "poor"]
     assert card["light"] == "green" and card["teams"][0]["team_id"] == "team-v00"

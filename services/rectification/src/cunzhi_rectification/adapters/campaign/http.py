@@ -981,6 +981,14 @@ async def team_card(
     return card
 
 
+@router.get("/{campaign_id}/patrons")
+async def patrons(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> list[dict[str, Any]]:
+    """The district leaders patroning (包靠) the villages: a leader may patron several villages
+    and a village have several patrons (seed 003: 36 leaders for 25 villages)."""
+    scope = await _scope(rt, principal, campaign_id)
+    return await _reads(rt).patrons(campaign_id, scope)
+
+
 @router.get("/{campaign_id}/townships/{township_id}")
 async def township_view(
     campaign_id: str, township_id: str, principal: CurrentPrincipal, rt: Rt
