@@ -257,7 +257,7 @@ async def add_town_village(
     """A village that appears during the round joins its township's list (动态出现)."""
     c = await campaign(store, campaign_id)
     registered = c.village(village_id)
-    rank = next((r.rank for r in c.ranking if r.village_id == village_id), None)
+    rank = c.ranks.get(village_id)
     return await execute(
         store,
         CampaignVillage,

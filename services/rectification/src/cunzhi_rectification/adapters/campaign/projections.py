@@ -254,12 +254,11 @@ class CampaignReadModel(Consumer):
                 )
             case CandidatesSelected():
                 await tx.conn.execute(
-                    f"UPDATE {v} SET rank = r.rank, candidate = r.village_id = ANY($4::text[]) "
-                    "FROM unnest($2::text[], $3::int[]) AS r(village_id, rank) "
+                    f"UPDATE {v} SET rank = r.rank, candidate = r.village_id = ANY($3::text[]) "
+                    "FROM unnest($2::text[]) WITH ORDINALITY AS r(village_id, rank) "
                     f"WHERE {v}.campaign_id = $1 AND {v}.village_id = r.village_id",
                     event.campaign_id,
-                    [r.village_id for r in event.ranking],
-                    [r.rank for r in event.ranking],
+                    list(event.ranking),
                     list(event.candidate_ids),
                 )
                 await tx.conn.execute(
