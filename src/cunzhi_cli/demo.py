@@ -37,6 +37,7 @@ from cunzhi_platform.settings import Settings
 from cunzhi_rectification.service import build_service as rectification_service
 from cunzhi_topics.service import build_service as topics_service
 
+from .campaign_round import campaign_round, campaign_summary
 from .cycle import CYCLE_START, TOWNSHIP_NAME, CycleResult, forum_cycle, migrate_ledger
 
 STARTUP_TIMEOUT_S = 60.0
@@ -127,6 +128,7 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
                 lambda line: print(f"  • {line}"),
             )
             _summary(result, endpoints, urls, settings.data_dir)
+            await _campaign(rectification, clock, issuer, township_id)
             if keep_running:
                 _try_hint(issuer, meetings_url, result.township_id)
                 print("\nEverything stays up until Ctrl-C.")
@@ -190,6 +192,17 @@ def _try_hint(issuer: TokenIssuer, meetings_url: str, township_id: str) -> None:
         f"  try:      curl -H 'Authorization: Bearer {county}' \\\n"
         f"              {meetings_url}/townships/{township_id}/record"
     )
+
+
+async def _campaign(
+    client: httpx.AsyncClient, clock: ManualClock, issuer: TokenIssuer, township_id: str
+) -> None:
+    print("\nThe weak-village campaign (滨城区薄弱村集中整顿攻坚, round 3) on Bincheng's figures:")
+    county_id = f"bincheng-{township_id.rsplit('-', 1)[1]}"
+    dashboard = await campaign_round(client, clock, issuer, county_id, lambda s: print(f"  • {s}"))
+    print("As the read models give it:")
+    for line in campaign_summary(dashboard):
+        print(f"  {line}")
 
 
 async def _until_interrupted() -> None:
