@@ -8,6 +8,7 @@ checked for this module's township, and every count against what the stores hold
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import re
@@ -42,6 +43,7 @@ from cunzhi_rectification.events import registry as rectification_events
 from cunzhi_rectification.service import build_service as rectification_service
 from cunzhi_topics.service import build_service as topics_service
 
+from cunzhi_cli.cli import main
 from cunzhi_cli.cycle import CYCLE_START, QIAN, forum_cycle, village_id
 from cunzhi_cli.export import ServiceEvents, export_from_kafka, export_from_store, files
 from cunzhi_cli.export.columns import ENVELOPE_COLUMNS, table_spec
@@ -413,3 +415,47 @@ async def test_export_from_kafka_keeps_each_event_once(
     assert township == {r["event_id"] for r in in_store}
     with pytest.raises(ValueError, match="from the kafka"):
         await export_from_store(pool, tmp_path, meetings)
+
+
+async def test_small_bounds_split_pages_row_groups_and_files_and_lose_nothing(
+    county: County, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """What bounds the memory (pages, rows per group, rows held, open files, commits) never
+    changes what is exported."""
+    exported = await export_from_store(
+        pool,
+        tmp_path,
+        SERVICE_EVENTS,
+        page=7,
+        commit_every=40,
+        row_group_rows=5,
+        max_buffered=12,
+        max_open=2,
+    )
+    assert exported == await events_in_store(pool)
+    groups = []
+    for service in SERVICES:
+        ids = exported_ids(tmp_path, service)
+        assert len(ids) == len(set(ids)) == exported[service]
+        for path in (tmp_path / service).rglob("*.parquet"):
+            meta = pq.ParquetFile(path).metadata
+            groups += [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+    assert max(groups) == 5 and len(groups) > sum(exported.values()) / 5
+    (record,) = [
+        r
+        for r in query(tmp_path, doc_sql("township_record"))
+        if r["township_id"] == county.township
+    ]
+    assert record["forums_held"] >= 2
+
+
+async def test_the_command_exports_then_adds_nothing_new(
+    county: County, settings: Settings, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("CUNZHI_DATABASE_URL", settings.database_url)
+    await asyncio.to_thread(main, ["export", str(tmp_path), "--service", "rectification"])
+    first = capsys.readouterr().out
+    assert re.search(r"rectification: [1-9]\d* new events exported", first), first
+    await asyncio.to_thread(main, ["export", str(tmp_path), "--service", "rectification"])
+    assert "rectification: 0 new events exported" in capsys.readouterr().out
+    assert {p.parts[0] for p in contents(tmp_path)} == {"rectification"}

@@ -238,7 +238,7 @@ def _new(
             return False
         ids.add(envelope.id)
     else:
-        if version <= streams.get(envelope.subject, 0):
+        if version <= streams.get(envelope.subject, 0) or envelope.id in ids:
             return False
         streams[envelope.subject] = version
     assert record.value is not None
