@@ -45,7 +45,13 @@ from cunzhi_topics.service import build_service as topics_service
 
 from cunzhi_cli.cli import main
 from cunzhi_cli.cycle import CYCLE_START, QIAN, forum_cycle, village_id
-from cunzhi_cli.export import ServiceEvents, export_from_kafka, export_from_store, files
+from cunzhi_cli.export import (
+    ExportError,
+    ServiceEvents,
+    export_from_kafka,
+    export_from_store,
+    files,
+)
 from cunzhi_cli.export.columns import ENVELOPE_COLUMNS, table_spec
 from cunzhi_cli.services import SERVICES
 
@@ -413,7 +419,7 @@ async def test_export_from_kafka_keeps_each_event_once(
         county.township,
     )
     assert township == {r["event_id"] for r in in_store}
-    with pytest.raises(ValueError, match="from the kafka"):
+    with pytest.raises(ExportError, match="from the kafka"):
         await export_from_store(pool, tmp_path, meetings)
 
 
@@ -459,3 +465,8 @@ async def test_the_command_exports_then_adds_nothing_new(
     await asyncio.to_thread(main, ["export", str(tmp_path), "--service", "rectification"])
     assert "rectification: 0 new events exported" in capsys.readouterr().out
     assert {p.parts[0] for p in contents(tmp_path)} == {"rectification"}
+
+
+async def test_one_export_at_a_time_per_directory(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    with files.exclusive(tmp_path), pytest.raises(ExportError, match="another export"):
+        await export_from_store(pool, tmp_path, SERVICE_EVENTS)

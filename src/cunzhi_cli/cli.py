@@ -36,6 +36,7 @@ from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
 
 from .cycle import CycleError
+from .export.files import ExportError
 from .services import RUNNABLE, SERVICES
 
 
@@ -197,6 +198,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from exc
     except RebuildError as exc:
         print(f"cunzhi rebuild: {exc}; try again when the long queries are done", file=sys.stderr)
+        raise SystemExit(1) from exc
+    except ExportError as exc:
+        print(f"cunzhi export: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
     except CycleError as exc:
         print(f"cunzhi demo failed: {exc}", file=sys.stderr)

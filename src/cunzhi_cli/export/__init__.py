@@ -29,17 +29,13 @@ from cunzhi_platform.events import Event, EventRegistry
 from cunzhi_platform.eventstore import Checkpoint, EventStore, StoredEvent
 
 from .columns import TableSpec, table_spec
-from .files import Manifest, PartitionedWriter
+from .files import ExportError, Manifest, PartitionedWriter, exclusive
 
-__all__ = ["ServiceEvents", "export_from_kafka", "export_from_store"]
+__all__ = ["ExportError", "ServiceEvents", "export_from_kafka", "export_from_store"]
 
 
 MAX_IDLE_POLLS = 60
 """Polls of one second without a record, short of the ends, before the run gives up."""
-
-
-class ExportError(RuntimeError):
-    """The export cannot go on; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -113,25 +109,29 @@ async def export_from_store(
     Returns the number of events exported per service. A manifest is written every
     ``commit_every`` events too, so a long first run that dies keeps most of its work.
     """
-    run = _Export(root, "store", services, **writer)
-    exported: dict[str, int] = {}
-    for service in services:
-        store = EventStore(pool, service.schema, service.registry, SystemClock())
-        after = Checkpoint(**run.manifest.marks.get(service.name, {}))
-        count = since_commit = 0
-        # The next page is fetched while this one is turned into rows.
-        pending = asyncio.ensure_future(store.read_all(after, page))
-        while events := await pending:
-            after = events[-1].checkpoint
+    with exclusive(root):
+        run = _Export(root, "store", services, **writer)
+        exported: dict[str, int] = {}
+        for service in services:
+            store = EventStore(pool, service.schema, service.registry, SystemClock())
+            after = Checkpoint(**run.manifest.marks.get(service.name, {}))
+            count = since_commit = 0
+            # The next page is fetched while this one is turned into rows.
             pending = asyncio.ensure_future(store.read_all(after, page))
-            await asyncio.to_thread(run.add_all, service.name, events)
-            count += len(events)
-            since_commit += len(events)
-            if since_commit >= commit_every:
-                await asyncio.to_thread(run.commit, service.name, _mark(after))
-                since_commit = 0
-        await asyncio.to_thread(run.commit, service.name, _mark(after))
-        exported[service.name] = count
+            try:
+                while events := await pending:
+                    after = events[-1].checkpoint
+                    pending = asyncio.ensure_future(store.read_all(after, page))
+                    await asyncio.to_thread(run.add_all, service.name, events)
+                    count += len(events)
+                    since_commit += len(events)
+                    if since_commit >= commit_every:
+                        await asyncio.to_thread(run.commit, service.name, _mark(after))
+                        since_commit = 0
+            finally:
+                pending.cancel()
+            await asyncio.to_thread(run.commit, service.name, _mark(after))
+            exported[service.name] = count
     return exported
 
 
@@ -149,22 +149,25 @@ async def export_from_kafka(
 ) -> dict[str, int]:
     """Export what each service's topic holds beyond the manifest's offsets, up to the ends
     the topic had when the run started; each event once."""
-    run = _Export(root, "kafka", services, **writer)
-    exported: dict[str, int] = {}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        for service in services:
-            mark = run.manifest.marks.get(service.name, {"offsets": {}, "streams": {}, "ids": []})
-            exported[service.name] = await _export_topic(consumer, run, service, mark, page)
-            await asyncio.to_thread(run.commit, service.name, mark)
-    finally:
-        await consumer.stop()
+    with exclusive(root):
+        run = _Export(root, "kafka", services, **writer)
+        exported: dict[str, int] = {}
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            for service in services:
+                mark = run.manifest.marks.get(
+                    service.name, {"offsets": {}, "streams": {}, "ids": []}
+                )
+                exported[service.name] = await _export_topic(consumer, run, service, mark, page)
+                await asyncio.to_thread(run.commit, service.name, mark)
+        finally:
+            await consumer.stop()
     return exported
 
 

@@ -10,10 +10,13 @@ skips nor duplicates an event.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,25 @@ from .columns import TableSpec
 MANIFEST = "_cunzhi_export.json"
 EMPTY_PARTITION = "month=none"
 """Where a table with no event yet gets a file without rows, so a query naming it still runs."""
+
+
+class ExportError(RuntimeError):
+    """The export cannot go on; the message says why."""
+
+
+@contextlib.contextmanager
+def exclusive(root: Path) -> Iterator[None]:
+    """One run at a time per directory: two would sweep each other's files away."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExportError(f"another export is writing {root}; try when it is done") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -45,7 +67,7 @@ class Manifest:
             return cls(source)
         data = json.loads(path.read_text())
         if data["source"] != source:
-            raise ValueError(
+            raise ExportError(
                 f"{root} holds an export from the {data['source']}; export from the {source} "
                 "into another directory (the two would repeat each other's events)"
             )
