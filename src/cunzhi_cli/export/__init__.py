@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.envelope import Envelope, topic_for
@@ -34,6 +35,7 @@ from .files import ExportError, Manifest, PartitionedWriter, exclusive
 __all__ = ["ExportError", "ServiceEvents", "export_from_kafka", "export_from_store"]
 
 
+_log = structlog.get_logger(__name__)
 MAX_IDLE_POLLS = 60
 """Polls of one second without a record, short of the ends, before the run gives up."""
 
@@ -190,8 +192,17 @@ async def _export_topic(
     starts = await consumer.beginning_offsets(tps)
     ends = await consumer.end_offsets(tps)
     for tp in tps:
-        offsets.setdefault(str(tp.partition), 0)
-        offsets[str(tp.partition)] = max(offsets[str(tp.partition)], starts[tp])
+        start = offsets.get(str(tp.partition), 0)
+        if start < starts[tp]:
+            # Retention removed records before they were exported: say so, go on from there.
+            _log.warning(
+                "export_records_expired",
+                topic=service.topic,
+                partition=tp.partition,
+                first_missing=start,
+                first_kept=starts[tp],
+            )
+        offsets[str(tp.partition)] = max(start, starts[tp])
         consumer.seek(tp, offsets[str(tp.partition)])
     reading = set(tps)
     count = idle = 0

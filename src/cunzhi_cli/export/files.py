@@ -86,7 +86,9 @@ class Manifest:
 
     def sweep(self, root: Path, services: list[str]) -> list[Path]:
         """Remove the files of the services no manifest names: left by a run that died."""
-        removed = []
+        removed = [p for p in root.glob(f".{MANIFEST}.*") if p.is_file()]  # a manifest half-written
+        for path in removed:
+            path.unlink()
         for service in services:
             for path in sorted((root / service).rglob("*")):
                 stray = path.suffix in (".parquet", ".pending")
