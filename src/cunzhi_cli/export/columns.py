@@ -12,7 +12,6 @@ changes type; DuckDB reads it directly (``col->>'field'``, ``json_array_length(c
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 from cunzhi_platform.envelope import Envelope
 from cunzhi_platform.events import Event
+from pydantic_core import to_json
 
 TIMEZONE = "Asia/Shanghai"
 TIMESTAMP = pa.timestamp("us", tz=TIMEZONE)
@@ -43,7 +43,8 @@ Convert = Callable[[Any], Any]
 
 
 def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # pydantic-core's encoder: compact, UTF-8 as it is, and several times faster than json's.
+    return None if value is None else to_json(value).decode()
 
 
 def _date(value: str | None) -> dt.date | None:

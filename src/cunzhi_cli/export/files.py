@@ -130,8 +130,8 @@ class PartitionedWriter:
         self.rows = 0
 
     def add(self, table: TableSpec, row: dict[str, Any]) -> None:
-        month = row["recorded_at"].astimezone(SHANGHAI).strftime("%Y-%m")
-        key = (table, f"month={month}")
+        local = row["recorded_at"].astimezone(SHANGHAI)
+        key = (table, f"month={local.year:04d}-{local.month:02d}")
         buffer = self._buffers.setdefault(key, [])
         buffer.append(row)
         self._buffered += 1
