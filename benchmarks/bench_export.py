@@ -197,5 +197,6 @@ async def main() -> None:
         f"{n / export_s / (read_n / read_s):.0%} of read_all alone",
     )
 
+
 if __name__ == "__main__":
     asyncio.run(main())
