@@ -33,7 +33,9 @@ from cunzhi_meetings.service import build_service as meetings_service
 from cunzhi_platform.auth import TokenIssuer
 from cunzhi_platform.clock import SHANGHAI, ManualClock
 from cunzhi_platform.envelope import CommandContext, topic_for
-from cunzhi_platform.eventstore import EventStore
+from cunzhi_platform.events import Event, EventRegistry
+from cunzhi_platform.eventstore import PLATFORM_MIGRATIONS, EventStore
+from cunzhi_platform.migrations import migrate
 from cunzhi_platform.settings import Settings
 from cunzhi_platform.testing import consume, eventually, running
 from cunzhi_rectification.application.tasks import assign_tasks, check_deadline, complete_task
@@ -470,3 +472,74 @@ async def test_the_command_exports_then_adds_nothing_new(
 async def test_one_export_at_a_time_per_directory(pool: asyncpg.Pool, tmp_path: Path) -> None:
     with files.exclusive(tmp_path), pytest.raises(ExportError, match="another export"):
         await export_from_store(pool, tmp_path, SERVICE_EVENTS)
+
+
+def _registries() -> tuple[EventRegistry, EventRegistry]:
+    """A service's registry before and after its event gained an optional field (v1 → v2)."""
+    before, after = EventRegistry(), EventRegistry()
+
+    @before.register("cunzhi.evolving.VisitMade", version=1)
+    class VisitMade(Event):
+        """A visit was made."""
+
+        village_id: str
+        on: dt.date
+
+    @after.register("cunzhi.evolving.VisitMade", version=2)
+    class VisitMadeV2(Event):
+        """A visit was made, and by whom."""
+
+        village_id: str
+        on: dt.date
+        visitors: tuple[str, ...] = ()
+
+    @after.upcaster("cunzhi.evolving.VisitMade", 1)
+    def add_visitors(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "visitors": []}
+
+    return before, after
+
+
+async def test_a_new_schema_version_adds_a_column_and_old_files_still_read(
+    pool: asyncpg.Pool, schema: str, tmp_path: Path
+) -> None:
+    before, after = _registries()
+    clock = ManualClock(dt.datetime(2026, 3, 2, 9, tzinfo=SHANGHAI))
+    async with pool.acquire() as conn:
+        await migrate(conn, schema, PLATFORM_MIGRATIONS)
+    old = EventStore(pool, schema, before, clock)
+    await old.append(
+        "visit-1",
+        0,
+        [before.model("cunzhi.evolving.VisitMade")(village_id="v1", on=dt.date(2026, 3, 1))],
+    )
+    await export_from_store(pool, tmp_path, [ServiceEvents("evolving", before, schema)])
+
+    clock.set(dt.datetime(2026, 4, 2, 9, tzinfo=SHANGHAI))
+    new = EventStore(pool, schema, after, clock)
+    v2 = after.model("cunzhi.evolving.VisitMade")
+    await new.append("visit-2", 0, [v2(village_id="v2", on=dt.date(2026, 4, 1), visitors=["王"])])
+    assert await export_from_store(pool, tmp_path, [ServiceEvents("evolving", after, schema)]) == {
+        "evolving": 1
+    }
+    rows = query(
+        tmp_path,
+        "SELECT month, village_id, schema_version, visitors FROM read_parquet("
+        "'evolving/VisitMade/*/*.parquet', hive_partitioning = true, union_by_name = true) "
+        "ORDER BY month",
+    )
+    assert rows == [
+        {"month": "2026-03", "village_id": "v1", "schema_version": 1, "visitors": None},
+        {"month": "2026-04", "village_id": "v2", "schema_version": 2, "visitors": '["王"]'},
+    ]
+    # Exported afresh after the upgrade, the old event is upcast: one shape for every row.
+    await export_from_store(pool, tmp_path / "again", [ServiceEvents("evolving", after, schema)])
+    rows = query(
+        tmp_path / "again",
+        "SELECT schema_version, visitors FROM read_parquet('evolving/VisitMade/*/*.parquet') "
+        "ORDER BY position",
+    )
+    assert rows == [
+        {"schema_version": 2, "visitors": "[]"},
+        {"schema_version": 2, "visitors": '["王"]'},
+    ]
