@@ -72,8 +72,10 @@ def doc_sql(name: str) -> str:
 
 
 def query(root: Path, sql: str) -> list[dict[str, Any]]:
+    """``sql`` in DuckDB over the export in ``root``, after its ``views.sql``."""
     con = duckdb.connect()
     con.execute(f"SET file_search_path = '{root}'")
+    con.execute((root / files.VIEWS).read_text())
     cursor = con.execute(sql)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

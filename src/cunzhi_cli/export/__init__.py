@@ -94,6 +94,7 @@ class _Export:
             self.manifest.files.update(empty.finish())
         self.manifest.marks[service] = mark
         self.manifest.save(self.root)
+        self.manifest.write_views(self.root)
         self.writer = PartitionedWriter(self.root, **self.writer_options)
 
 
