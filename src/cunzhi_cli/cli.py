@@ -11,6 +11,8 @@
   original topic/partition/offset, event type and id.
 - ``cunzhi dlq replay SERVICE --id ID… | --all``  publish them again to their original topic
   (after the cause is fixed); consumers skip the events they already have.
+- ``cunzhi export DIR [--from-kafka] [--service S…]``  every event as Parquet, one table per
+  event type, by month; a second run adds only what is new (docs/analytics.md).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
 
 from .cycle import CycleError
+from .export.files import ExportError
 from .services import RUNNABLE, SERVICES
 
 
@@ -122,6 +125,27 @@ async def _rebuild(settings: Settings, service_name: str, projection: str) -> No
     print(f"rebuilt {service_name}.{projection} from {folded} events and swapped it in")
 
 
+async def _export(settings: Settings, root: Path, from_kafka: bool, names: list[str]) -> None:
+    from .export import ServiceEvents, export_from_kafka, export_from_store
+    from .services import SERVICES
+
+    services = [ServiceEvents.of(n, SERVICES[n][0]) for n in names or sorted(SERVICES)]
+    if from_kafka:
+        if not settings.kafka_bootstrap_servers:
+            raise InfrastructureError("CUNZHI_KAFKA_BOOTSTRAP_SERVERS must name the brokers")
+        exported = await export_from_kafka(settings.kafka_bootstrap_servers, root, services)
+    else:
+        if not settings.database_url:
+            raise InfrastructureError("CUNZHI_DATABASE_URL must name the services' database")
+        pool = await connect_database(settings.database_url)
+        try:
+            exported = await export_from_store(pool, root, services)
+        finally:
+            await pool.close()
+    for name, count in exported.items():
+        print(f"{name}: {count} new events exported to {root / name}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="cunzhi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -156,6 +180,14 @@ def main(argv: list[str] | None = None) -> None:
         "--id", action="append", default=[], help="a dead letter's id or event id (repeatable)"
     )
     dead.add_argument("--all", action="store_true", help="replay every dead letter listed")
+    export = sub.add_parser("export", help="every event as Parquet tables, incrementally")
+    export.add_argument("directory", type=Path, help="where the tables and their manifest are")
+    export.add_argument(
+        "--from-kafka", action="store_true", help="read the topics instead of the event stores"
+    )
+    export.add_argument(
+        "--service", action="append", default=[], choices=sorted(SERVICES), help="(repeatable)"
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     if getattr(args, "data_dir", None):
@@ -175,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(_rebuild(settings, args.service, args.projection))
         elif args.command == "dlq":
             asyncio.run(_dlq(settings, args.action, args.service, args.id, args.all))
+        elif args.command == "export":
+            asyncio.run(_export(settings, args.directory, args.from_kafka, args.service))
         elif args.command == "docs":
             _docs(Path.cwd())
         elif args.command == "demo":
@@ -186,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from exc
     except RebuildError as exc:
         print(f"cunzhi rebuild: {exc}; try again when the long queries are done", file=sys.stderr)
+        raise SystemExit(1) from exc
+    except ExportError as exc:
+        print(f"cunzhi export: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
     except CycleError as exc:
         print(f"cunzhi demo failed: {exc}", file=sys.stderr)
