@@ -19,15 +19,22 @@ from cunzhi_platform.clock import SHANGHAI, Clock
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.eventstore import ConcurrencyError, EventStore
 from cunzhi_platform.runtime import Runtime
+from prometheus_client import Counter
 
 from ...application.tasks import check_deadline
 from ...domain.tasks import EscalationPolicy, TaskStatus, escalation_cutoff
+from ...events import TaskEscalated
 from .projection import tasks_table
 
 _log = structlog.get_logger(__name__)
 SCHEDULER = "rectification-scheduler"
 """The actor of what the service does by itself."""
 BATCH = 500
+DEADLINE_STEPS = Counter(
+    "cunzhi_rectification_deadline_steps_total",
+    "Tasks the deadline timer made overdue (level village) or escalated, by the level reached",
+    ["level"],
+)
 
 
 async def fire_due_deadlines(
@@ -65,8 +72,11 @@ async def fire_due_deadlines(
         )
         for row in rows:
             try:
-                if await check_deadline(store, row["task_id"], now=now, policy=policy, ctx=ctx):
-                    moved += 1
+                steps = await check_deadline(store, row["task_id"], now=now, policy=policy, ctx=ctx)
+                for step in steps:
+                    level = step.level if isinstance(step, TaskEscalated) else "village"
+                    DEADLINE_STEPS.labels(level).inc()
+                moved += bool(steps)
             except (DomainError, ConcurrencyError) as exc:
                 _log.info("deadline_check_skipped", task_id=row["task_id"], reason=str(exc))
         if len(rows) < batch:
