@@ -93,3 +93,19 @@ def test_the_compose_file_matches_the_compose_specification(tmp_path: Path) -> N
     wrong.write_text(text.replace("restart: unless-stopped", "restart: [unless-stopped]"))
     refused = check_compose(wrong)
     assert refused.returncode == 1, refused.stdout + refused.stderr
+
+
+def test_prometheus_on_one_host_scrapes_every_service_and_mounts_files_that_exist() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    ours = {name for name, s in compose.items() if "build" in s}
+    config = yaml.safe_load((DEPLOY / "monitoring" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    targets = {t for c in job["static_configs"] for t in c["targets"]}
+    assert targets == {f"{name}:8000" for name in ours}
+    for name, service in compose.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (DEPLOY / source).is_file(), f"{name} mounts {source}, which is missing"
+    rules = Path(config["rule_files"][0]).name
+    assert (DEPLOY / "monitoring" / rules).is_file()
