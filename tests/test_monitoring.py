@@ -3,7 +3,8 @@
 Every expression is parsed by ``promql-parser`` (the Rust PromQL parser of GreptimeDB, the
 grammar of Prometheus); each metric it names must be registered by the platform or a service
 once all their modules are imported, with the labels the expression matches or groups by.
-Prometheus' own ``up`` and kube-state-metrics' readiness are the only outside names.
+Prometheus' own ``up``, kube-state-metrics' readiness and the Kafka Exporter's consumer-group
+lag are the only outside names.
 What no offline check covers: the alert templates' Go syntax, and whether a threshold is wise.
 """
 
@@ -48,6 +49,7 @@ SUFFIXES = {
 OUTSIDE = {
     "up": {"namespace", "pod"},  # Prometheus, per target, labels from the scrape config
     "kube_pod_container_status_ready": {"namespace", "pod", "container"},  # kube-state-metrics
+    "kafka_consumergroup_lag": {"consumergroup", "topic", "partition"},  # Strimzi Kafka Exporter
 }
 SEVERITIES = {"critical", "warning", "info"}
 
@@ -148,6 +150,7 @@ def test_the_rules_cover_what_county_it_must_be_told() -> None:
         "cunzhi_dlq_unpublished_total",
         "cunzhi_rectification_deadline_steps_total",
         "kube_pod_container_status_ready",
+        "kafka_consumergroup_lag",
     }
     assert must <= named, must - named
 
