@@ -138,6 +138,23 @@ def test_every_alert_rule_parses_and_names_exported_metrics() -> None:
             assert used <= labels, f"{rule['alert']}: no label {used - labels} in the result"
 
 
+def test_rules_on_rare_events_see_a_counters_first_increment() -> None:
+    """``increase(x[w]) > 0`` alone misses a labelled counter's first step (no series before).
+
+    Every rule that alerts on any increase of a counter must also alert on its new series
+    (a rule where such an increase only silences, after ``unless``, needs no such branch).
+    """
+    checked = 0
+    for rule in rules():
+        alerting_on = r"sum (?:by \([^)]*\) )?\(increase\((\w+)[^\[]*\[(\w+)\]\)\) > 0\b"
+        for metric, window in re.findall("^" + alerting_on, rule["expr"]):
+            checked += 1
+            assert re.search(
+                rf"{metric}\b.* unless {metric}\b.* offset {window}\b", rule["expr"]
+            ), f"{rule['alert']}: the first {metric} of a new series would not alert"
+    assert checked >= 4
+
+
 def test_the_rules_cover_what_county_it_must_be_told() -> None:
     named = {s.metric for rule in rules() for s in named_in(rule["expr"])[0]}
     must = {
