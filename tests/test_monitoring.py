@@ -146,7 +146,7 @@ def test_rules_on_rare_events_see_a_counters_first_increment() -> None:
     """
     checked = 0
     for rule in rules():
-        alerting_on = r"sum (?:by \([^)]*\) )?\(increase\((\w+)[^\[]*\[(\w+)\]\)\) > 0\b"
+        alerting_on = r"sum (?:by \([^)]*\) )?\(increase\((\w+)[^\[]*\[(\w+)\]\)\) > 0(?![.\d])"
         for metric, window in re.findall("^" + alerting_on, rule["expr"]):
             checked += 1
             assert re.search(
