@@ -8,6 +8,9 @@ import cunzhi_rectification.events
 from cunzhi_meetings.events import registry as meetings_events
 from cunzhi_meetings.service import DESCRIPTION as MEETINGS
 from cunzhi_meetings.service import build_service as build_meetings
+from cunzhi_notifications.events import registry as notifications_events
+from cunzhi_notifications.service import DESCRIPTION as NOTIFICATIONS
+from cunzhi_notifications.service import build_service as build_notifications
 from cunzhi_platform.events import EventRegistry
 from cunzhi_platform.runtime import Service
 from cunzhi_topics.events import registry as topics_events
@@ -21,6 +24,11 @@ SERVICES: dict[str, tuple[EventRegistry, str]] = {
         cunzhi_rectification.events.registry,
         cunzhi_rectification.events.__doc__ or "",
     ),
+    "notifications": (notifications_events, NOTIFICATIONS),
 }
 
-RUNNABLE: dict[str, Callable[[], Service]] = {"topics": build_topics, "meetings": build_meetings}
+RUNNABLE: dict[str, Callable[[], Service]] = {
+    "topics": build_topics,
+    "meetings": build_meetings,
+    "notifications": build_notifications,
+}

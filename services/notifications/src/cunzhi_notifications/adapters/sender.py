@@ -1,0 +1,450 @@
+"""The sender: claims due deliveries, renders them, hands them to the channels, records outcomes.
+
+Claiming sets a lease (``claim``, ``lease_until``) under ``FOR UPDATE SKIP LOCKED``, so several
+senders share the ledger without taking the same row. Sending happens outside any transaction;
+the outcome is recorded only by the holder of the claim. A sender that dies after claiming
+leaves the row ``sending``: once the lease expires another sender takes it, and because the
+first one may have sent it, asks the channel's ``receipt`` before sending again. An ``UNCLEAR``
+answer is treated the same way at the next attempt. Providers get our delivery id, derived from
+the ledger's unique key, so one that dedupes recognises a resend too.
+
+Group robots and digests: the due deliveries of one group (or of one person's digest) on one
+channel go out as one message, never one per person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+from cunzhi_platform.clock import Clock
+from cunzhi_platform.envelope import CommandContext
+from cunzhi_platform.eventstore import EventStore, StreamWrite
+from cunzhi_platform.runtime import Background, Runtime
+
+from ..channels.base import Channel, Message, Outcome, SendResult
+from ..domain.errors import TemplateError
+from ..domain.routing import Backoff, bundles
+from ..domain.templates import Template, default, render
+from ..events import (
+    DeliveryEvent,
+    DigestSent,
+    NotificationFailed,
+    NotificationSent,
+    WebhookEndpointDisabled,
+)
+from .ledger import ADDRESS_COLUMNS, derived_id
+
+_log = structlog.get_logger(__name__)
+ACTOR = "notifications-sender"
+
+
+@dataclass
+class _Send:
+    """One message to send, and the ledger rows it stands for."""
+
+    channel: str
+    message: Message
+    rows: list[asyncpg.Record]
+    unclear: bool
+    kinds: list[str]
+
+    @property
+    def digest_id(self) -> str | None:
+        return self.message.delivery_id if len(self.rows) > 1 else None
+
+
+class Sender:
+    def __init__(
+        self,
+        schema: str,
+        channels: Mapping[str, Channel],
+        *,
+        backoff: Backoff | None = None,
+        batch: int = 500,
+        lease: dt.timedelta = dt.timedelta(minutes=2),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.s = f'"{schema}"'
+        self.channels = channels
+        self.backoff = backoff or Backoff()
+        self.batch = batch
+        self.lease = lease
+        self.rng = rng or random.Random()
+        self.after_claim: Callable[[], Coroutine[Any, Any, None]] | None = None
+        """Tests only: runs between claiming and sending (to kill a sender right there)."""
+
+    async def claim(self, pool: asyncpg.Pool, now: dt.datetime) -> tuple[str, list[asyncpg.Record]]:
+        claim = derived_id("claim", now.isoformat(), str(self.rng.random()))
+        rows = await pool.fetch(
+            f"""WITH due AS (
+                    SELECT delivery_id FROM {self.s}.deliveries
+                    WHERE not_before <= $1 AND (status = 'pending'
+                          OR (status = 'sending' AND lease_until < $1))
+                    ORDER BY not_before LIMIT $2 FOR UPDATE SKIP LOCKED)
+                UPDATE {self.s}.deliveries d SET status = 'sending', claim = $3,
+                    lease_until = $1 + $4::interval, attempts = d.attempts + 1,
+                    unclear = d.unclear OR d.status = 'sending'
+                FROM due WHERE d.delivery_id = due.delivery_id
+                RETURNING d.*""",
+            now,
+            self.batch,
+            claim,
+            self.lease,
+        )
+        return claim, rows
+
+    async def run_once(self, pool: asyncpg.Pool, store: EventStore, clock: Clock) -> int:
+        """Claim one batch, send it, record what happened; returns how many rows were claimed."""
+        claim, rows = await self.claim(pool, clock.now())
+        if not rows:
+            return 0
+        if self.after_claim is not None:
+            await self.after_claim()
+        sends, failures = await self.prepare(pool, rows)
+        results = await asyncio.gather(*(self.send(ch, group) for ch, group in _by_channel(sends)))
+        outcomes = [pair for chunk in results for pair in chunk]
+        await self.record(pool, store, clock.now(), claim, outcomes, failures)
+        return len(rows)
+
+    async def prepare(
+        self, pool: asyncpg.Pool, rows: Sequence[asyncpg.Record]
+    ) -> tuple[list[_Send], list[tuple[asyncpg.Record, str]]]:
+        """Render every claimed row into messages; what cannot be rendered fails with why."""
+        s = self.s
+        events = list({str(r["source_event_id"]) for r in rows})
+        contexts = {
+            (str(n["source_event_id"]), n["kind"]): n["context"]
+            for n in await pool.fetch(
+                f"SELECT source_event_id, kind, context FROM {s}.notices "
+                "WHERE source_event_id = ANY($1::uuid[])",
+                events,
+            )
+        }
+        people = {
+            p["person_id"]: p
+            for p in await pool.fetch(
+                f"SELECT * FROM {s}.people WHERE person_id = ANY($1::text[])",
+                list({r["recipient_id"] for r in rows}),
+            )
+        }
+        groups = {
+            f"group:{g['group_id']}": g
+            for g in await pool.fetch(
+                f"SELECT * FROM {s}.groups WHERE group_id = ANY($1::text[])",
+                [r["recipient_id"].removeprefix("group:") for r in rows],
+            )
+        }
+        overrides = {
+            (t["kind"], t["channel"]): Template(t["subject"], t["body"])
+            for t in await pool.fetch(f"SELECT kind, channel, subject, body FROM {s}.templates")
+        }
+
+        def template(kind: str, channel: str) -> Template:
+            return overrides.get((kind, channel)) or default(kind, channel)
+
+        by_id = {str(r["delivery_id"]): r for r in rows}
+        failures: list[tuple[asyncpg.Record, str]] = []
+        sends: list[_Send] = []
+
+        def address_and_name(row: asyncpg.Record) -> tuple[str, str]:
+            recipient, channel = row["recipient_id"], row["channel"]
+            if recipient.startswith("group:"):
+                g = groups.get(recipient)
+                if g is None or not g["active"]:
+                    raise LookupError(f"group {recipient} is unknown or disabled")
+                return g["webhook_url"], g["name"]
+            p = people.get(recipient)
+            name = p["name"] if p else recipient
+            if channel == "inbox":
+                return recipient, name
+            address = p[ADDRESS_COLUMNS[channel]] if p else None
+            if not address:
+                raise LookupError(f"no {ADDRESS_COLUMNS[channel]} on record for this person")
+            return address, name
+
+        def rendered(row: asyncpg.Record, name: str) -> tuple[str, str, dict[str, str]]:
+            context = {**contexts[(str(row["source_event_id"]), row["kind"])], "name": name}
+            out = render(template(row["kind"], row["channel"]), row["channel"], context)
+            params = {k: str(v) for k, v in context.items() if v is not None}
+            return out.subject, out.body, params
+
+        singles, grouped = bundles(
+            (d, r["recipient_id"], r["channel"], r["digest"]) for d, r in by_id.items()
+        )
+        for delivery in singles:
+            row = by_id[delivery]
+            if row["channel"] not in self.channels:
+                failures.append((row, f"no adapter is configured for channel {row['channel']}"))
+                continue
+            try:
+                address, name = address_and_name(row)
+                subject, body, params = rendered(row, name)
+            except (LookupError, TemplateError) as exc:
+                failures.append((row, str(exc)))
+                continue
+            message = Message(
+                delivery, address, subject, body, f"CUNZHI_{row['kind'].upper()}", params
+            )
+            sends.append(_Send(row["channel"], message, [row], row["unclear"], [row["kind"]]))
+        for (_, channel), ids in grouped.items():
+            members = [by_id[d] for d in sorted(ids)]
+            if channel not in self.channels:
+                failures += [
+                    (m, f"no adapter is configured for channel {channel}") for m in members
+                ]
+                continue
+            try:
+                address, name = address_and_name(members[0])
+                items = []
+                for m in members:
+                    subject, body, _ = rendered(m, name)
+                    items.append({"subject": subject, "body": body})
+                digest = render(
+                    template("digest", channel), channel, {"name": name, "items": items}
+                )
+            except (LookupError, TemplateError) as exc:
+                failures += [(m, str(exc)) for m in members]
+                continue
+            # Stable over retries, so a provider deduping on it recognises a resend.
+            message_id = derived_id("digest", *sorted(ids)) if len(ids) > 1 else sorted(ids)[0]
+            message = Message(message_id, address, digest.subject, digest.body, "CUNZHI_DIGEST")
+            sends.append(
+                _Send(
+                    channel,
+                    message,
+                    members,
+                    any(m["unclear"] for m in members),
+                    sorted({m["kind"] for m in members}),
+                )
+            )
+        return sends, failures
+
+    async def send(self, name: str, sends: list[_Send]) -> list[tuple[_Send, SendResult]]:
+        channel = self.channels[name]
+        out: list[tuple[_Send, SendResult]] = []
+        todo: list[_Send] = []
+        for item in sends:
+            known = None
+            if item.unclear:
+                # Perhaps sent by a sender that died or timed out: ask before sending again.
+                provider_id = item.rows[0]["provider_id"]
+                known = await _safely(channel.receipt(item.message, provider_id))
+            if known is not None and known.outcome in (Outcome.SENT, Outcome.FAILED):
+                out.append((item, known))
+            else:
+                todo.append(item)
+        for start in range(0, len(todo), channel.max_batch):
+            chunk = todo[start : start + channel.max_batch]
+            try:
+                results = await channel.send([i.message for i in chunk])
+            except Exception as exc:  # the contract says never; if it does, it may have sent
+                _log.warning("channel_raised", channel=name, error=repr(exc))
+                results = [SendResult(Outcome.UNCLEAR, error=f"the adapter raised {exc!r}")] * len(
+                    chunk
+                )
+            out += list(zip(chunk, results, strict=True))
+        return out
+
+    async def record(
+        self,
+        pool: asyncpg.Pool,
+        store: EventStore,
+        now: dt.datetime,
+        claim: str,
+        outcomes: Sequence[tuple[_Send, SendResult]],
+        failures: Sequence[tuple[asyncpg.Record, str]],
+    ) -> None:
+        s = self.s
+        writes: list[StreamWrite] = []
+        extra: list[StreamWrite] = []
+        async with pool.acquire() as conn, conn.transaction():
+
+            async def mark(row: asyncpg.Record, sql: str, *args: Any) -> int | None:
+                """Apply ``sql`` if we still hold the claim; the stream version, or None."""
+                version: int | None = await conn.fetchval(
+                    f"UPDATE {s}.deliveries SET lease_until = NULL, claim = NULL, {sql} "
+                    "WHERE delivery_id = $1 AND claim = $2 RETURNING stream_version",
+                    row["delivery_id"],
+                    claim,
+                    *args,
+                )
+                return version
+
+            async def fail(row: asyncpg.Record, reason: str) -> None:
+                version = await mark(
+                    row,
+                    "status = 'failed', failed_at = $3, last_error = $4, unclear = false, "
+                    "stream_version = stream_version + 1",
+                    now,
+                    reason,
+                )
+                if version is not None:
+                    writes.append(
+                        _write(
+                            row,
+                            version,
+                            NotificationFailed,
+                            attempts=row["attempts"],
+                            reason=reason,
+                            failed_at=now,
+                        )
+                    )
+
+            for row, reason in failures:
+                await fail(row, reason)
+            for item, result in outcomes:
+                if result.outcome is Outcome.SENT:
+                    sent = False
+                    for row in item.rows:
+                        version = await mark(
+                            row,
+                            "status = 'sent', sent_at = $3, provider_id = $4, unclear = false, "
+                            "digest_id = $5, subject = $6, body = $7, "
+                            "stream_version = stream_version + 1",
+                            now,
+                            result.provider_id,
+                            item.digest_id,
+                            item.message.subject,
+                            item.message.body,
+                        )
+                        if version is not None:
+                            sent = True
+                            writes.append(
+                                _write(
+                                    row,
+                                    version,
+                                    NotificationSent,
+                                    attempt=row["attempts"],
+                                    provider_id=result.provider_id,
+                                    digest_id=item.digest_id,
+                                    sent_at=now,
+                                )
+                            )
+                    if sent and item.digest_id is not None:
+                        extra.append(
+                            StreamWrite(
+                                f"digest:{item.digest_id}",
+                                0,
+                                [
+                                    DigestSent(
+                                        digest_id=item.digest_id,
+                                        recipient_id=item.rows[0]["recipient_id"],
+                                        channel=item.channel,
+                                        delivery_ids=[str(r["delivery_id"]) for r in item.rows],
+                                        kinds=item.kinds,
+                                        sent_at=now,
+                                    )
+                                ],
+                            )
+                        )
+                    continue
+                reason = result.error or result.outcome.value
+                if result.outcome is Outcome.FAILED:
+                    for row in item.rows:
+                        await fail(row, reason)
+                    if result.address_gone:
+                        extra += await self.gone(conn, item.rows[0]["recipient_id"], reason, now)
+                    continue
+                for row in item.rows:
+                    wait = self.backoff.next_try(row["attempts"], result.retry_after_s, self.rng)
+                    if wait is None:
+                        await fail(row, f"gave up after {row['attempts']} attempts: {reason}")
+                        continue
+                    await mark(
+                        row,
+                        "status = 'pending', not_before = $3, last_error = $4, unclear = $5, "
+                        "provider_id = coalesce($6, provider_id)",
+                        now + dt.timedelta(seconds=wait),
+                        reason,
+                        result.outcome is Outcome.UNCLEAR,
+                        result.provider_id,
+                    )
+            if writes or extra:
+                await store.append_many([*writes, *extra], CommandContext(actor=ACTOR), conn=conn)
+            inbox = [r for i, res in outcomes if i.channel == "inbox" for r in i.rows]
+            if inbox and any(res.outcome is Outcome.SENT for _, res in outcomes):
+                await conn.execute(
+                    "SELECT pg_notify($1, r) FROM unnest($2::text[]) r",
+                    f"{store.schema}.inbox",
+                    sorted({r["recipient_id"] for r in inbox}),
+                )
+
+    async def gone(
+        self, conn: asyncpg.Connection, recipient: str, reason: str, now: dt.datetime
+    ) -> list[StreamWrite]:
+        """The address will never take anything again: stop sending to it."""
+        s = self.s
+        if recipient.startswith("group:"):
+            await conn.execute(
+                f"UPDATE {s}.groups SET active = false WHERE group_id = $1",
+                recipient.removeprefix("group:"),
+            )
+            return []
+        if not recipient.startswith("endpoint:"):
+            return []
+        endpoint = recipient.removeprefix("endpoint:")
+        was_active = await conn.fetchval(
+            f"""UPDATE {s}.endpoints SET active = false, disabled_reason = $2
+                WHERE endpoint_id = $1 AND active RETURNING true""",
+            endpoint,
+            reason,
+        )
+        await conn.execute(
+            f"""UPDATE {s}.deliveries SET status = 'cancelled', last_error = $2
+                WHERE recipient_id = $1 AND status = 'pending'""",
+            recipient,
+            f"endpoint disabled: {reason}",
+        )
+        if not was_active:
+            return []
+        event = WebhookEndpointDisabled(endpoint_id=endpoint, reason=reason, disabled_at=now)
+        version = await conn.fetchval(
+            f"SELECT coalesce(max(stream_version), 0) FROM {s}.events WHERE stream_id = $1",
+            f"endpoint:{endpoint}",
+        )
+        return [StreamWrite(f"endpoint:{endpoint}", version, [event])]
+
+    def loop(self) -> Background:
+        async def sender(rt: Runtime) -> None:
+            while True:
+                if not await self.run_once(rt.pool, rt.store, rt.clock):
+                    await asyncio.sleep(min(rt.settings.scheduler_interval_s, 1.0))
+
+        return sender
+
+
+def _write(
+    row: asyncpg.Record, version: int, cls: type[DeliveryEvent], **fields: Any
+) -> StreamWrite:
+    """An event on the delivery's stream at the version ``version`` was bumped to."""
+    event = cls(
+        delivery_id=str(row["delivery_id"]),
+        source_event_id=str(row["source_event_id"]),
+        kind=row["kind"],
+        recipient_id=row["recipient_id"],
+        channel=row["channel"],
+        **fields,
+    )
+    return StreamWrite(f"delivery:{row['delivery_id']}", version - 1, [event])
+
+
+def _by_channel(sends: Sequence[_Send]) -> list[tuple[str, list[_Send]]]:
+    grouped: dict[str, list[_Send]] = {}
+    for item in sends:
+        grouped.setdefault(item.channel, []).append(item)
+    return list(grouped.items())
+
+
+async def _safely(call: Coroutine[Any, Any, SendResult | None]) -> SendResult | None:
+    try:
+        return await call
+    except Exception as exc:
+        _log.warning("receipt_failed", error=repr(exc))
+        return None

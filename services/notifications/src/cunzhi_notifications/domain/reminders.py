@@ -1,0 +1,38 @@
+"""When reminders fall due (提醒): working days, Asia/Shanghai.
+
+Ours, not the source reports': a reminder goes out at 09:00 on its day, the start of the
+township's working day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cunzhi_platform.clock import SHANGHAI, working_days_before
+
+REMIND_AT = dt.time(9, 0)
+
+
+def working_day_before(day: dt.date) -> dt.datetime:
+    """09:00 on the working day before ``day`` (holidays and adjusted work days counted)."""
+    return dt.datetime.combine(working_days_before(day, 1), REMIND_AT, SHANGHAI)
+
+
+def call_closing_due(closes_at: dt.datetime) -> dt.datetime:
+    """The working day before the call for topics closes."""
+    return working_day_before(closes_at.astimezone(SHANGHAI).date())
+
+
+def forum_eve_due(forum_date: dt.date) -> dt.datetime:
+    """The working day before the forum."""
+    return working_day_before(forum_date)
+
+
+def day_text(day: dt.date) -> str:
+    """How a date reads in a notice: 10月30日."""
+    return f"{day.month}月{day.day}日"
+
+
+def moment_text(moment: dt.datetime) -> str:
+    local = moment.astimezone(SHANGHAI)
+    return f"{day_text(local.date())} {local:%H:%M}"

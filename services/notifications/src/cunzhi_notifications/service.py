@@ -1,0 +1,47 @@
+"""The notifications service as the platform runs it: readers, ledger, sender, reminders, API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cunzhi_platform.runtime import Service
+
+from .adapters.http import router
+from .adapters.inbox import InboxChannel
+from .adapters.ledger import Ledger
+from .adapters.planner import Planner, RosterDirectory
+from .adapters.reminders import reminder_timer
+from .adapters.schema import MIGRATIONS
+from .adapters.sender import Sender
+from .channels.base import Channel
+from .events import SERVICE, registry
+from .readers import meetings, topics
+
+DESCRIPTION = (
+    "Every notice, reminder and alert of the other services delivered once, on the channels "
+    "people use (in-app inbox, SMS, WeCom/DingTalk group robots, e-mail, outbound webhooks): "
+    "a delivery ledger exactly once per (source event, recipient, kind, channel), preferences, "
+    "quiet hours, digests and durable reminders. Recipients are person ids: phone numbers and "
+    "e-mail addresses never appear in these events."
+)
+
+
+def build_service(
+    channels: Mapping[str, Channel] | None = None,
+    *,
+    name: str = SERVICE,
+    sender: Sender | None = None,
+) -> Service:
+    """``channels``: the adapters by channel name; the inbox is always there."""
+    adapters: dict[str, Channel] = {"inbox": InboxChannel(), **(channels or {})}
+    sender = sender or Sender(name, adapters)
+    return Service(
+        name=name,
+        registry=registry,
+        consumes=[topics, meetings],
+        consumers=[RosterDirectory(), Planner(sorted(adapters))],
+        migrations=MIGRATIONS,
+        routers=[router],
+        background=[sender.loop(), reminder_timer(Ledger(name, adapters))],
+        description=DESCRIPTION,
+    )
