@@ -169,15 +169,22 @@ class Sender:
                 raise LookupError(f"no {ADDRESS_COLUMNS[channel]} on record for this person")
             return address, name
 
-        def rendered(row: asyncpg.Record, name: str) -> tuple[str, str, dict[str, str]]:
+        def rendered(
+            row: asyncpg.Record, name: str, layout: str | None = None
+        ) -> tuple[str, str, dict[str, str]]:
+            """``layout``: the channel whose template to use (a digest lists inbox texts)."""
             context = {**contexts[(str(row["source_event_id"]), row["kind"])], "name": name}
-            out = render(template(row["kind"], row["channel"]), row["channel"], context)
+            channel = layout or row["channel"]
+            out = render(template(row["kind"], channel), channel, context)
             params = {k: str(v) for k, v in context.items() if v is not None}
             return out.subject, out.body, params
 
         singles, grouped = bundles(
             (d, r["recipient_id"], r["channel"], r["digest"]) for d, r in by_id.items()
         )
+        # A bundle of one is just a message: the group or digest layout would only add noise.
+        singles += [ids[0] for ids in grouped.values() if len(ids) == 1]
+        grouped = {key: ids for key, ids in grouped.items() if len(ids) > 1}
         for delivery in singles:
             row = by_id[delivery]
             if row["channel"] not in self.channels:
@@ -204,7 +211,7 @@ class Sender:
                 address, name = address_and_name(members[0])
                 items = []
                 for m in members:
-                    subject, body, _ = rendered(m, name)
+                    subject, body, _ = rendered(m, name, "inbox")
                     items.append({"subject": subject, "body": body})
                 digest = render(
                     template("digest", channel), channel, {"name": name, "items": items}
@@ -213,7 +220,7 @@ class Sender:
                 failures += [(m, str(exc)) for m in members]
                 continue
             # Stable over retries, so a provider deduping on it recognises a resend.
-            message_id = derived_id("digest", *sorted(ids)) if len(ids) > 1 else sorted(ids)[0]
+            message_id = derived_id("digest", *sorted(ids))
             message = Message(message_id, address, digest.subject, digest.body, "CUNZHI_DIGEST")
             sends.append(
                 _Send(
