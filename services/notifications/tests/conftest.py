@@ -153,6 +153,11 @@ class Kit:
             await broker.stop()
         return envelope.id
 
+    async def until_ready(self, check: Callable[[], Any]) -> Any:
+        value = await eventually(check, timeout=30)
+        assert value, "never got there"
+        return value
+
     async def rows(self, where: str, *args: Any) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             f"SELECT * FROM {self.s}.deliveries WHERE {where} ORDER BY recipient_id, channel",
@@ -243,3 +248,21 @@ def clock() -> ManualClock:
 async def kit(settings: Settings, pool: asyncpg.Pool, clock: ManualClock) -> AsyncIterator[Kit]:
     async with start(settings, pool, clock) as k:
         yield k
+
+
+class Starter:
+    """Starts instances of the service by name (for tests that kill and restart it)."""
+
+    fresh = staticmethod(fresh)
+    recorder = Recorder
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, clock: ManualClock) -> None:
+        self.settings, self.pool, self.clock = settings, pool, clock
+
+    def __call__(self, name: str, **build: Any) -> contextlib.AbstractAsyncContextManager[Kit]:
+        return start(self.settings, self.pool, self.clock, name, **build)
+
+
+@pytest.fixture
+def start_kit(settings: Settings, pool: asyncpg.Pool, clock: ManualClock) -> Starter:
+    return Starter(settings, pool, clock)
