@@ -39,6 +39,9 @@ class Message:
     """The provider's template (SMS providers send only registered templates)."""
     template_params: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    secret: str | None = field(default=None, repr=False)
+    """The address's own signing secret, where it has one: a DingTalk robot's ``SEC…`` secret,
+    a webhook endpoint's ``whsec_…`` secret. Kept out of ``repr`` so it never reaches a log."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class SendResult:
     """A provider's own wait (429 Retry-After, a throttling code): honoured over our backoff."""
     address_gone: bool = False
     """The address will never take anything again (a webhook endpoint answering 410 Gone)."""
+    delivered: bool = False
+    """A receipt says it reached the person's phone (SMS status report), not only the provider."""
 
 
 class Channel(Protocol):
