@@ -11,7 +11,13 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 import pytest
-from cunzhi_meetings.events import ForumPlanned, ForumTask, ResolutionAdopted
+from cunzhi_meetings.events import (
+    ForumCancelled,
+    ForumPlanned,
+    ForumPostponed,
+    ForumTask,
+    ResolutionAdopted,
+)
 from cunzhi_platform.metrics import DLQ
 from cunzhi_platform.testing import eventually
 from cunzhi_rectification.events import TaskCompleted
@@ -113,6 +119,23 @@ async def test_cycle_from_forum_planned_to_resolution(kit: Kit) -> None:
     (resolved,) = await kit.published("cunzhi.topics.TopicResolved", topic_id=chosen)
     assert resolved["forum_id"] == forum
 
+    # The submitter follows every step in words, from submission to resolution.
+    timeline = await kit.until(f"/topics/{chosen}/timeline", lambda p: p["total"] == 7, wang)
+    assert [s["step"] for s in timeline["items"]] == [
+        "submitted",
+        "shortlisted",
+        "selected",
+        "task_completed",  # reported before the resolution naming it arrived
+        "resolution_adopted",
+        "task_completed",
+        "resolved",
+    ]
+    assert (
+        timeline["items"][4]["description"] == "论坛通过《关于加强流动党员管理的决议》，部署任务2项"
+    )
+    r = await kit.client.get(f"/topics/{chosen}/timeline", headers=kit.office(kit.fresh("town")))
+    assert r.status_code == 403
+
     # Redelivered completions and plans change nothing and are not dead-lettered.
     await kit.publish(RECTIFICATION, completed(forum, town, t2), f"task:{t2}", event_id=done_id)
     await kit.publish(RECTIFICATION, completed(forum, town, t2), f"task:{t2}")
@@ -145,3 +168,53 @@ async def ledger_has(kit: Kit, forum: str, task: str, column: str) -> None:
         return bool(flag)
 
     assert await eventually(check, timeout=20), f"{forum}/{task} not {column}"
+
+
+async def test_a_postponed_forum_moves_its_call_and_a_cancelled_one_returns_its_topic(
+    kit: Kit,
+) -> None:
+    town, village = kit.fresh("town"), kit.fresh("v")
+    forum, next_forum = kit.fresh("forum"), kit.fresh("forum")
+    date = kit.forum_date(open_now=False)
+    await kit.publish(MEETINGS, planned(town, forum, date), f"forum:{forum}")
+    call_path = f"/townships/{town}/calls/{forum}"
+    await kit.until(call_path, lambda c: c["state"] == "scheduled")
+
+    later = date + dt.timedelta(days=7)
+    postponed = ForumPostponed(
+        forum_id=forum, township_id=town, previous_date=date, date=later, reason="县委巡察"
+    )
+    await kit.publish(MEETINGS, postponed, f"forum:{forum}")
+    moved = await kit.until(call_path, lambda c: c["forum_date"] == str(later))
+    assert moved["state"] == "scheduled"
+    times = await kit.call_times(town, forum)
+    assert times.forum_date == later
+
+    # Open, a topic selected, then the forum is cancelled: the topic waits for the next call.
+    kit.clock.set(times.opens_at)
+    await kit.until(call_path, lambda c: c["state"] == "open")
+    chosen = await kit.submit(town, forum, kit.secretary(town, village), village_ids=[village])
+    assert (await kit.post(f"/topics/{chosen}/shortlist", kit.office(town))).status_code == 200
+    kit.clock.set(times.closes_at)
+    await kit.until(call_path, lambda c: c["state"] == "closed")
+    r = await kit.post(
+        f"{call_path}/selection", kit.committee(town), {"topic_id": chosen, "dispositions": {}}
+    )
+    assert r.status_code == 200, r.text
+    cancelled = ForumCancelled(forum_id=forum, township_id=town, topic_id=chosen, reason="暴雨")
+    await kit.publish(MEETINGS, cancelled, f"forum:{forum}")
+    await kit.until(call_path, lambda c: c["state"] == "cancelled")
+    returned = await kit.topic(chosen, lambda t: t["state"] == "deferred")
+    assert returned["reason"] == "暴雨"
+
+    # The township's next call takes it in, as submitted, with where it came from.
+    next_date = later + dt.timedelta(days=28)
+    await kit.publish(MEETINGS, planned(town, next_forum, next_date), f"forum:{next_forum}")
+    await kit.until(f"/townships/{town}/calls/{next_forum}", bool)
+    kit.clock.set((await kit.call_times(town, next_forum)).opens_at)
+    carried = await kit.topic(chosen, lambda t: t["forum_id"] == next_forum)
+    assert (carried["state"], carried["carried_over_from"]) == ("submitted", [forum])
+    # Delivered again, the cancellation changes nothing.
+    await kit.publish(MEETINGS, cancelled, f"forum:{forum}")
+    await marker_processed(kit, f"forum:{forum}")
+    assert await kit.call_version(town, forum) == 6  # … rescheduled, …, decided, cancelled

@@ -32,6 +32,7 @@ from cunzhi_topics.domain import (
     TownshipCategories,
     VillageSecretary,
     call_stream_id,
+    cancel_forum_call,
     categories_stream_id,
     check_category,
     merge_topics,
@@ -48,7 +49,7 @@ NEXT_FORUM_DATE = dt.date(2026, 11, 27)
 WANG = VillageSecretary("p-wang", "v01")
 LI = VillageSecretary("p-li", "v02")
 ZHAO = VillageSecretary("p-zhao", "v03")
-STATION_HEAD = StationHead("p-sun", "st1", frozenset({"v01", "v02", "v03"}))
+STATION_HEAD = StationHead("p-sun", "nongjingzhan")  # the township's 农经站
 OFFICE = "p-office"
 COMMITTEE = "p-secretary"
 
@@ -267,14 +268,15 @@ def test_a_village_secretary_submits_a_topic_for_their_village() -> None:
     assert topic.submitter_ids == ["p-wang"]
 
 
-def test_a_station_head_submits_for_villages_of_the_station_only() -> None:
+def test_a_station_submits_township_wide_topics_about_any_villages_or_none() -> None:
     call = open_call()
-    topic = submitted(call, "t1", STATION_HEAD, ("v02", "v03"))
-    assert topic.sources[0].station_id == "st1"
+    topic = submitted(call, "t1", STATION_HEAD, ("v02", "v09"))
+    assert topic.sources[0].station_id == "nongjingzhan"
     assert topic.sources[0].submitter_role == "station_head"
-
-    with pytest.raises(Forbidden, match="villages v09 are not in station st1") as refused:
-        submitted(call, "t2", STATION_HEAD, ("v01", "v09"))
+    township_wide = submitted(call, "t2", STATION_HEAD, ())
+    assert township_wide.village_ids == []
+    with pytest.raises(DomainError, match="at least one village") as refused:
+        submitted(call, "t3", WANG, ())
     assert refused.value.field == "village_ids"
 
 
@@ -866,6 +868,92 @@ def test_carry_over_needs_a_deferred_topic_and_the_townships_next_open_call() ->
     folded(scheduled, scheduled.schedule(NEXT_FORUM_DATE, AFTER_DEADLINE))
     with pytest.raises(InvalidTransition, match=r"once it has opened .* is scheduled"):
         deferred.carry_over(scheduled, AFTER_DEADLINE)
+
+
+# -- postponed and cancelled forums -------------------------------------------------------------
+
+
+def test_a_postponed_forum_moves_its_scheduled_call() -> None:
+    call = CallForTopics(call_stream_id(TOWNSHIP, FORUM))
+    folded(call, call.schedule(FORUM_DATE, at(dt.date(2026, 9, 28))))
+    moved = call.reschedule(NEXT_FORUM_DATE, "县委巡察", at(dt.date(2026, 10, 15)))
+    assert [type(e) for e in moved] == [ev.CallForTopicsRescheduled]
+    folded(call, moved)
+    assert call.times == CallTimes.for_forum(NEXT_FORUM_DATE)
+    assert call.state is CallState.SCHEDULED
+    # the old opening time no longer opens it
+    with pytest.raises(InvalidTransition, match="opens at 2026-11-17 00:00"):
+        call.open(at(dt.date(2026, 10, 20), 0))
+    # the same postponement delivered again changes nothing
+    assert call.reschedule(NEXT_FORUM_DATE, "县委巡察", at(dt.date(2026, 10, 16))) == []
+
+
+def test_a_closed_call_opens_again_when_its_forum_is_postponed_past_a_new_deadline() -> None:
+    call = closed(open_call())
+    later = dt.date(2026, 11, 6)  # deadline moves to Fri 30 Oct 17:30, still ahead on the 27th
+    moved = call.reschedule(later, "乡党委书记出差", at(dt.date(2026, 10, 27)))
+    assert [type(e) for e in moved] == [ev.CallForTopicsRescheduled, ev.CallForTopicsOpened]
+    assert isinstance(moved[0], ev.CallForTopicsRescheduled) and moved[0].reopens
+    folded(call, moved)
+    assert call.state is CallState.OPEN
+    topic = submitted(call, "t9", now=at(dt.date(2026, 10, 28)))
+    assert topic.state is TopicState.SUBMITTED
+
+
+def test_an_open_call_brought_forward_keeps_open_until_its_new_deadline() -> None:
+    call = open_call()
+    earlier = dt.date(2026, 10, 28)
+    moved = call.reschedule(earlier, "提前召开", IN_CALL)
+    assert [type(e) for e in moved] == [ev.CallForTopicsRescheduled]
+    folded(call, moved)
+    assert call.state is CallState.OPEN
+    assert call.times is not None
+    assert call.times.closes_at == at(working_days_before(earlier, 5), 17, 30)
+
+
+def test_a_cancelled_forum_returns_its_topics_to_the_next_call_with_their_history() -> None:
+    call, chosen, deferred = decided_call_with_deferred_topic()
+    assert chosen.state is TopicState.SELECTED
+    cancelled_at = at(dt.date(2026, 10, 28))
+    events = cancel_forum_call(call, [chosen, deferred], "疫情防控", cancelled_at)
+    assert set(events) == {call.id, chosen.id}  # the deferred topic already waits elsewhere
+    assert [type(e) for e in events[call.id]] == [ev.CallForTopicsCancelled]
+    assert events[chosen.id] == [
+        ev.TopicReturned(
+            topic_id="t1",
+            township_id=TOWNSHIP,
+            forum_id=FORUM,
+            village_ids=["v01"],
+            submitter_ids=["p-wang"],
+            reason="疫情防控",
+            returned_at=cancelled_at,
+        )
+    ]
+    fold_all(events, call, chosen)
+    assert call.state is CallState.CANCELLED
+    assert chosen.state is TopicState.DEFERRED
+    # a second delivery returns nothing again
+    assert cancel_forum_call(call, [chosen, deferred], "疫情防控", cancelled_at) == {}
+    # the cancelled call takes nothing more, and the topic goes on to the next call
+    with pytest.raises(InvalidTransition, match="was cancelled"):
+        call.reschedule(NEXT_FORUM_DATE, "改期", cancelled_at)
+    with pytest.raises(DomainError, match="carry it into the township's next call"):
+        chosen.carry_over(call, cancelled_at)
+    next_call = open_call(NEXT_FORUM, NEXT_FORUM_DATE)
+    folded(chosen, chosen.carry_over(next_call, at(dt.date(2026, 11, 17))))
+    assert (chosen.state, chosen.carried_over_from) == (TopicState.SUBMITTED, [FORUM])
+
+
+def test_a_cancelled_open_call_refuses_submissions_and_returns_undecided_topics() -> None:
+    call = open_call()
+    topic = submitted(call, "t5")
+    withdrawn = submitted(call, "t6", LI, ("v02",))
+    folded(withdrawn, withdrawn.withdraw(call, LI.person_id, IN_CALL))
+    events = cancel_forum_call(call, [topic, withdrawn], "暴雨", IN_CALL)
+    assert set(events) == {call.id, topic.id}
+    fold_all(events, call, topic)
+    with pytest.raises(InvalidTransition, match="was cancelled"):
+        submitted(call, "t7")
 
 
 def test_the_selected_topic_is_resolved_for_its_forum_only() -> None:

@@ -51,6 +51,8 @@ async def test_issue_raised_claimed_reported_and_closed(kit: Kit) -> None:
     outsider = kit.member(town, elsewhere, kit.fresh("wu"))
     r = await kit.post(f"/issues/{issue_id}/claim", outsider)
     assert r.status_code == 403 and village in r.json()["detail"]
+    r = await kit.post(f"/issues/{issue_id}/claim", kit.office(kit.fresh("town")))
+    assert r.status_code == 403, "a cadre of another township"
     r = await kit.post(f"/issues/{issue_id}/claim", liu)
     assert r.status_code == 200, r.text
     r = await kit.post(f"/issues/{issue_id}/claim", chen)
@@ -102,3 +104,22 @@ async def test_issue_promoted_to_a_topic_of_the_open_call(kit: Kit) -> None:
 
     r = await kit.post(f"/issues/{issue_id}/claim", kit.member(town, village, "p-liu"))
     assert r.status_code == 409 and "promoted" in r.json()["detail"]
+
+
+async def test_cadres_claim_too_a_village_secretary_and_a_township_cadre(kit: Kit) -> None:
+    """The claim list is for 党员干部: party members and cadres alike."""
+    town, village = kit.fresh("town"), kit.fresh("v")
+    cadre = kit.secretary(town, village)
+    body = {"title": "排水沟堵塞", "description": "雨后积水", "raised_on": str(ordinary_day(kit))}
+    claimed_by = []
+    for claimant in (cadre, kit.office(town)):
+        r = await kit.post(f"/villages/{village}/issues", cadre, body)
+        assert r.status_code == 201, r.text
+        issue_id = r.json()["issue_id"]
+        await kit.until(f"/issues/{issue_id}", bool)
+        r = await kit.post(f"/issues/{issue_id}/claim", claimant)
+        assert r.status_code == 200, r.text
+        claimed_by.append(
+            (await kit.until(f"/issues/{issue_id}", lambda i: i["claimant_id"]))["claimant_id"]
+        )
+    assert len(set(claimed_by)) == 2

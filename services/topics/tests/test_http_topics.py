@@ -129,8 +129,8 @@ async def test_merge_keeps_every_source_and_supporter(kit: Kit) -> None:
     wang = kit.secretary(town, v1)
     a = await kit.submit(town, forum, wang, village_ids=[v1])
     b = await kit.submit(town, forum, kit.secretary(town, v2), village_ids=[v2])
-    head = kit.as_(["station_head"], town, station_ids=["st1"], village_ids=[v2, v3], sub="head")
-    c = await kit.submit(town, forum, head, village_ids=[v3], station_id="st1")
+    head = kit.as_(["station_head"], town, station_ids=["sifasuo"], sub="head")  # 司法所
+    c = await kit.submit(town, forum, head, village_ids=[v3], station_id="sifasuo")
     zhao = kit.secretary(town, v4, sub=kit.fresh("zhao"))
     r = await kit.post(f"/topics/{b}/support", zhao, {})
     assert r.status_code == 200, r.text
@@ -383,3 +383,33 @@ async def test_a_topic_submitted_at_the_last_moment_still_needs_a_disposition(ki
     r = await kit.post(selection, kit.committee(town), {"topic_id": chosen, "dispositions": {}})
     assert r.status_code == 422 and r.json()["field"] == "dispositions"
     assert late in r.json()["detail"]
+
+
+async def test_a_township_station_submits_a_topic_about_no_particular_village(kit: Kit) -> None:
+    """站所 (农经站, 司法所…) are asked for topics too; theirs are township-wide."""
+    town = kit.fresh("town")
+    forum = await kit.open_call(town)
+    head = kit.as_(["station_head"], town, station_ids=["caizhengsuo"], sub=kit.fresh("head"))
+    topic_id = await kit.submit(
+        town, forum, head, station_id="caizhengsuo", title="村级财务公开不规范"
+    )
+    topic = await kit.topic(topic_id, bool)
+    assert topic["village_ids"] == []
+    assert topic["sources"][0]["station_id"] == "caizhengsuo"
+    r = await kit.client.post(
+        f"/townships/{town}/calls/{forum}/topics",
+        json={"title": "t", "description": "d", "category": "village_governance"},
+        headers=kit.secretary(town, kit.fresh("v")),
+    )
+    assert r.status_code == 422 and r.json()["field"] == "village_ids"
+    r = await kit.client.post(
+        f"/townships/{town}/calls/{forum}/topics",
+        json={
+            "title": "t",
+            "description": "d",
+            "category": "village_governance",
+            "station_id": "nongjingzhan",
+        },
+        headers=head,
+    )
+    assert r.status_code == 403 and "nongjingzhan" in r.json()["detail"]

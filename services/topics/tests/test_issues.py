@@ -13,6 +13,7 @@ from cunzhi_topics import events as ev
 from cunzhi_topics.domain import (
     CallForTopics,
     CallTimes,
+    Claimant,
     Issue,
     IssueState,
     Topic,
@@ -53,7 +54,7 @@ def raised(issue_id: str = "i1", raised_on: dt.date = SPEAK_UP_DAY) -> Issue:
 
 
 def claimed(issue: Issue, claimant: str = "p-liu") -> Issue:
-    return applied(issue, issue.claim(claimant, "v01", NOW))
+    return applied(issue, issue.claim(Claimant(claimant, villages=frozenset({"v01"})), NOW))
 
 
 def applied(agg: Agg, events: list[Event]) -> Agg:
@@ -106,7 +107,7 @@ def test_raising_needs_a_past_date_a_title_and_a_fresh_issue() -> None:
 
 def test_a_party_member_of_the_village_claims_an_open_issue() -> None:
     issue = raised()
-    events = issue.claim("p-liu", "v01", NOW)
+    events = issue.claim(Claimant("p-liu", villages=frozenset({"v01"})), NOW)
     assert events == [
         ev.IssueClaimed(
             issue_id="i1",
@@ -123,14 +124,28 @@ def test_a_party_member_of_the_village_claims_an_open_issue() -> None:
 def test_a_claimed_issue_cannot_be_claimed_again() -> None:
     issue = claimed(raised())
     with pytest.raises(InvalidTransition, match="already claimed by p-liu") as refused:
-        issue.claim("p-chen", "v01", NOW)
+        issue.claim(Claimant("p-chen", villages=frozenset({"v01"})), NOW)
     assert refused.value.status == 409
 
 
-@pytest.mark.parametrize("branch_village", [None, "v02"])
-def test_only_party_members_of_the_issues_village_claim(branch_village: str | None) -> None:
-    with pytest.raises(Forbidden, match="only party members of that village"):
-        raised().claim("p-chen", branch_village, NOW)
+def test_a_cadre_of_the_township_claims_an_issue_of_any_of_its_villages() -> None:
+    events = raised().claim(Claimant("p-zhang", townships=frozenset({TOWNSHIP})), NOW)
+    assert [e.claimant_id for e in events if isinstance(e, ev.IssueClaimed)] == ["p-zhang"]
+
+
+@pytest.mark.parametrize(
+    "claimant",
+    [
+        Claimant("p-chen"),
+        Claimant("p-chen", villages=frozenset({"v02"})),
+        Claimant("p-chen", townships=frozenset({"dazhangjia"})),
+    ],
+)
+def test_only_party_members_and_cadres_of_the_village_or_township_claim(
+    claimant: Claimant,
+) -> None:
+    with pytest.raises(Forbidden, match="party members and cadres of that village"):
+        raised().claim(claimant, NOW)
 
 
 def test_the_claimant_reports_progress_and_closes_with_what_was_done() -> None:
@@ -153,7 +168,7 @@ def test_the_claimant_reports_progress_and_closes_with_what_was_done() -> None:
     applied(issue, events)
     assert (issue.state, issue.outcome) == (IssueState.CLOSED, "换了三盏路灯")
     with pytest.raises(InvalidTransition, match="was closed by p-liu"):
-        issue.claim("p-chen", "v01", LATER)
+        issue.claim(Claimant("p-chen", villages=frozenset({"v01"})), LATER)
     with pytest.raises(InvalidTransition, match="was closed"):
         issue.report_progress("p-liu", "again", LATER)
 
@@ -162,7 +177,7 @@ def test_an_unclaimed_issue_takes_no_report_or_closing() -> None:
     with pytest.raises(InvalidTransition, match="not been claimed yet"):
         raised().close("p-liu", "done", NOW)
     with pytest.raises(NotFound, match="there is no issue i9"):
-        Issue(issue_stream_id("i9")).claim("p-liu", "v01", NOW)
+        Issue(issue_stream_id("i9")).claim(Claimant("p-liu", villages=frozenset({"v01"})), NOW)
 
 
 # -- promotion -----------------------------------------------------------------------------

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from cunzhi_platform.runtime import Service
-from cunzhi_rectification import events as rectification
-from cunzhi_topics import events as topics
 
 from .adapters.http import router
 from .adapters.policies import POLICIES, notice_timer
 from .adapters.projections import PROJECTIONS
 from .events import SERVICE, registry
+from .inbound import readers
 
 DESCRIPTION = (
     "The monthly village cadre forum (乡村干部论坛) of each township from plan to close — "
@@ -22,7 +21,7 @@ def build_service() -> Service:
     return Service(
         name=SERVICE,
         registry=registry,
-        consumes=[topics.registry, rectification.registry],
+        consumes=[readers],
         consumers=[*PROJECTIONS, *POLICIES],
         routers=[router],
         background=[notice_timer],

@@ -9,13 +9,15 @@ township of a topic, the village of an issue). Roles and jurisdiction come from 
 token (``Principal``):
 
 - a village secretary (``village_secretary``) acts for the villages of their ``village_ids``;
-- a station head (``station_head``) acts for a station of their ``station_ids``, and the
-  station's villages are the token's ``village_ids`` (the identity provider puts the villages
-  of the head's stations there; this service keeps no station register);
+- a station head (``station_head``) acts for a township functional station (站所) of their
+  ``station_ids``, and submits township-wide topics about any villages of the township, or
+  none in particular;
 - the party-building office (``party_building_office``) consolidates, and adds the township's
   own topic categories, and the township committee (``township_committee``) selects, for the
   townships of their ``township_ids``;
-- a party member (``party_member``) claims issues of the villages of their ``village_ids``.
+- a party member (``party_member``) or village secretary claims issues of the villages of their
+  ``village_ids``, and a township cadre (office, committee) those of their townships: the
+  claim list is for "党员干部", party members and cadres.
 
 Every one of them also needs the township in ``township_ids``: village and station ids do not
 say which township they are in, so the token does.
@@ -40,6 +42,7 @@ from cunzhi_platform.eventstore import EventStore, StreamWrite
 
 from .domain import (
     CallForTopics,
+    Claimant,
     Disposition,
     Issue,
     StationHead,
@@ -48,6 +51,7 @@ from .domain import (
     TownshipCategories,
     VillageSecretary,
     call_stream_id,
+    cancel_forum_call,
     categories_stream_id,
     issue_stream_id,
     merge_topics,
@@ -134,7 +138,7 @@ def submitter_of(
             raise Forbidden(
                 f"station {station_id} is outside your jurisdiction", field="station_id"
             )
-        return StationHead(principal.sub, station_id, frozenset(principal.village_ids))
+        return StationHead(principal.sub, station_id)
     principal.require_role(VILLAGE_SECRETARY)
     return VillageSecretary(principal.sub, _own_village(principal, village_id))
 
@@ -156,7 +160,7 @@ def _as_original_submitter(topic: Topic, principal: Principal) -> Submitter:
     """The caller in the capacity the topic was submitted in (for a revision's villages)."""
     own = next((s for s in topic.sources if s.topic_id == topic.topic_id), None)
     if own is not None and own.submitter_role == STATION_HEAD and own.station_id is not None:
-        return StationHead(principal.sub, own.station_id, frozenset(principal.village_ids))
+        return StationHead(principal.sub, own.station_id)
     return VillageSecretary(principal.sub, own.village_id if own and own.village_id else "")
 
 
@@ -175,6 +179,49 @@ async def schedule_call(
     call = await load_call(store, township_id, forum_id, conn=conn)
     events = call.schedule(forum_date, store.clock.now())
     await store.append(call.id, call.version, events, ctx, conn=conn)
+
+
+async def postpone_call(
+    store: EventStore,
+    ctx: CommandContext,
+    township_id: str,
+    forum_id: str,
+    forum_date: dt.date,
+    reason: str,
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> None:
+    call = await load_call(store, township_id, forum_id, conn=conn)
+    events = call.reschedule(forum_date, reason, store.clock.now())
+    await store.append(call.id, call.version, events, ctx, conn=conn)
+
+
+async def cancel_call(
+    store: EventStore,
+    ctx: CommandContext,
+    township_id: str,
+    forum_id: str,
+    reason: str,
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> None:
+    call = await load_call(store, township_id, forum_id, conn=conn)
+    topics = [
+        await load_topic(store, topic_id, conn=conn)
+        for topic_id in await _call_topic_ids(store, township_id, forum_id)
+    ]
+    by_stream = cancel_forum_call(call, topics, reason, store.clock.now())
+    await _save(store, ctx, by_stream, [call, *topics], conn=conn)
+
+
+async def _call_topic_ids(store: EventStore, township_id: str, forum_id: str) -> list[str]:
+    """Every topic ever submitted or carried into the call, from the event store: a topic
+    submitted a moment ago must not escape a decision about the whole call."""
+    streams = await store.stream_ids(
+        [TopicSubmitted.event_type, TopicCarriedOver.event_type],
+        {"township_id": township_id, "forum_id": forum_id},
+    )
+    return [stream.removeprefix("topic:") for stream in streams]
 
 
 async def open_call(
@@ -381,18 +428,12 @@ async def select(
     chosen_id: str,
     dispositions: Mapping[str, Disposition],
 ) -> None:
-    """The call's topics come from the event store, not the read model: a topic submitted a
-    moment before the deadline must not escape the rule that every undecided one gets a
-    disposition."""
+    """Every undecided topic of the call gets a disposition (see ``_call_topic_ids``)."""
     principal.require_role(COMMITTEE)
     principal.require_township(township_id)
     call = await load_call(store, township_id, forum_id)
     chosen = await load_topic(store, chosen_id)
-    streams = await store.stream_ids(
-        [TopicSubmitted.event_type, TopicCarriedOver.event_type],
-        {"township_id": township_id, "forum_id": forum_id},
-    )
-    call_topic_ids = [stream.removeprefix("topic:") for stream in streams]
+    call_topic_ids = await _call_topic_ids(store, township_id, forum_id)
     others = [
         await load_topic(store, topic_id)
         for topic_id in dict.fromkeys([*call_topic_ids, *dispositions])
@@ -444,12 +485,16 @@ async def raise_issue(
 async def claim_issue(
     store: EventStore, ctx: CommandContext, principal: Principal, issue_id: str
 ) -> None:
-    principal.require_role(PARTY_MEMBER)
+    principal.require_role(PARTY_MEMBER, VILLAGE_SECRETARY, OFFICE, COMMITTEE)
     issue = await load_issue(store, issue_id)
-    # The domain wants the member's own village; the token may name several, so pass the
-    # issue's village when the member belongs to it.
-    branch = issue.village_id if issue.village_id in principal.village_ids else None
-    events = issue.claim(principal.sub, branch, store.clock.now())
+    claimant = Claimant(
+        principal.sub,
+        villages=principal.village_ids
+        if principal.has_role(PARTY_MEMBER, VILLAGE_SECRETARY)
+        else frozenset(),
+        townships=principal.township_ids if principal.has_role(OFFICE, COMMITTEE) else frozenset(),
+    )
+    events = issue.claim(claimant, store.clock.now())
     await store.append(issue.id, issue.version, events, ctx)
 
 

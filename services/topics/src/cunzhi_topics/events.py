@@ -96,6 +96,35 @@ class CallForTopicsDecided(Event):
     decided_at: dt.datetime
 
 
+@registry.register("cunzhi.topics.CallForTopicsRescheduled", version=1)
+class CallForTopicsRescheduled(Event):
+    """The forum was postponed (or brought forward): the call's opening and deadline move with
+    it. A call already closed whose new deadline is still ahead opens again."""
+
+    township_id: str
+    forum_id: str
+    previous_forum_date: dt.date
+    forum_date: dt.date
+    opens_at: dt.datetime
+    closes_at: dt.datetime
+    reopens: bool
+    """The call had closed and its new deadline is ahead: it is scheduled (or open) again."""
+    reason: str
+    rescheduled_at: dt.datetime
+
+
+@registry.register("cunzhi.topics.CallForTopicsCancelled", version=1)
+class CallForTopicsCancelled(Event):
+    """The forum was cancelled: the call takes nothing more, and its topics go back to the
+    township's next call (``TopicReturned``)."""
+
+    township_id: str
+    forum_id: str
+    forum_date: dt.date
+    reason: str
+    cancelled_at: dt.datetime
+
+
 # -- topics (议题), stream ``topic:{topic_id}`` ---------------------------------------------------
 
 
@@ -216,6 +245,15 @@ class TopicDeferred(TopicEvent):
     deferred_at: dt.datetime
 
 
+@registry.register("cunzhi.topics.TopicReturned", version=1)
+class TopicReturned(TopicEvent):
+    """Its forum was cancelled: the topic (selected or still undecided) waits for the
+    township's next call, where it is carried over with its history."""
+
+    reason: str
+    returned_at: dt.datetime
+
+
 @registry.register("cunzhi.topics.TopicCarriedOver", version=1)
 class TopicCarriedOver(TopicEvent):
     """A deferred topic entered the next call (``forum_id``) as submitted again."""
@@ -279,7 +317,7 @@ class IssueRaised(IssueEvent):
 
 @registry.register("cunzhi.topics.IssueClaimed", version=1)
 class IssueClaimed(IssueEvent):
-    """A party member of the village took the issue on (党员领办)."""
+    """A party member or cadre took the issue on (党员干部领办)."""
 
     claimant_id: str
     claimed_at: dt.datetime

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from cunzhi_meetings.events import registry as meetings_events
 from cunzhi_platform.runtime import Service
-from cunzhi_rectification.events import registry as rectification_events
 
 from .adapters.http import router
-from .adapters.policies import CarryOver, ForumOutcomes, ForumPlannedPolicy
+from .adapters.policies import CarryOver, ForumCalendar, ForumOutcomes
 from .adapters.projections import ReadModels
+from .adapters.timeline import Timeline
 from .adapters.timers import call_timers
 from .events import SERVICE, registry
+from .inbound import readers
 
 DESCRIPTION = (
     "Calls for topics of each township's monthly village cadre forum (征集议题), submission, "
@@ -23,8 +23,8 @@ def build_service() -> Service:
     return Service(
         name=SERVICE,
         registry=registry,
-        consumes=[meetings_events, rectification_events],
-        consumers=[ReadModels(), CarryOver(), ForumPlannedPolicy(), ForumOutcomes()],
+        consumes=[readers],
+        consumers=[ReadModels(), Timeline(), CarryOver(), ForumCalendar(), ForumOutcomes()],
         routers=[router],
         background=[call_timers],
         description=DESCRIPTION,

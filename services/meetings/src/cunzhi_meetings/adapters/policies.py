@@ -19,10 +19,9 @@ from cunzhi_platform.envelope import CommandContext, Envelope, topic_for
 from cunzhi_platform.events import Event
 from cunzhi_platform.eventstore import ConcurrencyError
 from cunzhi_platform.runtime import Runtime
-from cunzhi_rectification import events as rectification
-from cunzhi_topics import events as topics
 
 from .. import application
+from ..inbound import TaskCompleted, TopicSelected
 from .queries import ReadModels
 
 _log = structlog.get_logger(__name__)
@@ -34,10 +33,10 @@ class TopicSelectedPolicy(Consumer):
     """topics ``TopicSelected`` → the forum's topic is set (and the notice may go out)."""
 
     name = "topic_selected"
-    topics: ClassVar = [topic_for(topics.SERVICE)]
+    topics: ClassVar = [topic_for("topics")]
 
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
-        if not isinstance(event, topics.TopicSelected):
+        if not isinstance(event, TopicSelected):
             return  # the topics topic carries the whole life of a topic; we need one moment
         await skipping_refusals(
             lambda: application.set_topic(
@@ -57,10 +56,10 @@ class TaskCompletedPolicy(Consumer):
     """rectification ``TaskCompleted`` → the forum records it, and closes on the last one."""
 
     name = "task_completed"
-    topics: ClassVar = [topic_for(rectification.SERVICE)]
+    topics: ClassVar = [topic_for("rectification")]
 
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
-        if not isinstance(event, rectification.TaskCompleted) or event.forum_id is None:
+        if not isinstance(event, TaskCompleted) or event.forum_id is None:
             return  # a campaign task, not one a forum assigned
         forum_id, task = event.forum_id, event
         await skipping_refusals(

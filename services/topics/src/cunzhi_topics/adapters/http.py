@@ -44,7 +44,7 @@ Title = Annotated[
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 CategoryCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN.pattern)]
-Villages = Annotated[list[Id], Field(min_length=1, max_length=100)]
+Villages = Annotated[list[Id], Field(max_length=100)]
 IssueStateName = Literal["raised", "claimed", "closed", "promoted"]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
@@ -74,7 +74,11 @@ class TopicDraft(ActingFor):
     title: Title
     description: Text
     category: CategoryCode
-    village_ids: Villages = Field(description="the villages the topic concerns")
+    village_ids: Villages = Field(
+        [],
+        description="the villages the topic concerns: a village secretary's own village at "
+        "least; a station's township-wide topic may name any villages of the township, or none",
+    )
 
 
 class TopicRevision(Body):
@@ -227,8 +231,14 @@ async def submit_topic(
     principal: CurrentPrincipal,
     ctx: Context,
     store: Store,
-) -> dict[str, str]:
-    """A village secretary (for their village) or station head (for their station) submits."""
+    read: Read,
+) -> dict[str, Any]:
+    """A village secretary (for their village) or the head of a township functional station
+    (站所: 农经站, 司法所…; a township-wide topic) submits to the open call.
+
+    The answer lists ``similar``: the township's open and past topics whose titles look like
+    this one, with a score from 0 to 1 (ours: see ``GET /topics/{topic_id}/similar``), so the
+    submitter can support an existing topic instead."""
     topic_id = await application.submit_topic(
         store,
         ctx,
@@ -242,7 +252,8 @@ async def submit_topic(
         village_ids=body.village_ids,
         topic_id=body.topic_id,
     )
-    return {"topic_id": topic_id}
+    similar = await read.similar_topics(township_id, body.title, leave_out=[topic_id])
+    return {"topic_id": topic_id, "similar": similar}
 
 
 @router.patch("/topics/{topic_id}")
@@ -383,6 +394,37 @@ async def get_topic(topic_id: IdPath, principal: CurrentPrincipal, read: Read) -
     return topic
 
 
+@router.get("/topics/{topic_id}/timeline")
+async def topic_timeline(
+    topic_id: IdPath,
+    principal: CurrentPrincipal,
+    read: Read,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Every step of the topic in words (议题全过程), oldest first, with who took it and when:
+    submitted, revised, merged, selected, the forum held on it, its resolutions, each of their
+    tasks done (rectification), resolved."""
+    topic = found(await read.topic(topic_id), f"topic {topic_id}")
+    require_readable(principal, topic["township_id"])
+    return await read.timeline(topic_id, limit, offset)
+
+
+@router.get("/topics/{topic_id}/similar")
+async def similar_topics(
+    topic_id: IdPath, principal: CurrentPrincipal, read: Read
+) -> list[dict[str, Any]]:
+    """Likely duplicates of a topic among the township's open and past topics (相似议题), best
+    first, for the office's consolidation (merge) and the committee.
+
+    Ours, not the reports': titles are split into words (a Chinese segmenter, jieba-rs),
+    function words left out, and scored by the share of words they have in common (Jaccard
+    index); at least 0.25 is listed, five at most. Withdrawn and merged topics are left out."""
+    topic = found(await read.topic(topic_id), f"topic {topic_id}")
+    require_readable(principal, topic["township_id"])
+    return await read.similar_topics(topic["township_id"], topic["title"], leave_out=[topic_id])
+
+
 @router.get("/townships/{township_id}/calls/{forum_id}")
 async def get_call(
     township_id: IdPath, forum_id: IdPath, principal: CurrentPrincipal, read: Read
@@ -453,7 +495,10 @@ def _township_of(principal: Principal, township_id: str | None) -> str:
 async def claim_issue(
     issue_id: IdPath, principal: CurrentPrincipal, ctx: Context, store: Store
 ) -> dict[str, str]:
-    """A party member of the issue's village takes it on (领办); one claimant at a time."""
+    """A party member or cadre takes it on (党员干部领办); one claimant at a time.
+
+    Party members and the secretary of the issue's village may claim it, and so may the
+    township's cadres (party-building office, committee) — the reports say "党员干部"."""
     await application.claim_issue(store, ctx, principal, issue_id)
     return {"issue_id": issue_id}
 

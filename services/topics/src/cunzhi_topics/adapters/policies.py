@@ -6,10 +6,13 @@ message skipped, never dead-lettered: it means the work is already done (a call 
 scheduled, a topic already carried over or resolved) or cannot be done by a retry either (a
 forum moved to another date, which is not supported); a person reads the log.
 
-- ``ForumPlanned`` (meetings) schedules the township's call for topics, opening it at once when
-  D−10 has passed; otherwise the ``call_timers`` job opens and closes it on time.
-- ``CarryOver`` (own events) brings deferred topics into the township's next call once it is
-  open. It reacts both to ``CallForTopicsOpened`` and to ``TopicDeferred``, so it works
+- ``ForumCalendar`` (meetings ``ForumPlanned``) schedules the township's call for topics,
+  opening it at once when D−10 has passed; otherwise the ``call_timers`` job opens and closes it
+  on time. ``ForumPostponed`` moves the call's opening and deadline with the forum;
+  ``ForumCancelled`` cancels the call and returns its topics (the selected one too) to the
+  township's next call, where ``CarryOver`` brings them.
+- ``CarryOver`` (own events) brings deferred (or returned) topics into the township's next call
+  once it is open. It reacts both to ``CallForTopicsOpened`` and to ``TopicDeferred``, so it works
   whichever of the two arrives first (they are on different partitions), and whether the call
   was opened by the ``ForumPlanned`` policy or by the timer.
 - ``ForumOutcomes`` (meetings ``ResolutionAdopted``, rectification ``TaskCompleted``) keeps the
@@ -24,37 +27,68 @@ from __future__ import annotations
 from typing import ClassVar
 
 import structlog
-from cunzhi_meetings.events import ForumClosed, ForumPlanned, ResolutionAdopted
 from cunzhi_platform.consumer import Consumer, Tx, caused_by, skipping_refusals
 from cunzhi_platform.envelope import Envelope, topic_for
 from cunzhi_platform.events import Event
-from cunzhi_rectification.events import TaskCompleted
 
 from .. import application
 from ..domain import ForumTaskLedger, TopicState
-from ..events import SERVICE, CallForTopicsDecided, CallForTopicsOpened, TopicDeferred
+from ..events import (
+    SERVICE,
+    CallForTopicsCancelled,
+    CallForTopicsDecided,
+    CallForTopicsOpened,
+    CallForTopicsRescheduled,
+    TopicDeferred,
+    TopicReturned,
+)
+from ..inbound import (
+    ForumCancelled,
+    ForumClosed,
+    ForumPlanned,
+    ForumPostponed,
+    ResolutionAdopted,
+    TaskCompleted,
+)
 
 _log = structlog.get_logger(__name__)
 
 
-class ForumPlannedPolicy(Consumer):
+class ForumCalendar(Consumer):
+    """A forum planned, postponed or cancelled: its call for topics follows.
+
+    One consumer for the three, so one forum's events are handled in the order meetings
+    published them (a postponement is never seen before the plan). Its name, and so its
+    consumer group, stays what it was when it handled ``ForumPlanned`` alone.
+    """
+
     name = "forum_planned"
     topics: ClassVar = [topic_for("meetings")]
 
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
-        if not isinstance(event, ForumPlanned):
-            return
-        await skipping_refusals(
-            lambda: application.schedule_call(
-                tx.store,
-                caused_by(envelope),
-                event.township_id,
-                event.forum_id,
-                event.date,
-                conn=tx.conn,
-            ),
-            envelope,
-        )
+        ctx = caused_by(envelope)
+        match event:
+            case ForumPlanned():
+                decision = application.schedule_call(
+                    tx.store, ctx, event.township_id, event.forum_id, event.date, conn=tx.conn
+                )
+            case ForumPostponed():
+                decision = application.postpone_call(
+                    tx.store,
+                    ctx,
+                    event.township_id,
+                    event.forum_id,
+                    event.date,
+                    event.reason,
+                    conn=tx.conn,
+                )
+            case ForumCancelled():
+                decision = application.cancel_call(
+                    tx.store, ctx, event.township_id, event.forum_id, event.reason, conn=tx.conn
+                )
+            case _:
+                return
+        await skipping_refusals(lambda: decision, envelope)
 
 
 class CarryOver(Consumer):
@@ -102,7 +136,7 @@ class CarryOver(Consumer):
                     await self._carry(
                         tx, envelope, event.township_id, row["topic_id"], event.forum_id
                     )
-            case TopicDeferred():
+            case TopicDeferred() | TopicReturned():
                 await tx.conn.execute(
                     f"INSERT INTO {tx.t('carry_deferred')} (township_id, topic_id, forum_id) "
                     "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -122,7 +156,16 @@ class CarryOver(Consumer):
                 )
                 if forum_id is not None:
                     await self._carry(tx, envelope, event.township_id, event.topic_id, forum_id)
-            case CallForTopicsDecided():
+            case CallForTopicsRescheduled():
+                await tx.conn.execute(
+                    f"UPDATE {tx.t('carry_calls')} SET forum_date = $3 "
+                    "WHERE township_id = $1 AND forum_id = $2",
+                    event.township_id,
+                    event.forum_id,
+                    event.forum_date,
+                )
+            case CallForTopicsDecided() | CallForTopicsCancelled():
+                # Either way the call takes no more topics ("decided" means just that here).
                 # Upserted: the decision may be seen before the opening (other partition).
                 await tx.conn.execute(
                     f"INSERT INTO {tx.t('carry_calls')} AS c (township_id, forum_id, forum_date, "

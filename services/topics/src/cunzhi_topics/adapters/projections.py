@@ -27,9 +27,11 @@ from cunzhi_platform.events import Event
 
 from ..events import (
     SERVICE,
+    CallForTopicsCancelled,
     CallForTopicsClosed,
     CallForTopicsDecided,
     CallForTopicsOpened,
+    CallForTopicsRescheduled,
     CallForTopicsScheduled,
     CategoryAdded,
     IssueClaimed,
@@ -46,6 +48,7 @@ from ..events import (
     TopicRecategorised,
     TopicReferred,
     TopicResolved,
+    TopicReturned,
     TopicRevised,
     TopicSelected,
     TopicShortlisted,
@@ -54,6 +57,7 @@ from ..events import (
     TopicSupported,
     TopicWithdrawn,
 )
+from .similar import title_terms
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class ReadModels(Consumer):
     # a party member's claims by claimant.
     indexes: ClassVar = {
         "topics": ["township_id, forum_id, state", "USING gin (village_ids)"],
+        "topic_terms": ["USING gin (terms)"],
         "issues": ["claimant_id"],
     }
     rebuildable = True
@@ -125,6 +130,11 @@ class ReadModels(Consumer):
             carried_over_from text[] NOT NULL DEFAULT '{{}}',
             submitted_at timestamptz NOT NULL,
             updated_at timestamptz NOT NULL,
+            PRIMARY KEY (township_id, topic_id))""",
+        "topic_terms": """CREATE TABLE IF NOT EXISTS {table} (
+            township_id text NOT NULL,
+            topic_id text NOT NULL,
+            terms text[] NOT NULL,
             PRIMARY KEY (township_id, topic_id))""",
         "issues": """CREATE TABLE IF NOT EXISTS {table} (
             village_id text NOT NULL,
@@ -206,12 +216,31 @@ class ReadModels(Consumer):
                     "decided_by": event.decided_by,
                     "decided_at": event.decided_at,
                 }
+            case CallForTopicsRescheduled():
+                values = {
+                    "forum_date": event.forum_date,
+                    "opens_at": event.opens_at,
+                    "closes_at": event.closes_at,
+                }
+                if event.reopens:
+                    values["state"] = "scheduled"
+            case CallForTopicsCancelled():
+                values = {"state": "cancelled"}
             case _:
                 return
         key = {"township_id": event.township_id, "forum_id": event.forum_id}
         await update(tx, "calls", key, values)
 
     async def _topic(self, tx: Tx, event: TopicEvent, envelope: Envelope) -> None:
+        if isinstance(event, TopicSubmitted | TopicRevised | TopicSelected):
+            await tx.conn.execute(
+                f"INSERT INTO {tx.t('topic_terms')} (township_id, topic_id, terms) "
+                "VALUES ($1, $2, $3) ON CONFLICT (township_id, topic_id) "
+                "DO UPDATE SET terms = excluded.terms",
+                event.township_id,
+                event.topic_id,
+                title_terms(event.title),
+            )
         if isinstance(event, TopicSubmitted):
             await _insert_topic(tx, event)
             return
@@ -252,6 +281,8 @@ class ReadModels(Consumer):
                 values["category"] = event.category
             case TopicDeferred():
                 values["state"] = "deferred"
+            case TopicReturned():
+                values |= {"state": "deferred", "reason": event.reason}
             case TopicCarriedOver():
                 values |= {
                     "state": "submitted",
@@ -366,7 +397,7 @@ def _detail(event: Event) -> str | None:
     match event:
         case TopicReferred():
             return event.department
-        case TopicDeclined() | TopicWithdrawn():
+        case TopicDeclined() | TopicWithdrawn() | TopicReturned():
             return event.reason or None
         case IssueProgressReported():
             return event.note

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from cunzhi_platform.consumer import table_names
 
 from .projections import read_model_tables
+from .similar import LIMIT, SIMILAR_SQL, THRESHOLD, title_terms
+from .timeline import Timeline
 
 Row = dict[str, Any]
 
@@ -77,7 +80,7 @@ async def _count(conn: asyncpg.Pool | asyncpg.Connection, table: str, where: Fil
 class Views:
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool
-        self.t = read_model_tables(schema)
+        self.t = read_model_tables(schema) | table_names(schema, Timeline())
 
     async def topics(
         self,
@@ -107,6 +110,28 @@ class Views:
             f"SELECT * FROM {self.t['topics']} WHERE topic_id = $1", topic_id
         )
         return None if row is None else dict(row)
+
+    async def similar_topics(
+        self, township_id: str, title: str, leave_out: Collection[str] = ()
+    ) -> list[Row]:
+        """The township's topics, open or past, whose titles are like ``title`` (``similar``)."""
+        sql = SIMILAR_SQL.format(terms=self.t["topic_terms"], topics=self.t["topics"])
+        rows = await self.pool.fetch(
+            sql, township_id, title_terms(title), list(leave_out), THRESHOLD, LIMIT
+        )
+        return [dict(r) for r in rows]
+
+    async def timeline(self, topic_id: str, limit: int, offset: int) -> dict[str, Any]:
+        """The topic's steps, oldest first; its forum's task steps are the topic's too."""
+        table = self.t["topic_timeline"]
+        where = Filter()
+        where.add(
+            f"(topic_id = {{0}} OR (topic_id IS NULL AND forum_id IN (SELECT forum_id FROM "
+            f"{table} WHERE topic_id = {{0}} AND step = 'selected')))",
+            topic_id,
+        )
+        columns = "occurred_at, step, description, actor, forum_id"
+        return await page(self.pool, table, where, "occurred_at, seq", limit, offset, columns)
 
     async def call(self, township_id: str, forum_id: str) -> Row | None:
         row = await self.pool.fetchrow(

@@ -20,7 +20,7 @@ from .categories import (
     check_category,
 )
 from .forum_tasks import ForumTaskLedger
-from .issue import Issue, IssueState, issue_stream_id, promote_issue
+from .issue import Claimant, Issue, IssueState, issue_stream_id, promote_issue
 from .topic import (
     Decline,
     Defer,
@@ -31,6 +31,7 @@ from .topic import (
     Topic,
     TopicState,
     VillageSecretary,
+    cancel_forum_call,
     merge_topics,
     select_topic,
     topic_stream_id,
@@ -42,6 +43,7 @@ __all__ = [
     "CallState",
     "CallTimes",
     "Category",
+    "Claimant",
     "Decline",
     "Defer",
     "Disposition",
@@ -56,6 +58,7 @@ __all__ = [
     "TownshipCategories",
     "VillageSecretary",
     "call_stream_id",
+    "cancel_forum_call",
     "categories_stream_id",
     "check_category",
     "issue_stream_id",

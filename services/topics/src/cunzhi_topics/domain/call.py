@@ -22,6 +22,12 @@ Decisions the application layer relies on:
   committee can select among them.
 - The committee selects only after the deadline, so that no submission is left out; selecting
   closes the call if the closing timer has not done so yet.
+- **A postponed forum** moves its call: opening and deadline are computed again from the new
+  date. A call already closed whose new deadline is still ahead is open again (villages get
+  the extra time the postponement gives); a decided call keeps its topic. (Ours: the reports
+  do not say what a postponement does to the call.)
+- **A cancelled forum** cancels its call; its topics, the selected one included, go back to
+  the township's next call with their history (``cancel_forum_call``).
 """
 
 from __future__ import annotations
@@ -35,9 +41,11 @@ from cunzhi_platform.clock import SHANGHAI, working_days_before
 from cunzhi_platform.events import Event
 
 from ..events import (
+    CallForTopicsCancelled,
     CallForTopicsClosed,
     CallForTopicsDecided,
     CallForTopicsOpened,
+    CallForTopicsRescheduled,
     CallForTopicsScheduled,
 )
 
@@ -52,6 +60,7 @@ class CallState(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
     DECIDED = "decided"
+    CANCELLED = "cancelled"
 
 
 def shanghai_time(moment: dt.datetime) -> str:
@@ -127,6 +136,46 @@ class CallForTopics(Aggregate):
             events.append(self._opened(times, now))
         return events
 
+    def reschedule(self, forum_date: dt.date, reason: str, now: dt.datetime) -> list[Event]:
+        """``ForumPostponed`` arrived: the call moves with its forum (see the module docstring)."""
+        times = self._planned()
+        self._require_not_cancelled()
+        moved = CallTimes.for_forum(forum_date)
+        if moved == times:
+            return []  # ForumPostponed delivered again
+        reopens = self.state is CallState.CLOSED and now < moved.closes_at
+        events: list[Event] = [
+            CallForTopicsRescheduled(
+                township_id=self.township_id,
+                forum_id=self.forum_id,
+                previous_forum_date=times.forum_date,
+                forum_date=forum_date,
+                opens_at=moved.opens_at,
+                closes_at=moved.closes_at,
+                reopens=reopens,
+                reason=reason,
+                rescheduled_at=now,
+            )
+        ]
+        if (self.state is CallState.SCHEDULED or reopens) and now >= moved.opens_at:
+            events.append(self._opened(moved, now))
+        return events
+
+    def cancel(self, reason: str, now: dt.datetime) -> list[Event]:
+        """``ForumCancelled`` arrived: the call takes nothing more."""
+        times = self._planned()
+        if self.state is CallState.CANCELLED:
+            return []  # ForumCancelled delivered again
+        return [
+            CallForTopicsCancelled(
+                township_id=self.township_id,
+                forum_id=self.forum_id,
+                forum_date=times.forum_date,
+                reason=reason,
+                cancelled_at=now,
+            )
+        ]
+
     def open(self, now: dt.datetime) -> list[Event]:
         times = self._planned()
         if self.state is not CallState.SCHEDULED:
@@ -163,6 +212,7 @@ class CallForTopics(Aggregate):
     ) -> list[Event]:
         """Record the committee's choice; ``select_topic`` checks the topics themselves."""
         times = self._planned()
+        self._require_not_cancelled()
         if self.state is CallState.DECIDED:
             raise InvalidTransition(
                 f"forum {self.forum_id} already has its topic ({self.selected_topic_id}); "
@@ -202,6 +252,7 @@ class CallForTopics(Aggregate):
     def require_open_for_submissions(self, now: dt.datetime) -> None:
         """Refuse unless topics can be submitted, revised or withdrawn at ``now``."""
         times = self._planned()
+        self._require_not_cancelled()
         if self.state is CallState.SCHEDULED:
             raise InvalidTransition(
                 f"the call for topics for the forum on {times.forum_date} opens at "
@@ -239,6 +290,14 @@ class CallForTopics(Aggregate):
         self.state = CallState.DECIDED
         self.selected_topic_id = event.selected_topic_id
 
+    def _on_CallForTopicsRescheduled(self, event: CallForTopicsRescheduled) -> None:
+        self.times = CallTimes(event.forum_date, event.opens_at, event.closes_at)
+        if event.reopens:
+            self.state = CallState.SCHEDULED
+
+    def _on_CallForTopicsCancelled(self, event: CallForTopicsCancelled) -> None:
+        self.state = CallState.CANCELLED
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _planned(self) -> CallTimes:
@@ -248,6 +307,13 @@ class CallForTopics(Aggregate):
                 "a call is opened when its forum is planned"
             )
         return self.times
+
+    def _require_not_cancelled(self) -> None:
+        if self.state is CallState.CANCELLED:
+            raise InvalidTransition(
+                f"forum {self.forum_id} was cancelled, and its call for topics with it; topics "
+                "go to the township's next call"
+            )
 
     def _opened(self, times: CallTimes, now: dt.datetime) -> CallForTopicsOpened:
         return CallForTopicsOpened(

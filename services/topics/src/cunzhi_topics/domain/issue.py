@@ -11,8 +11,9 @@ Decisions the application layer relies on:
   accepted ("有困难找组织": nobody is turned away) and is given the next speak-up day as
   ``speak_up_day``, the session where it will be heard; ``on_speak_up_day`` says which case
   it was.
-- One claimant at a time (党员领办): only a party member of the issue's village claims; the
-  claim is not released or handed on. Only the claimant reports progress and closes the issue,
+- One claimant at a time (党员干部领办): "党员干部" are party members *and* cadres, so a party
+  member or cadre of the issue's village claims, and so may a cadre of its township; the claim
+  is not released or handed on. Only the claimant reports progress and closes the issue,
   saying what was done.
 - An issue too big for the village can be promoted, claimed or not, to a topic of the open
   call; the topic has the issue as its source and the issue leaves the claim list.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 from cunzhi_platform.aggregate import Aggregate, DomainError, Forbidden, InvalidTransition, NotFound
@@ -39,6 +41,19 @@ class IssueState(StrEnum):
     CLAIMED = "claimed"
     CLOSED = "closed"
     PROMOTED = "promoted"
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """A party member or cadre (党员干部) taking an issue on from a claim list (领办).
+
+    ``villages``: where the person is a party member or a village cadre; ``townships``: where
+    the person is a township cadre, who may take on an issue of any of its villages.
+    """
+
+    person_id: str
+    villages: frozenset[str] = frozenset()
+    townships: frozenset[str] = frozenset()
 
 
 def issue_stream_id(issue_id: str) -> str:
@@ -101,16 +116,15 @@ class Issue(Aggregate):
             )
         ]
 
-    def claim(
-        self, claimant_id: str, party_branch_village_id: str | None, now: dt.datetime
-    ) -> list[Event]:
-        """``party_branch_village_id``: the village whose branch the claimant belongs to, if any."""
+    def claim(self, claimant: Claimant, now: dt.datetime) -> list[Event]:
         self._require_state({IssueState.RAISED}, "claim")
-        if party_branch_village_id != self.village_id:
+        if self.village_id not in claimant.villages and self.township_id not in claimant.townships:
             raise Forbidden(
                 f"issue {self.issue_id} is on the claim list of village {self.village_id}; only "
-                "party members of that village can claim it"
+                "party members and cadres of that village, or cadres of township "
+                f"{self.township_id}, can claim it"
             )
+        claimant_id = claimant.person_id
         return [
             IssueClaimed(
                 issue_id=self.issue_id,

@@ -41,6 +41,7 @@ from ..events import (
     TopicRecategorised,
     TopicReferred,
     TopicResolved,
+    TopicReturned,
     TopicRevised,
     TopicSelected,
     TopicShortlisted,
@@ -68,11 +69,15 @@ class VillageSecretary:
 
 @dataclass(frozen=True)
 class StationHead:
-    """Head of a party-building work station (党建工作站): submits for the station's villages."""
+    """Head of a township functional station (站所: 农经站, 司法所, 财政所…).
+
+    "向各站所、各村征集议题" (seed 000): a station submits township-wide topics, about no
+    particular village or about any villages of the township. (Party-building work stations,
+    党建工作站, are another thing: a level between township and village in seed 001.)
+    """
 
     person_id: str
     station_id: str
-    station_village_ids: frozenset[str]
 
 
 Submitter = VillageSecretary | StationHead
@@ -291,6 +296,19 @@ class Topic(Aggregate):
         common["forum_id"] = call.forum_id
         return [TopicCarriedOver(**common, from_forum_id=self.forum_id, carried_at=now)]
 
+    def return_to_next_call(
+        self, call: CallForTopics, reason: str, now: dt.datetime
+    ) -> list[Event]:
+        """Its forum was cancelled: a topic still in play, or selected, waits for the next call.
+
+        Merged, withdrawn and disposed-of topics stay as they are; a topic already carried
+        into another call is no longer this call's.
+        """
+        in_play = UNDECIDED | {TopicState.SELECTED}
+        if self.forum_id != call.forum_id or self.state not in in_play:
+            return []
+        return [TopicReturned(**self._common(), reason=reason, returned_at=now)]
+
     # -- after the forum ----------------------------------------------------------------------
 
     def resolve(self, forum_id: str, now: dt.datetime) -> list[Event]:
@@ -358,6 +376,9 @@ class Topic(Aggregate):
         self.state = TopicState.SELECTED
 
     def _on_TopicDeferred(self, event: TopicDeferred) -> None:
+        self.state = TopicState.DEFERRED
+
+    def _on_TopicReturned(self, event: TopicReturned) -> None:
         self.state = TopicState.DEFERRED
 
     def _on_TopicCarriedOver(self, event: TopicCarriedOver) -> None:
@@ -592,6 +613,21 @@ def select_topic(
     return events
 
 
+def cancel_forum_call(
+    call: CallForTopics, topics: Sequence[Topic], reason: str, now: dt.datetime
+) -> dict[str, list[Event]]:
+    """A cancelled forum cancels its call and returns its topics to the next call; events keyed
+    by stream id. ``topics`` are the topics ever submitted or carried into the call."""
+    events: dict[str, list[Event]] = {call.id: call.cancel(reason, now)}
+    if not events[call.id]:
+        return {}  # cancelled already: its topics were returned then
+    for topic in topics:
+        returned = topic.return_to_next_call(call, reason, now)
+        if returned:
+            events[topic.id] = returned
+    return events
+
+
 def _disposed(topic: Topic, disposition: Disposition, decided_by: str, now: dt.datetime) -> Event:
     common = topic._common()
     match disposition:
@@ -620,25 +656,20 @@ def _role(submitter: Submitter) -> SubmitterRole:
 
 
 def _villages_concerned(submitter: Submitter, village_ids: Iterable[str]) -> list[str]:
+    """A secretary's topic concerns their own village (and perhaps others); a station's may
+    concern any villages of the township, or none in particular."""
     villages = _unique(v.strip() for v in village_ids if v.strip())
+    if isinstance(submitter, StationHead):
+        return villages
     if not villages:
         raise DomainError("name at least one village the topic concerns", field="village_ids")
-    if isinstance(submitter, VillageSecretary):
-        if submitter.village_id not in villages:
-            raise Forbidden(
-                f"a village secretary submits topics that concern their own village; include "
-                f"village {submitter.village_id}, or ask the secretaries of "
-                f"{', '.join(villages)} to submit it",
-                field="village_ids",
-            )
-    else:
-        outside = [v for v in villages if v not in submitter.station_village_ids]
-        if outside:
-            raise Forbidden(
-                f"villages {', '.join(outside)} are not in station {submitter.station_id}; a "
-                "station head submits topics for the villages of their station only",
-                field="village_ids",
-            )
+    if submitter.village_id not in villages:
+        raise Forbidden(
+            f"a village secretary submits topics that concern their own village; include "
+            f"village {submitter.village_id}, or ask the secretaries of "
+            f"{', '.join(villages)} to submit it",
+            field="village_ids",
+        )
     return villages
 
 

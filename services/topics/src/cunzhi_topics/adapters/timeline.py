@@ -1,0 +1,119 @@
+"""A topic's timeline (议题全过程): every step in words, with who took it and when.
+
+From submission to resolution, across services: the topic's own events, the forum that met
+on it and its resolutions (meetings), and the tasks those resolutions assigned (rectification).
+A task event names its forum, not the topic: it is kept under the forum and shown on the
+timeline of the topic that forum was held on. People asked for this on civic platforms and
+rarely got it: a submitter sees what became of their problem.
+
+Not rebuildable from the topics event store, since half of it comes from other services:
+rebuilding it means reading their topics again (a new consumer group).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from cunzhi_platform.consumer import Consumer, Tx
+from cunzhi_platform.envelope import Envelope, topic_for
+from cunzhi_platform.events import Event
+
+from ..events import (
+    SERVICE,
+    TopicCarriedOver,
+    TopicDeclined,
+    TopicDeferred,
+    TopicMergedInto,
+    TopicRecategorised,
+    TopicReferred,
+    TopicResolved,
+    TopicReturned,
+    TopicRevised,
+    TopicSelected,
+    TopicShortlisted,
+    TopicsMerged,
+    TopicSubmitted,
+    TopicSupported,
+    TopicWithdrawn,
+)
+from ..inbound import ForumHeld, ResolutionAdopted, TaskCompleted
+
+
+def step(event: Event) -> tuple[str, str] | None:
+    """(step, the step in words) of an event on a topic's timeline; None if it is not one."""
+    match event:
+        case TopicSubmitted():
+            return "submitted", f"提交议题《{event.title}》"
+        case TopicRevised():
+            return "revised", f"修改议题为《{event.title}》"
+        case TopicWithdrawn():
+            return "withdrawn", "撤回议题" + (f"：{event.reason}" if event.reason else "")
+        case TopicSupported():
+            return "supported", f"村 {event.supporter_village_id} 附议"
+        case TopicsMerged():
+            return "merged", f"合并同类议题 {'、'.join(event.merged_topic_ids)}"
+        case TopicMergedInto():
+            return "merged_into", f"并入议题 {event.merged_into}"
+        case TopicShortlisted():
+            return "shortlisted", "党建办列入候选议题"
+        case TopicRecategorised():
+            return "recategorised", f"议题类别由 {event.previous_category} 改为 {event.category}"
+        case TopicSelected():
+            return "selected", f"乡党委选定为论坛 {event.forum_id} 的议题"
+        case TopicDeferred():
+            return "deferred", "暂缓研究，转入下一期议题征集"
+        case TopicReturned():
+            return "returned", f"论坛取消（{event.reason}），议题转入下一期议题征集"
+        case TopicCarriedOver():
+            return "carried_over", f"转入论坛 {event.forum_id} 的议题征集"
+        case TopicReferred():
+            return "referred", f"转交{event.department}办理"
+        case TopicDeclined():
+            return "declined", f"不予采纳：{event.reason}"
+        case TopicResolved():
+            return "resolved", "论坛部署的工作全部完成，问题解决"
+        case ForumHeld():
+            return "forum_held", f"第{event.number}期乡村干部论坛于{event.date}召开，研究本议题"
+        case ResolutionAdopted():
+            return "resolution_adopted", f"论坛通过《{event.title}》，部署任务{len(event.tasks)}项"
+        case TaskCompleted():
+            done = f"任务 {event.task_id} 完成"
+            return "task_completed", done + (f"：{event.summary}" if event.summary else "")
+        case _:
+            return None
+
+
+class Timeline(Consumer):
+    name = "timeline"
+    topics: ClassVar = [topic_for(SERVICE), topic_for("meetings"), topic_for("rectification")]
+    tables: ClassVar = {
+        "topic_timeline": """CREATE TABLE IF NOT EXISTS {table} (
+            event_id uuid PRIMARY KEY,
+            seq bigint GENERATED ALWAYS AS IDENTITY,
+            topic_id text,
+            forum_id text,
+            occurred_at timestamptz NOT NULL,
+            step text NOT NULL,
+            description text NOT NULL,
+            actor text)""",
+    }
+    indexes: ClassVar = {"topic_timeline": ["topic_id", "forum_id"]}
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        found = step(event)
+        if found is None:
+            return
+        if isinstance(event, TaskCompleted) and event.forum_id is None:
+            return  # a campaign's task, on no topic's timeline
+        topic_id: Any = getattr(event, "topic_id", None)
+        await tx.conn.execute(
+            f"INSERT INTO {tx.t('topic_timeline')} (event_id, topic_id, forum_id, occurred_at, "
+            "step, description, actor) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            "ON CONFLICT DO NOTHING",
+            envelope.id,
+            topic_id,
+            getattr(event, "forum_id", None),
+            envelope.time,
+            *found,
+            envelope.actor,
+        )
