@@ -47,6 +47,8 @@ class Recorder:
     accepted: list[Message] = field(default_factory=list)
     script: Callable[[Message], SendResult | None] | None = None
     receipts: int = 0
+    report_delivered: bool = False
+    """Receipts say the message reached the phone, not only the provider."""
 
     async def send(self, messages: Sequence[Message]) -> list[SendResult]:
         out = []
@@ -60,7 +62,11 @@ class Recorder:
     async def receipt(self, message: Message, provider_id: str | None) -> SendResult | None:
         self.receipts += 1
         if any(m.delivery_id == message.delivery_id for m in self.accepted):
-            return SendResult(Outcome.SENT, provider_id=f"p-{message.delivery_id}")
+            return SendResult(
+                Outcome.SENT,
+                provider_id=f"p-{message.delivery_id}",
+                delivered=self.report_delivered,
+            )
         return None
 
     def to(self, address: str) -> list[Message]:

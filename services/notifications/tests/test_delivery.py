@@ -96,9 +96,12 @@ async def test_an_unclear_send_is_checked_against_the_receipt_not_sent_again(kit
         check=lambda rows: rows and rows[0]["unclear"] and rows[0]["status"] == "pending",
     )
     kit.channels["sms"].script = None
+    kit.channels["sms"].report_delivered = True
     kit.clock.advance(dt.timedelta(hours=1))
     rows = await kit.settled("source_event_id = $1 AND channel = 'sms'", event_id, count=1)
-    assert rows[0]["status"] == "sent" and not rows[0]["unclear"]
+    assert rows[0]["status"] == "delivered" and not rows[0]["unclear"]
+    delivered = await kit.events("NotificationDelivered")
+    assert [e["delivery_id"] for e in delivered] == [str(rows[0]["delivery_id"])]
     assert len(kit.channels["sms"].accepted) == 1 and kit.channels["sms"].receipts == 1
 
 

@@ -35,6 +35,7 @@ from ..domain.templates import Template, default, render
 from ..events import (
     DeliveryEvent,
     DigestSent,
+    NotificationDelivered,
     NotificationFailed,
     NotificationSent,
     WebhookEndpointDisabled,
@@ -153,21 +154,22 @@ class Sender:
         failures: list[tuple[asyncpg.Record, str]] = []
         sends: list[_Send] = []
 
-        def address_and_name(row: asyncpg.Record) -> tuple[str, str]:
+        def address_and_name(row: asyncpg.Record) -> tuple[str, str, str | None]:
+            """Where it goes, whom the text addresses, and the address's signing secret."""
             recipient, channel = row["recipient_id"], row["channel"]
             if recipient.startswith("group:"):
                 g = groups.get(recipient)
                 if g is None or not g["active"]:
                     raise LookupError(f"group {recipient} is unknown or disabled")
-                return g["webhook_url"], g["name"]
+                return g["webhook_url"], g["name"], g["secret"]
             p = people.get(recipient)
             name = p["name"] if p else recipient
             if channel == "inbox":
-                return recipient, name
+                return recipient, name, None
             address = p[ADDRESS_COLUMNS[channel]] if p else None
             if not address:
                 raise LookupError(f"no {ADDRESS_COLUMNS[channel]} on record for this person")
-            return address, name
+            return address, name, None
 
         def rendered(
             row: asyncpg.Record, name: str, layout: str | None = None
@@ -191,13 +193,19 @@ class Sender:
                 failures.append((row, f"no adapter is configured for channel {row['channel']}"))
                 continue
             try:
-                address, name = address_and_name(row)
+                address, name, secret = address_and_name(row)
                 subject, body, params = rendered(row, name)
             except (LookupError, TemplateError) as exc:
                 failures.append((row, str(exc)))
                 continue
             message = Message(
-                delivery, address, subject, body, f"CUNZHI_{row['kind'].upper()}", params
+                delivery,
+                address,
+                subject,
+                body,
+                f"CUNZHI_{row['kind'].upper()}",
+                params,
+                secret=secret,
             )
             sends.append(_Send(row["channel"], message, [row], row["unclear"], [row["kind"]]))
         for (_, channel), ids in grouped.items():
@@ -208,7 +216,7 @@ class Sender:
                 ]
                 continue
             try:
-                address, name = address_and_name(members[0])
+                address, name, secret = address_and_name(members[0])
                 items = []
                 for m in members:
                     subject, body, _ = rendered(m, name, "inbox")
@@ -221,7 +229,9 @@ class Sender:
                 continue
             # Stable over retries, so a provider deduping on it recognises a resend.
             message_id = derived_id("digest", *sorted(ids))
-            message = Message(message_id, address, digest.subject, digest.body, "CUNZHI_DIGEST")
+            message = Message(
+                message_id, address, digest.subject, digest.body, "CUNZHI_DIGEST", secret=secret
+            )
             sends.append(
                 _Send(
                     channel,
@@ -310,30 +320,46 @@ class Sender:
                 if result.outcome is Outcome.SENT:
                     sent = False
                     for row in item.rows:
+                        # A receipt may already say it reached the phone (NotificationDelivered).
+                        bump = 2 if result.delivered else 1
                         version = await mark(
                             row,
-                            "status = 'sent', sent_at = $3, provider_id = $4, unclear = false, "
+                            "status = $8, sent_at = $3, provider_id = $4, unclear = false, "
                             "digest_id = $5, subject = $6, body = $7, "
-                            "stream_version = stream_version + 1",
+                            "stream_version = stream_version + $9",
                             now,
                             result.provider_id,
                             item.digest_id,
                             item.message.subject,
                             item.message.body,
+                            "delivered" if result.delivered else "sent",
+                            bump,
                         )
-                        if version is not None:
-                            sent = True
-                            writes.append(
-                                _write(
+                        if version is None:
+                            continue
+                        sent = True
+                        events: list[DeliveryEvent] = [
+                            _event(
+                                row,
+                                NotificationSent,
+                                attempt=row["attempts"],
+                                provider_id=result.provider_id,
+                                digest_id=item.digest_id,
+                                sent_at=now,
+                            )
+                        ]
+                        if result.delivered:
+                            events.append(
+                                _event(
                                     row,
-                                    version,
-                                    NotificationSent,
-                                    attempt=row["attempts"],
+                                    NotificationDelivered,
                                     provider_id=result.provider_id,
-                                    digest_id=item.digest_id,
-                                    sent_at=now,
+                                    delivered_at=now,
                                 )
                             )
+                        writes.append(
+                            StreamWrite(f"delivery:{row['delivery_id']}", version - bump, events)
+                        )
                     if sent and item.digest_id is not None:
                         extra.append(
                             StreamWrite(
@@ -427,11 +453,8 @@ class Sender:
         return sender
 
 
-def _write(
-    row: asyncpg.Record, version: int, cls: type[DeliveryEvent], **fields: Any
-) -> StreamWrite:
-    """An event on the delivery's stream at the version ``version`` was bumped to."""
-    event = cls(
+def _event(row: asyncpg.Record, cls: type[DeliveryEvent], **fields: Any) -> DeliveryEvent:
+    return cls(
         delivery_id=str(row["delivery_id"]),
         source_event_id=str(row["source_event_id"]),
         kind=row["kind"],
@@ -439,7 +462,13 @@ def _write(
         channel=row["channel"],
         **fields,
     )
-    return StreamWrite(f"delivery:{row['delivery_id']}", version - 1, [event])
+
+
+def _write(
+    row: asyncpg.Record, version: int, cls: type[DeliveryEvent], **fields: Any
+) -> StreamWrite:
+    """An event on the delivery's stream at the version ``version`` was bumped to."""
+    return StreamWrite(f"delivery:{row['delivery_id']}", version - 1, [_event(row, cls, **fields)])
 
 
 def _by_channel(sends: Sequence[_Send]) -> list[tuple[str, list[_Send]]]:
