@@ -522,8 +522,16 @@ class InboxHub:
         self.queues.setdefault(person_id, set()).add(queue)
         return queue
 
-    def unsubscribe(self, person_id: str, queue: asyncio.Queue[None]) -> None:
-        self.queues.get(person_id, set()).discard(queue)
+    async def unsubscribe(self, person_id: str, queue: asyncio.Queue[None]) -> None:
+        async with self.lock:
+            mine = self.queues.get(person_id, set())
+            mine.discard(queue)
+            if not mine:
+                self.queues.pop(person_id, None)
+            if not self.queues and self.conn is not None:
+                # The last stream closed: do not hold a connection for nobody.
+                await self.conn.close(timeout=2)
+                self.conn = None
 
     def _notified(self, _conn: object, _pid: int, _channel: str, person_id: str) -> None:
         for queue in self.queues.get(person_id, ()):
@@ -574,7 +582,7 @@ async def inbox_stream(
                 if await request.is_disconnected():
                     return
         finally:
-            hub.unsubscribe(who.sub, queue)
+            await hub.unsubscribe(who.sub, queue)
 
     return StreamingResponse(events(), media_type="text/event-stream")
 
