@@ -25,7 +25,7 @@ async def served(app):
         uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_config=None)
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
         await asyncio.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}"

@@ -26,12 +26,6 @@ _IDS = uuid.UUID("0b0e6a52-6f4b-4a8e-9a43-6e6f74696679")
 ADDRESS_COLUMNS = {"sms": "phone", "email": "email", "wecom": "wecom_id", "dingtalk": "dingtalk_id"}
 
 
-def delivery_id(source_event_id: str, recipient_id: str, kind: str, channel: str) -> str:
-    """Derived from the ledger's unique key: the same delivery has the same id everywhere,
-    so a provider that dedupes on our id recognises a resend."""
-    return str(uuid.uuid5(_IDS, f"{source_event_id}|{recipient_id}|{kind}|{channel}"))
-
-
 def derived_id(*parts: str) -> str:
     return str(uuid.uuid5(_IDS, "|".join(parts)))
 
@@ -50,6 +44,7 @@ class Notice:
 
 class Ledger:
     def __init__(self, schema: str, channels: Collection[str]) -> None:
+        self.schema = schema
         self.s = f'"{schema}"'
         self.channels = frozenset(channels)
 
@@ -131,24 +126,38 @@ class Ledger:
             ):
                 if g["channel"] in self.channels:
                     rows.append((f"group:{g['group_id']}", g["channel"], "", now, False, False))
-        ids = [delivery_id(notice.source_event_id, r[0], kind.code, r[1]) for r in rows]
-        await conn.execute(
-            f"""INSERT INTO {self.s}.deliveries (delivery_id, source_event_id, recipient_id, kind,
-                    channel, township_id, not_before, held, digest, created_at)
-                SELECT d, $2, r, $3, c, $4, nb, h, dg, $5
-                FROM unnest($1::uuid[], $6::text[], $7::text[], $8::timestamptz[], $9::bool[],
-                            $10::bool[]) AS t(d, r, c, nb, h, dg)
-                ON CONFLICT DO NOTHING""",
-            ids,
-            notice.source_event_id,
-            kind.code,
-            notice.township_id,
-            now,
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[3] for r in rows],
-            [r[4] for r in rows],
-            [r[5] for r in rows],
+        # COPY, not INSERT … ON CONFLICT: the notice's row above was new in this transaction, so
+        # none of its deliveries can exist yet (the unique key stays as the backstop). It is
+        # what lets a county-wide notice be planned in seconds.
+        source = uuid.UUID(notice.source_event_id)
+        await conn.copy_records_to_table(
+            "deliveries",
+            schema_name=self.schema,
+            columns=[
+                "source_event_id",
+                "recipient_id",
+                "kind",
+                "channel",
+                "township_id",
+                "not_before",
+                "held",
+                "digest",
+                "created_at",
+            ],
+            records=[
+                (
+                    source,
+                    r[0],
+                    kind.code,
+                    r[1],
+                    notice.township_id,
+                    r[3],
+                    r[4],
+                    r[5],
+                    now,
+                )
+                for r in rows
+            ],
         )
         per_channel: dict[str, int] = {}
         for r in rows:

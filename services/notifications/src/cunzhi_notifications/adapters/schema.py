@@ -65,12 +65,17 @@ MIGRATIONS = [
         );
         CREATE INDEX notices_subject ON {schema}.notices (subject_ref);
         -- The delivery ledger: exactly one row per (source event, recipient, kind, channel).
+        -- The delivery id is the unique key's digest, computed by PostgreSQL: the same delivery
+        -- has the same id everywhere (providers that dedupe on our id recognise a resend), and
+        -- the primary key is the exactly-once guard without a second, wide unique index.
         CREATE TABLE {schema}.deliveries (
-            delivery_id uuid PRIMARY KEY,
             source_event_id uuid NOT NULL,
             recipient_id text NOT NULL,
             kind text NOT NULL,
             channel text NOT NULL,
+            delivery_id uuid GENERATED ALWAYS AS (md5(
+                source_event_id::text || '|' || recipient_id || '|' || kind || '|' || channel
+            )::uuid) STORED PRIMARY KEY,
             township_id text,
             status text NOT NULL DEFAULT 'pending'
                 CHECK (status IN ('pending', 'sending', 'sent', 'delivered', 'failed',
@@ -91,9 +96,9 @@ MIGRATIONS = [
             created_at timestamptz NOT NULL,
             sent_at timestamptz,
             failed_at timestamptz,
-            read_at timestamptz,
-            UNIQUE (source_event_id, recipient_id, kind, channel)
+            read_at timestamptz
         );
+        CREATE INDEX deliveries_source ON {schema}.deliveries (source_event_id);
         CREATE INDEX deliveries_due ON {schema}.deliveries (not_before)
             WHERE status IN ('pending', 'sending');
         CREATE INDEX deliveries_inbox ON {schema}.deliveries (recipient_id, created_at DESC)

@@ -316,67 +316,10 @@ class Sender:
 
             for row, reason in failures:
                 await fail(row, reason)
+            sent = [(item, result) for item, result in outcomes if result.outcome is Outcome.SENT]
+            writes += await self.mark_sent(conn, claim, now, sent)
             for item, result in outcomes:
                 if result.outcome is Outcome.SENT:
-                    sent = False
-                    for row in item.rows:
-                        # A receipt may already say it reached the phone (NotificationDelivered).
-                        bump = 2 if result.delivered else 1
-                        version = await mark(
-                            row,
-                            "status = $8, sent_at = $3, provider_id = $4, unclear = false, "
-                            "digest_id = $5, subject = $6, body = $7, "
-                            "stream_version = stream_version + $9",
-                            now,
-                            result.provider_id,
-                            item.digest_id,
-                            item.message.subject,
-                            item.message.body,
-                            "delivered" if result.delivered else "sent",
-                            bump,
-                        )
-                        if version is None:
-                            continue
-                        sent = True
-                        events: list[DeliveryEvent] = [
-                            _event(
-                                row,
-                                NotificationSent,
-                                attempt=row["attempts"],
-                                provider_id=result.provider_id,
-                                digest_id=item.digest_id,
-                                sent_at=now,
-                            )
-                        ]
-                        if result.delivered:
-                            events.append(
-                                _event(
-                                    row,
-                                    NotificationDelivered,
-                                    provider_id=result.provider_id,
-                                    delivered_at=now,
-                                )
-                            )
-                        writes.append(
-                            StreamWrite(f"delivery:{row['delivery_id']}", version - bump, events)
-                        )
-                    if sent and item.digest_id is not None:
-                        extra.append(
-                            StreamWrite(
-                                f"digest:{item.digest_id}",
-                                0,
-                                [
-                                    DigestSent(
-                                        digest_id=item.digest_id,
-                                        recipient_id=item.rows[0]["recipient_id"],
-                                        channel=item.channel,
-                                        delivery_ids=[str(r["delivery_id"]) for r in item.rows],
-                                        kinds=item.kinds,
-                                        sent_at=now,
-                                    )
-                                ],
-                            )
-                        )
                     continue
                 reason = result.error or result.outcome.value
                 if result.outcome is Outcome.FAILED:
@@ -408,6 +351,80 @@ class Sender:
                     f"{store.schema}.inbox",
                     sorted({r["recipient_id"] for r in inbox}),
                 )
+
+    async def mark_sent(
+        self,
+        conn: asyncpg.Connection,
+        claim: str,
+        now: dt.datetime,
+        sent: Sequence[tuple[_Send, SendResult]],
+    ) -> list[StreamWrite]:
+        """Record every accepted message in one statement; the events of the rows still ours."""
+        rows = [(item, result, row) for item, result in sent for row in item.rows]
+        if not rows:
+            return []
+        # A receipt may already say it reached the phone: then NotificationDelivered too.
+        marked = {
+            str(r["delivery_id"]): r["stream_version"]
+            for r in await conn.fetch(
+                f"""UPDATE {self.s}.deliveries d SET status = u.status, sent_at = $2,
+                        provider_id = u.provider_id, unclear = false, digest_id = u.digest_id,
+                        subject = u.subject, body = u.body, lease_until = NULL, claim = NULL,
+                        stream_version = d.stream_version + u.bump
+                    FROM unnest($3::uuid[], $4::text[], $5::text[], $6::uuid[], $7::text[],
+                                $8::text[], $9::int[])
+                         AS u(id, status, provider_id, digest_id, subject, body, bump)
+                    WHERE d.delivery_id = u.id AND d.claim = $1
+                    RETURNING d.delivery_id, d.stream_version""",
+                claim,
+                now,
+                [row["delivery_id"] for _, _, row in rows],
+                ["delivered" if res.delivered else "sent" for _, res, _ in rows],
+                [res.provider_id for _, res, _ in rows],
+                [item.digest_id for item, _, _ in rows],
+                [item.message.subject for item, _, _ in rows],
+                [item.message.body for item, _, _ in rows],
+                [2 if res.delivered else 1 for _, res, _ in rows],
+            )
+        }
+        writes: list[StreamWrite] = []
+        for item, result, row in rows:
+            version = marked.get(str(row["delivery_id"]))
+            if version is None:
+                continue  # our lease ran out and another sender took it: it records
+            events: list[DeliveryEvent] = [
+                _event(
+                    row,
+                    NotificationSent,
+                    attempt=row["attempts"],
+                    provider_id=result.provider_id,
+                    digest_id=item.digest_id,
+                    sent_at=now,
+                )
+            ]
+            if result.delivered:
+                events.append(
+                    _event(
+                        row, NotificationDelivered, provider_id=result.provider_id, delivered_at=now
+                    )
+                )
+            writes.append(
+                StreamWrite(f"delivery:{row['delivery_id']}", version - len(events), events)
+            )
+        for item, _ in sent:
+            if item.digest_id is not None and any(
+                str(r["delivery_id"]) in marked for r in item.rows
+            ):
+                digest = DigestSent(
+                    digest_id=item.digest_id,
+                    recipient_id=item.rows[0]["recipient_id"],
+                    channel=item.channel,
+                    delivery_ids=[str(r["delivery_id"]) for r in item.rows],
+                    kinds=item.kinds,
+                    sent_at=now,
+                )
+                writes.append(StreamWrite(f"digest:{item.digest_id}", 0, [digest]))
+        return writes
 
     async def gone(
         self, conn: asyncpg.Connection, recipient: str, reason: str, now: dt.datetime

@@ -8,10 +8,12 @@ Rendering is sandboxed and strict: a variable the context lacks is an error, not
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jinja2
 from jinja2 import StrictUndefined
 from jinja2 import TemplateError as JinjaError
 from jinja2.sandbox import SandboxedEnvironment
@@ -30,6 +32,12 @@ SMS_MAX = 500
 _env = SandboxedEnvironment(
     undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(source: str) -> jinja2.Template:
+    """Compiling is most of a render's cost; templates change rarely, senders render many."""
+    return _env.from_string(source)
 
 
 @dataclass(frozen=True)
@@ -152,8 +160,8 @@ def sms_parts(body: str) -> int:
 def render(template: Template, channel: str, context: Mapping[str, Any]) -> Rendered:
     """Render; a template error or an SMS past the providers' limit raises ``TemplateError``."""
     try:
-        subject = _env.from_string(template.subject).render(context).strip()
-        body = _env.from_string(template.body).render(context).strip()
+        subject = _compiled(template.subject).render(context).strip()
+        body = _compiled(template.body).render(context).strip()
     except JinjaError as exc:
         raise TemplateError(f"the template does not render: {exc}", field="body") from exc
     if channel != "sms":
