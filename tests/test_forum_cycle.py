@@ -177,7 +177,9 @@ async def test_the_demo_runs_the_cycle_and_says_where_to_look(
         "1 forum held, 1 problem solved, 1 expert invited, 2 village secretaries sharing "
         "experience, 0 field visits"
     ) in out
-    assert out.count("/docs") == 2 and out.count("/metrics") == 2
+    assert out.count("/docs") == 3 and out.count("/metrics") == 3
+    # notifications: the roster told of the forum in the app, two of them read it
+    assert "ledger, forum" in out and "14 recipients" in out and "read in the app by 2" in out
     assert bootstrap in out and "cunzhi.meetings.events" in out
     assert "curl -H 'Authorization: Bearer " in out
     assert out.rstrip().endswith("everything stopped.")

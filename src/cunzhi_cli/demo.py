@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 from cunzhi_meetings.service import build_service as meetings_service
+from cunzhi_notifications.service import build_service as notifications_service
 from cunzhi_platform.auth import Principal, TokenIssuer
 from cunzhi_platform.clock import ManualClock
 from cunzhi_platform.envelope import dlq_for, topic_for
@@ -32,6 +33,7 @@ from cunzhi_platform.runtime import Service, create_app
 from cunzhi_platform.settings import Settings
 from cunzhi_topics.service import build_service as topics_service
 
+from . import notices
 from .cycle import CYCLE_START, TOWNSHIP_NAME, CycleResult, forum_cycle, publisher
 
 STARTUP_TIMEOUT_S = 60.0
@@ -101,11 +103,17 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
         async with (
             serving(topics_service(), config, clock) as topics_url,
             serving(meetings_service(), config, clock) as meetings_url,
+            notices.channels() as (channels, robot_url),
+            serving(notifications_service(channels), config, clock) as notifications_url,
             httpx.AsyncClient(base_url=topics_url, timeout=30) as topics,
             httpx.AsyncClient(base_url=meetings_url, timeout=30) as meetings,
+            httpx.AsyncClient(base_url=notifications_url, timeout=30) as notifications,
             publisher(endpoints.kafka_bootstrap_servers) as publish,
         ):
             print(f"topics at {topics_url}, meetings at {meetings_url}; the forum cycle:")
+            await notices.prepare_recipients(
+                notifications, issuer, township_id, robot_url, lambda line: print(f"  • {line}")
+            )
             result = await forum_cycle(
                 topics,
                 meetings,
@@ -115,6 +123,7 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
                 township_id,
                 lambda line: print(f"  • {line}"),
             )
+            await notices.after_cycle(notifications, issuer, result, notifications_url)
             _summary(result, endpoints, issuer, topics_url, meetings_url, settings.data_dir)
             if keep_running:
                 print("\nEverything stays up until Ctrl-C.")
