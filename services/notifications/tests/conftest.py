@@ -1,4 +1,5 @@
-"""The notifications service running for real (embedded PostgreSQL and Kafka) behind test channels.
+"""The notifications service running for real (embedded PostgreSQL and Kafka) behind test channels,
+and the fake providers the channel tests (and the service's integration tests) talk to.
 
 ``Recorder`` is a channel that implements the adapters' contract in the tests only: it keeps
 every message it accepted (what reached "our side of the provider"), answers receipts from
@@ -22,6 +23,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from cunzhi_notifications.channels.base import Message, Outcome, SendResult
+from cunzhi_notifications.fakes import FakeProviders
 from cunzhi_notifications.service import build_service
 from cunzhi_platform.clock import SHANGHAI, ManualClock
 from cunzhi_platform.envelope import Envelope
@@ -272,3 +274,9 @@ class Starter:
 @pytest.fixture
 def start_kit(settings: Settings, pool: asyncpg.Pool, clock: ManualClock) -> Starter:
     return Starter(settings, pool, clock)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def fakes() -> AsyncIterator[FakeProviders]:
+    async with FakeProviders() as started:
+        yield started

@@ -31,8 +31,9 @@ class Message:
 
     delivery_id: str
     """Our ledger id: passed to providers that take a caller id, so a resend is recognised."""
-    address: str
-    """What the channel needs: a phone number, an e-mail address, a robot or endpoint URL."""
+    address: str = field(repr=False)
+    """What the channel needs: a phone number, an e-mail address, a robot or endpoint URL.
+    Personal data: kept out of ``repr`` so that logging a message does not log it."""
     subject: str
     body: str
     template_code: str | None = None
