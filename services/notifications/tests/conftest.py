@@ -173,13 +173,22 @@ class Kit:
         )
 
     async def until_rows(
-        self, where: str, *args: Any, check: Callable[[list[asyncpg.Record]], bool]
+        self,
+        where: str,
+        *args: Any,
+        check: Callable[[list[asyncpg.Record]], bool],
+        advance: Callable[[], None] | None = None,
     ) -> list[asyncpg.Record]:
+        """Poll until ``check`` holds, calling ``advance`` (moving the clock) between tries."""
         last: dict[str, Any] = {}
 
         async def attempt() -> bool:
             last["rows"] = await self.rows(where, *args)
-            return check(last["rows"])
+            if check(last["rows"]):
+                return True
+            if advance is not None:
+                advance()
+            return False
 
         assert await eventually(attempt, timeout=30), [dict(r) for r in last.get("rows", [])]
         return list(last["rows"])

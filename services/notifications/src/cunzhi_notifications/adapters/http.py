@@ -34,6 +34,7 @@ from ..domain.privacy import mask_email, mask_phone, mask_url
 from ..domain.routing import Preference, check_preference
 from ..domain.templates import Template, check, default, render, sample
 from ..events import NotificationRead, registry
+from . import webhooks
 
 ADMIN = "notifications_admin"
 OFFICE = "party_building_office"
@@ -344,7 +345,8 @@ class GroupIn(BaseModel):
     township_id: Id
     village_id: Id | None = None
     channel: Literal["wecom", "dingtalk"]
-    webhook_url: str = Field(max_length=500, pattern=r"^https://[^\s]+$")
+    webhook_url: str = Field(max_length=500, pattern=r"^https?://[^\s]+$")
+    """The robot's webhook; the channel sends only to its provider's configured host."""
     secret: str | None = Field(default=None, max_length=200)
 
 
@@ -479,7 +481,7 @@ async def _mark_read(rt: Runtime, who: Principal, only: str | None) -> int:
             for r in rows
         ]
         if writes:
-            await rt.store.append_many(writes, CommandContext(actor=who.sub), conn=conn)
+            await webhooks.append(rt.store, conn, writes, CommandContext(actor=who.sub))
             await conn.execute("SELECT pg_notify($1, $2)", f"{rt.store.schema}.inbox", who.sub)
     return len(rows)
 

@@ -16,11 +16,12 @@ from typing import Any
 
 import asyncpg
 from cunzhi_platform.envelope import CommandContext
-from cunzhi_platform.eventstore import EventStore
+from cunzhi_platform.eventstore import EventStore, StreamWrite
 
 from ..domain.kinds import Kind
 from ..domain.routing import DEFAULT_DIGEST_AT, Person, Preference, QuietHours, routes
 from ..events import NotificationRequested
+from . import webhooks
 
 _IDS = uuid.UUID("0b0e6a52-6f4b-4a8e-9a43-6e6f74696679")
 ADDRESS_COLUMNS = {"sms": "phone", "email": "email", "wecom": "wecom_id", "dingtalk": "dingtalk_id"}
@@ -162,7 +163,7 @@ class Ledger:
         per_channel: dict[str, int] = {}
         for r in rows:
             per_channel[r[1]] = per_channel.get(r[1], 0) + 1
-        await store.append(
+        request = StreamWrite(
             f"notice:{notice.source_event_id}:{kind.code}",
             0,
             [
@@ -179,7 +180,6 @@ class Ledger:
                     requested_at=now,
                 )
             ],
-            ctx,
-            conn=conn,
         )
+        await webhooks.append(store, conn, [request], ctx)
         return len(rows)

@@ -40,6 +40,7 @@ from ..events import (
     NotificationSent,
     WebhookEndpointDisabled,
 )
+from . import webhooks
 from .ledger import ADDRESS_COLUMNS, derived_id
 
 _log = structlog.get_logger(__name__)
@@ -142,6 +143,13 @@ class Sender:
                 [r["recipient_id"].removeprefix("group:") for r in rows],
             )
         }
+        endpoints = {
+            f"endpoint:{e['endpoint_id']}": e
+            for e in await pool.fetch(
+                f"SELECT * FROM {s}.endpoints WHERE endpoint_id = ANY($1::text[])",
+                [r["recipient_id"].removeprefix("endpoint:") for r in rows],
+            )
+        }
         overrides = {
             (t["kind"], t["channel"]): Template(t["subject"], t["body"])
             for t in await pool.fetch(f"SELECT kind, channel, subject, body FROM {s}.templates")
@@ -157,6 +165,11 @@ class Sender:
         def address_and_name(row: asyncpg.Record) -> tuple[str, str, str | None]:
             """Where it goes, whom the text addresses, and the address's signing secret."""
             recipient, channel = row["recipient_id"], row["channel"]
+            if recipient.startswith("endpoint:"):
+                e = endpoints.get(recipient)
+                if e is None or not e["active"]:
+                    raise LookupError(f"endpoint {recipient} is unknown or disabled")
+                return e["url"], e["endpoint_id"], e["secret"]
             if recipient.startswith("group:"):
                 g = groups.get(recipient)
                 if g is None or not g["active"]:
@@ -175,7 +188,10 @@ class Sender:
             row: asyncpg.Record, name: str, layout: str | None = None
         ) -> tuple[str, str, dict[str, str]]:
             """``layout``: the channel whose template to use (a digest lists inbox texts)."""
-            context = {**contexts[(str(row["source_event_id"]), row["kind"])], "name": name}
+            context = contexts[(str(row["source_event_id"]), row["kind"])]
+            if row["channel"] == webhooks.CHANNEL:
+                return row["kind"], webhooks.body(context), {}
+            context = {**context, "name": name}
             channel = layout or row["channel"]
             out = render(template(row["kind"], channel), channel, context)
             params = {k: str(v) for k, v in context.items() if v is not None}
@@ -302,7 +318,7 @@ class Sender:
                     now,
                     reason,
                 )
-                if version is not None:
+                if version is not None and row["channel"] != webhooks.CHANNEL:
                     writes.append(
                         _write(
                             row,
@@ -343,7 +359,7 @@ class Sender:
                         result.provider_id,
                     )
             if writes or extra:
-                await store.append_many([*writes, *extra], CommandContext(actor=ACTOR), conn=conn)
+                await webhooks.append(store, conn, [*writes, *extra], CommandContext(actor=ACTOR))
             inbox = [r for i, res in outcomes if i.channel == "inbox" for r in i.rows]
             if inbox and any(res.outcome is Outcome.SENT for _, res in outcomes):
                 await conn.execute(
@@ -392,6 +408,8 @@ class Sender:
             version = marked.get(str(row["delivery_id"]))
             if version is None:
                 continue  # our lease ran out and another sender took it: it records
+            if row["channel"] == webhooks.CHANNEL:
+                continue  # the transport of our events publishes none of its own
             events: list[DeliveryEvent] = [
                 _event(
                     row,
