@@ -42,7 +42,7 @@ async def subscribe(kit, fakes, *types: str) -> tuple[str, str]:
 
 async def test_a_forum_notice_through_every_real_channel_once(live, fakes):
     kit = live
-    endpoint, hook = await subscribe(
+    _, hook = await subscribe(
         kit,
         fakes,
         "cunzhi.notifications.NotificationRequested",
