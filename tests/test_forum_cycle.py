@@ -179,7 +179,8 @@ async def test_the_demo_runs_the_cycle_and_says_where_to_look(
     ) in out
     assert out.count("/docs") == 3 and out.count("/metrics") == 3
     # notifications: the roster told of the forum in the app, two of them read it
-    assert "ledger, forum" in out and "14 recipients" in out and "read in the app by 2" in out
+    assert "ledger, forum" in out and "15 recipients" in out and "read in the app by 2" in out
+    assert "2 messages in the township's DingTalk group" in out
     assert bootstrap in out and "cunzhi.meetings.events" in out
     assert "curl -H 'Authorization: Bearer " in out
     assert out.rstrip().endswith("everything stopped.")

@@ -103,8 +103,8 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
         async with (
             serving(topics_service(), config, clock) as topics_url,
             serving(meetings_service(), config, clock) as meetings_url,
-            notices.channels() as (channels, robot_url),
-            serving(notifications_service(channels), config, clock) as notifications_url,
+            notices.channels() as channels,
+            serving(notifications_service(channels.channels), config, clock) as notifications_url,
             httpx.AsyncClient(base_url=topics_url, timeout=30) as topics,
             httpx.AsyncClient(base_url=meetings_url, timeout=30) as meetings,
             httpx.AsyncClient(base_url=notifications_url, timeout=30) as notifications,
@@ -112,7 +112,7 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
         ):
             print(f"topics at {topics_url}, meetings at {meetings_url}; the forum cycle:")
             await notices.prepare_recipients(
-                notifications, issuer, township_id, robot_url, lambda line: print(f"  • {line}")
+                notifications, issuer, township_id, channels, lambda line: print(f"  • {line}")
             )
             result = await forum_cycle(
                 topics,
@@ -123,7 +123,7 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
                 township_id,
                 lambda line: print(f"  • {line}"),
             )
-            await notices.after_cycle(notifications, issuer, result, notifications_url)
+            await notices.after_cycle(notifications, issuer, result, notifications_url, channels)
             _summary(result, endpoints, issuer, topics_url, meetings_url, settings.data_dir)
             if keep_running:
                 print("\nEverything stays up until Ctrl-C.")

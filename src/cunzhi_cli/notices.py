@@ -1,14 +1,15 @@
 """The notices of the forum cycle (通知), through the notifications service's HTTP API.
 
-Before the cycle, the township's party-building office puts its people's contact details and the
-township's group robot into the directory (the roster the cycle imports into meetings reaches the
-directory too, as events; the phones, e-mail addresses and roles of station heads are the
-office's to add). During the cycle the service tells, by itself from the other services' events:
-the villages and stations when the call for topics opens, those who submitted nothing the working
-day before it closes, the submitters when their topics change state, every attendee of the notice
-(D−3) and, the working day before the forum, every attendee again. After the cycle two village
-secretaries read the notice in the app, and the delivery ledger says who was told about the
-forum, on which channel, and who has read it.
+Before the cycle, the county's operators put the township's contact details and its group robot
+into the directory (the roster the cycle imports into meetings reaches the directory too, as
+events; phones, e-mail addresses and station heads' roles are added here). During the cycle
+the service tells, by itself from the other services' events: the villages and stations when
+the call for topics opens, those who submitted nothing the working day before it closes, the
+submitters when their topics change state, every attendee of the notice (D−3) and, the working
+day before the forum, every attendee again — in the app, by SMS (Alibaba Cloud's API), by
+e-mail, and once per notice in the township's DingTalk group, all three on local fakes. After
+the cycle two village secretaries read the notice in the app, and the delivery ledger says who
+was told about the forum, on which channel, and who has read it.
 
 Contact details are illustrative (phone numbers in the 138 0000 xxxx test range).
 """
@@ -17,12 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from cunzhi_notifications.channels.base import Channel
+from cunzhi_notifications.channels.registry import build_channels
+from cunzhi_notifications.fakes import FakeProviders
 from cunzhi_platform.auth import Principal, TokenIssuer
 
 from .cycle import (
@@ -44,11 +49,26 @@ Json = dict[str, Any]
 Report = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class DemoChannels:
+    """The channel adapters of the demo, pointed at local fake providers, and those fakes."""
+
+    channels: Mapping[str, Channel]
+    fakes: FakeProviders
+    robot_url: str
+    robot_secret: str
+
+
 @contextlib.asynccontextmanager
-async def channels() -> AsyncIterator[tuple[Mapping[str, Channel], str | None]]:
-    """The channel adapters of the demo and the township robot's URL (the in-app inbox is
-    always there)."""
-    yield {}, None
+async def channels() -> AsyncIterator[DemoChannels]:
+    """SMS (Alibaba Cloud's API), the township's DingTalk robot and e-mail, on loopback fakes."""
+    async with FakeProviders() as fakes:
+        built = build_channels(fakes.settings(sms="aliyun"))
+        secret = "SEC" + secrets.token_hex(24)
+        try:
+            yield DemoChannels(built, fakes, fakes.dingtalk.add_robot(secret=secret), secret)
+        finally:
+            await built.aclose()
 
 
 def _headers(issuer: TokenIssuer, sub: str, *roles: str, township_id: str = "") -> dict[str, str]:
@@ -82,30 +102,32 @@ async def prepare_recipients(
     client: httpx.AsyncClient,
     issuer: TokenIssuer,
     township_id: str,
-    robot_url: str | None,
+    demo: DemoChannels,
     report: Report,
 ) -> None:
-    """The office's part of the directory: contacts, station heads, the township's robot."""
-    office = _headers(issuer, "ma-xiaodong", "party_building_office", township_id=township_id)
+    """Contacts, station heads and the township's robot, loaded by the county's operators (the
+    demo's people keep their ids from run to run, each run in a new township: only an
+    administrator moves a person from one township to another)."""
+    office = _headers(issuer, "county-it", ADMIN)
     for person, extra in _people(township_id):
         body = {"name": person.name, "township_id": township_id, **extra}
         r = await client.put(f"/people/{person.person_id}", json=body, headers=office)
         if r.is_error:
             raise CycleError(f"directory: PUT /people/{person.person_id}: {r.status_code} {r.text}")
-    if robot_url:
-        group = {
-            "name": f"{TOWNSHIP_NAME}党建工作群",
-            "township_id": township_id,
-            "channel": "dingtalk",
-            "webhook_url": robot_url,
-        }
-        r = await client.put(f"/groups/{township_id}-dangjian", json=group, headers=office)
-        if r.is_error:
-            raise CycleError(f"directory: PUT /groups: {r.status_code} {r.text}")
+    group = {
+        "name": f"{TOWNSHIP_NAME}党建工作群",
+        "township_id": township_id,
+        "channel": "dingtalk",
+        "webhook_url": demo.robot_url,
+        "secret": demo.robot_secret,
+    }
+    r = await client.put(f"/groups/{township_id}-dangjian", json=group, headers=office)
+    if r.is_error:
+        raise CycleError(f"directory: PUT /groups: {r.status_code} {r.text}")
     report(
         f"notifications: directory of {TOWNSHIP_NAME} ready — {len(_people(township_id))} people "
-        f"with phones, village secretaries with e-mail, station heads marked"
-        + (", the township's DingTalk group robot" if robot_url else "")
+        "with phones, village secretaries with e-mail, station heads marked, the township's "
+        "DingTalk group robot (SMS, robot and SMTP are local fakes on loopback)"
     )
 
 
@@ -124,17 +146,25 @@ async def _settled(client: httpx.AsyncClient, headers: dict[str, str], subject: 
 
 
 async def read_receipts(
-    client: httpx.AsyncClient, issuer: TokenIssuer, forum_id: str, report: Report
+    client: httpx.AsyncClient, issuer: TokenIssuer, forum: Json, report: Report
 ) -> None:
-    """Two village secretaries open the forum notice in the app."""
+    """Two village secretaries open the forum notice in the app (``forum``: its ledger)."""
     for village in VILLAGES[:2]:
         me = _headers(issuer, village.secretary.person_id, "village_secretary")
-        inbox = (await client.get("/inbox", headers=me)).json()
-        notice = next(i for i in inbox["items"] if i["kind"] == "forum_notice")
-        await client.post(f"/inbox/{notice['delivery_id']}/read", headers=me)
+        entry = next(
+            e for e in forum["recipients"] if e["recipient_id"] == village.secretary.person_id
+        )
+        notice = next(
+            d
+            for d in entry["deliveries"]
+            if d["channel"] == "inbox" and d["kind"] == "forum_notice"
+        )
+        r = await client.post(f"/inbox/{notice['delivery_id']}/read", headers=me)
+        if r.is_error:
+            raise CycleError(f"read receipts: {r.status_code} {r.text}")
         report(
-            f"{village.secretary.name} ({village.name}) reads «{notice['subject']}» in the app "
-            f"({inbox['unread']} unread before)"
+            f"{village.secretary.name} ({village.name}) reads the forum notice in the app "
+            f"({r.json()['unread']} unread left)"
         )
 
 
@@ -161,7 +191,11 @@ async def ledger_report(
 
 
 async def after_cycle(
-    client: httpx.AsyncClient, issuer: TokenIssuer, result: CycleResult, url: str
+    client: httpx.AsyncClient,
+    issuer: TokenIssuer,
+    result: CycleResult,
+    url: str,
+    demo: DemoChannels,
 ) -> None:
     """Read receipts and the ledger of the forum, printed after the cycle."""
     print("\nNotices of the cycle (notifications):")
@@ -169,7 +203,14 @@ async def after_cycle(
     def report(line: str) -> None:
         print(f"  • {line}")
 
-    await ledger_report(client, issuer, result.township_id, result.forum_id, lambda _: None)
-    await read_receipts(client, issuer, result.forum_id, report)
+    forum = await ledger_report(client, issuer, result.township_id, result.forum_id, lambda _: None)
+    await read_receipts(client, issuer, forum, report)
     await ledger_report(client, issuer, result.township_id, result.forum_id, report)
+    fakes = demo.fakes
+    robot = fakes.dingtalk.messages[demo.robot_url.rsplit("=", 1)[1]]
+    report(
+        f"on the providers' side: {len(fakes.aliyun.sent)} SMS at the Alibaba Cloud fake, "
+        f"{len(fakes.smtp.messages)} e-mails at the SMTP server, {len(robot)} messages in the "
+        "township's DingTalk group (one per notice, never one per person)"
+    )
     print(f"  notifications API docs {url}/docs   metrics {url}/metrics")
