@@ -18,9 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared" / "tests"))
@@ -28,7 +30,7 @@ from counting import Incremented, Tallies, registry
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.consumer import Tx
 from cunzhi_platform.eventstore import init_connection
-from cunzhi_platform.infra import infrastructure
+from cunzhi_platform.infra import Endpoints, free_port, infrastructure
 from cunzhi_platform.logging import configure_logging
 from cunzhi_platform.rebuild import rebuild
 from cunzhi_platform.runtime import Service, start, stop
@@ -61,6 +63,36 @@ def _all_applied(appended: dict[str, float]):
         return len(APPLIED) >= len(appended)
 
     return check
+
+
+@contextlib.asynccontextmanager
+async def service_process(module: str, ep: Endpoints) -> AsyncIterator[str]:
+    """A service (``python -m <module>``) in its own process on ``ep``; yields its base URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CUNZHI_DATABASE_URL": ep.database_url,
+        "CUNZHI_KAFKA_BOOTSTRAP_SERVERS": ep.kafka_bootstrap_servers,
+        "CUNZHI_HTTP_PORT": str(port),
+        "CUNZHI_LOG_LEVEL": "WARNING",
+        "CUNZHI_RELAY_POLL_INTERVAL_S": "0.1",
+    }
+    service = subprocess.Popen([sys.executable, "-m", module], env=env)  # noqa: ASYNC220
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+
+            async def up() -> bool:
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            assert await eventually(up, timeout=60), f"{module} did not start"
+        yield base
+    finally:
+        service.terminate()
+        service.wait(30)
 
 
 async def raw_commits(url: str, seconds: float, connections: int = 16) -> float:

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_platform import raw_commits, raw_produce
+from bench_platform import raw_commits, raw_produce, service_process
 from cunzhi_meetings.events import Discussion, ForumPlanned
 from cunzhi_platform.auth import Principal, TokenIssuer
 from cunzhi_platform.clock import SHANGHAI
 from cunzhi_platform.envelope import Envelope
-from cunzhi_platform.infra import free_port, infrastructure
+from cunzhi_platform.infra import infrastructure
 from cunzhi_platform.kafka import ensure_topics, make_broker
 from cunzhi_platform.settings import Settings
 from cunzhi_platform.testing import eventually
@@ -192,29 +192,7 @@ async def main() -> None:
         settings = Settings(
             database_url=ep.database_url, kafka_bootstrap_servers=ep.kafka_bootstrap_servers
         )
-        port = free_port()
-        env = {
-            **os.environ,
-            "CUNZHI_DATABASE_URL": ep.database_url,
-            "CUNZHI_KAFKA_BOOTSTRAP_SERVERS": ep.kafka_bootstrap_servers,
-            "CUNZHI_HTTP_PORT": str(port),
-            "CUNZHI_LOG_LEVEL": "WARNING",
-            "CUNZHI_RELAY_POLL_INTERVAL_S": "0.1",
-        }
-        service = subprocess.Popen(  # noqa: ASYNC220 — started once, before any load
-            [sys.executable, "-m", "cunzhi_topics.main"], env=env
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            async with httpx.AsyncClient(base_url=base) as http:
-
-                async def up() -> bool:
-                    try:
-                        return (await http.get("/readyz")).status_code == 200
-                    except httpx.TransportError:
-                        return False
-
-                assert await eventually(up, timeout=60), "the topics service did not start"
+        async with service_process("cunzhi_topics.main", ep) as base:
             township, forum = f"bench-{uuid.uuid4().hex[:6]}", "bench-F001"
             await open_call(ep.kafka_bootstrap_servers, township, forum)
             issuer = TokenIssuer(settings.jwt_secret)
@@ -261,9 +239,6 @@ async def main() -> None:
             )
             commits = await raw_commits(ep.database_url, 3)
             produce = await raw_produce(ep.kafka_bootstrap_servers, 50_000)
-        finally:
-            service.terminate()
-            service.wait(30)
     latencies.sort()
     print(
         f"machine: {os.cpu_count()} cores; embedded PostgreSQL and Tansu; service in its "

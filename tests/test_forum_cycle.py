@@ -1,9 +1,12 @@
-"""Guandi's forum cycle across topics and meetings, on the real stack, as ``cunzhi demo`` runs it.
+"""Guandi's forum cycle across topics, meetings and rectification, on the real stack, as
+``cunzhi demo`` runs it.
 
-Both services run at once on one ``ManualClock``; ``forum_cycle`` (the demo's own code) drives
-them through HTTP and the broker, publishing rectification's ``TaskCompleted`` itself. The
-services' names, schemas and topics are shared by the session, so each test works in a fresh
-township and reads back from Kafka only that township's events.
+The three services run at once on one ``ManualClock``; ``forum_cycle`` (the demo's own code)
+drives them through HTTP and the broker: meetings' ``ResolutionAdopted`` makes rectification
+track the tasks, the village secretaries complete them over HTTP, and rectification's
+``TaskCompleted`` closes the forum and resolves the topic. The services' names, schemas and
+topics are shared by the session, so each test works in a fresh township and reads back from
+Kafka only that township's events.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from cunzhi_meetings.service import build_service as meetings_service
 from cunzhi_platform.auth import TokenIssuer
 from cunzhi_platform.clock import ManualClock
 from cunzhi_platform.envelope import topic_for
+from cunzhi_platform.kafka import make_broker
+from cunzhi_platform.metrics import DLQ
 from cunzhi_platform.settings import Settings
 from cunzhi_platform.testing import consume, eventually, running
+from cunzhi_rectification.service import build_service as rectification_service
 from cunzhi_topics.service import build_service as topics_service
 
 from cunzhi_cli.cycle import (
@@ -32,9 +39,9 @@ from cunzhi_cli.cycle import (
     MOBILE_MEMBERS,
     NAN,
     POLICY,
+    QIAN,
     CycleResult,
     forum_cycle,
-    publisher,
     village_id,
 )
 from cunzhi_cli.demo import run_demo
@@ -50,11 +57,13 @@ def bootstrap(settings: Settings) -> str:
     return settings.kafka_bootstrap_servers
 
 
-async def published(bootstrap: str, pool: asyncpg.Pool, service: str, township: str) -> Published:
-    """The township's events on the service's topic, by short type, each event once.
+async def records(
+    bootstrap: str, pool: asyncpg.Pool, service: str, township: str
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The township's records on the service's topic, each event once.
 
     Every stored event reaches the topic once the outbox is drained; the relay is
-    at-least-once, so a record published twice is counted once (by its ``ce_id``).
+    at-least-once, so a record published twice is kept once (by its ``ce_id``).
     """
 
     async def drained() -> bool:
@@ -63,15 +72,22 @@ async def published(bootstrap: str, pool: asyncpg.Pool, service: str, township: 
 
     assert await eventually(drained), f"the {service} outbox did not drain"
     total = await pool.fetchval(f"SELECT count(*) FROM {service}.events")
-    records = await consume(bootstrap, topic_for(service), total, timeout=30)
     seen: set[str] = set()
+    found = []
+    for record in await consume(bootstrap, topic_for(service), total, timeout=30):
+        ce_id = dict(record.headers)["ce_id"].decode()
+        if json.loads(record.value).get("township_id") == township and ce_id not in seen:
+            seen.add(ce_id)
+            found.append(record)
+    return found
+
+
+async def published(bootstrap: str, pool: asyncpg.Pool, service: str, township: str) -> Published:
+    """The township's events on the service's topic, by short type, each event once."""
     by_type: Published = defaultdict(list)
-    for record in records:
-        headers = {k: v.decode() for k, v in record.headers}
-        payload = json.loads(record.value)
-        if payload.get("township_id") == township and headers["ce_id"] not in seen:
-            seen.add(headers["ce_id"])
-            by_type[headers["ce_type"].rsplit(".", 1)[1]].append(payload)
+    for record in await records(bootstrap, pool, service, township):
+        ce_type = dict(record.headers)["ce_type"].decode()
+        by_type[ce_type.rsplit(".", 1)[1]].append(json.loads(record.value))
     return by_type
 
 
@@ -85,15 +101,20 @@ async def test_a_forum_cycle_from_plan_to_close(
     async with (
         running(topics_service(), settings, clock) as topics,
         running(meetings_service(), settings, clock) as meetings,
-        publisher(bootstrap) as publish,
+        running(rectification_service(), settings, clock) as rectification,
     ):
-        result = await forum_cycle(topics, meetings, clock, publish, issuer, township, lines.append)
+        result = await forum_cycle(
+            topics, meetings, rectification, clock, issuer, township, lines.append
+        )
         forum_events = await published(bootstrap, pool, "meetings", township)
         topic_events = await published(bootstrap, pool, "topics", township)
+        task_events = await published(bootstrap, pool, "rectification", township)
+        await assert_redelivery_changes_nothing(bootstrap, pool, township)
 
     assert len(lines) == 18 and any("notice issued automatically" in line for line in lines)
     assert_meetings_published(result, forum_events)
     assert_topics_published(result, topic_events)
+    assert_rectification_published(result, task_events)
     assert_merged_topic(result)
     assert_forum_record(result)
     record = result.township_record
@@ -134,6 +155,95 @@ def assert_topics_published(result: CycleResult, events: Published) -> None:
     dispositions = {t: len(events[t]) for t in ("TopicDeferred", "TopicReferred", "TopicDeclined")}
     assert dispositions == {"TopicDeferred": 1, "TopicReferred": 1, "TopicDeclined": 1}
     assert len(events["TopicSubmitted"]) == len(result.topic_ids) == 5
+
+
+def assert_rectification_published(result: CycleResult, events: Published) -> None:
+    for event_type in ("TaskAssigned", "TaskProgressReported", "TaskCompleted"):
+        assert sorted(e["task_id"] for e in events[event_type]) == sorted(result.task_ids)
+    assert {e["forum_id"] for e in events["TaskAssigned"]} == {result.forum_id}
+    assert {e["source"] for e in events["TaskAssigned"]} == {"forum_resolution"}
+    assert {e["forum_id"] for e in events["TaskCompleted"]} == {result.forum_id}
+    secretaries = {v.secretary.person_id for v in (HOU, NAN, QIAN)}
+    assert {e["completed_by"] for e in events["TaskCompleted"]} == secretaries
+    assert all(e["evidence"] for e in events["TaskCompleted"])
+    assert [t["status"] for t in result.tasks] == ["completed"] * 3
+    assert {t["percent"] for t in result.tasks} == {100}
+
+
+CONSUMER_GROUPS = {
+    "cunzhi.meetings.events": ["cunzhi.rectification.resolution_tasks"],
+    "cunzhi.rectification.events": [
+        "cunzhi.meetings.task_completed",
+        "cunzhi.topics.forum_outcomes",
+        "cunzhi.rectification.tasks",
+    ],
+}
+
+
+async def caught_up(bootstrap: str) -> bool:
+    """Every consumer of the cycle has committed up to the end of the topics it reads."""
+    for topic, groups in CONSUMER_GROUPS.items():
+        for group in groups:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+            )
+            await consumer.start()
+            try:
+                await consumer.topics()
+                partitions = [
+                    TopicPartition(topic, p)
+                    for p in sorted(consumer.partitions_for_topic(topic) or ())
+                ]
+                ends = await consumer.end_offsets(partitions)
+                for tp in partitions:
+                    if (await consumer.committed(tp) or 0) < ends[tp]:
+                        return False
+            finally:
+                await consumer.stop()
+    return True
+
+
+async def stored(pool: asyncpg.Pool, township: str) -> dict[str, int]:
+    return {
+        service: await pool.fetchval(
+            f"SELECT count(*) FROM {service}.events WHERE payload->>'township_id' = $1", township
+        )
+        for service in ("topics", "meetings", "rectification")
+    }
+
+
+def dead_letters() -> float:
+    return sum(s.value for m in DLQ.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+async def assert_redelivery_changes_nothing(
+    bootstrap: str, pool: asyncpg.Pool, township: str
+) -> None:
+    """Meetings' ``ResolutionAdopted`` and rectification's ``TaskCompleted`` of the cycle again,
+    as the same messages (a redelivery) and as copies under new event ids: nothing changes."""
+    before, dead_before = await stored(pool, township), dead_letters()
+    again = [
+        r
+        for service in ("meetings", "rectification")
+        for r in await records(bootstrap, pool, service, township)
+        if dict(r.headers)["ce_type"].decode()
+        in {"cunzhi.meetings.ResolutionAdopted", "cunzhi.rectification.TaskCompleted"}
+    ]
+    assert len(again) == 4
+    broker = make_broker(bootstrap, client_id="cycle-redelivery")
+    await broker.connect()
+    try:
+        for record in again:
+            headers = {k: v.decode() for k, v in record.headers}
+            for ce_id in (headers["ce_id"], str(uuid.uuid4())):
+                await broker.publish(
+                    record.value, record.topic, key=record.key, headers={**headers, "ce_id": ce_id}
+                )
+    finally:
+        await broker.stop()
+    assert await eventually(lambda: caught_up(bootstrap), timeout=30)
+    assert await stored(pool, township) == before
+    assert dead_letters() == dead_before
 
 
 def assert_merged_topic(result: CycleResult) -> None:
@@ -177,7 +287,8 @@ async def test_the_demo_runs_the_cycle_and_says_where_to_look(
         "1 forum held, 1 problem solved, 1 expert invited, 2 village secretaries sharing "
         "experience, 0 field visits"
     ) in out
-    assert out.count("/docs") == 3 and out.count("/metrics") == 3
+    assert "rectification: 3/3 of the forum's tasks completed through its API" in out
+    assert out.count("/docs") == 4 and out.count("/metrics") == 4
     # notifications: the roster told of the forum in the app, two of them read it
     assert "ledger, forum" in out and "15 recipients" in out and "read in the app by 2" in out
     assert "2 messages in the township's DingTalk group" in out

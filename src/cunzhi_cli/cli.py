@@ -104,10 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     sub.add_parser("docs", help="regenerate docs/events from the code")
     again = sub.add_parser("republish", help="publish a service's whole history again")
-    again.add_argument("service", choices=["topics", "meetings"])
+    again.add_argument("service", choices=sorted(RUNNABLE))
     rebuild = sub.add_parser("rebuild", help="rebuild a read model while the service serves")
-    rebuild.add_argument("service", choices=["topics", "meetings"])
-    rebuild.add_argument("projection", help="e.g. read_models (topics), forums (meetings)")
+    rebuild.add_argument("service", choices=sorted(RUNNABLE))
+    rebuild.add_argument(
+        "projection", help="e.g. read_models (topics), forums (meetings), tasks (rectification)"
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     if getattr(args, "data_dir", None):

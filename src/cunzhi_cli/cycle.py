@@ -1,8 +1,8 @@
 """One monthly village cadre forum (乡村干部论坛) of Guandi township (关堤乡), end to end.
 
-``forum_cycle`` drives the topics and meetings services only through what any client sees:
-their HTTP APIs with JWT roles, and the broker. ``cunzhi demo`` and the end-to-end test both
-run it, so the demo shows exactly what the test checks.
+``forum_cycle`` drives the topics, meetings and rectification services only through what any
+client sees: their HTTP APIs with JWT roles, and the broker. ``cunzhi demo`` and the end-to-end
+test both run it, so the demo shows exactly what the test checks.
 
 The steps, and who moves each one:
 
@@ -17,11 +17,12 @@ The steps, and who moves each one:
 8. the clock reaches the notice time and the meetings timer issues the notice by itself;
 9. on the forum day the office records attendance, speakers and minutes;
 10. the committee adopts a resolution: a policy document and tasks for villages;
-11. rectification does not exist yet, so the cycle publishes its ``TaskCompleted`` events on
-    ``cunzhi.rectification.events`` as its outbox relay will (CloudEvents binary headers, key =
-    task id); meetings then closes the forum and topics resolves the topic.
+11. ``ResolutionAdopted`` reaches rectification over the broker, which tracks the tasks; each
+    village secretary reports progress and completes their task with evidence (rectification
+    HTTP); its ``TaskCompleted`` events close the forum (meetings) and resolve the topic
+    (topics).
 
-Time: both services share one ``ManualClock``. The cycle moves it to the times the services
+Time: the services share one ``ManualClock``. The cycle moves it to the times the services
 publish themselves (the call's ``closes_at``, the forum's ``notice_due_at`` and ``date``) and
 never re-derives their calendar rules, so a change of those rules cannot silently desynchronise
 the demo from the services.
@@ -36,21 +37,15 @@ People, villages and documents are illustrative: six of Guandi's 19 villages, na
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from cunzhi_platform.auth import Principal, TokenIssuer
 from cunzhi_platform.clock import SHANGHAI, ManualClock
-from cunzhi_platform.envelope import Envelope, topic_for
-from cunzhi_platform.kafka import make_broker
-from cunzhi_rectification.events import SERVICE as RECTIFICATION
-from cunzhi_rectification.events import TaskCompleted
 
 TOWNSHIP_NAME = "关堤乡"
 CYCLE_START = dt.datetime(2026, 10, 21, 9, 0, tzinfo=SHANGHAI)
@@ -68,8 +63,6 @@ COUNTY = "county_organisation_department"
 
 Json = dict[str, Any]
 Headers = dict[str, str]
-Publish = Callable[[bytes, str, bytes, dict[str, str]], Awaitable[None]]
-"""``(value, topic, key, headers)``: put one record on the broker."""
 Report = Callable[[str], None]
 
 
@@ -177,26 +170,13 @@ class CycleResult:
     """The forum's full record as meetings finally shows it."""
     township_record: Json
     task_ids: tuple[str, ...]
+    tasks: tuple[Json, ...]
+    """The forum's tasks as rectification finally shows them."""
 
 
 def village_id(township_id: str, village: Village) -> str:
     """Village ids carry the township id, so that each run's villages are its own."""
     return f"{township_id}-{village.code}"
-
-
-@contextlib.asynccontextmanager
-async def publisher(bootstrap_servers: str) -> AsyncIterator[Publish]:
-    """A broker connection to publish other services' events as their relays would."""
-    broker = make_broker(bootstrap_servers, client_id="cunzhi-forum-cycle")
-    await broker.connect()
-
-    async def publish(value: bytes, topic: str, key: bytes, headers: dict[str, str]) -> None:
-        await broker.publish(value, topic, key=key, headers=headers)
-
-    try:
-        yield publish
-    finally:
-        await broker.stop()
 
 
 class _Steps:
@@ -278,8 +258,8 @@ def _names(people: Sequence[Json]) -> str:
 async def forum_cycle(
     topics: httpx.AsyncClient,
     meetings: httpx.AsyncClient,
+    rectification: httpx.AsyncClient,
     clock: ManualClock,
-    publish: Publish,
     issuer: TokenIssuer,
     township_id: str,
     report: Report,
@@ -512,13 +492,18 @@ async def forum_cycle(
         f"{'、'.join(v.name for v in (HOU, NAN, QIAN))}, due by {tasks[-1]['due_date']}"
     )
 
-    # 11. Rectification's TaskCompleted for every task → forum closed, topic resolved.
+    # 11. ResolutionAdopted → rectification tracks the tasks; the villages complete them.
     clock.set(dt.datetime.combine(forum_date + dt.timedelta(days=25), dt.time(10), SHANGHAI))
-    for task in tasks:
-        await _task_completed(publish, clock, township_id, forum_id, task["task_id"])
+    tracked = await _complete_tasks(steps, rectification, forum_id, tasks, office)
+    names = {village_id(township_id, v): v.name for v in VILLAGES}
     report(
-        f"clock → {clock.now():%Y-%m-%d}: TaskCompleted × {len(tasks)} published on "
-        f"{topic_for(RECTIFICATION)} (standing in for the rectification service)"
+        f"clock → {clock.now():%Y-%m-%d}: rectification tracked the {len(tracked)} tasks "
+        "(ResolutionAdopted over the broker); each village secretary reported 60% with evidence, "
+        "then completed it — read back: "
+        + "、".join(
+            f"{names[t['village_id']]} {t['percent']}% {t['status']} {t['completed_on']}"
+            for t in tracked
+        )
     )
     forum = await steps.until(
         "meetings closes the forum once every task is done",
@@ -550,30 +535,60 @@ async def forum_cycle(
         forum=forum,
         township_record=record,
         task_ids=tuple(t["task_id"] for t in tasks),
+        tasks=tuple(tracked),
     )
 
 
-async def _task_completed(
-    publish: Publish, clock: ManualClock, township_id: str, forum_id: str, task_id: str
-) -> None:
-    """Publish ``TaskCompleted`` as rectification's outbox relay will (binary CloudEvents)."""
-    event = TaskCompleted(
-        task_id=task_id,
-        forum_id=forum_id,
-        township_id=township_id,
-        completed_on=clock.now().date(),
-        summary="已按期完成",
+PROGRESS_NOTE = "已逐人建立台账，联系人已明确，完成约六成"
+COMPLETION = "台账和联系人制度已建立，失联党员已全部恢复联系"
+
+
+async def _complete_tasks(
+    steps: _Steps,
+    rectification: httpx.AsyncClient,
+    forum_id: str,
+    tasks: Sequence[Json],
+    office: Headers,
+) -> list[Json]:
+    """Each village secretary reports progress on, then completes, their village's task."""
+    by_village = {village_id(steps.township_id, v): v for v in VILLAGES}
+    await steps.until(
+        "rectification tracks the resolution's tasks on ResolutionAdopted",
+        rectification,
+        f"/tasks?forum_id={forum_id}",
+        office,
+        lambda listed: listed["total"] == len(tasks),
     )
-    envelope = Envelope.new(
-        type=event.event_type,
-        source=f"/cunzhi/{RECTIFICATION}",
-        subject=f"task:{task_id}",
-        time=clock.now(),
-        schema_version=event.schema_version,
+    for task in tasks:
+        village = by_village[task["assignee_village_id"]]
+        secretary = steps.as_(
+            village.secretary.person_id,
+            village.secretary.name,
+            VILLAGE_SECRETARY,
+            village=village,
+        )
+        path = f"/tasks/{task['task_id']}"
+        evidence = {"kind": "file", "value": f"evidence://{task['task_id']}/ledger.pdf"}
+        await steps.command(
+            f"{village.name} reports progress",
+            rectification,
+            f"{path}/progress",
+            secretary,
+            {"percent": 60, "note": PROGRESS_NOTE, "evidence": [evidence]},
+        )
+        await steps.command(
+            f"{village.name} completes its task",
+            rectification,
+            f"{path}/completion",
+            secretary,
+            {"summary": COMPLETION, "evidence": [{**evidence, "title": "流动党员台账"}]},
+        )
+    listed = await steps.until(
+        "rectification shows every task completed",
+        rectification,
+        f"/tasks?forum_id={forum_id}",
+        office,
+        lambda listed: all(t["status"] == "completed" for t in listed["items"]),
     )
-    await publish(
-        json.dumps(event.to_payload(), ensure_ascii=False).encode(),
-        topic_for(RECTIFICATION),
-        task_id.encode(),
-        {k: v.decode() for k, v in envelope.to_headers()},
-    )
+    items: list[Json] = listed["items"]
+    return items

@@ -3,8 +3,9 @@
 Infrastructure comes from ``cunzhi_platform.infra.infrastructure``: the servers named by
 ``CUNZHI_DATABASE_URL`` and ``CUNZHI_KAFKA_BOOTSTRAP_SERVERS`` when both are set, else an
 embedded PostgreSQL (data under ``--data-dir``, default ``.cunzhi``) and an in-memory Tansu
-broker. The topics and meetings services run in this process as real HTTP servers (uvicorn on
-free loopback ports), sharing one ``ManualClock`` so that a month passes in seconds; the cycle
+broker. The topics, meetings and rectification services run in this process as real HTTP
+servers (uvicorn on free loopback ports), sharing one ``ManualClock`` so that a month passes in
+seconds; the cycle
 itself is ``cunzhi_cli.cycle.forum_cycle``, the same code the end-to-end test runs.
 
 Re-runs: PostgreSQL keeps its data between runs (the broker does not), so each run works in a
@@ -31,16 +32,17 @@ from cunzhi_platform.envelope import dlq_for, topic_for
 from cunzhi_platform.infra import Endpoints, infrastructure
 from cunzhi_platform.runtime import Service, create_app
 from cunzhi_platform.settings import Settings
+from cunzhi_rectification.service import build_service as rectification_service
 from cunzhi_topics.service import build_service as topics_service
 
 from . import notices
-from .cycle import CYCLE_START, TOWNSHIP_NAME, CycleResult, forum_cycle, publisher
+from .cycle import CYCLE_START, TOWNSHIP_NAME, CycleResult, forum_cycle
 
 STARTUP_TIMEOUT_S = 60.0
 
 
 class _Server(uvicorn.Server):
-    """Two servers share the process, so signals are the demo's to handle, not uvicorn's."""
+    """The servers share the process, so signals are the demo's to handle, not uvicorn's."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -103,28 +105,32 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
         async with (
             serving(topics_service(), config, clock) as topics_url,
             serving(meetings_service(), config, clock) as meetings_url,
+            serving(rectification_service(), config, clock) as rectification_url,
             notices.channels() as channels,
             serving(notifications_service(channels.channels), config, clock) as notifications_url,
             httpx.AsyncClient(base_url=topics_url, timeout=30) as topics,
             httpx.AsyncClient(base_url=meetings_url, timeout=30) as meetings,
+            httpx.AsyncClient(base_url=rectification_url, timeout=30) as rectification,
             httpx.AsyncClient(base_url=notifications_url, timeout=30) as notifications,
-            publisher(endpoints.kafka_bootstrap_servers) as publish,
         ):
-            print(f"topics at {topics_url}, meetings at {meetings_url}; the forum cycle:")
+            urls = {"topics": topics_url, "meetings": meetings_url}
+            urls["rectification"] = rectification_url
+            urls["notifications"] = notifications_url
+            print(f"{', '.join(f'{n} at {u}' for n, u in urls.items())}; the forum cycle:")
             await notices.prepare_recipients(
                 notifications, issuer, township_id, channels, lambda line: print(f"  • {line}")
             )
             result = await forum_cycle(
                 topics,
                 meetings,
+                rectification,
                 clock,
-                publish,
                 issuer,
                 township_id,
                 lambda line: print(f"  • {line}"),
             )
-            await notices.after_cycle(notifications, issuer, result, notifications_url, channels)
-            _summary(result, endpoints, issuer, topics_url, meetings_url, settings.data_dir)
+            await notices.after_cycle(notifications, issuer, result, channels)
+            _summary(result, endpoints, issuer, urls, settings.data_dir)
             if keep_running:
                 print("\nEverything stays up until Ctrl-C.")
                 await _until_interrupted()
@@ -135,8 +141,7 @@ def _summary(
     result: CycleResult,
     endpoints: Endpoints,
     issuer: TokenIssuer,
-    topics_url: str,
-    meetings_url: str,
+    urls: dict[str, str],
     data_dir: Path,
 ) -> None:
     record = result.township_record
@@ -158,6 +163,11 @@ def _summary(
         f"{counts['absent']} absent; {len(forum['resolutions'])} resolution, "
         f"{forum['task_progress']['completed']}/{forum['task_progress']['total']} tasks done"
     )
+    completed = sum(1 for t in result.tasks if t["status"] == "completed")
+    print(
+        f"  rectification: {completed}/{len(result.tasks)} of the forum's tasks completed "
+        "through its API, with evidence"
+    )
     print(
         f"\nTownship record of {TOWNSHIP_NAME} ({result.township_id}): "
         f"{record['forums_held']} forum held, {record['problems_solved']} problem solved, "
@@ -165,19 +175,19 @@ def _summary(
         f"secretaries sharing experience, {record['field_visits']} field visits"
     )
     print("\nWhere to look:")
-    for name, url in (("topics", topics_url), ("meetings", meetings_url)):
-        print(f"  {name:<9} API docs {url}/docs   metrics {url}/metrics")
+    for name, url in urls.items():
+        print(f"  {name:<13} API docs {url}/docs   metrics {url}/metrics")
     kafka_topics = [topic_for(s) for s in ("topics", "meetings", "rectification")]
     print(
         f"  Kafka     {endpoints.kafka_bootstrap_servers}: {', '.join(kafka_topics)} "
         f"(dead letters: {dlq_for('<topic>')})"
     )
-    print(f"  PostgreSQL {endpoints.database_url} (schemas topics, meetings)")
+    print(f"  PostgreSQL {endpoints.database_url} (schemas {', '.join(urls)})")
     if endpoints.mode == "embedded":
         print(f"  data/logs {data_dir.resolve()} (postgres.log, tansu.log)")
     print(
         f"  try:      curl -H 'Authorization: Bearer {county}' \\\n"
-        f"              {meetings_url}/townships/{result.township_id}/record"
+        f"              {urls['meetings']}/townships/{result.township_id}/record"
     )
 
 

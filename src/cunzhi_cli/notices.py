@@ -194,7 +194,6 @@ async def after_cycle(
     client: httpx.AsyncClient,
     issuer: TokenIssuer,
     result: CycleResult,
-    url: str,
     demo: DemoChannels,
 ) -> None:
     """Read receipts and the ledger of the forum, printed after the cycle."""
@@ -213,4 +212,3 @@ async def after_cycle(
         f"{len(fakes.smtp.messages)} e-mails at the SMTP server, {len(robot)} messages in the "
         "township's DingTalk group (one per notice, never one per person)"
     )
-    print(f"  notifications API docs {url}/docs   metrics {url}/metrics")

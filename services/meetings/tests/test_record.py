@@ -5,16 +5,27 @@ The history itself is built in ``conftest.py`` (fixture ``guandi``).
 
 from __future__ import annotations
 
+import datetime as dt
 from types import ModuleType
 
+import pytest
 from cunzhi_meetings.domain import (
     AttendanceTally,
+    Forum,
     attendance_by_person,
     attendance_by_village,
     default_forum_date,
+    forum_stream_id,
     township_record,
 )
-from cunzhi_meetings.events import ForumClosed, ForumHeld, ForumPlanned, ForumTaskCompleted
+from cunzhi_meetings.events import (
+    ForumClosed,
+    ForumHeld,
+    ForumPlanned,
+    ForumTaskCompleted,
+    GuestSpeaker,
+)
+from cunzhi_platform.aggregate import DomainError, InvalidTransition
 
 
 def test_guandi_record_since_april_2020(guandi: ModuleType) -> None:
@@ -61,3 +72,39 @@ def test_attendance_rates_per_person_and_per_village(guandi: ModuleType) -> None
     assert by_village["v03"] == AttendanceTally(invited=19, present=18, late=1, absent=0)
     assert "p-wang" not in by_village and len(by_village) == 10
     assert attendance_by_person([]) == {}
+
+
+def test_ledger_forums_count_and_a_guest_is_one_sharer_however_often_they_come() -> None:
+    guest = GuestSpeaker(name="东大阳村支书", affiliation="新乡县东大阳村党支部")
+    today = dt.date(2026, 11, 25)
+    events = []
+    for number, solved in ((1, True), (2, False)):
+        forum = Forum(forum_stream_id("guandi", number))
+        events += forum.record_past(
+            date=dt.date(2020, 3 + number, 28),
+            today=today,
+            place="新乡县东大阳村",
+            mode="field_visit",
+            host_unit="新乡县东大阳村党支部",
+            topic_title="村集体经济发展",
+            guest_speakers=[guest],
+            problem_solved=solved,
+        )
+        for e in events[-1:]:
+            forum.apply(e)
+        with pytest.raises(InvalidTransition, match="already recorded"):
+            forum.record_past(
+                date=dt.date(2020, 4, 28),
+                today=today,
+                place="p",
+                topic_title="t",
+                problem_solved=True,
+            )
+    record = township_record(events)
+    assert (record.forums_held, record.problems_solved, record.field_visits) == (2, 1, 2)
+    assert record.secretaries_sharing_experience == 1
+    with pytest.raises(DomainError) as refused:
+        Forum(forum_stream_id("guandi", 3)).record_past(
+            date=today, today=today, place="p", topic_title="t", problem_solved=True
+        )
+    assert refused.value.field == "date"

@@ -404,6 +404,40 @@ async def test_a_cancelled_forum_cannot_be_held(client, settings, broker, townsh
 # --- held, resolutions, tasks, close ---------------------------------------------------------
 
 
+async def test_attendees_prepare_remarks_and_the_office_sees_who_has_not(
+    client, settings, broker, township
+):
+    forum_id = await with_topic(
+        client,
+        settings,
+        broker,
+        township,
+        guest_speakers=[{"name": "东大阳村支书", "affiliation": "新乡县东大阳村党支部"}],
+    )
+    li = token(settings, sub="s-1", roles=["village_secretary"], township_ids=[township])
+    remark = {"summary": "介绍本村流动党员联系台账的做法"}
+    r = await client.post(f"/forums/{forum_id}/remarks", json=remark, headers=li)
+    assert r.status_code == 409 and "between the notice and the forum" in r.json()["detail"]
+    r = await client.post(f"/forums/{forum_id}/notice", headers=office(settings, township))
+    assert r.status_code == 200, r.text
+
+    r = await client.post(f"/forums/{forum_id}/remarks", json=remark, headers=li)
+    assert r.status_code == 200, r.text
+    stranger = token(settings, sub="s-9", roles=["village_secretary"], township_ids=[township])
+    r = await client.post(f"/forums/{forum_id}/remarks", json=remark, headers=stranger)
+    assert r.status_code == 403 and "only the people the notice named" in r.json()["detail"]
+    r = await client.post(f"/forums/{forum_id}/remarks", json={"summary": " "}, headers=li)
+    assert r.status_code == 422
+
+    seen = await forum_view(client, settings, forum_id, lambda f: bool(f["remarks"]))
+    assert seen["remarks"]["s-1"]["summary"] == remark["summary"]
+    r = await client.get(f"/forums/{forum_id}/remarks", headers=office(settings, township))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["prepared"], body["not_prepared"]) == (1, len(body["attendees"]) - 1)
+    assert [a["person_id"] for a in body["attendees"] if a["prepared"]] == ["s-1"]
+
+
 async def test_a_forum_from_notice_to_close(client, settings, broker, pool, clock, township):
     forum_id = await with_topic(
         client,
@@ -600,6 +634,85 @@ async def test_guandi_record_from_its_events(client, settings, township, guandi:
         return numbers if numbers == [19] else []
 
     assert await eventually(still_planned) == [19]
+
+
+async def test_the_paper_ledger_entered_through_the_api_makes_the_record(
+    client, settings, township
+):
+    """A township migrating its ledger (历史台账) enters past forums under their numbers."""
+    headers = office(settings, township)
+    history = f"/townships/{township}/forums/history"
+    ledger = [
+        {
+            "number": 1,
+            "date": "2020-04-29",
+            "place": "乡政府三楼会议室",
+            "topic_title": "特殊党员管理",
+            "expert_lectures": [
+                {"expert_name": "刘教授", "affiliation": "新乡市委党校", "subject": "党员管理"}
+            ],
+            "policies": [
+                {"title": "《关堤乡特殊党员管理办法》", "document_number": "关党〔2020〕5号"}
+            ],
+            "problem_solved": True,
+        },
+        {
+            "number": 2,
+            "date": "2020-05-29",
+            "place": "新乡县东大阳村",
+            "mode": "field_visit",
+            "host_unit": "新乡县东大阳村党支部",
+            "topic_title": "村集体经济发展",
+            "guest_speakers": [{"name": "东大阳村支书", "affiliation": "新乡县东大阳村党支部"}],
+            "problem_solved": True,
+        },
+        {
+            "number": 3,
+            "date": "2020-06-30",
+            "place": "乡政府三楼会议室",
+            "topic_title": "出嫁女村民待遇",
+            "guest_speakers": [{"name": "东大阳村支书", "affiliation": "新乡县东大阳村党支部"}],
+            "problem_solved": False,
+        },
+    ]
+    for entry in ledger:
+        r = await client.post(history, json=entry, headers=headers)
+        assert r.status_code == 201, r.text
+        assert r.json()["forum_id"] == f"{township}-F{entry['number']:03d}"
+
+    # The ledger's numbers are its own; the dates are in the past; only the office enters.
+    r = await client.post(history, json=ledger[0], headers=headers)
+    assert r.status_code == 409 and "already used" in r.json()["detail"]
+    r = await client.post(
+        history, json={**ledger[0], "number": 4, "date": "2030-01-31"}, headers=headers
+    )
+    assert r.status_code == 422 and r.json()["field"] == "date"
+    r = await client.post(
+        history, json={**ledger[0], "number": 4}, headers=office(settings, "elsewhere")
+    )
+    assert r.status_code == 403
+
+    async def record() -> dict[str, Any]:
+        r = await client.get(f"/townships/{township}/record", headers=county(settings))
+        return r.json() if r.json()["forums_held"] == 3 else {}
+
+    body = await eventually(record)
+    assert (
+        body["forums_held"],
+        body["problems_solved"],
+        body["experts_invited"],
+        body["experience_exchanges"],
+        body["field_visits"],
+    ) == (3, 2, 1, 1, 1)
+    assert body["secretaries_sharing_experience"][0]["affiliation"] == "新乡县东大阳村党支部"
+
+    # The township's next forum follows the ledger's numbering.
+    await client.post(f"/townships/{township}/roster", json=ROSTER, headers=headers)
+    r = await client.post(
+        f"/townships/{township}/forums", json={"place": "乡政府"}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["number"] == 4
 
 
 # --- other meetings --------------------------------------------------------------------------

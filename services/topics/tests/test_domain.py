@@ -870,6 +870,48 @@ def test_carry_over_needs_a_deferred_topic_and_the_townships_next_open_call() ->
         deferred.carry_over(scheduled, AFTER_DEADLINE)
 
 
+# -- referred topics ------------------------------------------------------------------------
+
+
+def referred_topic() -> Topic:
+    call = open_call()
+    chosen, other = shortlisted(submitted(call, "t1")), submitted(call, "t2", LI, ("v02",))
+    closed(call)
+    events = select_topic(
+        call, chosen, [other], {"t2": Refer("县信访局")}, COMMITTEE, AFTER_DEADLINE
+    )
+    fold_all(events, call, chosen, other)
+    return other
+
+
+def test_the_department_accepts_then_reports_a_referred_topic_done() -> None:
+    topic = referred_topic()
+    with pytest.raises(Forbidden, match="only that department answers it"):
+        topic.answer_referral({"县民政局"}, "accepted", "", "p-min", AFTER_DEADLINE)
+    folded(topic, topic.answer_referral({"县信访局"}, "accepted", "", "p-xin", AFTER_DEADLINE))
+    assert (topic.state, topic.referral_answer) == (TopicState.REFERRED, "accepted")
+    with pytest.raises(InvalidTransition, match="already answered"):
+        topic.answer_referral({"县信访局"}, "accepted", "", "p-xin", AFTER_DEADLINE)
+    with pytest.raises(DomainError) as refused:
+        topic.answer_referral({"县信访局"}, "done", "  ", "p-xin", AFTER_DEADLINE)
+    assert refused.value.field == "note"
+    done = topic.answer_referral({"县信访局"}, "done", "已答复当事人", "p-xin", AFTER_DEADLINE)
+    assert isinstance(done[0], ev.TopicReferralAnswered) and done[0].department == "县信访局"
+
+
+def test_a_returned_referral_goes_to_the_townships_next_call() -> None:
+    topic = referred_topic()
+    folded(
+        topic, topic.answer_referral({"县信访局"}, "returned", "属村务", "p-xin", AFTER_DEADLINE)
+    )
+    assert topic.state is TopicState.DEFERRED
+    next_call = open_call(NEXT_FORUM, NEXT_FORUM_DATE)
+    folded(topic, topic.carry_over(next_call, at(dt.date(2026, 11, 17))))
+    assert topic.state is TopicState.SUBMITTED
+    with pytest.raises(InvalidTransition, match="cannot answer the referral of topic t2"):
+        topic.answer_referral({"县信访局"}, "done", "x", "p-xin", AFTER_DEADLINE)
+
+
 # -- postponed and cancelled forums -------------------------------------------------------------
 
 

@@ -235,6 +235,25 @@ async def test_shortlist_select_dispose_and_carry_over(kit: Kit) -> None:
     carried = await kit.topic(b, lambda t: t["forum_id"] == next_forum)
     assert carried["state"] == "submitted" and carried["carried_over_from"] == [forum]
 
+    # The department the topic was referred to answers; the submitter sees the answer.
+    sifa = kit.as_(["county_department"], department_ids=["乡司法所"])
+    r = await kit.client.get(f"/topics/{c}", headers=sifa)
+    assert r.status_code == 200, "a department reads the topics referred to it"
+    answer = f"/topics/{c}/referral-answer"
+    elsewhere = kit.as_(["county_department"], department_ids=["县信访局"])
+    r = await kit.post(answer, elsewhere, {"answer": "accepted"})
+    assert r.status_code == 403 and "乡司法所" in r.json()["detail"]
+    r = await kit.post(answer, sifa, {"answer": "done"})
+    assert r.status_code == 422 and r.json()["field"] == "note"
+    assert (await kit.post(answer, sifa, {"answer": "accepted"})).status_code == 200
+    r = await kit.post(answer, sifa, {"answer": "done", "note": "已调解，双方签订协议"})
+    assert r.status_code == 200, r.text
+    done = await kit.topic(c, lambda t: t["referral_answer"] == "done")
+    assert (done["state"], done["referral_note"]) == ("referred", "已调解，双方签订协议")
+    timeline = await kit.until(f"/topics/{c}/timeline", lambda p: p["total"] == 4, wang)
+    assert timeline["items"][-1]["description"] == "乡司法所答复：已办结（已调解，双方签订协议）"
+    assert (await kit.post(answer, sifa, {"answer": "accepted"})).status_code == 409
+
 
 async def test_queries_filter_paginate_and_count(kit: Kit) -> None:
     town, other_town = kit.fresh("town"), kit.fresh("town")

@@ -5,8 +5,9 @@ them too; the platform's error handler answers 403 with the reason and the field
 
 Claims: ``sub`` (person id), ``name``, ``roles`` (e.g. ``village_secretary``,
 ``station_head``, ``party_building_office``, ``township_committee``,
-``county_organisation_department``, ``party_member``), and the jurisdiction the caller may act
-in: ``county_id``, ``township_ids``, ``station_ids``, ``village_ids``.
+``county_organisation_department``, ``party_member``, ``county_department``), and the
+jurisdiction the caller may act in: ``county_id``, ``township_ids``, ``station_ids``,
+``village_ids``, and for a county department's staff ``department_ids`` (纪委, 信访局…).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from pydantic import BaseModel
 from .aggregate import Forbidden
 
 COUNTY_ORG_DEPT = "county_organisation_department"
+COUNTY_DEPARTMENT = "county_department"
+"""Staff of another county department (discipline, petitions, economy…): answers for the
+departments in ``department_ids``."""
 
 
 class Principal(BaseModel):
@@ -35,6 +39,7 @@ class Principal(BaseModel):
     township_ids: frozenset[str] = frozenset()
     station_ids: frozenset[str] = frozenset()
     village_ids: frozenset[str] = frozenset()
+    department_ids: frozenset[str] = frozenset()
 
     def has_role(self, *roles: str) -> bool:
         return bool(self.roles & set(roles))

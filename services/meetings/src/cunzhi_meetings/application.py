@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 import asyncpg
-from cunzhi_platform.aggregate import NotFound
+from cunzhi_platform.aggregate import InvalidTransition, NotFound
 from cunzhi_platform.application import execute, load
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.events import Event
@@ -32,7 +32,7 @@ from .domain import (
     roster_stream_id,
     speak_up_stream_id,
 )
-from .events import ContestParticipant, ExpertLecture, ForumMode
+from .events import ContestParticipant, ExpertLecture, ForumMode, GuestSpeaker, Policy
 
 PLAN_ATTEMPTS = 5
 """Planners racing for the same number: each loser moves to the next number this often."""
@@ -98,6 +98,7 @@ async def plan_forum(
     host_unit: str | None = None,
     expert_lectures: Sequence[ExpertLecture] = (),
     exchange_speaker_ids: Sequence[str] = (),
+    guest_speakers: Sequence[GuestSpeaker] = (),
     discussion: bool = True,
 ) -> Forum:
     """Plan the township's next forum.
@@ -121,6 +122,7 @@ async def plan_forum(
             host_unit=host_unit,
             expert_lectures=expert_lectures,
             exchange_speaker_ids=exchange_speaker_ids,
+            guest_speakers=guest_speakers,
             discussion=discussion,
         )
         try:
@@ -132,6 +134,52 @@ async def plan_forum(
             forum.apply(e)
         return forum
     raise ConcurrencyError(forum_stream_id(township_id, number), 0)
+
+
+async def record_past_forum(
+    store: EventStore,
+    township_id: str,
+    number: int,
+    *,
+    today: dt.date,
+    ctx: CommandContext,
+    place: str,
+    date: dt.date,
+    topic_title: str,
+    problem_solved: bool,
+    category: str | None = None,
+    mode: ForumMode = "at_township",
+    host_unit: str | None = None,
+    expert_lectures: Sequence[ExpertLecture] = (),
+    guest_speakers: Sequence[GuestSpeaker] = (),
+    policies: Sequence[Policy] = (),
+    discussion: bool = True,
+) -> Forum:
+    """Enter forum ``number`` from the township's paper ledger; a number in use is refused (409)."""
+    forum = Forum(forum_stream_id(township_id, number))
+    events = forum.record_past(
+        date=date,
+        today=today,
+        place=place,
+        topic_title=topic_title,
+        problem_solved=problem_solved,
+        category=category,
+        mode=mode,
+        host_unit=host_unit,
+        expert_lectures=expert_lectures,
+        guest_speakers=guest_speakers,
+        policies=policies,
+        discussion=discussion,
+    )
+    if await store.version(forum.id):
+        raise InvalidTransition(
+            f"forum number {number} of {township_id} is already used; the ledger's forums "
+            "keep their own numbers"
+        )
+    await store.append(forum.id, 0, events, ctx)
+    for e in events:
+        forum.apply(e)
+    return forum
 
 
 async def add_invitee(
@@ -179,6 +227,19 @@ async def issue_notice(
     """The notice by hand: any time before the forum once it has a topic."""
     forum = await load(store, Forum, forum_stream(forum_id))
     return await _notify(store, forum, now=now, automatic=False, ctx=ctx)
+
+
+async def prepare_remarks(
+    store: EventStore, forum_id: str, person_id: str, summary: str, *, ctx: CommandContext
+) -> Forum:
+    now = store.clock.now()
+    return await execute(
+        store,
+        Forum,
+        forum_stream(forum_id),
+        lambda f: f.prepare_remarks(person_id, summary, now=now),
+        ctx,
+    )
 
 
 async def issue_due_notice(

@@ -53,11 +53,24 @@ class ExchangeSpeaker(ValueObject):
     village_id: str
 
 
+class GuestSpeaker(ValueObject):
+    """An excellent party secretary from outside the township's roster who shares experience.
+
+    优秀乡村两级党组织书记: the seed's come from other villages and counties (获嘉县,
+    新乡县东大阳村), so they are named with their affiliation, not by a roster person id.
+    """
+
+    name: str
+    affiliation: str
+
+
 class ExperienceExchange(ValueObject):
-    """交流经验: excellent village secretaries share their experience."""
+    """交流经验: excellent village secretaries share their experience — the township's own
+    (``speakers``, from its roster) and invited guests (``guests``)."""
 
     kind: Literal["experience_exchange"] = "experience_exchange"
     speakers: tuple[ExchangeSpeaker, ...]
+    guests: tuple[GuestSpeaker, ...] = ()
 
 
 class Discussion(ValueObject):
@@ -213,6 +226,18 @@ class ForumNoticeIssued(Event):
     issued_at: dt.datetime
 
 
+@registry.register("cunzhi.meetings.RemarksPrepared", version=1)
+class RemarksPrepared(Event):
+    """An attendee handed in the remarks the notice asked for (做好发言准备); again replaces."""
+
+    forum_id: str
+    township_id: str
+    person_id: str
+    name: str
+    summary: str
+    prepared_at: dt.datetime
+
+
 @registry.register("cunzhi.meetings.ForumPostponed", version=1)
 class ForumPostponed(Event):
     """Moved to a new date; a notice already issued is void and will be issued again.
@@ -299,6 +324,28 @@ class ForumClosed(Event):
 
 
 # --- other meetings -----------------------------------------------------------------------
+
+
+@registry.register("cunzhi.meetings.PastForumRecorded", version=1)
+class PastForumRecorded(Event):
+    """A forum held before cunzhi, entered from the township's paper ledger (历史台账).
+
+    Not a plan: no call for topics, notice or tasks follow. It counts in the township's record
+    (forums held, problems solved, experts, experience sharers, field visits).
+    """
+
+    forum_id: str
+    township_id: str
+    number: int
+    date: dt.date
+    place: str
+    mode: ForumMode
+    host_unit: str | None = None
+    topic_title: str
+    category: str | None = None
+    activities: tuple[Activity, ...]
+    policies: tuple[Policy, ...]
+    problem_solved: bool
 
 
 @registry.register("cunzhi.meetings.SpeakUpSessionHeld", version=1)

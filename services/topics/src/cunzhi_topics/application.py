@@ -15,6 +15,8 @@ token (``Principal``):
 - the party-building office (``party_building_office``) consolidates, and adds the township's
   own topic categories, and the township committee (``township_committee``) selects, for the
   townships of their ``township_ids``;
+- staff of a county department (``county_department``) answer the topics referred to one of
+  their ``department_ids``;
 - a party member (``party_member``) or village secretary claims issues of the villages of their
   ``village_ids``, and a township cadre (office, committee) those of their townships: the
   claim list is for "党员干部", party members and cadres.
@@ -35,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 import asyncpg
 from cunzhi_platform.aggregate import Aggregate, DomainError, Forbidden, InvalidTransition, NotFound
 from cunzhi_platform.application import execute, load
-from cunzhi_platform.auth import Principal
+from cunzhi_platform.auth import COUNTY_DEPARTMENT, Principal
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.events import Event
 from cunzhi_platform.eventstore import EventStore, StreamWrite
@@ -59,7 +61,7 @@ from .domain import (
     select_topic,
     topic_stream_id,
 )
-from .events import TopicCarriedOver, TopicSubmitted
+from .events import ReferralAnswer, TopicCarriedOver, TopicSubmitted
 
 VILLAGE_SECRETARY = "village_secretary"
 STATION_HEAD = "station_head"
@@ -384,6 +386,26 @@ async def shortlist(
     topic = await _topic_in_jurisdiction(store, principal, topic_id)
     events = topic.shortlist(principal.sub, store.clock.now())
     await store.append(topic.id, topic.version, events, ctx)
+
+
+async def answer_referral(
+    store: EventStore,
+    ctx: CommandContext,
+    principal: Principal,
+    topic_id: str,
+    answer: ReferralAnswer,
+    note: str,
+) -> None:
+    """Staff of the department a topic was referred to answer it (see ``Topic.answer_referral``)."""
+    principal.require_role(COUNTY_DEPARTMENT)
+    now = store.clock.now()
+    await execute(
+        store,
+        Topic,
+        topic_stream_id(topic_id),
+        lambda t: t.answer_referral(principal.department_ids, answer, note, principal.sub, now),
+        ctx,
+    )
 
 
 async def recategorise(

@@ -271,6 +271,21 @@ class TopicReferred(TopicEvent):
     referred_at: dt.datetime
 
 
+ReferralAnswer = Literal["accepted", "done", "returned"]
+
+
+@registry.register("cunzhi.topics.TopicReferralAnswered", version=1)
+class TopicReferralAnswered(TopicEvent):
+    """The department a topic was referred to answers: it took the topic on (``accepted``),
+    dealt with it (``done``), or gave it back (``returned``, to the township's next call)."""
+
+    department: str
+    answer: ReferralAnswer
+    note: str
+    answered_by: str
+    answered_at: dt.datetime
+
+
 @registry.register("cunzhi.topics.TopicDeclined", version=1)
 class TopicDeclined(TopicEvent):
     """Not taken up, with the reason the submitter is given."""

@@ -41,6 +41,7 @@ from ..events import (
     ExpertLecture,
     ForumMode,
     ForumTask,
+    GuestSpeaker,
     Policy,
     RosterMemberAdded,
     RosterMemberUpdated,
@@ -78,14 +79,47 @@ class LectureIn(Body):
     subject: Text
 
 
+class GuestIn(Body):
+    name: Text
+    affiliation: Text = Field(description="e.g. 新乡县东大阳村党支部, 获嘉县委组织部")
+
+
 class PlanForum(Body):
     date: dt.date | None = Field(None, description="default: the last working day of the month")
     place: Text
     mode: ForumMode = "at_township"
     host_unit: Text | None = None
     expert_lectures: list[LectureIn] = Field(default_factory=list, max_length=10)
-    exchange_speaker_ids: list[Id] = Field(default_factory=list, max_length=30)
+    exchange_speaker_ids: list[Id] = Field(
+        default_factory=list,
+        max_length=30,
+        description="village secretaries of the township's roster who share experience",
+    )
+    guest_speakers: list[GuestIn] = Field(
+        default_factory=list,
+        max_length=30,
+        description="excellent party secretaries from elsewhere who share experience",
+    )
     discussion: bool = True
+
+
+class PastForum(Body):
+    number: int = Field(ge=1, le=9999, description="the forum's number in the ledger")
+    date: dt.date = Field(description="when it was held: before today")
+    place: Text
+    mode: ForumMode = "at_township"
+    host_unit: Text | None = None
+    topic_title: Text = Field(description="the problem the forum took up")
+    category: Id | None = None
+    expert_lectures: list[LectureIn] = Field(default_factory=list, max_length=10)
+    guest_speakers: list[GuestIn] = Field(
+        default_factory=list,
+        max_length=30,
+        description="who shared experience, by name and affiliation (the ledger's own words)",
+    )
+    policies: list[PolicyIn] = Field(default_factory=list, max_length=20)
+    discussion: bool = True
+    problem_solved: bool = Field(description="whether the work the forum started was done")
 
 
 class InviteeIn(Body):
@@ -327,6 +361,36 @@ async def plan_forum(
         host_unit=body.host_unit,
         expert_lectures=[ExpertLecture(**lecture.model_dump()) for lecture in body.expert_lectures],
         exchange_speaker_ids=body.exchange_speaker_ids,
+        guest_speakers=[GuestSpeaker(**guest.model_dump()) for guest in body.guest_speakers],
+        discussion=body.discussion,
+    )
+    return _forum(forum)
+
+
+@router.post("/townships/{township_id}/forums/history", status_code=201, tags=["forums"])
+async def record_past_forum(
+    township_id: str, body: PastForum, principal: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """Enter a forum held before cunzhi from the township's paper ledger (历史台账), under its
+    own number and past date. It counts in the township's record; no call for topics, notice
+    or task follows. (Ours: the reports keep the ledger on paper.)"""
+    _organiser(principal, township_id)
+    forum = await application.record_past_forum(
+        rt.store,
+        township_id,
+        body.number,
+        today=today(rt.clock),
+        ctx=_ctx(principal, request),
+        place=body.place,
+        date=body.date,
+        topic_title=body.topic_title,
+        problem_solved=body.problem_solved,
+        category=body.category,
+        mode=body.mode,
+        host_unit=body.host_unit,
+        expert_lectures=[ExpertLecture(**lecture.model_dump()) for lecture in body.expert_lectures],
+        guest_speakers=[GuestSpeaker(**guest.model_dump()) for guest in body.guest_speakers],
+        policies=[Policy(**policy.model_dump()) for policy in body.policies],
         discussion=body.discussion,
     )
     return _forum(forum)
@@ -494,6 +558,33 @@ async def calendar(
     return await _reads(rt).calendar(
         township_id, status=status, year=year, limit=limit, offset=offset
     )
+
+
+class RemarksIn(Body):
+    summary: LongText = Field(description="what you will speak about at the forum")
+
+
+@router.post("/forums/{forum_id}/remarks", tags=["forums"])
+async def prepare_remarks(
+    forum_id: str, body: RemarksIn, principal: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """An attendee hands in the remarks the notice asked for (做好发言准备), between the notice
+    and the forum; handing them in again replaces them. The caller is the attendee."""
+    principal.require_township(application.forum_township(forum_id))
+    forum = await application.prepare_remarks(
+        rt.store, forum_id, principal.sub, body.summary, ctx=_ctx(principal, request)
+    )
+    return _forum(forum)
+
+
+@router.get("/forums/{forum_id}/remarks", tags=["queries"])
+async def remarks(forum_id: str, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
+    """For the office: who of the notice's attendees has prepared remarks and who has not."""
+    principal.require_township(application.forum_township(forum_id), read=True)
+    found = await _reads(rt).remarks(forum_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"forum {forum_id} has not been planned")
+    return found
 
 
 @router.get("/forums/{forum_id}", tags=["queries"])

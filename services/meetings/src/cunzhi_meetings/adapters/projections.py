@@ -19,6 +19,7 @@ from cunzhi_platform.envelope import Envelope, topic_for
 from cunzhi_platform.events import Event
 
 from ..domain import ForumStatus, notice_due_at
+from ..domain.record import guest_key
 from ..events import (
     SERVICE,
     ContestHeld,
@@ -33,6 +34,8 @@ from ..events import (
     ForumPostponed,
     ForumTaskCompleted,
     ForumTopicSet,
+    PastForumRecorded,
+    RemarksPrepared,
     ResolutionAdopted,
     RosterMemberAdded,
     RosterMemberRemoved,
@@ -81,6 +84,7 @@ class ForumsProjection(Consumer):
                 resolutions jsonb NOT NULL DEFAULT '[]',
                 tasks jsonb NOT NULL DEFAULT '{{}}',
                 unknown_task_completions jsonb NOT NULL DEFAULT '[]',
+                remarks jsonb NOT NULL DEFAULT '{{}}',
                 closed_on date,
                 planned_at timestamptz NOT NULL,
                 updated_at timestamptz NOT NULL,
@@ -107,6 +111,28 @@ class ForumsProjection(Consumer):
                     event.host_unit,
                     _json(event.activities),
                     notice_due_at(event.date),
+                    envelope.time,
+                )
+            case PastForumRecorded():
+                resolution = {"title": None, "policies": _json(event.policies), "tasks": []}
+                await tx.conn.execute(
+                    f"INSERT INTO {t} (township_id, number, forum_id, status, date, place, mode, "
+                    "host_unit, activities, topic, resolutions, notice_due_at, closed_on, "
+                    "planned_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+                    "jsonb_build_array($11::jsonb), $12, $13, $14, $14)",
+                    event.township_id,
+                    event.number,
+                    event.forum_id,
+                    ForumStatus.CLOSED if event.problem_solved else ForumStatus.HELD,
+                    event.date,
+                    event.place,
+                    event.mode,
+                    event.host_unit,
+                    _json(event.activities),
+                    {"topic_id": None, "title": event.topic_title, "category": event.category},
+                    resolution,
+                    notice_due_at(event.date),
+                    event.date if event.problem_solved else None,
                     envelope.time,
                 )
             case ForumInviteeAdded():
@@ -137,6 +163,16 @@ class ForumsProjection(Consumer):
                     envelope.time,
                     ForumStatus.NOTICED,
                     notice,
+                )
+            case RemarksPrepared():
+                remark = event.model_dump(mode="json", include={"name", "summary", "prepared_at"})
+                await tx.conn.execute(
+                    set_ + "remarks = remarks || jsonb_build_object($3::text, $4::jsonb) "
+                    "WHERE forum_id = $1",
+                    event.forum_id,
+                    envelope.time,
+                    event.person_id,
+                    remark,
                 )
             case ForumPostponed():
                 postponement = event.model_dump(
@@ -249,7 +285,8 @@ class TownshipRecordProjection(Consumer):
                 township_id text NOT NULL,
                 person_id text NOT NULL,
                 name text NOT NULL,
-                village_id text NOT NULL,
+                village_id text,
+                affiliation text,
                 first_forum_id text NOT NULL,
                 PRIMARY KEY (township_id, person_id)
             )""",
@@ -268,17 +305,24 @@ class TownshipRecordProjection(Consumer):
     }
 
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
-        if isinstance(event, ForumHeld):
+        if isinstance(event, ForumHeld | PastForumRecorded):
             await self._held(tx, event)
-        elif isinstance(event, ForumClosed):
-            await tx.conn.execute(
-                f"INSERT INTO {tx.t('record_forums')} AS r (forum_id, township_id, closed) "
-                "VALUES ($1, $2, true) ON CONFLICT (forum_id) DO UPDATE SET closed = true",
-                event.forum_id,
-                event.township_id,
-            )
+        if isinstance(event, ForumHeld):
+            await self._attendance(tx, event)
+        elif (isinstance(event, PastForumRecorded) and event.problem_solved) or isinstance(
+            event, ForumClosed
+        ):
+            await self._closed(tx, event.forum_id, event.township_id)
 
-    async def _held(self, tx: Tx, e: ForumHeld) -> None:
+    async def _closed(self, tx: Tx, forum_id: str, township_id: str) -> None:
+        await tx.conn.execute(
+            f"INSERT INTO {tx.t('record_forums')} AS r (forum_id, township_id, closed) "
+            "VALUES ($1, $2, true) ON CONFLICT (forum_id) DO UPDATE SET closed = true",
+            forum_id,
+            township_id,
+        )
+
+    async def _held(self, tx: Tx, e: ForumHeld | PastForumRecorded) -> None:
         await tx.conn.execute(
             f"INSERT INTO {tx.t('record_forums')} (forum_id, township_id, held, field_visit) "
             "VALUES ($1, $2, true, $3) ON CONFLICT (forum_id) DO UPDATE "
@@ -297,20 +341,21 @@ class TownshipRecordProjection(Consumer):
             [a.expert_name.strip() for a in lectures],
             [a.affiliation for a in lectures],
         )
-        speakers = [
-            s for a in e.activities if isinstance(a, ExperienceExchange) for s in a.speakers
+        exchanges = [a for a in e.activities if isinstance(a, ExperienceExchange)]
+        # A guest has no person id: known by name and affiliation (see domain.record).
+        sharers: list[tuple[str, str, str | None, str | None]] = [
+            (s.person_id, s.name, s.village_id, None) for a in exchanges for s in a.speakers
         ]
-        await tx.conn.execute(
+        sharers += [
+            (guest_key(g), g.name, None, g.affiliation) for a in exchanges for g in a.guests
+        ]
+        await tx.conn.executemany(
             f"INSERT INTO {tx.t('record_sharers')} "
-            "SELECT $1, person_id, name, village_id, $2 "
-            "FROM unnest($3::text[], $4::text[], $5::text[]) AS x(person_id, name, village_id) "
-            "ON CONFLICT DO NOTHING",
-            e.township_id,
-            e.forum_id,
-            [s.person_id for s in speakers],
-            [s.name for s in speakers],
-            [s.village_id for s in speakers],
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            [(e.township_id, *sharer, e.forum_id) for sharer in sharers],
         )
+
+    async def _attendance(self, tx: Tx, e: ForumHeld) -> None:
         await tx.conn.executemany(
             f"INSERT INTO {tx.t('attendance')} VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
             "ON CONFLICT DO NOTHING",

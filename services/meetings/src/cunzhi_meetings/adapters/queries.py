@@ -85,6 +85,35 @@ class ReadModels:
         forum["task_progress"] = {"total": len(tasks), "completed": done, "open": len(tasks) - done}
         return forum
 
+    async def remarks(self, forum_id: str) -> dict[str, Any] | None:
+        """Who of the notice's attendees has prepared remarks, and who has not yet."""
+        row = await self.pool.fetchrow(
+            f"SELECT notice, remarks FROM {self._t['forums']} WHERE forum_id = $1", forum_id
+        )
+        if row is None:
+            return None
+        attendees = (row["notice"] or {}).get("attendees", [])
+        remarks = row["remarks"]
+        items = [
+            {
+                "person_id": a["person_id"],
+                "name": a["name"],
+                "role": a["role"],
+                "village_id": a["village_id"],
+                "prepared": a["person_id"] in remarks,
+                "summary": remarks.get(a["person_id"], {}).get("summary"),
+                "prepared_at": remarks.get(a["person_id"], {}).get("prepared_at"),
+            }
+            for a in attendees
+        ]
+        prepared = sum(1 for i in items if i["prepared"])
+        return {
+            "forum_id": forum_id,
+            "prepared": prepared,
+            "not_prepared": len(items) - prepared,
+            "attendees": items,
+        }
+
     async def notice_candidates(self, now: dt.datetime) -> list[str]:
         """Forums awaiting their notice whose due time passed and whose day has not."""
         rows = await self.pool.fetch(
@@ -112,7 +141,8 @@ class ReadModels:
             township_id,
         )
         sharers = await self.pool.fetch(
-            f"SELECT person_id, name, village_id, first_forum_id FROM {self._t['record_sharers']}"
+            "SELECT person_id, name, village_id, affiliation, first_forum_id "
+            f"FROM {self._t['record_sharers']}"
             " WHERE township_id = $1 ORDER BY first_forum_id, person_id",
             township_id,
         )

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cunzhi_platform.aggregate import Aggregate, DomainError, InvalidTransition
+from cunzhi_platform.aggregate import Aggregate, DomainError, Forbidden, InvalidTransition
 from cunzhi_platform.clock import SHANGHAI, last_working_day_of_month, working_days_before
 from cunzhi_platform.events import Event
 
@@ -45,7 +45,10 @@ from ..events import (
     ForumTask,
     ForumTaskCompleted,
     ForumTopicSet,
+    GuestSpeaker,
+    PastForumRecorded,
     Policy,
+    RemarksPrepared,
     ResolutionAdopted,
 )
 from .ids import forum_id, parse_forum_stream_id
@@ -162,9 +165,13 @@ class Forum(Aggregate):
         host_unit: str | None = None,
         expert_lectures: Sequence[ExpertLecture] = (),
         exchange_speaker_ids: Sequence[str] = (),
+        guest_speakers: Sequence[GuestSpeaker] = (),
         discussion: bool = True,
     ) -> list[Event]:
-        """Plan this forum; ``date`` defaults to the month end (next month's if that passed)."""
+        """Plan this forum; ``date`` defaults to the month end (next month's if that passed).
+
+        Experience is shared by the township's own village secretaries (``exchange_speaker_ids``,
+        from the roster) and by invited guests from elsewhere (``guest_speakers``)."""
         if self.exists:
             raise InvalidTransition(
                 f"forum {self.forum_id} is already planned; plan the next number"
@@ -178,47 +185,79 @@ class Forum(Aggregate):
                 date = default_forum_date(next_month.year, next_month.month)
         elif date < today:
             raise DomainError(f"{date} is in the past; choose today or a later day", field="date")
-        if not place.strip():
-            raise DomainError("say where the forum takes place", field="place")
-        if mode == "field_visit" and not (host_unit and host_unit.strip()):
-            raise DomainError("a field visit needs the host unit to visit", field="host_unit")
-        if mode == "at_township" and host_unit:
-            raise DomainError(
-                "only a field visit has a host unit; set mode to field_visit or leave it out",
-                field="host_unit",
-            )
-        activities: list[Activity] = []
-        for lecture in expert_lectures:
-            if not (lecture.expert_name.strip() and lecture.affiliation.strip()):
-                raise DomainError(
-                    "an expert lecture needs the expert's name and affiliation",
-                    field="expert_lectures",
-                )
-            if not lecture.subject.strip():
-                raise DomainError(
-                    f"say what {lecture.expert_name} lectures on", field="expert_lectures"
-                )
-            activities.append(lecture)
-        speakers = _exchange_speakers(roster, exchange_speaker_ids)
-        if speakers:
-            activities.append(ExperienceExchange(speakers=speakers))
-        if discussion:
-            activities.append(Discussion())
-        if not activities:
-            raise DomainError(
-                "plan at least one activity: a lecture, an experience exchange or a discussion",
-                field="activities",
-            )
+        place, host_unit = _venue(place, mode, host_unit)
+        activities = _activities(
+            expert_lectures,
+            _exchange_speakers(roster, exchange_speaker_ids),
+            guest_speakers,
+            discussion,
+        )
         return [
             ForumPlanned(
                 forum_id=self.forum_id,
                 township_id=self.township_id,
                 number=self.number,
                 date=date,
-                place=place.strip(),
+                place=place,
                 mode=mode,
-                host_unit=host_unit.strip() if host_unit else None,
-                activities=tuple(activities),
+                host_unit=host_unit,
+                activities=activities,
+            )
+        ]
+
+    def record_past(
+        self,
+        *,
+        date: dt.date,
+        today: dt.date,
+        place: str,
+        topic_title: str,
+        problem_solved: bool,
+        category: str | None = None,
+        mode: ForumMode = "at_township",
+        host_unit: str | None = None,
+        expert_lectures: Sequence[ExpertLecture] = (),
+        guest_speakers: Sequence[GuestSpeaker] = (),
+        policies: Sequence[Policy] = (),
+        discussion: bool = True,
+    ) -> list[Event]:
+        """Enter a forum held before cunzhi from the township's paper ledger (历史台账).
+
+        Its number is the ledger's: the township's later forums are planned after it. Sharers
+        of experience are entered by name and affiliation, like guests: the ledger does not
+        say who on today's roster they were.
+        """
+        if self.exists:
+            raise InvalidTransition(
+                f"forum {self.forum_id} is already recorded; enter the ledger's forums under "
+                "their own numbers"
+            )
+        if date >= today:
+            raise DomainError(
+                f"a forum from the ledger was held before today, not on {date}; plan forums to "
+                "come instead",
+                field="date",
+            )
+        if not topic_title.strip():
+            raise DomainError("say which problem the forum took up", field="topic_title")
+        place, host_unit = _venue(place, mode, host_unit)
+        for policy in policies:
+            if not (policy.title.strip() and policy.document_number.strip()):
+                raise DomainError("a policy needs its title and document number", field="policies")
+        return [
+            PastForumRecorded(
+                forum_id=self.forum_id,
+                township_id=self.township_id,
+                number=self.number,
+                date=date,
+                place=place,
+                mode=mode,
+                host_unit=host_unit,
+                topic_title=topic_title.strip(),
+                category=category,
+                activities=_activities(expert_lectures, (), guest_speakers, discussion),
+                policies=tuple(policies),
+                problem_solved=problem_solved,
             )
         ]
 
@@ -292,6 +331,32 @@ class Forum(Aggregate):
                 topic_id=topic_id,
                 title=title,
                 category=category,
+            )
+        ]
+
+    def prepare_remarks(self, person_id: str, summary: str, *, now: dt.datetime) -> list[Event]:
+        """An attendee of the notice hands in their prepared remarks, until the forum is held."""
+        if self.status != ForumStatus.NOTICED:
+            raise InvalidTransition(
+                f"remarks are prepared between the notice and the forum; forum {self.forum_id} "
+                f"is {self.status}"
+            )
+        attendee = next((a for a in self.attendees if a.person_id == person_id), None)
+        if attendee is None:
+            raise Forbidden(
+                f"{person_id} was not asked to attend forum {self.forum_id}; only the people the "
+                "notice named prepare remarks"
+            )
+        if not summary.strip():
+            raise DomainError("say what you will speak about", field="summary")
+        return [
+            RemarksPrepared(
+                forum_id=self.forum_id,
+                township_id=self.township_id,
+                person_id=person_id,
+                name=attendee.name,
+                summary=summary.strip(),
+                prepared_at=now,
             )
         ]
 
@@ -573,6 +638,14 @@ class Forum(Aggregate):
         self.host_unit = e.host_unit
         self.activities = e.activities
 
+    def _on_PastForumRecorded(self, e: PastForumRecorded) -> None:
+        self.status = ForumStatus.CLOSED if e.problem_solved else ForumStatus.HELD
+        self.date = e.date
+        self.place = e.place
+        self.mode = e.mode
+        self.host_unit = e.host_unit
+        self.activities = e.activities
+
     def _on_ForumInviteeAdded(self, e: ForumInviteeAdded) -> None:
         self.invitees[e.person_id] = Attendee(
             person_id=e.person_id, name=e.name, role=e.role, village_id=e.village_id
@@ -584,6 +657,9 @@ class Forum(Aggregate):
     def _on_ForumNoticeIssued(self, e: ForumNoticeIssued) -> None:
         self.status = ForumStatus.NOTICED
         self.attendees = e.attendees
+
+    def _on_RemarksPrepared(self, e: RemarksPrepared) -> None:
+        pass  # remarks change nothing the forum decides on
 
     def _on_ForumPostponed(self, e: ForumPostponed) -> None:
         self.status = ForumStatus.POSTPONED
@@ -615,6 +691,56 @@ class Forum(Aggregate):
 def _in_shanghai(now: dt.datetime) -> dt.datetime:
     """A naive time is taken as Shanghai time, like ``ManualClock`` does."""
     return (now if now.tzinfo else now.replace(tzinfo=SHANGHAI)).astimezone(SHANGHAI)
+
+
+def _venue(place: str, mode: ForumMode, host_unit: str | None) -> tuple[str, str | None]:
+    """The place and host unit, checked against the mode (a field visit has a host)."""
+    if not place.strip():
+        raise DomainError("say where the forum takes place", field="place")
+    if mode == "field_visit" and not (host_unit and host_unit.strip()):
+        raise DomainError("a field visit needs the host unit to visit", field="host_unit")
+    if mode == "at_township" and host_unit:
+        raise DomainError(
+            "only a field visit has a host unit; set mode to field_visit or leave it out",
+            field="host_unit",
+        )
+    return place.strip(), host_unit.strip() if host_unit else None
+
+
+def _activities(
+    expert_lectures: Sequence[ExpertLecture],
+    speakers: tuple[ExchangeSpeaker, ...],
+    guests: Sequence[GuestSpeaker],
+    discussion: bool,
+) -> tuple[Activity, ...]:
+    activities: list[Activity] = []
+    for lecture in expert_lectures:
+        if not (lecture.expert_name.strip() and lecture.affiliation.strip()):
+            raise DomainError(
+                "an expert lecture needs the expert's name and affiliation",
+                field="expert_lectures",
+            )
+        if not lecture.subject.strip():
+            raise DomainError(
+                f"say what {lecture.expert_name} lectures on", field="expert_lectures"
+            )
+        activities.append(lecture)
+    for guest in guests:
+        if not (guest.name.strip() and guest.affiliation.strip()):
+            raise DomainError(
+                "a guest who shares experience needs a name and an affiliation",
+                field="guest_speakers",
+            )
+    if speakers or guests:
+        activities.append(ExperienceExchange(speakers=speakers, guests=tuple(guests)))
+    if discussion:
+        activities.append(Discussion())
+    if not activities:
+        raise DomainError(
+            "plan at least one activity: a lecture, an experience exchange or a discussion",
+            field="activities",
+        )
+    return tuple(activities)
 
 
 def _exchange_speakers(roster: Roster, person_ids: Sequence[str]) -> tuple[ExchangeSpeaker, ...]:

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 from cunzhi_platform.events import Event
 
-from ..events import ExperienceExchange, ExpertLecture, ForumClosed, ForumHeld
+from ..events import (
+    ExperienceExchange,
+    ExpertLecture,
+    ForumClosed,
+    ForumHeld,
+    GuestSpeaker,
+    PastForumRecorded,
+)
 
 
 @dataclass(frozen=True)
@@ -20,7 +27,8 @@ class TownshipRecord:
     """Forums closed: every task of their resolutions done."""
     experts: frozenset[str]
     experience_sharers: frozenset[str]
-    """Person ids of village secretaries who shared experience."""
+    """Who shared experience: person ids of the township's secretaries, ``guest_key``s of
+    guests from elsewhere."""
     field_visits: int
 
     @property
@@ -32,15 +40,23 @@ class TownshipRecord:
         return len(self.experience_sharers)
 
 
+def guest_key(guest: GuestSpeaker) -> str:
+    """A guest sharer's identity in the record: the same name at the same unit is one person."""
+    return f"guest:{guest.name.strip()}@{guest.affiliation.strip()}"
+
+
 def township_record(events: Iterable[Event]) -> TownshipRecord:
-    """Fold one township's meetings events; activities count only for forums actually held."""
+    """Fold one township's meetings events; activities count only for forums actually held.
+
+    A forum entered from the paper ledger counts as held, and as a problem solved when the
+    ledger says its work was done."""
     held: set[str] = set()
     closed: set[str] = set()
     field_visits: set[str] = set()
     experts: set[str] = set()
     sharers: set[str] = set()
     for e in events:
-        if isinstance(e, ForumHeld):
+        if isinstance(e, ForumHeld | PastForumRecorded):
             held.add(e.forum_id)
             if e.mode == "field_visit":
                 field_visits.add(e.forum_id)
@@ -49,7 +65,8 @@ def township_record(events: Iterable[Event]) -> TownshipRecord:
                     experts.add(activity.expert_name.strip())
                 elif isinstance(activity, ExperienceExchange):
                     sharers.update(s.person_id for s in activity.speakers)
-        elif isinstance(e, ForumClosed):
+                    sharers.update(guest_key(g) for g in activity.guests)
+        if isinstance(e, ForumClosed) or (isinstance(e, PastForumRecorded) and e.problem_solved):
             closed.add(e.forum_id)
     return TownshipRecord(
         forums_held=len(held),

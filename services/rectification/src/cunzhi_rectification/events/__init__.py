@@ -7,6 +7,34 @@ targets); ``campaign``, the weak-village campaign (薄弱村整顿攻坚).
 from __future__ import annotations
 
 from .base import SERVICE, registry
-from .tasks import TaskCompleted
+from .tasks import (
+    Assignee,
+    AssigneeKind,
+    EscalationLevel,
+    Evidence,
+    EvidenceKind,
+    TaskAssigned,
+    TaskCompleted,
+    TaskEscalated,
+    TaskOverdue,
+    TaskProgressReported,
+    TaskRescheduled,
+    TaskSource,
+)
 
-__all__ = ["SERVICE", "TaskCompleted", "registry"]
+__all__ = [
+    "SERVICE",
+    "Assignee",
+    "AssigneeKind",
+    "EscalationLevel",
+    "Evidence",
+    "EvidenceKind",
+    "TaskAssigned",
+    "TaskCompleted",
+    "TaskEscalated",
+    "TaskOverdue",
+    "TaskProgressReported",
+    "TaskRescheduled",
+    "TaskSource",
+    "registry",
+]

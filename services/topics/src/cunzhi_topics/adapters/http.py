@@ -31,6 +31,7 @@ from ..domain import (
     TopicState,
 )
 from ..domain.values import TITLE_MAX_CHARS
+from ..events import ReferralAnswer
 from .views import Views
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -212,6 +213,12 @@ def require_readable(principal: Principal, township_id: str) -> None:
         principal.require_township(township_id)
 
 
+def require_topic_readable(principal: Principal, topic: dict[str, Any]) -> None:
+    """The township's people read its topics; a department, those referred to it."""
+    if topic["department"] is None or topic["department"] not in principal.department_ids:
+        require_readable(principal, topic["township_id"])
+
+
 def found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
     if row is None:
         raise NotFound(f"there is no {what}")
@@ -390,8 +397,33 @@ async def list_topics(
 @router.get("/topics/{topic_id}")
 async def get_topic(topic_id: IdPath, principal: CurrentPrincipal, read: Read) -> dict[str, Any]:
     topic = found(await read.topic(topic_id), f"topic {topic_id}")
-    require_readable(principal, topic["township_id"])
+    require_topic_readable(principal, topic)
     return topic
+
+
+class ReferralAnswerBody(Body):
+    answer: ReferralAnswer = Field(
+        description="accepted: the department takes it on; done: dealt with (say how); "
+        "returned: not the department's to deal with (say why) — it goes back to the "
+        "township's next call"
+    )
+    note: Note = ""
+
+
+@router.post("/topics/{topic_id}/referral-answer")
+async def answer_referral(
+    topic_id: IdPath,
+    body: ReferralAnswerBody,
+    principal: CurrentPrincipal,
+    ctx: Context,
+    store: Store,
+) -> dict[str, str]:
+    """The department a topic was referred to answers it (转办答复); the submitters see the
+    answer on the topic and its timeline. Needs the role ``county_department`` and the
+    department among the token's ``department_ids``. (The answers and what ``returned`` does
+    are ours: the reports say only that topics are referred.)"""
+    await application.answer_referral(store, ctx, principal, topic_id, body.answer, body.note)
+    return {"topic_id": topic_id}
 
 
 @router.get("/topics/{topic_id}/timeline")
@@ -406,7 +438,7 @@ async def topic_timeline(
     submitted, revised, merged, selected, the forum held on it, its resolutions, each of their
     tasks done (rectification), resolved."""
     topic = found(await read.topic(topic_id), f"topic {topic_id}")
-    require_readable(principal, topic["township_id"])
+    require_topic_readable(principal, topic)
     return await read.timeline(topic_id, limit, offset)
 
 

@@ -40,6 +40,7 @@ from ..events import (
     CallForTopicsOpened,
     CallForTopicsRescheduled,
     TopicDeferred,
+    TopicReferralAnswered,
     TopicReturned,
 )
 from ..inbound import (
@@ -136,7 +137,7 @@ class CarryOver(Consumer):
                     await self._carry(
                         tx, envelope, event.township_id, row["topic_id"], event.forum_id
                     )
-            case TopicDeferred() | TopicReturned():
+            case TopicDeferred() | TopicReturned() | TopicReferralAnswered(answer="returned"):
                 await tx.conn.execute(
                     f"INSERT INTO {tx.t('carry_deferred')} (township_id, topic_id, forum_id) "
                     "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",

@@ -46,6 +46,7 @@ from ..events import (
     TopicEvent,
     TopicMergedInto,
     TopicRecategorised,
+    TopicReferralAnswered,
     TopicReferred,
     TopicResolved,
     TopicReturned,
@@ -126,6 +127,8 @@ class ReadModels(Consumer):
             merged_topic_ids text[] NOT NULL DEFAULT '{{}}',
             merged_into text,
             department text,
+            referral_answer text,
+            referral_note text,
             reason text,
             carried_over_from text[] NOT NULL DEFAULT '{{}}',
             submitted_at timestamptz NOT NULL,
@@ -290,6 +293,10 @@ class ReadModels(Consumer):
                 }
             case TopicReferred():
                 values |= {"state": "referred", "department": event.department}
+            case TopicReferralAnswered(answer="returned"):
+                values |= {"state": "deferred", "reason": event.note}
+            case TopicReferralAnswered():
+                values |= {"referral_answer": event.answer, "referral_note": event.note or None}
             case TopicDeclined():
                 values |= {"state": "declined", "reason": event.reason}
             case TopicResolved():

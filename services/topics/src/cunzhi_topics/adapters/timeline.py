@@ -25,6 +25,7 @@ from ..events import (
     TopicDeferred,
     TopicMergedInto,
     TopicRecategorised,
+    TopicReferralAnswered,
     TopicReferred,
     TopicResolved,
     TopicReturned,
@@ -68,6 +69,10 @@ def step(event: Event) -> tuple[str, str] | None:
             return "carried_over", f"转入论坛 {event.forum_id} 的议题征集"
         case TopicReferred():
             return "referred", f"转交{event.department}办理"
+        case TopicReferralAnswered():
+            said = {"accepted": "已受理", "done": "已办结", "returned": "退回，转入下一期议题征集"}
+            answer = f"{event.department}答复：{said[event.answer]}"
+            return "referral_answered", answer + (f"（{event.note}）" if event.note else "")
         case TopicDeclined():
             return "declined", f"不予采纳：{event.reason}"
         case TopicResolved():

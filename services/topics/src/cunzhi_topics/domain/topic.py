@@ -33,12 +33,14 @@ from cunzhi_platform.aggregate import Aggregate, DomainError, Forbidden, Invalid
 from cunzhi_platform.events import Event
 
 from ..events import (
+    ReferralAnswer,
     SubmitterRole,
     TopicCarriedOver,
     TopicDeclined,
     TopicDeferred,
     TopicMergedInto,
     TopicRecategorised,
+    TopicReferralAnswered,
     TopicReferred,
     TopicResolved,
     TopicReturned,
@@ -123,6 +125,8 @@ class Topic(Aggregate):
         """Topics merged into this one."""
         self.merged_into: str | None = None
         self.department: str | None = None
+        self.referral_answer: ReferralAnswer | None = None
+        """The department's last answer: ``accepted`` or ``done`` (``returned`` defers it)."""
         self.decline_reason: str | None = None
         self.carried_over_from: list[str] = []
         """Forums whose calls deferred it, oldest first."""
@@ -309,6 +313,47 @@ class Topic(Aggregate):
             return []
         return [TopicReturned(**self._common(), reason=reason, returned_at=now)]
 
+    # -- the department it was referred to -------------------------------------------------
+
+    def answer_referral(
+        self,
+        department_ids: Collection[str],
+        answer: ReferralAnswer,
+        note: str,
+        answered_by: str,
+        now: dt.datetime,
+    ) -> list[Event]:
+        """The department answers (转办答复): accepted, then done; or returned to the township.
+
+        A returned topic waits for the township's next call, like a deferred one. ``note`` says
+        what was done, or why it is returned; it may be left out when accepting.
+        """
+        self._require_state({TopicState.REFERRED}, "answer the referral of")
+        if self.department not in department_ids:
+            raise Forbidden(
+                f"topic {self.topic_id} was referred to {self.department}; only that department "
+                "answers it",
+                field="department",
+            )
+        if answer == "accepted" and self.referral_answer is not None:
+            raise InvalidTransition(
+                f"{self.department} already answered topic {self.topic_id}: {self.referral_answer}"
+            )
+        if answer != "accepted":
+            note = values.required_text(
+                note, "note", "what was done" if answer == "done" else "why it is returned"
+            )
+        return [
+            TopicReferralAnswered(
+                **self._common(),
+                department=self.department,
+                answer=answer,
+                note=note.strip(),
+                answered_by=answered_by,
+                answered_at=now,
+            )
+        ]
+
     # -- after the forum ----------------------------------------------------------------------
 
     def resolve(self, forum_id: str, now: dt.datetime) -> list[Event]:
@@ -390,6 +435,12 @@ class Topic(Aggregate):
         self.state = TopicState.REFERRED
         self.department = event.department
 
+    def _on_TopicReferralAnswered(self, event: TopicReferralAnswered) -> None:
+        if event.answer == "returned":
+            self.state = TopicState.DEFERRED
+        else:
+            self.referral_answer = event.answer
+
     def _on_TopicDeclined(self, event: TopicDeclined) -> None:
         self.state = TopicState.DECLINED
         self.decline_reason = event.reason
@@ -432,6 +483,8 @@ class Topic(Aggregate):
                 return f"was selected as the topic of forum {self.forum_id}"
             case TopicState.DEFERRED:
                 return "was deferred; it is carried into the township's next call"
+            case TopicState.REFERRED if self.referral_answer == "done":
+                return f"was referred to {self.department}, who dealt with it"
             case TopicState.REFERRED:
                 return f"was referred to {self.department}"
             case TopicState.DECLINED:

@@ -1,0 +1,1 @@
+"""Adapters: HTTP routes, read-model projections, policies and timers."""

@@ -1,0 +1,1 @@
+"""Adapters of tracked work items: HTTP, read model, resolution policy, deadline timer."""

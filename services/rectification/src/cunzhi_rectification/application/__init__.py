@@ -1,0 +1,1 @@
+"""Command handlers of the rectification service, by subject (``tasks``, ``campaign``)."""

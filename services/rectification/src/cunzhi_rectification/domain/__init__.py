@@ -1,0 +1,1 @@
+"""The rectification domain: pure decisions and read logic, no I/O."""
