@@ -36,6 +36,7 @@ from cunzhi_rectification.service import build_service as rectification_service
 from cunzhi_topics.service import build_service as topics_service
 
 from . import notices
+from .campaign_round import campaign_round, campaign_summary
 from .cycle import CYCLE_START, TOWNSHIP_NAME, CycleResult, forum_cycle
 
 STARTUP_TIMEOUT_S = 60.0
@@ -131,6 +132,7 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
             )
             await notices.after_cycle(notifications, issuer, result, channels)
             _summary(result, endpoints, issuer, urls, settings.data_dir)
+            await _campaign(rectification, clock, issuer, township_id)
             if keep_running:
                 print("\nEverything stays up until Ctrl-C.")
                 await _until_interrupted()
@@ -189,6 +191,17 @@ def _summary(
         f"  try:      curl -H 'Authorization: Bearer {county}' \\\n"
         f"              {urls['meetings']}/townships/{result.township_id}/record"
     )
+
+
+async def _campaign(
+    client: httpx.AsyncClient, clock: ManualClock, issuer: TokenIssuer, township_id: str
+) -> None:
+    print("\nThe weak-village campaign (滨城区薄弱村集中整顿攻坚, round 3) on Bincheng's figures:")
+    county_id = f"bincheng-{township_id.rsplit('-', 1)[1]}"
+    dashboard = await campaign_round(client, clock, issuer, county_id, lambda s: print(f"  • {s}"))
+    print("As the read models give it:")
+    for line in campaign_summary(dashboard):
+        print(f"  {line}")
 
 
 async def _until_interrupted() -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from cunzhi_platform.runtime import Service
 
+from .adapters.campaign.http import CAMPAIGN_ROUTERS
+from .adapters.campaign.policies import CAMPAIGN_POLICIES, campaign_timer
+from .adapters.campaign.projections import CAMPAIGN_PROJECTIONS
 from .adapters.tasks.http import router as tasks_router
 from .adapters.tasks.policy import ResolutionTasksPolicy
 from .adapters.tasks.projection import TasksProjection
@@ -28,8 +31,13 @@ def build_service(task_settings: TaskSettings | None = None) -> Service:
         name=SERVICE,
         registry=registry,
         consumes=[readers],
-        consumers=[TasksProjection(), ResolutionTasksPolicy()],
-        routers=[tasks_router],
-        background=[deadline_timer(tasks.escalation())],
+        consumers=[
+            TasksProjection(),
+            ResolutionTasksPolicy(),
+            *CAMPAIGN_PROJECTIONS,
+            *CAMPAIGN_POLICIES,
+        ],
+        routers=[tasks_router, *CAMPAIGN_ROUTERS],
+        background=[deadline_timer(tasks.escalation()), campaign_timer],
         description=DESCRIPTION,
     )

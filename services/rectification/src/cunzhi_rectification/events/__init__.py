@@ -6,6 +6,7 @@ targets); ``campaign``, the weak-village campaign (薄弱村整顿攻坚).
 
 from __future__ import annotations
 
+from . import campaign
 from .base import SERVICE, registry
 from .tasks import (
     Assignee,
@@ -36,5 +37,6 @@ __all__ = [
     "TaskProgressReported",
     "TaskRescheduled",
     "TaskSource",
+    "campaign",
     "registry",
 ]

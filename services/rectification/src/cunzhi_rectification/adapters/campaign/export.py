@@ -1,0 +1,107 @@
+"""XLSX exports of the ranking and the ledger (整顿台账), the format county offices file.
+
+openpyxl in write-only mode streams rows, so a province's ranking stays small in memory; the
+HTTP adapter runs these in a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from openpyxl import Workbook
+
+RANKING_COLUMNS = (
+    ("rank", "排名"),
+    ("village_id", "村居编码"),
+    ("name", "村居名称"),
+    ("township_name", "乡镇(街道)"),
+    ("score", "综合得分"),
+    ("symptom_score", "软弱涣散表现得分"),
+    ("last_year_score", "上年度考核得分"),
+    ("candidate", "倒排候选"),
+    ("verdict", "核实结果"),
+    ("tier", "整顿层级"),
+    ("light", "亮灯"),
+)
+LEDGER_SHEETS: Mapping[str, tuple[str, Sequence[tuple[str, str]]]] = {
+    "villages": (
+        "整顿村居",
+        (
+            ("village_id", "村居编码"),
+            ("name", "村居名称"),
+            ("township_name", "乡镇(街道)"),
+            ("tier", "整顿层级"),
+            ("rank", "排名"),
+            ("light", "亮灯"),
+            ("light_reason", "亮灯原因"),
+            ("outcome", "结果"),
+        ),
+    ),
+    "problems": (
+        "问题清单",
+        (
+            ("village_id", "村居编码"),
+            ("problem_id", "编号"),
+            ("kind", "类型"),
+            ("description", "问题"),
+        ),
+    ),
+    "targets": (
+        "目标任务",
+        (
+            ("village_id", "村居编码"),
+            ("target_id", "编号"),
+            ("title", "目标"),
+            ("area", "领域"),
+            ("task_kind", "任务"),
+            ("weight", "权重"),
+            ("due_date", "完成时限"),
+            ("owner", "责任人"),
+            ("progress", "进度%"),
+            ("completed_on", "完成日期"),
+        ),
+    ),
+    "entries": (
+        "台账记录",
+        (("village_id", "村居编码"), ("at", "时间"), ("kind", "事项"), ("summary", "内容")),
+    ),
+}
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None)  # Excel has no time zones: Asia/Shanghai as stored
+    if isinstance(value, bool):
+        return "是" if value else ""
+    return value
+
+
+def _sheet(
+    wb: Workbook, title: str, columns: Sequence[tuple[str, str]], rows: Iterable[Mapping[str, Any]]
+) -> None:
+    ws = wb.create_sheet(title)
+    ws.append([label for _, label in columns])
+    for row in rows:
+        ws.append([_cell(row.get(key)) for key, _ in columns])
+
+
+def _bytes(wb: Workbook) -> bytes:
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def ranking_xlsx(rows: Iterable[Mapping[str, Any]]) -> bytes:
+    wb = Workbook(write_only=True)
+    _sheet(wb, "综合评估排名", RANKING_COLUMNS, rows)
+    return _bytes(wb)
+
+
+def ledger_xlsx(data: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:
+    wb = Workbook(write_only=True)
+    for key, (title, columns) in LEDGER_SHEETS.items():
+        _sheet(wb, title, columns, data.get(key, ()))
+    return _bytes(wb)

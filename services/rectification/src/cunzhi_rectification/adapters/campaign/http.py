@@ -1,0 +1,920 @@
+"""HTTP API of the weak-village campaign (滨城区薄弱村集中整顿攻坚, seed 003).
+
+Who may do what (JWT roles, jurisdiction from the token):
+- ``county_organisation_department`` (区委组织部) of the campaign's county runs the round:
+  opens it, imports the register, assesses, ranks, verifies, tiers, lists problems, forms
+  district-level teams, sets targets, records visits and half-year reviews, assesses teams,
+  evaluates villages; it reads everything of its county;
+- ``discipline_commission`` / ``political_legal_committee`` / ``petitions_bureau``
+  (纪委/政法委/信访) of the county give verification opinions on candidates and read the ranking;
+- ``party_building_office`` / ``township_committee`` of a township keep its town-level list,
+  form its working groups, report for its town-level villages, and read their township;
+- ``work_team_member``: a member (or patron) of a team reports for the team's villages only and
+  reads their cards.
+
+Refusals: 422 with the field and the reason, 409 for a state the domain refuses, 403 outside
+one's role or jurisdiction, 404 for what does not exist; nothing stored changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from cunzhi_platform.aggregate import Forbidden, NotFound
+from cunzhi_platform.auth import COUNTY_ORG_DEPT, CurrentPrincipal, Principal
+from cunzhi_platform.clock import today
+from cunzhi_platform.envelope import CommandContext
+from cunzhi_platform.runtime import Runtime, runtime
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from ...application import campaign as app
+from ...domain.campaign import AssessmentInput, CampaignHeader
+from ...domain.campaign_settings import default_settings
+from ...domain.campaign_team import propose_departments
+from ...domain.campaign_village import ProblemDraft, TargetDraft
+from ...events.campaign import (
+    AgeBand,
+    DepartmentType,
+    ProblemKind,
+    RegisteredVillage,
+    ReportKind,
+    Tier,
+    VillageKind,
+)
+from ...events.campaign import (
+    Department as DepartmentModel,
+)
+from ...events.campaign import (
+    Member as MemberModel,
+)
+from ...events.campaign import (
+    Patron as PatronModel,
+)
+from ...events.campaign import (
+    Township as TownshipModel,
+)
+from .export import ledger_xlsx, ranking_xlsx
+from .queries import CampaignReads, Scope
+
+OFFICE = "party_building_office"
+COMMITTEE = "township_committee"
+TEAM_MEMBER = "work_team_member"
+VERIFIERS = {
+    "discipline_commission": "discipline",
+    "political_legal_committee": "political_legal",
+    "petitions_bureau": "petitions",
+}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+RULES = """
+**From seed 003**: a round of two years (由过去1年改为2年) with a yearly budget (2.1M yuan);
+villages scored on ten symptoms of a weak or lax organisation, four named (集体经济空壳村,
+班子不团结, 党务村务财务公开和民主管理混乱, 党组织服务能力弱), combined with last year's assessment,
+ranked best to worst; at least 15 % from the bottom as candidates (90 of 602); verification
+with 纪委/政法/信访 opinions, the earlier rounds and on-site checks; the worst 25 confirmed
+district-level, the rest town-level run by their township, that list open during the round;
+problems typed 弱/乱/穷/专业; teams matched
+党委部门联弱、政法部门联乱、经济部门联穷、业务部门联专业, mixing 老—中—青, district leaders
+as patrons, a township assistant; weekly on-duty, monthly
+progress, quarterly 四不两直 visits, half-year joint reviews; 红黄绿 lights; eight common
+indicators + differentiated + bonus/penalty items.
+
+**Ours (campaign settings, defaults shown by `GET /campaigns/settings/defaults`)**: the
+six other symptoms; severities 0–3 and the score formula (70 % symptoms, 30 % last year);
+ties broken by last year's score, then fewer symptoms, then the village id; the candidate
+count rounded to the nearest (0.15 × 602 = 90.3 → 90, the seed's figure; `up` reads
+"不少于" literally and gives 91); report due times (1/3/5/10 working days after the period,
+17:30 Asia/Shanghai); the light rule (progress against the time-proportional plan: yellow 10,
+red 25 points behind; 1/3 overdue targets; 1/2 late reports); the names and marks of the
+indicators; graduation at score ≥ 70 and dissatisfaction ≤ 50 % with a review a year later
+(回头看), else carried into the next round; a team missing an age band is a warning.
+"""
+
+router = APIRouter(prefix="/campaigns", tags=["campaign"])
+Rt = Annotated[Runtime, Depends(runtime)]
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TownshipIn(Body):
+    township_id: Id
+    name: Text
+
+
+class OpenCampaign(Body):
+    county_id: Id
+    round_number: int = Field(ge=1, le=100)
+    name: Text
+    start_date: dt.date
+    period_years: int = Field(2, ge=1, le=5)
+    budget_per_year_yuan: int = Field(ge=0, le=10_000_000_000)
+    townships: list[TownshipIn] = Field(min_length=1, max_length=200)
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of the default settings, by name"
+    )
+
+
+class VillageIn(Body):
+    village_id: Id
+    name: Text
+    kind: VillageKind = "village"
+    township_id: Id
+
+
+class AssessmentIn(Body):
+    village_id: Id
+    symptoms: dict[Id, int] = Field(default_factory=dict, max_length=50)
+    last_year_score: float = Field(ge=0, le=100)
+
+
+class Verdict(Body):
+    reason: Text
+
+
+class OpinionIn(Body):
+    opinion: LongText
+    recommends: Literal["confirm", "remove", "none"] = "none"
+    source: Literal["earlier_rounds", "site_check"] | None = Field(
+        None,
+        description="for the county organisation department only: the earlier rounds' record "
+        "or an on-site check; the departments' opinions take their source from their role",
+    )
+
+
+class TownVillageIn(Body):
+    village_id: Id
+    reason: Text
+
+
+class ProblemIn(Body):
+    problem_id: Id
+    kind: ProblemKind
+    description: LongText
+
+
+class DepartmentIn(Body):
+    department_id: Id
+    name: Text
+    type: DepartmentType
+
+
+class MemberIn(Body):
+    person_id: Id
+    name: Text
+    department_id: Id
+    age_band: AgeBand | None = None
+    role: Literal["leader", "member"] = "member"
+
+
+class PatronIn(Body):
+    person_id: Id
+    name: Text
+
+
+class TeamIn(Body):
+    team_id: Id
+    level: Tier
+    village_ids: list[Id] = Field(min_length=1, max_length=20)
+    departments: list[DepartmentIn] = Field(max_length=50)
+    members: list[MemberIn] = Field(min_length=1, max_length=100)
+    patrons: list[PatronIn] = Field(default_factory=list, max_length=20)
+    township_assistant: Text | None = None
+
+
+class ProposalIn(Body):
+    village_id: Id
+    departments: list[DepartmentIn] = Field(min_length=1, max_length=500)
+
+
+class TargetIn(Body):
+    target_id: Id
+    title: Text
+    area: Text
+    task_kind: Text
+    weight: float = Field(1.0, gt=0, le=100)
+    due_date: dt.date
+    owner: Text
+    common: bool = False
+
+
+class ReportIn(Body):
+    kind: Literal["monthly_progress", "quarterly_visit", "half_year_review"]
+    period: int = Field(ge=1, le=200)
+    summary: LongText
+    team_id: Id | None = None
+
+
+class OnDutyIn(Body):
+    period: int = Field(ge=1, le=200)
+    on_duty_days: dict[Id, int] = Field(max_length=100)
+    summary: Annotated[str, StringConstraints(max_length=5000)] = ""
+
+
+class SheetIn(Body):
+    period: Text
+    common: dict[Id, float] = Field(max_length=50)
+    differentiated: float = Field(0, ge=0, le=100)
+    bonus: float = Field(0, ge=0, le=100)
+    penalty: float = Field(0, ge=0, le=100)
+
+
+class EvaluationIn(Body):
+    score: float = Field(ge=0, le=200)
+    dissatisfaction: float = Field(ge=0, le=1)
+    on: dt.date | None = None
+
+
+class SendingUnitIn(Body):
+    unit_id: Id
+    name: Text
+    village_ids: list[Id] = Field(max_length=100)
+    funds_yuan: int = Field(ge=0, le=10_000_000_000)
+    projects: list[Text] = Field(default_factory=list, max_length=200)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _ctx(principal: Principal, request: Request) -> CommandContext:
+    return CommandContext(
+        actor=principal.sub, correlation_id=request.headers.get("X-Correlation-ID")
+    )
+
+
+def _reads(rt: Runtime) -> CampaignReads:
+    return CampaignReads(rt.pool, rt.store.schema)
+
+
+def _in_county(principal: Principal, h: CampaignHeader) -> bool:
+    return principal.county_id == h.county_id
+
+
+async def _county(rt: Runtime, principal: Principal, campaign_id: str) -> CampaignHeader:
+    """The caller runs this campaign: the county organisation department of its county."""
+    principal.require_role(COUNTY_ORG_DEPT)
+    h = await app.header(rt.store, campaign_id)
+    if not _in_county(principal, h):
+        raise Forbidden(f"campaign {campaign_id} is outside your county", field="campaign_id")
+    return h
+
+
+async def _scope(rt: Runtime, principal: Principal, campaign_id: str) -> Scope:
+    """What the caller may read of a campaign: the county (None) or some townships."""
+    h = await app.header(rt.store, campaign_id)
+    county_wide = principal.has_role(COUNTY_ORG_DEPT, *VERIFIERS)
+    if county_wide and _in_county(principal, h):
+        return None
+    if principal.has_role(OFFICE, COMMITTEE):
+        mine = principal.township_ids & set(h.townships)
+        if mine:
+            return mine
+    raise Forbidden(f"campaign {campaign_id} is outside your jurisdiction", field="campaign_id")
+
+
+async def _township_office(
+    rt: Runtime, principal: Principal, campaign_id: str, village_id: str
+) -> str:
+    """The county, or the office of the village's township; returns the township."""
+    h = await app.header(rt.store, campaign_id)
+    township_id = await app.township_of(rt.store, campaign_id, village_id)
+    if principal.has_role(COUNTY_ORG_DEPT) and _in_county(principal, h):
+        return township_id
+    principal.require_role(OFFICE, COMMITTEE, COUNTY_ORG_DEPT)
+    principal.require_township(township_id)
+    return township_id
+
+
+async def _may_read_village(
+    rt: Runtime, principal: Principal, campaign_id: str, village_id: str
+) -> None:
+    try:
+        scope = await _scope(rt, principal, campaign_id)
+    except Forbidden:
+        scope = set()
+    if scope is None:
+        return
+    township_id = await app.township_of(rt.store, campaign_id, village_id)
+    if township_id in scope:
+        return
+    teams = await _reads(rt).teams_of(campaign_id, principal.sub)
+    if not any(village_id in t["village_ids"] for t in teams):
+        raise Forbidden(f"village {village_id} is outside your jurisdiction", field="village_id")
+
+
+def _xlsx(content: bytes, filename: str) -> Response:
+    return Response(
+        content,
+        media_type=XLSX,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+# --- the round -----------------------------------------------------------------------------
+
+
+@router.get("/settings/defaults", description=RULES)
+async def default_campaign_settings(principal: CurrentPrincipal) -> dict[str, Any]:
+    """The settings a round opens with unless overridden, each marked seed or ours above."""
+    return default_settings().model_dump(mode="json")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, description=RULES)
+async def open_campaign(
+    body: OpenCampaign, principal: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """Open a round for a county (the county organisation department of that county)."""
+    principal.require_role(COUNTY_ORG_DEPT)
+    if principal.county_id != body.county_id:
+        raise Forbidden(f"county {body.county_id} is not yours", field="county_id")
+    try:
+        settings = default_settings(**body.settings)
+    except ValidationError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            [
+                {**e, "loc": ["body", "settings", *e["loc"]]}
+                for e in exc.errors(include_url=False, include_context=False)
+            ],
+        ) from None
+    c = await app.open_campaign(
+        rt.store,
+        county_id=body.county_id,
+        round_number=body.round_number,
+        name=body.name,
+        start_date=body.start_date,
+        period_years=body.period_years,
+        budget_per_year_yuan=body.budget_per_year_yuan,
+        townships=[TownshipModel(**t.model_dump()) for t in body.townships],
+        settings=settings,
+        ctx=_ctx(principal, request),
+    )
+    return {"campaign_id": c.campaign_id, "start_date": c.start_date, "end_date": c.end_date}
+
+
+@router.post("/{campaign_id}/villages")
+async def register_villages(
+    campaign_id: str,
+    villages: Annotated[list[VillageIn], Field(min_length=1, max_length=100_000)],
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """Add villages and communities (村/居) to the register (信息库)."""
+    h = await _county(rt, principal, campaign_id)
+    unknown = sorted({v.township_id for v in villages} - set(h.townships))
+    if unknown:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            f"unknown township(s) {', '.join(unknown)}; the campaign's are "
+            f"{', '.join(h.townships)}",
+        )
+    c = await app.register_villages(
+        rt.store,
+        campaign_id,
+        villages=[
+            RegisteredVillage(**v.model_dump(), township_name=h.townships[v.township_id])
+            for v in villages
+        ],
+        ctx=_ctx(principal, request),
+    )
+    return {"campaign_id": campaign_id, "registered": len(c.villages)}
+
+
+@router.post(
+    "/{campaign_id}/villages.csv",
+    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+async def register_villages_csv(
+    campaign_id: str, principal: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """Import ``village_id,name,kind,township_id`` rows (UTF-8 or GB18030); any bad line —
+    a duplicate village id, an unknown township — refuses the file, naming every line."""
+    await _county(rt, principal, campaign_id)
+    body = await request.body()
+    if len(body) > 20_000_000:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "at most 20 MB")
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            text = body.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "neither UTF-8 nor GB18030")
+    c = await app.register_villages(
+        rt.store, campaign_id, csv_text=text, ctx=_ctx(principal, request)
+    )
+    return {"campaign_id": campaign_id, "registered": len(c.villages)}
+
+
+@router.post("/{campaign_id}/assessments", description=RULES)
+async def assess(
+    campaign_id: str,
+    assessments: Annotated[list[AssessmentIn], Field(min_length=1, max_length=100_000)],
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """Score villages: symptom severities 0 (absent) to 3 (severe) and last year's score."""
+    await _county(rt, principal, campaign_id)
+    c = await app.assess_villages(
+        rt.store,
+        campaign_id,
+        [AssessmentInput(a.village_id, a.symptoms, a.last_year_score) for a in assessments],
+        _ctx(principal, request),
+    )
+    return {"campaign_id": campaign_id, "assessed": len(c.assessments)}
+
+
+@router.post("/{campaign_id}/ranking", description=RULES)
+async def rank(
+    campaign_id: str, principal: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """Rank every village best to worst and take the bottom share as candidates."""
+    await _county(rt, principal, campaign_id)
+    c = await app.select_candidates(rt.store, campaign_id, _ctx(principal, request))
+    return {
+        "campaign_id": campaign_id,
+        "ranked": len(c.ranking),
+        "candidates": len(c.candidate_ranks),
+    }
+
+
+@router.get("/{campaign_id}/ranking", description=RULES)
+async def ranking(
+    campaign_id: str,
+    principal: CurrentPrincipal,
+    rt: Rt,
+    township_id: Annotated[str | None, Query(max_length=64)] = None,
+    candidates_only: bool = False,
+    tier: Tier | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    scope = await _scope(rt, principal, campaign_id)
+    return await _reads(rt).ranking(
+        campaign_id,
+        scope,
+        township_id=township_id,
+        candidates_only=candidates_only,
+        tier=tier,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/{campaign_id}/ranking.xlsx", response_class=Response)
+async def ranking_export(
+    campaign_id: str,
+    principal: CurrentPrincipal,
+    rt: Rt,
+    candidates_only: bool = False,
+) -> Response:
+    scope = await _scope(rt, principal, campaign_id)
+    page = await _reads(rt).ranking(
+        campaign_id, scope, candidates_only=candidates_only, limit=1_000_000
+    )
+    content = await asyncio.to_thread(ranking_xlsx, page["items"])
+    return _xlsx(content, f"{campaign_id}-ranking.xlsx")
+
+
+# --- verification and tiers ----------------------------------------------------------------
+
+
+@router.post("/{campaign_id}/candidates/{village_id}/opinions")
+async def give_opinion(
+    campaign_id: str,
+    village_id: str,
+    body: OpinionIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """纪委/政法委/信访 opinion on a candidate (their role is the source), or the county's
+    record of earlier rounds or of an on-site check."""
+    h = await app.header(rt.store, campaign_id)
+    if not _in_county(principal, h):
+        raise Forbidden(f"campaign {campaign_id} is outside your county", field="campaign_id")
+    roles = [VERIFIERS[r] for r in sorted(principal.roles) if r in VERIFIERS]
+    if body.source is not None:
+        principal.require_role(COUNTY_ORG_DEPT)
+        source: Any = body.source
+    elif roles:
+        source = roles[0]
+    else:
+        raise Forbidden("opinions come from 纪委, 政法委 or 信访 (or the county, with a source)")
+    v = await app.give_opinion(
+        rt.store,
+        campaign_id,
+        village_id,
+        source=source,
+        opinion=body.opinion,
+        recommends=body.recommends,
+        ctx=_ctx(principal, request),
+    )
+    return {"village_id": village_id, "opinions": len(v.opinions)}
+
+
+@router.post("/{campaign_id}/candidates/{village_id}/confirm")
+async def confirm(
+    campaign_id: str,
+    village_id: str,
+    body: Verdict,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    await _county(rt, principal, campaign_id)
+    c = await app.verify_candidate(
+        rt.store,
+        campaign_id,
+        village_id,
+        confirm=True,
+        reason=body.reason,
+        ctx=_ctx(principal, request),
+    )
+    return {
+        "village_id": village_id,
+        "confirmed": len(c.confirmed),
+        "undecided": len(c.undecided()),
+    }
+
+
+@router.post("/{campaign_id}/candidates/{village_id}/remove")
+async def remove(
+    campaign_id: str,
+    village_id: str,
+    body: Verdict,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    await _county(rt, principal, campaign_id)
+    c = await app.verify_candidate(
+        rt.store,
+        campaign_id,
+        village_id,
+        confirm=False,
+        reason=body.reason,
+        ctx=_ctx(principal, request),
+    )
+    return {"village_id": village_id, "removed": len(c.removed), "undecided": len(c.undecided())}
+
+
+@router.post("/{campaign_id}/tiers", description=RULES)
+async def tier(
+    campaign_id: str, principal: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """Every confirmed village onto its tier: the worst N district-level, the rest town-level."""
+    await _county(rt, principal, campaign_id)
+    placed = await app.tier_villages(
+        rt.store, campaign_id, on=today(rt.clock), ctx=_ctx(principal, request)
+    )
+    return {
+        "district": sorted(v.village_id for v in placed if v.tier == "district"),
+        "town": sorted(v.village_id for v in placed if v.tier == "town"),
+    }
+
+
+@router.post("/{campaign_id}/town-list")
+async def add_town_village(
+    campaign_id: str, body: TownVillageIn, principal: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """A village joins its township's list during the round (动态出现), with the reason."""
+    await _township_office(rt, principal, campaign_id, body.village_id)
+    v = await app.add_town_village(
+        rt.store,
+        campaign_id,
+        body.village_id,
+        body.reason,
+        on=today(rt.clock),
+        ctx=_ctx(principal, request),
+    )
+    return {"village_id": v.village_id, "tier": v.tier}
+
+
+@router.delete("/{campaign_id}/town-list/{village_id}")
+async def remove_town_village(
+    campaign_id: str,
+    village_id: str,
+    reason: Annotated[str, Query(min_length=1, max_length=200)],
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    await _township_office(rt, principal, campaign_id, village_id)
+    await app.remove_town_village(
+        rt.store, campaign_id, village_id, reason, _ctx(principal, request)
+    )
+    return {"village_id": village_id, "removed": True}
+
+
+# --- problems, teams, targets --------------------------------------------------------------
+
+
+@router.post("/{campaign_id}/villages/{village_id}/problems")
+async def list_problems(
+    campaign_id: str,
+    village_id: str,
+    problems: Annotated[list[ProblemIn], Field(min_length=1, max_length=100)],
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """The village's problem list (问题清单), each typed 弱/乱/穷/专业."""
+    await _township_office(rt, principal, campaign_id, village_id)
+    v = await app.list_problems(
+        rt.store,
+        campaign_id,
+        village_id,
+        [ProblemDraft(p.problem_id, p.kind, p.description) for p in problems],
+        _ctx(principal, request),
+    )
+    return {"village_id": village_id, "problems": len(v.problems)}
+
+
+@router.post("/{campaign_id}/team-proposals")
+async def propose_team(
+    campaign_id: str, body: ProposalIn, principal: CurrentPrincipal, rt: Rt
+) -> dict[str, Any]:
+    """Departments matching the village's problem kinds (党委联弱、政法联乱、经济联穷、业务联专业).
+
+    A proposal only: the team is formed with ``POST /teams``."""
+    await _township_office(rt, principal, campaign_id, body.village_id)
+    v = await app.active_village(rt.store, campaign_id, body.village_id)
+    proposal = propose_departments(
+        [p.kind for p in v.problems.values()],
+        [DepartmentModel(**d.model_dump()) for d in body.departments],
+    )
+    return {
+        "village_id": body.village_id,
+        "departments": [d.model_dump() for d in proposal.departments],
+        "uncovered_problem_kinds": list(proposal.uncovered),
+    }
+
+
+@router.post("/{campaign_id}/teams", status_code=status.HTTP_201_CREATED, description=RULES)
+async def form_team(
+    campaign_id: str, body: TeamIn, principal: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """A district-level team (the county) or a township working group (its township)."""
+    if body.level == "district":
+        await _county(rt, principal, campaign_id)
+    else:
+        for village_id in body.village_ids:
+            await _township_office(rt, principal, campaign_id, village_id)
+    t = await app.form_team(
+        rt.store,
+        campaign_id,
+        body.team_id,
+        level=body.level,
+        village_ids=body.village_ids,
+        departments=[DepartmentModel(**d.model_dump()) for d in body.departments],
+        members=[MemberModel(**m.model_dump()) for m in body.members],
+        patrons=[PatronModel(**p.model_dump()) for p in body.patrons],
+        township_assistant=body.township_assistant,
+        on=today(rt.clock),
+        ctx=_ctx(principal, request),
+    )
+    return {"team_id": t.team_id, "warnings": list(t.warnings)}
+
+
+@router.post("/{campaign_id}/villages/{village_id}/targets")
+async def set_targets(
+    campaign_id: str,
+    village_id: str,
+    targets: Annotated[list[TargetIn], Field(min_length=1, max_length=200)],
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """Targets of the village (common from the template, or its own), each a tracked task."""
+    await _township_office(rt, principal, campaign_id, village_id)
+    v = await app.set_targets(
+        rt.store,
+        campaign_id,
+        village_id,
+        [
+            TargetDraft(
+                t.target_id, t.title, t.area, t.task_kind, t.weight, t.due_date, t.owner, t.common
+            )
+            for t in targets
+        ],
+        _ctx(principal, request),
+    )
+    return {"village_id": village_id, "targets": len(v.targets)}
+
+
+@router.post("/{campaign_id}/sending-units")
+async def record_sending_unit(
+    campaign_id: str, body: SendingUnitIn, principal: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """A sending unit (派出单位), the villages it helps, its funds and projects."""
+    await _county(rt, principal, campaign_id)
+    c = await app.record_sending_unit(
+        rt.store, campaign_id, **body.model_dump(), ctx=_ctx(principal, request)
+    )
+    return {"unit_id": body.unit_id, "units": len(c.sending_units)}
+
+
+# --- reports, assessment, graduation -------------------------------------------------------
+
+
+@router.post("/{campaign_id}/villages/{village_id}/reports", description=RULES)
+async def submit_report(
+    campaign_id: str,
+    village_id: str,
+    body: ReportIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """Monthly summary by a member of the village's team (``team_id``) or, for a town-level
+    village, its township office; quarterly visit and half-year review by the county."""
+    if body.kind != "monthly_progress":
+        await _county(rt, principal, campaign_id)
+    kind: ReportKind = body.kind
+    v = await app.submit_village_report(
+        rt.store,
+        campaign_id,
+        village_id,
+        kind=kind,
+        period=body.period,
+        summary=body.summary,
+        now=rt.clock.now(),
+        reporter=principal,
+        team_id=body.team_id,
+        ctx=_ctx(principal, request),
+    )
+    report = v.reports.submitted[(kind, body.period)]
+    return {
+        "village_id": village_id,
+        "kind": kind,
+        "period": body.period,
+        "late": report.late,
+        "due_at": report.due_at,
+    }
+
+
+@router.post("/{campaign_id}/teams/{team_id}/on-duty")
+async def submit_on_duty(
+    campaign_id: str,
+    team_id: str,
+    body: OnDutyIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """The week's days on duty in the village per member (每周统计在岗), by a team member."""
+    t = await app.submit_on_duty(
+        rt.store,
+        campaign_id,
+        team_id,
+        period=body.period,
+        on_duty_days=body.on_duty_days,
+        summary=body.summary,
+        now=rt.clock.now(),
+        reporter=principal,
+        ctx=_ctx(principal, request),
+    )
+    report = t.reports.submitted[("weekly_on_duty", body.period)]
+    return {"team_id": team_id, "period": body.period, "late": report.late, "due_at": report.due_at}
+
+
+@router.post("/{campaign_id}/teams/{team_id}/assessments", description=RULES)
+async def assess_team(
+    campaign_id: str,
+    team_id: str,
+    body: SheetIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """The team's sheet (《工作组考核办法》): every common indicator, differentiated, ±items."""
+    await _county(rt, principal, campaign_id)
+    t = await app.assess_team(
+        rt.store, campaign_id, team_id, **body.model_dump(), ctx=_ctx(principal, request)
+    )
+    return {"team_id": team_id, "period": body.period, "total": t.assessments[body.period].total}
+
+
+@router.post("/{campaign_id}/villages/{village_id}/evaluation", description=RULES)
+async def evaluate(
+    campaign_id: str,
+    village_id: str,
+    body: EvaluationIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """Final evaluation: graduates (摘帽, 回头看 a year later) or is carried over (ours)."""
+    await _county(rt, principal, campaign_id)
+    v = await app.evaluate_village(
+        rt.store,
+        campaign_id,
+        village_id,
+        score=body.score,
+        dissatisfaction=body.dissatisfaction,
+        on=body.on or today(rt.clock),
+        ctx=_ctx(principal, request),
+    )
+    return {"village_id": village_id, "outcome": v.outcome}
+
+
+# --- read models ---------------------------------------------------------------------------
+
+
+@router.get("/{campaign_id}/dashboard")
+async def dashboard(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
+    """Tiers, lights, overdue targets, late reports, progress (target → village → township →
+    campaign, weights normalised, unweighted levels averaged: ours)."""
+    scope = await _scope(rt, principal, campaign_id)
+    return await _reads(rt).dashboard(campaign_id, scope, today(rt.clock))
+
+
+@router.get("/{campaign_id}/villages/{village_id}")
+async def village_card(
+    campaign_id: str, village_id: str, principal: CurrentPrincipal, rt: Rt
+) -> dict[str, Any]:
+    await _may_read_village(rt, principal, campaign_id, village_id)
+    card = await _reads(rt).village(campaign_id, village_id)
+    if card is None:
+        raise NotFound(f"village {village_id} is not in {campaign_id}", field="village_id")
+    return card
+
+
+@router.get("/{campaign_id}/villages/{village_id}/ledger")
+async def village_ledger(
+    campaign_id: str,
+    village_id: str,
+    principal: CurrentPrincipal,
+    rt: Rt,
+    limit: Limit = 200,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """The village's ledger (整顿台账): opinions, tier, problems, team, targets, reports,
+    lights, outcome — oldest first."""
+    await _may_read_village(rt, principal, campaign_id, village_id)
+    return await _reads(rt).ledger(campaign_id, village_id, limit=limit, offset=offset)
+
+
+@router.get("/{campaign_id}/ledger.xlsx", response_class=Response)
+async def ledger_export(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> Response:
+    """The ledger of every target village in the caller's jurisdiction, as county offices
+    file it: villages, problem lists, targets, ledger entries."""
+    scope = await _scope(rt, principal, campaign_id)
+    data = await _reads(rt).ledger_rows(campaign_id, scope)
+    content = await asyncio.to_thread(ledger_xlsx, data)
+    return _xlsx(content, f"{campaign_id}-ledger.xlsx")
+
+
+@router.get("/{campaign_id}/teams/{team_id}")
+async def team_card(
+    campaign_id: str, team_id: str, principal: CurrentPrincipal, rt: Rt
+) -> dict[str, Any]:
+    card = await _reads(rt).team(campaign_id, team_id)
+    if card is None:
+        raise NotFound(f"there is no team {team_id} in {campaign_id}", field="team_id")
+    try:
+        scope = await _scope(rt, principal, campaign_id)
+    except Forbidden:
+        scope = set()
+    mine = any(
+        t["team_id"] == team_id for t in await _reads(rt).teams_of(campaign_id, principal.sub)
+    )
+    if not (scope is None or card["township_id"] in scope or mine):
+        raise Forbidden(f"team {team_id} is outside your jurisdiction", field="team_id")
+    return card
+
+
+@router.get("/{campaign_id}/townships/{township_id}")
+async def township_view(
+    campaign_id: str, township_id: str, principal: CurrentPrincipal, rt: Rt
+) -> dict[str, Any]:
+    scope = await _scope(rt, principal, campaign_id)
+    if scope is not None and township_id not in scope:
+        raise Forbidden(f"township {township_id} is outside your jurisdiction", field="township_id")
+    return await _reads(rt).township(campaign_id, township_id, today(rt.clock))
+
+
+@router.get("/{campaign_id}/township-review")
+async def township_review(
+    campaign_id: str, principal: CurrentPrincipal, rt: Rt
+) -> list[dict[str, Any]]:
+    """Team assessment totals per township, for the township party secretaries' annual review
+    of their party-building work (述职评议考核)."""
+    scope = await _scope(rt, principal, campaign_id)
+    return await _reads(rt).township_review(campaign_id, scope)
+
+
+CAMPAIGN_ROUTERS = (router,)

@@ -1,0 +1,373 @@
+"""The campaign on the real embedded stack: HTTP → event store → relay → Kafka → read models.
+
+One service for the module; each test opens its own county's round. The service clock is a
+``ManualClock`` so the late-report timer and the lights can be driven by moving time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import uuid
+from typing import Any
+
+import openpyxl
+import pytest
+import pytest_asyncio
+from cunzhi_platform.clock import SHANGHAI, ManualClock
+from cunzhi_platform.testing import eventually, running, token
+from cunzhi_rectification.domain.campaign_ids import campaign_stream_id, village_stream_id
+from cunzhi_rectification.service import build_service
+
+pytestmark = pytest.mark.slow
+
+START = dt.date(2026, 9, 1)
+T1, T2 = "t-shidong", "t-pengli"
+COUNTY_ROLE = "county_organisation_department"
+
+
+@pytest.fixture(scope="module")
+def clock() -> ManualClock:
+    return ManualClock(dt.datetime(2026, 9, 1, 10, 0, tzinfo=SHANGHAI))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def client(settings, clock):
+    async with running(build_service(), settings, clock) as c:
+        yield c
+
+
+def county(settings, county_id: str) -> dict[str, str]:
+    return token(settings, sub="org", roles=[COUNTY_ROLE], county_id=county_id)
+
+
+def csv(n: int) -> str:
+    rows = [
+        f"v{i:02d},村{i},{'居' if i % 5 == 0 else '村'},{T1 if i % 2 else T2}" for i in range(n)
+    ]
+    return "village_id,name,kind,township_id\n" + "\n".join(rows) + "\n"
+
+
+async def opened(client, settings, **overrides: Any) -> tuple[str, dict[str, str]]:
+    county_id = f"c{uuid.uuid4().hex[:8]}"
+    headers = county(settings, county_id)
+    r = await client.post(
+        "/campaigns",
+        headers=headers,
+        json={
+            "county_id": county_id,
+            "round_number": 3,
+            "name": "第三轮薄弱村集中整顿攻坚",
+            "start_date": START.isoformat(),
+            "budget_per_year_yuan": 2_100_000,
+            "townships": [
+                {"township_id": T1, "name": "市东街道"},
+                {"township_id": T2, "name": "彭李街道"},
+            ],
+            "settings": {"district_level_count": 1, **overrides},
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["end_date"] == "2028-08-31"
+    return r.json()["campaign_id"], headers
+
+
+async def version(client, stream: str) -> int:
+    return await client.app.state.runtime.store.version(stream)
+
+
+async def ranked(client, settings) -> tuple[str, dict[str, str]]:
+    """20 villages, village i scored worse the lower i: v00, v01, v02 are the candidates."""
+    cid, headers = await opened(client, settings)
+    r = await client.post(
+        f"/campaigns/{cid}/villages.csv",
+        headers={**headers, "content-type": "text/csv"},
+        content=csv(20).encode(),
+    )
+    assert r.status_code == 200, r.text
+    assessments = [
+        {
+            "village_id": f"v{i:02d}",
+            "symptoms": {"hollow_economy": 3 if i < 3 else 0},
+            "last_year_score": 50 + i,
+        }
+        for i in range(20)
+    ]
+    r = await client.post(f"/campaigns/{cid}/assessments", headers=headers, json=assessments)
+    assert r.json()["assessed"] == 20
+    r = await client.post(f"/campaigns/{cid}/ranking", headers=headers)
+    assert r.json() == {"campaign_id": cid, "ranked": 20, "candidates": 3}
+    return cid, headers
+
+
+async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
+    clock.set(dt.datetime(2026, 9, 1, 10, 0, tzinfo=SHANGHAI))
+    cid, headers = await ranked(client, settings)
+
+    # verification: opinions from the departments, a non-candidate refused, verdicts
+    discipline = token(
+        settings, sub="jw", roles=["discipline_commission"], county_id=cid.rsplit("-R", 1)[0]
+    )
+    r = await client.post(
+        f"/campaigns/{cid}/candidates/v00/opinions",
+        headers=discipline,
+        json={"opinion": "班子成员有违纪问题", "recommends": "confirm"},
+    )
+    assert r.status_code == 200, r.text
+    before = await version(client, campaign_stream_id(cid))
+    r = await client.post(
+        f"/campaigns/{cid}/candidates/v10/confirm", headers=headers, json={"reason": "x"}
+    )
+    assert r.status_code == 409 and "not a candidate" in r.json()["detail"]
+    assert await version(client, campaign_stream_id(cid)) == before
+    for v in ("v00", "v01"):
+        r = await client.post(
+            f"/campaigns/{cid}/candidates/{v}/confirm", headers=headers, json={"reason": "核实确认"}
+        )
+        assert r.status_code == 200
+    r = await client.post(
+        f"/campaigns/{cid}/candidates/v02/remove",
+        headers=headers,
+        json={"reason": "实地查看：问题已整改"},
+    )
+    assert r.json()["undecided"] == 0
+    r = await client.post(f"/campaigns/{cid}/tiers", headers=headers)
+    assert r.json() == {"district": ["v00"], "town": ["v01"]}
+
+    # problems, team, targets on the district-level village
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/problems",
+        headers=headers,
+        json=[
+            {"problem_id": "p1", "kind": "weak", "description": "班子软弱"},
+            {"problem_id": "p2", "kind": "poor", "description": "集体经济空壳"},
+        ],
+    )
+    assert r.json()["problems"] == 2
+    departments = [
+        {"department_id": "zzb", "name": "区委组织部", "type": "party_committee"},
+        {"department_id": "nyj", "name": "区农业农村局", "type": "economic"},
+        {"department_id": "zfw", "name": "区委政法委", "type": "political_legal"},
+    ]
+    r = await client.post(
+        f"/campaigns/{cid}/team-proposals",
+        headers=headers,
+        json={"village_id": "v00", "departments": departments},
+    )
+    assert [d["department_id"] for d in r.json()["departments"]] == ["zzb", "nyj"]
+    r = await client.post(
+        f"/campaigns/{cid}/teams",
+        headers=headers,
+        json={
+            "team_id": "team-v00",
+            "level": "district",
+            "village_ids": ["v00"],
+            "departments": departments[:2],
+            "members": [
+                {"person_id": "m1", "name": "张干部", "department_id": "zzb", "age_band": "young"},
+                {"person_id": "m2", "name": "李干部", "department_id": "nyj", "age_band": "old"},
+            ],
+            "patrons": [
+                {"person_id": "L1", "name": "区领导甲"},
+                {"person_id": "L2", "name": "区领导乙"},
+            ],
+            "township_assistant": "彭李街道副书记",
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["warnings"] == [
+        "no middle cadre: the team should mix old, middle-aged and young (老—中—青)"
+    ]
+    target = {
+        "title": "配齐两委班子",
+        "area": "班子队伍建设",
+        "task_kind": "配强班子",
+        "weight": 3,
+        "owner": "m1",
+    }
+    village = village_stream_id(cid, "v00")
+    before = await version(client, village)
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/targets",
+        headers=headers,
+        json=[{**target, "target_id": f"{cid}-g1", "due_date": "2026-08-01"}],
+    )
+    assert r.status_code == 422 and r.json()["field"] == "due_date"
+    assert await version(client, village) == before
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/targets",
+        headers=headers,
+        json=[
+            {**target, "target_id": f"{cid}-g1", "due_date": "2027-06-30"},
+            {
+                **target,
+                "target_id": f"{cid}-g2",
+                "due_date": "2026-09-20",
+                "weight": 1,
+                "title": "化解信访积案",
+                "area": "社会和谐稳定",
+                "task_kind": "化解矛盾纠纷",
+            },
+        ],
+    )
+    assert r.json()["targets"] == 2, r.text
+
+    # reports: only for a village of one's own team
+    member = token(settings, sub="m1", roles=["work_team_member"])
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v01/reports",
+        headers=member,
+        json={"kind": "monthly_progress", "period": 1, "summary": "x", "team_id": "team-v00"},
+    )
+    assert r.status_code == 403 and "not one of team team-v00" in r.json()["detail"]
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/reports",
+        headers=member,
+        json={
+            "kind": "monthly_progress",
+            "period": 1,
+            "summary": "召开两委会议3次",
+            "team_id": "team-v00",
+        },
+    )
+    assert r.status_code == 200 and r.json()["late"] is False, r.text
+    stranger = token(settings, sub="m9", roles=["work_team_member"])
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/reports",
+        headers=stranger,
+        json={"kind": "monthly_progress", "period": 2, "summary": "x", "team_id": "team-v00"},
+    )
+    assert r.status_code == 403
+
+    # another township's office cannot touch this township's town list
+    other = token(settings, sub="o", roles=["party_building_office"], township_ids=[T2])
+    r = await client.delete(
+        f"/campaigns/{cid}/town-list/v01", headers=other, params={"reason": "x"}
+    )
+    assert r.status_code == 403  # odd village ids lie in T1
+    r = await client.get(f"/campaigns/{cid}/villages/v01", headers=other)
+    assert r.status_code == 403
+
+    # targets are tasks: the village secretary reports on them through the tasks API
+    secretary = token(settings, sub="s-v00", roles=["village_secretary"], village_ids=["v00"])
+    r = await client.post(
+        f"/tasks/{cid}-g1/progress",
+        headers=secretary,
+        json={"percent": 50, "note": "两委班子补选完成一半"},
+    )
+    assert r.status_code == 200, r.text
+
+    # the read models, through Kafka
+    async def dashboard() -> dict[str, Any] | None:
+        d = (await client.get(f"/campaigns/{cid}/dashboard", headers=headers)).json()
+        done = d["town_level"] == 1 and d["targets"] == 2 and d["green"] == 2
+        return d if done and d["progress"] == 37.5 else None
+
+    d = await eventually(dashboard)
+    assert d is not None
+    assert (d["registered"], d["ranked"], d["candidates"], d["confirmed"], d["removed"]) == (
+        20,
+        20,
+        3,
+        2,
+        1,
+    )
+    assert (
+        d["district_level"],
+        d["problems_of_district_level"],
+        d["patron_leaders"],
+        d["district_cadres"],
+    ) == (1, 2, 2, 2)
+    page = (
+        await client.get(
+            f"/campaigns/{cid}/ranking", headers=headers, params={"candidates_only": True}
+        )
+    ).json()
+    assert [i["village_id"] for i in page["items"]] == ["v02", "v01", "v00"]
+    assert [i["rank"] for i in page["items"]] == [18, 19, 20]
+    r = await client.get(f"/campaigns/{cid}/ranking.xlsx", headers=headers)
+    sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:3] == ("排名", "村居编码", "村居名称") and len(rows) == 21
+    assert rows[20][:2] == (20, "v00")
+
+    card = (await client.get(f"/campaigns/{cid}/villages/v00", headers=member)).json()
+    assert card["tier"] == "district" and [p["kind"] for p in card["problems"]] == ["weak", "poor"]
+    assert card["light"] == "green" and card["teams"][0]["team_id"] == "team-v00"
+    assert card["progress"] == 37.5  # (3 × 50 + 1 × 0) / 4
+
+    # time passes: target g2 overdue, weekly on-duty reports and v01's monthly summary late
+    clock.set(dt.datetime(2026, 10, 12, 10, 0, tzinfo=SHANGHAI))
+
+    async def lights() -> dict[str, str]:
+        rows = (
+            await client.get(
+                f"/campaigns/{cid}/ranking", headers=headers, params={"candidates_only": True}
+            )
+        ).json()["items"]
+        return {r["village_id"]: r["light"] for r in rows if r["tier"]}
+
+    async def changed() -> bool:
+        return await lights() == {"v00": "red", "v01": "yellow"}
+
+    assert await eventually(changed), await lights()
+    card = (await client.get(f"/campaigns/{cid}/villages/v01", headers=headers)).json()
+    assert card["light_reason"] == "yellow: 1 late report"
+    card = (await client.get(f"/campaigns/{cid}/villages/v00", headers=headers)).json()
+    assert "1 overdue task" in card["light_reason"] and "late reports" in card["light_reason"]
+    ledger = (await client.get(f"/campaigns/{cid}/villages/v00/ledger", headers=headers)).json()
+    kinds = [e["kind"] for e in ledger["items"]]
+    assert {"VerificationOpinionGiven", "CandidateConfirmed", "VillageTiered"} <= set(kinds)
+    assert "LightChanged" in kinds and "ReportLate" in kinds
+    r = await client.get(f"/campaigns/{cid}/ledger.xlsx", headers=headers)
+    book = openpyxl.load_workbook(io.BytesIO(r.content))
+    assert book.sheetnames == ["整顿村居", "问题清单", "目标任务", "台账记录"]
+    assert book["问题清单"].max_row == 3
+
+
+async def test_bad_input_changes_nothing(client, settings) -> None:
+    cid, headers = await opened(client, settings)
+    stream = campaign_stream_id(cid)
+    r = await client.post(f"/campaigns/{cid}/ranking", headers=headers)
+    assert r.status_code == 409 and "no villages" in r.json()["detail"]
+    bad = csv(3) + "v01,重复,村,t-shidong\nv09,某村,村,nowhere\n"
+    r = await client.post(
+        f"/campaigns/{cid}/villages.csv",
+        headers={**headers, "content-type": "text/csv"},
+        content=bad.encode(),
+    )
+    assert r.status_code == 422 and r.json()["field"] == "file"
+    assert (
+        "line 5, column village_id: duplicate village id v01 (first on line 3)"
+        in r.json()["detail"]
+    )
+    assert "line 6, column township_id: unknown township 'nowhere'" in r.json()["detail"]
+    assert await version(client, stream) == 1
+    elsewhere = county(settings, "another-county")
+    r = await client.post(
+        f"/campaigns/{cid}/villages.csv",
+        headers={**elsewhere, "content-type": "text/csv"},
+        content=csv(3).encode(),
+    )
+    assert r.status_code == 403
+    r = await client.post(
+        f"/campaigns/{cid}/assessments",
+        headers=headers,
+        json=[{"village_id": "v00", "last_year_score": 101}],
+    )
+    assert r.status_code == 422
+    r = await client.post(
+        "/campaigns",
+        headers=headers,
+        json={
+            "county_id": cid.rsplit("-R", 1)[0],
+            "round_number": 4,
+            "name": "x",
+            "start_date": "2026-09-01",
+            "budget_per_year_yuan": 1,
+            "townships": [{"township_id": T1, "name": "a"}],
+            "settings": {"candidate_share": 2},
+        },
+    )
+    assert r.status_code == 422 and "candidate_share" in str(r.json()["detail"])
+    assert await version(client, stream) == 1

@@ -1,0 +1,470 @@
+"""A weak-village campaign round on Bincheng's figures (seed 003), through the HTTP API.
+
+602 villages in 10 townships are imported from CSV, assessed and ranked; the bottom 15 % (90)
+are verified with the departments' opinions and 45 confirmed; the worst 25 become
+district-level, the other 20 town-level; the 25 district-level villages list 79 problems and
+get teams of 64 cadres patroned by 36 district leaders; 34 sending units pledge funds and
+projects; 364 targets are set (each a tracked task). ``bincheng_round`` generates the data
+deterministically from a seed (names of the villages the seed mentions, the rest made up) and
+``campaign_round`` drives the rectification service with it, then reads the figures back from
+the read models — the demo prints what the service says, not what was sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from cunzhi_platform.auth import Principal, TokenIssuer
+from cunzhi_platform.clock import ManualClock, today
+
+from .cycle import _Steps
+
+Json = dict[str, Any]
+COUNTY = "county_organisation_department"
+TOWNSHIPS = (
+    ("shidong", "市东街道"),
+    ("shixi", "市西街道"),
+    ("shizhong", "市中街道"),
+    ("beizhen", "北镇街道"),
+    ("pengli", "彭李街道"),
+    ("liangcai", "梁才街道"),
+    ("binbei", "滨北街道"),
+    ("dudian", "杜店街道"),
+    ("sanhehu", "三河湖镇"),
+    ("yangliuxue", "杨柳雪镇"),
+)
+NAMED = {
+    "shidong": ["西王居委会"],
+    "pengli": ["王家居委会", "郭集居委会"],
+    "sanhehu": ["肖家村", "大王村", "大营刘村", "侯家园子村"],
+    "yangliuxue": ["于家胡同村"],
+    "liangcai": ["东玉村", "东小高村", "杨沟朱村"],
+    "shixi": ["张八棍村", "张蒋村"],
+    "binbei": ["双眼井村"],
+}
+"""Villages the seed names; the others of the 602 are made up."""
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕"
+SUFFIXES = ("家村", "庄", "家庄", "集", "店", "口", "屯", "营")
+SYMPTOMS = (
+    "hollow_economy",
+    "disunited_committee",
+    "disorderly_openness",
+    "weak_service",
+    "weak_secretary",
+    "petitions",
+    "lax_organisation_life",
+    "clan_or_gang_influence",
+    "poor_discipline",
+    "stalled_development",
+)
+AREAS = (
+    "社会和谐稳定",
+    "班子队伍建设",
+    "经济社会发展",
+    "民生实事落实",
+    "基层组织建设",
+    "村务规范管理",
+)
+KIND_OF_AREA = {
+    "社会和谐稳定": "化解矛盾纠纷",
+    "班子队伍建设": "配强班子",
+    "经济社会发展": "发展集体经济",
+    "民生实事落实": "实施民生项目",
+    "基层组织建设": "规范组织生活",
+    "村务规范管理": "规范三务公开",
+}
+PROBLEM_AREA = {
+    "weak": "班子队伍建设",
+    "disorderly": "社会和谐稳定",
+    "poor": "经济社会发展",
+    "specialised": "民生实事落实",
+}
+DEPARTMENT_TYPES = ("party_committee", "political_legal", "economic", "sector")
+VERIFIERS = (
+    ("discipline_commission", "经查，班子成员存在违纪问题线索"),
+    ("political_legal_committee", "扫黑除恶中掌握有矛盾纠纷"),
+    ("petitions_bureau", "近两年来信来访较多"),
+)
+
+
+@dataclass
+class RoundData:
+    county_id: str
+    townships: list[tuple[str, str]]
+    csv: str
+    assessments: list[Json]
+    departments: list[Json]
+    leaders: list[Json]
+    cadres: list[Json]
+    rng: random.Random = field(repr=False)
+
+
+def bincheng_round(county_id: str, seed: int = 2019) -> RoundData:
+    """602 villages in 10 townships (61 in the first two, 60 in the others), seeded."""
+    rng = random.Random(seed)
+    townships = [(f"{county_id}-{tid}", name) for tid, name in TOWNSHIPS]
+    rows, assessments = ["village_id,name,kind,township_id"], []
+    used: set[str] = set()
+    for n, (tid, name) in enumerate(townships):
+        named = list(NAMED.get(TOWNSHIPS[n][0], []))
+        for i in range(61 if n < 2 else 60):
+            if named:
+                village = named.pop(0)
+            else:
+                village = rng.choice(SURNAMES) + rng.choice(SUFFIXES)
+                while village in used:
+                    village = rng.choice(SURNAMES) + rng.choice(SURNAMES) + rng.choice(SUFFIXES)
+            used.add(village)
+            vid = f"{tid}-{i + 1:03d}"
+            kind = (
+                "居"
+                if name.endswith("街道") and (village.endswith("居委会") or i % 3 == 0)
+                else "村"
+            )
+            rows.append(f"{vid},{village},{kind},{tid}")
+            weakness = rng.random() ** 3  # most villages sound, a few very weak
+            assessments.append(
+                {
+                    "village_id": vid,
+                    "symptoms": {
+                        s: min(3, int(rng.random() * 4 * weakness + weakness))
+                        for s in SYMPTOMS
+                        if rng.random() < 0.2 + weakness
+                    },
+                    "last_year_score": round(95 - 40 * weakness - rng.random() * 10, 1),
+                }
+            )
+    departments = [
+        {"department_id": f"d{n:02d}", "name": f"区直单位{n:02d}", "type": DEPARTMENT_TYPES[n % 4]}
+        for n in range(1, 35)
+    ]  # 34 sending units (派出单位), alternating in type
+    leaders = [{"person_id": f"L{n:02d}", "name": f"区级领导{n:02d}"} for n in range(1, 37)]
+    bands = ("old", "middle", "young")
+    cadres = [
+        {"person_id": f"C{n:02d}", "name": f"区直干部{n:02d}", "age_band": bands[n % 3]}
+        for n in range(1, 65)
+    ]
+    return RoundData(
+        county_id, townships, "\n".join(rows) + "\n", assessments, departments, leaders, cadres, rng
+    )
+
+
+async def campaign_round(
+    client: httpx.AsyncClient,
+    clock: ManualClock,
+    issuer: TokenIssuer,
+    county_id: str,
+    say: Callable[[str], None],
+) -> Json:
+    """Run the round through the API; returns the dashboard as the read models give it."""
+    data = bincheng_round(county_id)
+    steps = _Steps(issuer, "")
+    county = _token(
+        issuer,
+        Principal(sub="org-wangli", name="王丽", roles=frozenset({COUNTY}), county_id=county_id),
+    )
+    start = today(clock)
+    opened = await steps.command(
+        "open the round",
+        client,
+        "/campaigns",
+        county,
+        {
+            "county_id": county_id,
+            "round_number": 3,
+            "name": "第三轮薄弱村集中整顿攻坚",
+            "start_date": start.isoformat(),
+            "period_years": 2,
+            "budget_per_year_yuan": 2_100_000,
+            "townships": [{"township_id": t, "name": n} for t, n in data.townships],
+        },
+    )
+    cid = opened["campaign_id"]
+    base = f"/campaigns/{cid}"
+    r = await client.post(
+        f"{base}/villages.csv",
+        content=data.csv.encode(),
+        headers={**county, "content-type": "text/csv"},
+    )
+    if r.is_error:
+        raise RuntimeError(f"import the register: {r.status_code} {r.text}")
+    await steps.command("assess", client, f"{base}/assessments", county, data.assessments)
+    ranked = await steps.command("rank", client, f"{base}/ranking", county)
+    say(f"{ranked['ranked']} villages assessed and ranked, {ranked['candidates']} candidates")
+
+    candidates = (
+        await steps.until(
+            "candidates listed",
+            client,
+            f"{base}/ranking?candidates_only=true&limit=1000",
+            county,
+            lambda page: page["total"] == ranked["candidates"],
+        )
+    )["items"]
+    await _verify(client, steps, issuer, data, base, county, candidates)
+    tiers = await steps.command("tier", client, f"{base}/tiers", county)
+    say(f"verified: {len(tiers['district'])} district-level, {len(tiers['town'])} town-level")
+
+    await _district_work(client, steps, data, base, county, tiers["district"], start)
+    await _town_work(client, steps, issuer, data, base, tiers["town"], start)
+    for n, unit in enumerate(data.departments):
+        await steps.command(
+            "record a sending unit",
+            client,
+            f"{base}/sending-units",
+            county,
+            {
+                "unit_id": unit["department_id"],
+                "name": unit["name"],
+                "village_ids": [tiers["district"][n % len(tiers["district"])]],
+                "funds_yuan": 150_000 + 1_000 * n,
+                "projects": [f"{unit['name']}帮扶项目"] * (2 if n < 3 else 1),
+            },
+        )
+    return await steps.until(
+        "dashboard",
+        client,
+        f"{base}/dashboard",
+        county,
+        lambda d: d["targets"] == 364 and d["sending_units"]["units"] == 34 and d["green"] == 45,
+    )
+
+
+def _token(issuer: TokenIssuer, principal: Principal) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.issue(principal)}"}
+
+
+async def _verify(
+    client: httpx.AsyncClient,
+    steps: _Steps,
+    issuer: TokenIssuer,
+    data: RoundData,
+    base: str,
+    county: dict[str, str],
+    candidates: list[Json],
+) -> None:
+    """One department's opinion on each candidate; 45 confirmed, the worst more likely."""
+    verifiers = [
+        (
+            _token(issuer, Principal(sub=role, roles=frozenset({role}), county_id=data.county_id)),
+            words,
+        )
+        for role, words in VERIFIERS
+    ]
+    worst_first = sorted(candidates, key=lambda c: -c["rank"])
+    kept = set(c["village_id"] for c in worst_first[:30])
+    kept |= set(data.rng.sample([c["village_id"] for c in worst_first[30:]], 15))
+    for n, c in enumerate(worst_first):
+        headers, words = verifiers[n % 3]
+        vid = c["village_id"]
+        await steps.command(
+            "opinion",
+            client,
+            f"{base}/candidates/{vid}/opinions",
+            headers,
+            {
+                "opinion": words,
+                "recommends": "confirm" if vid in kept else "remove",
+            },
+        )
+        if vid in kept:
+            await steps.command(
+                "confirm",
+                client,
+                f"{base}/candidates/{vid}/confirm",
+                county,
+                {"reason": "纪委、政法、信访意见和实地查看核实"},
+            )
+        else:
+            await steps.command(
+                "remove",
+                client,
+                f"{base}/candidates/{vid}/remove",
+                county,
+                {"reason": "实地查看：班子运行正常，问题已整改"},
+            )
+
+
+async def _district_work(
+    client: httpx.AsyncClient,
+    steps: _Steps,
+    data: RoundData,
+    base: str,
+    county: dict[str, str],
+    villages: list[str],
+    start: dt.date,
+) -> None:
+    """79 problems, 25 teams (36 patrons, 64 cadres), six common targets plus one per problem."""
+    rng = data.rng
+    kinds = ("weak", "disorderly", "poor", "specialised")
+    cadres = iter(data.cadres)
+    for n, vid in enumerate(sorted(villages)):
+        problems = [
+            {
+                "problem_id": f"P{p + 1}",
+                "kind": kinds[(n + p) % 4] if p < 2 else rng.choice(kinds),
+                "description": f"问题{p + 1}",
+            }
+            for p in range(4 if n < 4 else 3)  # 4 × 4 + 21 × 3 = 79
+        ]
+        await steps.command("problems", client, f"{base}/villages/{vid}/problems", county, problems)
+        proposal = await steps.command(
+            "propose a team",
+            client,
+            f"{base}/team-proposals",
+            county,
+            {"village_id": vid, "departments": data.departments},
+        )
+        departments = proposal["departments"][:3]
+        members = [
+            {**next(cadres), "department_id": departments[m % len(departments)]["department_id"]}
+            for m in range(3 if n < 14 else 2)  # 14 × 3 + 11 × 2 = 64
+        ]
+        # 40 patronages of 36 leaders: the first four patron two villages each
+        slots = (2 * n, 2 * n + 1) if n < 15 else (30 + (n - 15),)
+        patrons = [data.leaders[s % 36] for s in slots]
+        await steps.command(
+            "form a team",
+            client,
+            f"{base}/teams",
+            county,
+            {
+                "team_id": f"team-{vid}",
+                "level": "district",
+                "village_ids": [vid],
+                "departments": departments,
+                "members": members,
+                "patrons": patrons,
+                "township_assistant": "街道党工委副书记",
+            },
+        )
+        targets = _common_targets(vid, start) + [
+            {
+                "target_id": f"{vid}-{p['problem_id']}",
+                "title": f"解决{p['description']}",
+                "area": PROBLEM_AREA[p["kind"]],
+                "task_kind": KIND_OF_AREA[PROBLEM_AREA[p["kind"]]],
+                "weight": 2,
+                "due_date": (start + dt.timedelta(days=365)).isoformat(),
+                "owner": members[0]["name"],
+            }
+            for p in problems
+        ]
+        await steps.command("targets", client, f"{base}/villages/{vid}/targets", county, targets)
+
+
+async def _town_work(
+    client: httpx.AsyncClient,
+    steps: _Steps,
+    issuer: TokenIssuer,
+    data: RoundData,
+    base: str,
+    villages: list[str],
+    start: dt.date,
+) -> None:
+    """A working group per town-level village, led by a township leadership member; six common
+    targets each, and one more for the first fifteen (20 × 6 + 15 = 135; 229 + 135 = 364)."""
+    for n, vid in enumerate(sorted(villages)):
+        township = vid.rsplit("-", 1)[0]
+        office = _token(
+            issuer,
+            Principal(
+                sub=f"office-{township}",
+                roles=frozenset({"party_building_office"}),
+                township_ids=frozenset({township}),
+            ),
+        )
+        await steps.command(
+            "working group",
+            client,
+            f"{base}/teams",
+            office,
+            {
+                "team_id": f"group-{vid}",
+                "level": "town",
+                "village_ids": [vid],
+                "departments": [
+                    {
+                        "department_id": township,
+                        "name": "乡镇(街道)党(工)委",
+                        "type": "party_committee",
+                    }
+                ],
+                "members": [
+                    {
+                        "person_id": f"{vid}-lead",
+                        "name": "班子成员",
+                        "department_id": township,
+                        "age_band": "middle",
+                        "role": "leader",
+                    },
+                    {
+                        "person_id": f"{vid}-m",
+                        "name": "乡镇干部",
+                        "department_id": township,
+                        "age_band": "young",
+                    },
+                ],
+            },
+        )
+        targets = _common_targets(vid, start)
+        if n < 15:
+            targets.append(
+                {
+                    "target_id": f"{vid}-S1",
+                    "title": "壮大村集体经济",
+                    "area": "经济社会发展",
+                    "task_kind": "盘活集体资产",
+                    "weight": 2,
+                    "owner": "工作组",
+                    "due_date": (start + dt.timedelta(days=540)).isoformat(),
+                }
+            )
+        await steps.command("targets", client, f"{base}/villages/{vid}/targets", office, targets)
+
+
+def _common_targets(vid: str, start: dt.date) -> list[Json]:
+    """The campaign template: one target in each of the six areas (共性目标)."""
+    return [
+        {
+            "target_id": f"{vid}-C{a + 1}",
+            "title": f"{area}共性目标",
+            "area": area,
+            "task_kind": KIND_OF_AREA[area],
+            "weight": 1,
+            "due_date": (start + dt.timedelta(days=180 * (1 + a % 4))).isoformat(),
+            "owner": "工作组",
+            "common": True,
+        }
+        for a, area in enumerate(AREAS)
+    ]
+
+
+def campaign_summary(d: Json) -> list[str]:
+    """The round's figures as the dashboard (a read model) gives them."""
+    problems = d["problems_of_district_level"]
+    units = d["sending_units"]
+    return [
+        f"{d['registered']} villages registered, {d['ranked']} ranked, {d['candidates']} "
+        f"candidates, {d['confirmed']} confirmed ({d['removed']} removed after verification)",
+        f"{d['district_level']} district-level and {d['town_level']} town-level villages; "
+        f"{problems} problems on the district-level lists ({_kinds(d['problems'])})",
+        f"{d['district_teams']} district teams: {d['patron_leaders']} district leaders as "
+        f"patrons, {d['district_cadres']} cadres; {d['teams'] - d['district_teams']} township "
+        "working groups",
+        f"{d['targets']} targets (each a tracked task), {d['overdue_targets']} overdue, "
+        f"{d['late_reports']} late reports; progress {d['progress'] or 0:.0f}%",
+        f"lights: {d['green']} green, {d['yellow']} yellow, {d['red']} red; "
+        f"{units['units']} sending units, {units['funds_yuan'] / 10_000:.0f}万元, "
+        f"{units['projects']} projects",
+    ]
+
+
+def _kinds(counts: Json) -> str:
+    names = {"weak": "弱", "disorderly": "乱", "poor": "穷", "specialised": "专业"}
+    return ", ".join(f"{names[k]} {n}" for k, n in sorted(counts.items()))
