@@ -30,7 +30,7 @@ from cunzhi_notifications.domain.templates import (
     sample,
     sms_parts,
 )
-from cunzhi_notifications.readers import meetings, topics
+from cunzhi_notifications.readers import meetings, rectification, topics
 from cunzhi_platform.clock import SHANGHAI
 from cunzhi_platform.events import merge, reader_breaks
 
@@ -225,4 +225,4 @@ def test_reminders_fall_on_the_working_day_before():
 
 
 def test_readers_agree_with_what_topics_and_meetings_publish():
-    assert reader_breaks(merge([topics, meetings]), DOCS) == []
+    assert reader_breaks(merge([topics, meetings, rectification]), DOCS) == []

@@ -132,3 +132,94 @@ class ForumCancelled(Reader):
     township_id: str
     reason: str
     attendees_to_inform: tuple[Attendee, ...] = ()
+
+
+# -- rectification --------------------------------------------------------------------------
+
+rectification = EventRegistry()
+
+
+class Assignee(Reader):
+    kind: str
+    """``village`` (its secretary is told) or ``person``."""
+    id: str
+    name: str = ""
+
+
+class TaskEvent(Reader):
+    task_id: str
+    township_id: str
+
+
+@rectification.register("cunzhi.rectification.TaskAssigned", version=1)
+class TaskAssigned(TaskEvent):
+    assignee: Assignee
+    title: str
+    due_on: dt.date
+    topic_id: str | None = None
+    village_id: str | None = None
+
+
+@rectification.register("cunzhi.rectification.TaskRescheduled", version=1)
+class TaskRescheduled(TaskEvent):
+    due_on: dt.date
+    reason: str
+
+
+@rectification.register("cunzhi.rectification.TaskProgressReported", version=1)
+class TaskProgressReported(TaskEvent):
+    percent: int
+    note: str = ""
+
+
+@rectification.register("cunzhi.rectification.TaskCompleted", version=1)
+class TaskCompleted(TaskEvent):
+    completed_on: dt.date
+
+
+@rectification.register("cunzhi.rectification.TaskOverdue", version=1)
+class TaskOverdue(TaskEvent):
+    assignee: Assignee
+    due_on: dt.date
+
+
+@rectification.register("cunzhi.rectification.TaskEscalated", version=1)
+class TaskEscalated(TaskEvent):
+    level: str
+    """``township`` or ``county``: whose desk the overdue task is now on (逐级督办)."""
+    working_days_overdue: int
+    due_on: dt.date
+
+
+@rectification.register("cunzhi.rectification.LightChanged", version=1)
+class LightChanged(Reader):
+    campaign_id: str
+    village_id: str
+    township_id: str
+    light: str
+    reason: str
+
+
+class TeamMember(Reader):
+    person_id: str
+    name: str
+
+
+@rectification.register("cunzhi.rectification.WorkTeamFormed", version=1)
+class WorkTeamFormed(Reader):
+    team_id: str
+    township_id: str
+    village_ids: list[str]
+    members: list[TeamMember]
+
+
+@rectification.register("cunzhi.rectification.ReportLate", version=1)
+class ReportLate(Reader):
+    campaign_id: str
+    subject_id: str
+    """The work team whose report it is."""
+    township_id: str
+    village_ids: list[str]
+    kind: str
+    period: int
+    due_at: dt.datetime

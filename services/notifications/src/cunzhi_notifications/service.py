@@ -15,7 +15,7 @@ from .adapters.schema import MIGRATIONS
 from .adapters.sender import Sender
 from .channels.base import Channel
 from .events import SERVICE, registry
-from .readers import meetings, topics
+from .readers import meetings, rectification, topics
 
 DESCRIPTION = (
     "Every notice, reminder and alert of the other services delivered once, on the channels "
@@ -38,7 +38,7 @@ def build_service(
     return Service(
         name=name,
         registry=registry,
-        consumes=[topics, meetings],
+        consumes=[topics, meetings, rectification],
         consumers=[RosterDirectory(), Planner(sorted(adapters))],
         migrations=MIGRATIONS,
         routers=[router],

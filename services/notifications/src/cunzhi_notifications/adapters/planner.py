@@ -18,7 +18,7 @@ from cunzhi_platform.events import Event
 
 from .. import readers as r
 from ..domain.kinds import KINDS
-from ..domain.reminders import call_closing_due, day_text, forum_eve_due, moment_text
+from ..domain.reminders import call_closing_due, day_text, forum_eve_due, moment_text, task_due
 from .ledger import Ledger, Notice, derived_id
 
 ROSTER_ROLES = {
@@ -29,6 +29,17 @@ ROSTER_ROLES = {
 """meetings' roster roles as directory roles (领导班子, 中层干部, 村党支部书记)."""
 
 CALL_RECIPIENT_ROLES = ["village_secretary", "station_head"]
+COUNTY = "county_organisation_department"
+TOWNSHIP_OFFICE = ["party_building_office", "township_committee"]
+"""Who a township's red lights and escalations reach: its party-building office and committee."""
+TASK_REMINDER_DAYS = (3, 1)
+"""Working days before a task is due that its assignee is reminded."""
+REPORTS = {
+    "weekly_on_duty": "周驻村考勤",
+    "monthly_progress": "月度进展报告",
+    "quarterly_visit": "季度暗访",
+    "half_year_review": "半年评估",
+}
 """Who is asked for topics: every village secretary and station head (站所负责人)."""
 
 TOPIC_STATES: dict[type[r.TopicChange], str] = {
@@ -78,7 +89,7 @@ class Planner(Consumer):
     """Other services' events → notices in the ledger, reminders scheduled, moved, cancelled."""
 
     name = "planner"
-    topics: ClassVar = [topic_for("topics"), topic_for("meetings")]
+    topics: ClassVar = [topic_for("topics"), topic_for("meetings"), topic_for("rectification")]
 
     def __init__(self, channels: Sequence[str]) -> None:
         self.channels = channels
@@ -127,6 +138,17 @@ class _Planning:
             await self.forum_postponed(event)
         elif isinstance(event, r.ForumCancelled):
             await self.forum_cancelled(event)
+        elif isinstance(event, r.TaskEvent):
+            await _Tasks(self).on(event)
+        elif isinstance(event, r.WorkTeamFormed):
+            await self.conn.executemany(
+                f"INSERT INTO {self.s}.team_members VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                [(event.team_id, m.person_id) for m in event.members],
+            )
+        elif isinstance(event, r.LightChanged) and event.light == "red":
+            await self.red_light(event)
+        elif isinstance(event, r.ReportLate):
+            await self.report_late(event)
 
     async def call_opened(self, e: r.CallForTopicsOpened) -> None:
         recipients = [
@@ -143,7 +165,7 @@ class _Planning:
         await self.notify("call_opened", e.township_id, f"call:{e.forum_id}", context, recipients)
         await self.schedule(
             "call_closing",
-            e.forum_id,
+            f"forum:{e.forum_id}",
             e.township_id,
             call_closing_due(e.closes_at),
             context,
@@ -162,15 +184,23 @@ class _Planning:
             e.submitter_station_id,
         )
         await self.conn.execute(
-            f"""INSERT INTO {self.s}.topic_titles VALUES ($1, $2)
-                ON CONFLICT (topic_id) DO UPDATE SET title = $2""",
+            f"""INSERT INTO {self.s}.topic_titles VALUES ($1, $2, $3)
+                ON CONFLICT (topic_id) DO UPDATE SET title = $2, submitter_ids = $3""",
             e.topic_id,
             e.title,
+            e.submitter_ids,
         )
 
     async def topic_changed(self, e: r.TopicChange) -> None:
-        title = getattr(e, "title", None) or await self.conn.fetchval(
-            f"SELECT title FROM {self.s}.topic_titles WHERE topic_id = $1", e.topic_id
+        # Merges change who submitted a topic: keep the latest list for its tasks' progress.
+        title = await self.conn.fetchval(
+            f"""INSERT INTO {self.s}.topic_titles VALUES ($1, $2, $3)
+                ON CONFLICT (topic_id) DO UPDATE
+                    SET title = coalesce($2, topic_titles.title), submitter_ids = $3
+                RETURNING title""",
+            e.topic_id,
+            getattr(e, "title", None),
+            e.submitter_ids,
         )
         reason = None
         if isinstance(e, r.TopicDeclined):
@@ -195,7 +225,12 @@ class _Planning:
         recipients = [a.person_id for a in e.attendees]
         await self.notify("forum_notice", e.township_id, f"forum:{e.forum_id}", context, recipients)
         await self.schedule(
-            "forum_eve", e.forum_id, e.township_id, forum_eve_due(e.date), context, recipients
+            "forum_eve",
+            f"forum:{e.forum_id}",
+            e.township_id,
+            forum_eve_due(e.date),
+            context,
+            recipients,
         )
 
     async def forum_postponed(self, e: r.ForumPostponed) -> None:
@@ -259,30 +294,176 @@ class _Planning:
     async def schedule(
         self,
         kind: str,
-        forum_id: str,
+        key: str,
         township_id: str,
         due_at: dt.datetime,
         context: dict[str, Any],
         recipients: Sequence[str],
         *,
         subject_ref: str | None = None,
+        step: str = "",
     ) -> None:
-        """A reminder keyed by its forum; a second notice (after a postponement) replaces it."""
+        """A reminder under its cancellation key (``forum:{id}``, ``task:{id}``); scheduling it
+        again (a new notice after a postponement, a rescheduled task) moves it."""
         if due_at <= self.now:
             return  # the moment has passed: a late reminder would only confuse
-        key = f"forum:{forum_id}"
         await self.conn.execute(
-            f"""INSERT INTO {self.s}.reminders (reminder_id, cancel_key, kind, due_at,
+            f"""INSERT INTO {self.s}.reminders (reminder_id, cancel_key, kind, step, due_at,
                     township_id, subject_ref, context, recipients)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                ON CONFLICT (cancel_key, kind) DO UPDATE SET due_at = $4, context = $7,
-                    recipients = $8, status = 'scheduled', fired_at = NULL""",
-            derived_id(key, kind),
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                ON CONFLICT (cancel_key, kind, step) DO UPDATE SET due_at = $5, context = $8,
+                    recipients = $9, status = 'scheduled', fired_at = NULL""",
+            derived_id(key, kind, step),
             key,
             kind,
+            step,
             due_at,
             township_id,
             subject_ref or key,
             context,
             list(recipients),
+        )
+
+    async def with_roles(self, roles: Sequence[str], township_id: str | None) -> list[str]:
+        """People of the directory holding one of ``roles`` (in the township, if given)."""
+        rows = await self.conn.fetch(
+            f"""SELECT person_id FROM {self.s}.people
+                WHERE active AND roles && $1::text[] AND ($2::text IS NULL OR township_id = $2)
+                ORDER BY person_id""",
+            list(roles),
+            township_id,
+        )
+        return [row["person_id"] for row in rows]
+
+    async def red_light(self, e: r.LightChanged) -> None:
+        """A village turned red: the county organisation department and the township, at once
+        (an urgent kind: quiet hours do not hold it)."""
+        recipients = await self.with_roles([COUNTY], None)
+        recipients += await self.with_roles(TOWNSHIP_OFFICE, e.township_id)
+        await self.notify(
+            "red_light",
+            e.township_id,
+            f"village:{e.village_id}",
+            {"village_id": e.village_id, "reason": e.reason},
+            recipients,
+        )
+
+    async def report_late(self, e: r.ReportLate) -> None:
+        team = await self.conn.fetch(
+            f"SELECT person_id FROM {self.s}.team_members WHERE team_id = $1", e.subject_id
+        )
+        recipients = [m["person_id"] for m in team]
+        recipients += await self.with_roles(TOWNSHIP_OFFICE, e.township_id)
+        context = {
+            "period": e.period,
+            "report": REPORTS.get(e.kind, e.kind),
+            "due_at": moment_text(e.due_at),
+        }
+        await self.notify("report_late", e.township_id, f"team:{e.subject_id}", context, recipients)
+
+
+class _Tasks:
+    """Tracked work items (rectification): due reminders, overdue, escalation, progress."""
+
+    def __init__(self, planning: _Planning) -> None:
+        self.p = planning
+        self.s = planning.s
+
+    async def on(self, e: r.TaskEvent) -> None:
+        if isinstance(e, r.TaskAssigned):
+            await self.p.conn.execute(
+                f"""INSERT INTO {self.s}.tasks VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    ON CONFLICT (task_id) DO UPDATE SET title = $3, assignee_kind = $5,
+                        assignee_id = $6, due_on = $7""",
+                e.task_id,
+                e.township_id,
+                e.title,
+                e.topic_id,
+                e.assignee.kind,
+                e.assignee.id,
+                e.due_on,
+            )
+            await self.remind(e.task_id)
+            return
+        task = await self.p.conn.fetchrow(
+            f"SELECT * FROM {self.s}.tasks WHERE task_id = $1", e.task_id
+        )
+        if task is None:
+            return  # assigned before we listened; nothing to say about it by name
+        ref = f"task:{e.task_id}"
+        context: dict[str, Any] = {"title": task["title"], "due_on": day_text(task["due_on"])}
+        if isinstance(e, r.TaskRescheduled):
+            await self.p.conn.execute(
+                f"UPDATE {self.s}.tasks SET due_on = $2 WHERE task_id = $1", e.task_id, e.due_on
+            )
+            await self.remind(e.task_id)
+        elif isinstance(e, r.TaskCompleted):
+            await self.p.conn.execute(
+                f"""UPDATE {self.s}.reminders SET status = 'cancelled'
+                    WHERE cancel_key = $1 AND status = 'scheduled'""",
+                ref,
+            )
+            await self.progress(task, "已完成")
+        elif isinstance(e, r.TaskProgressReported):
+            await self.progress(task, f"进展至{e.percent}%")
+        elif isinstance(e, r.TaskOverdue):
+            await self.p.notify(
+                "task_overdue", e.township_id, ref, context, await self.assignees(task)
+            )
+        elif isinstance(e, r.TaskEscalated):
+            level = "县级" if e.level == "county" else "乡镇"
+            desk = [COUNTY] if e.level == "county" else TOWNSHIP_OFFICE
+            recipients = await self.p.with_roles(
+                desk, None if e.level == "county" else e.township_id
+            )
+            await self.p.notify(
+                "task_escalated",
+                e.township_id,
+                ref,
+                {**context, "days": e.working_days_overdue, "level": level},
+                [*await self.assignees(task), *recipients],
+            )
+
+    async def assignees(self, task: asyncpg.Record) -> list[str]:
+        """A person, or the secretary of the village the task is assigned to."""
+        if task["assignee_kind"] == "person":
+            return [task["assignee_id"]]
+        rows = await self.p.conn.fetch(
+            f"""SELECT person_id FROM {self.s}.people WHERE active AND village_id = $1
+                AND 'village_secretary' = ANY(roles) ORDER BY person_id""",
+            task["assignee_id"],
+        )
+        return [row["person_id"] for row in rows]
+
+    async def remind(self, task_id: str) -> None:
+        task = await self.p.conn.fetchrow(
+            f"SELECT * FROM {self.s}.tasks WHERE task_id = $1", task_id
+        )
+        assert task is not None
+        recipients = await self.assignees(task)
+        for days in TASK_REMINDER_DAYS:
+            await self.p.schedule(
+                "task_due",
+                f"task:{task_id}",
+                task["township_id"],
+                task_due(task["due_on"], days),
+                {"title": task["title"], "due_on": day_text(task["due_on"]), "days": days},
+                recipients,
+                step=str(days),
+            )
+
+    async def progress(self, task: asyncpg.Record, progress: str) -> None:
+        """The submitters of the topic a forum task came from hear how it goes."""
+        if task["topic_id"] is None:
+            return
+        submitters = await self.p.conn.fetchval(
+            f"SELECT submitter_ids FROM {self.s}.topic_titles WHERE topic_id = $1",
+            task["topic_id"],
+        )
+        await self.p.notify(
+            "task_progress",
+            task["township_id"],
+            f"task:{task['task_id']}",
+            {"title": task["title"], "progress": progress},
+            list(submitters or []),
         )

@@ -112,11 +112,12 @@ MIGRATIONS = [
             township_id text,
             subject_ref text NOT NULL,
             context jsonb NOT NULL,
+            step text NOT NULL DEFAULT '',
             recipients text[] NOT NULL,
             status text NOT NULL DEFAULT 'scheduled'
                 CHECK (status IN ('scheduled', 'fired', 'cancelled')),
             fired_at timestamptz,
-            UNIQUE (cancel_key, kind)
+            UNIQUE (cancel_key, kind, step)
         );
         CREATE INDEX reminders_due ON {schema}.reminders (due_at) WHERE status = 'scheduled';
         -- Who submitted what in a call (for the closing reminder to those who submitted nothing).
@@ -130,7 +131,23 @@ MIGRATIONS = [
         );
         CREATE TABLE {schema}.topic_titles (
             topic_id text PRIMARY KEY,
-            title text NOT NULL
+            title text,
+            submitter_ids text[] NOT NULL DEFAULT '{}'
+        );
+        -- Tracked work items (rectification), for reminders and for telling topic submitters.
+        CREATE TABLE {schema}.tasks (
+            task_id text PRIMARY KEY,
+            township_id text NOT NULL,
+            title text NOT NULL,
+            topic_id text,
+            assignee_kind text NOT NULL,
+            assignee_id text NOT NULL,
+            due_on date NOT NULL
+        );
+        CREATE TABLE {schema}.team_members (
+            team_id text NOT NULL,
+            person_id text NOT NULL,
+            PRIMARY KEY (team_id, person_id)
         );
         CREATE TABLE {schema}.templates (
             kind text NOT NULL,

@@ -28,6 +28,11 @@ def forum_eve_due(forum_date: dt.date) -> dt.datetime:
     return working_day_before(forum_date)
 
 
+def task_due(due_on: dt.date, days: int) -> dt.datetime:
+    """``days`` working days before a task's due day."""
+    return dt.datetime.combine(working_days_before(due_on, days), REMIND_AT, SHANGHAI)
+
+
 def day_text(day: dt.date) -> str:
     """How a date reads in a notice: 10月30日."""
     return f"{day.month}月{day.day}日"

@@ -108,6 +108,51 @@ _TEXTS: dict[str, Text] = {
         "{{ name }}：原定的乡村干部论坛取消。",
         {"name": "王书记", "reason": "议题已由上级统一部署"},
     ),
+    "task_due": Text(
+        "任务将于{{ due_on }}到期",
+        "{{ name }}：任务“{{ title }}”将于{{ due_on }}到期（还有{{ days }}个工作日），"
+        "请按期完成并报告进展。",
+        "{{ name }}：任务“{{ title | truncate(20, True, '…') }}”{{ due_on }}到期，请按期完成。",
+        {"name": "李书记", "title": "流动党员台账建档", "due_on": "12月29日", "days": 3},
+    ),
+    "task_overdue": Text(
+        "任务已逾期",
+        "{{ name }}：任务“{{ title }}”已于{{ due_on }}到期仍未完成，请尽快办结并说明情况。",
+        "{{ name }}：任务“{{ title | truncate(20, True, '…') }}”已逾期，请尽快办结。",
+        {"name": "李书记", "title": "流动党员台账建档", "due_on": "12月29日"},
+    ),
+    "task_escalated": Text(
+        "逾期任务督办",
+        "{{ name }}：任务“{{ title }}”（{{ due_on }}到期）已逾期{{ days }}个工作日，"
+        "现提级由{{ level }}督办。",
+        "{{ name }}：任务“{{ title | truncate(20, True, '…') }}”逾期{{ days }}个工作日，"
+        "提级{{ level }}督办。",
+        {
+            "name": "马主任",
+            "title": "流动党员台账建档",
+            "due_on": "12月29日",
+            "days": 3,
+            "level": "乡镇",
+        },
+    ),
+    "task_progress": Text(
+        "议题任务进展：{{ title }}",
+        "{{ name }}：您提交的议题所形成的任务“{{ title }}”{{ progress }}。",
+        "{{ name }}：任务“{{ title | truncate(20, True, '…') }}”{{ progress }}。",
+        {"name": "李书记", "title": "流动党员台账建档", "progress": "进展至60%"},
+    ),
+    "red_light": Text(
+        "亮红灯：{{ village_id }}",
+        "{{ name }}：薄弱村{{ village_id }}整顿进度亮红灯。原因：{{ reason }}",
+        "{{ name }}：薄弱村{{ village_id }}整顿亮红灯，请关注。",
+        {"name": "组织部", "village_id": "v-12", "reason": "2项任务逾期，1份月报未按时报送"},
+    ),
+    "report_late": Text(
+        "报告逾期",
+        "{{ name }}：工作组第{{ period }}期{{ report }}应于{{ due_at }}前报送，至今未报。",
+        "{{ name }}：第{{ period }}期{{ report }}已逾期，请尽快报送。",
+        {"name": "张组长", "period": 3, "report": "月度进展报告", "due_at": "11月5日 17:30"},
+    ),
 }
 
 DIGEST = Text(
