@@ -33,6 +33,9 @@ from cunzhi_platform.settings import Settings
 from cunzhi_platform.testing import eventually, running, token
 
 START = dt.datetime(2026, 10, 21, 10, 0, tzinfo=SHANGHAI)
+WAIT_S = 90
+"""Each test's service is new, so its consumers first read the session's topics from the start:
+late in a long session that takes a while on a loaded machine."""
 """A Wednesday, in a year the holiday calendar knows."""
 
 
@@ -162,7 +165,7 @@ class Kit:
         return envelope.id
 
     async def until_ready(self, check: Callable[[], Any]) -> Any:
-        value = await eventually(check, timeout=30)
+        value = await eventually(check, timeout=WAIT_S)
         assert value, "never got there"
         return value
 
@@ -190,7 +193,7 @@ class Kit:
                 advance()
             return False
 
-        assert await eventually(attempt, timeout=30), [dict(r) for r in last.get("rows", [])]
+        assert await eventually(attempt, timeout=WAIT_S), [dict(r) for r in last.get("rows", [])]
         return list(last["rows"])
 
     async def settled(self, where: str, *args: Any, count: int) -> list[asyncpg.Record]:
