@@ -47,7 +47,7 @@ async def test_killed_between_claiming_and_marking_sends_once(
             a.forum_notice(forum, township, [a.attendee(p) for p in people]),
             forum,
         )
-        await asyncio.wait_for(hang.reached.wait(), 30)
+        await asyncio.wait_for(hang.reached.wait(), 90)
         claimed = await a.rows("source_event_id = $1 AND channel = 'sms'", event_id)
         assert {r["status"] for r in claimed} == {"sending"}
     # the first instance is gone with its claims; its lease runs out

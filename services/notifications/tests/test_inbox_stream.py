@@ -59,9 +59,9 @@ async def test_the_stream_tells_a_front_end_of_new_and_read_notices(kit):
             kit.forum_notice(forum, township, [kit.attendee(p)]),
             forum,
         )
-        arrived = await asyncio.wait_for(next_event(lines), 30)
+        arrived = await asyncio.wait_for(next_event(lines), 90)
         assert arrived["unread"] == 1 and arrived["newest"]["kind"] == "forum_notice"
         r = await kit.client.post("/inbox/read-all", headers=kit.me(p))
         assert r.json()["marked"] == 1
-        read = await asyncio.wait_for(next_event(lines), 30)
+        read = await asyncio.wait_for(next_event(lines), 90)
         assert read["unread"] == 0 and read["newest"]["read_at"] is not None
