@@ -17,6 +17,8 @@ from cunzhi_meetings.domain import (
     default_forum_date,
     forum_id,
     forum_stream_id,
+    months_to_plan,
+    next_forum_date,
     notice_due_at,
     parse_forum_id,
     roster_stream_id,
@@ -615,3 +617,15 @@ def test_commands_on_an_unplanned_forum_are_refused(roster: Roster) -> None:
         forum.set_topic(topic_id="t", title="t", category="c")
     with pytest.raises(InvalidTransition, match="has not been planned"):
         forum.complete_task("T1", completed_on=TODAY)
+
+
+def test_a_year_is_planned_month_by_month_at_month_end_skipping_what_is_planned() -> None:
+    today = dt.date(2026, 9, 15)
+    dates = months_to_plan(2026, today, planned_months={10})
+    assert dates == [default_forum_date(2026, 9), dt.date(2026, 11, 30), dt.date(2026, 12, 31)]
+    assert len(months_to_plan(2027, today, set())) == 12
+    with pytest.raises(DomainError, match="2025 is over"):
+        months_to_plan(2025, today, set())
+    # after this month's forum day, a forum planned today takes next month's
+    assert next_forum_date(dt.date(2026, 9, 30)) == default_forum_date(2026, 9)
+    assert next_forum_date(dt.date(2026, 10, 31)) == default_forum_date(2026, 11)

@@ -588,6 +588,14 @@ async def test_a_forum_from_notice_to_close(client, settings, broker, pool, cloc
     r = await client.get(f"/forums/{forum_id}", headers=outsider)
     assert r.status_code == 403
 
+    # Monthly cadence: with no forum to come, the township's next one plans itself.
+    async def planned() -> list[dict[str, Any]]:
+        r = await client.get(f"/townships/{township}/forums?status=planned", headers=headers)
+        return r.json()["items"]
+
+    (following,) = await eventually(planned)
+    assert (following["number"], following["place"]) == (2, "乡政府三楼会议室")
+
 
 async def _has(events_coroutine, event_type: str) -> list[tuple[str, dict[str, Any]]]:
     events = await events_coroutine
@@ -713,6 +721,30 @@ async def test_the_paper_ledger_entered_through_the_api_makes_the_record(
     )
     assert r.status_code == 201, r.text
     assert r.json()["number"] == 4
+    # The rest of the year at once: a forum a month at month end, September's already planned.
+    await eventually(lambda: _planned_months(client, settings, township, {9}))
+    year = f"/townships/{township}/forums/year"
+    r = await client.post(year, json={"year": 2026, "place": "乡政府"}, headers=headers)
+    assert r.status_code == 201, r.text
+    assert [(f["number"], f["date"]) for f in r.json()["planned"]] == [
+        (5, "2026-10-30"),
+        (6, "2026-11-30"),
+        (7, "2026-12-31"),
+    ]
+    r = await client.post(year, json={"year": 2025, "place": "乡政府"}, headers=headers)
+    assert r.status_code == 422 and r.json()["field"] == "year"
+
+    # Months without a forum held show on the county overview (the last twelve here).
+    r = await client.get("/county/overview", headers=county(settings))
+    row = next(t for t in r.json()["townships"] if t["township_id"] == township)
+    assert row["months_without_forum"][0] == "2025-09"
+    assert len(row["months_without_forum"]) == 12
+
+
+async def _planned_months(client, settings, township: str, months: set[int]) -> bool:
+    headers = office(settings, township)
+    r = await client.get(f"/townships/{township}/forums?status=planned", headers=headers)
+    return {int(f["date"][5:7]) for f in r.json()["items"]} == months
 
 
 # --- other meetings --------------------------------------------------------------------------

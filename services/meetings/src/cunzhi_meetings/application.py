@@ -27,6 +27,7 @@ from .domain import (
     SpeakUpSession,
     contest_stream_id,
     forum_stream_id,
+    months_to_plan,
     parse_forum_id,
     quarter_of,
     roster_stream_id,
@@ -36,6 +37,8 @@ from .events import ContestParticipant, ExpertLecture, ForumMode, GuestSpeaker, 
 
 PLAN_ATTEMPTS = 5
 """Planners racing for the same number: each loser moves to the next number this often."""
+DEFAULT_PLACE = "乡政府会议室"
+"""Where a forum planned by the service itself meets when the last one was a field visit."""
 
 
 def forum_township(forum_id: str) -> str:
@@ -100,6 +103,7 @@ async def plan_forum(
     exchange_speaker_ids: Sequence[str] = (),
     guest_speakers: Sequence[GuestSpeaker] = (),
     discussion: bool = True,
+    conn: asyncpg.Connection | None = None,
 ) -> Forum:
     """Plan the township's next forum.
 
@@ -107,7 +111,7 @@ async def plan_forum(
     skipped by probing the store; ``ForumPlanned`` is appended expecting version 0, so of two
     planners racing for one number the loser gets ``ConcurrencyError`` and takes the next.
     """
-    roster = await load(store, Roster, roster_stream_id(township_id))
+    roster = await load(store, Roster, roster_stream_id(township_id), conn=conn)
     number = highest_known_number + 1
     for _ in range(PLAN_ATTEMPTS):
         while await store.version(forum_stream_id(township_id, number)):
@@ -126,7 +130,7 @@ async def plan_forum(
             discussion=discussion,
         )
         try:
-            await store.append(forum.id, 0, events, ctx)
+            await store.append(forum.id, 0, events, ctx, conn=conn)
         except ConcurrencyError:
             number += 1
             continue
@@ -134,6 +138,56 @@ async def plan_forum(
             forum.apply(e)
         return forum
     raise ConcurrencyError(forum_stream_id(township_id, number), 0)
+
+
+async def plan_year(
+    store: EventStore,
+    township_id: str,
+    year: int,
+    *,
+    highest_known_number: int,
+    planned_months: set[int],
+    today: dt.date,
+    ctx: CommandContext,
+    place: str,
+) -> list[Forum]:
+    """Plan a forum for every month of ``year`` still to come that has none (month end)."""
+    planned = []
+    for date in months_to_plan(year, today, planned_months):
+        forum = await plan_forum(
+            store,
+            township_id,
+            highest_known_number=highest_known_number,
+            today=today,
+            ctx=ctx,
+            place=place,
+            date=date,
+        )
+        highest_known_number = forum.number
+        planned.append(forum)
+    return planned
+
+
+async def plan_after_closing(
+    store: EventStore,
+    closed_forum_id: str,
+    *,
+    highest_known_number: int,
+    today: dt.date,
+    ctx: CommandContext,
+    conn: asyncpg.Connection | None = None,
+) -> Forum:
+    """The township's next forum at month end, where the closed one met (at the township)."""
+    closed = await load(store, Forum, forum_stream(closed_forum_id), conn=conn)
+    return await plan_forum(
+        store,
+        closed.township_id,
+        highest_known_number=highest_known_number,
+        today=today,
+        ctx=ctx,
+        place=closed.place if closed.mode == "at_township" else DEFAULT_PLACE,
+        conn=conn,
+    )
 
 
 async def record_past_forum(

@@ -103,6 +103,11 @@ class PlanForum(Body):
     discussion: bool = True
 
 
+class PlanYear(Body):
+    year: int = Field(ge=2000, le=2100)
+    place: Text
+
+
 class PastForum(Body):
     number: int = Field(ge=1, le=9999, description="the forum's number in the ledger")
     date: dt.date = Field(description="when it was held: before today")
@@ -365,6 +370,29 @@ async def plan_forum(
         discussion=body.discussion,
     )
     return _forum(forum)
+
+
+@router.post("/townships/{township_id}/forums/year", status_code=201, tags=["forums"])
+async def plan_year(
+    township_id: str, body: PlanYear, principal: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, Any]:
+    """Plan the year's forums at once, one a month ("每月一次") on the month's last working day,
+    for every month still to come that has none; move any of them with a postponement. The
+    calls for topics open on their own ten days before each. (The month-end default and the
+    planning ahead are the reports'; planning a whole year at once is ours.)"""
+    _organiser(principal, township_id)
+    reads = _reads(rt)
+    forums = await application.plan_year(
+        rt.store,
+        township_id,
+        body.year,
+        highest_known_number=await reads.highest_forum_number(township_id),
+        planned_months=await reads.planned_months(township_id, body.year),
+        today=today(rt.clock),
+        ctx=_ctx(principal, request),
+        place=body.place,
+    )
+    return {"township_id": township_id, "planned": [_forum(f) for f in forums]}
 
 
 @router.post("/townships/{township_id}/forums/history", status_code=201, tags=["forums"])

@@ -21,6 +21,8 @@ from cunzhi_platform.eventstore import ConcurrencyError
 from cunzhi_platform.runtime import Runtime
 
 from .. import application
+from ..domain import next_forum_date
+from ..events import ForumClosed
 from ..inbound import TaskCompleted, TopicSelected
 from .queries import ReadModels
 
@@ -75,7 +77,58 @@ class TaskCompletedPolicy(Consumer):
         )
 
 
-POLICIES: tuple[Consumer, ...] = (TopicSelectedPolicy(), TaskCompletedPolicy())
+class MonthlyCadence(Consumer):
+    """A forum closed and the township has none to come: plan its next one at month end.
+
+    Forums are monthly ("每月一次"); without this a township whose year was not planned ahead
+    would stop meeting once its last forum closed. A township that planned its year (or by
+    hand meanwhile) gets nothing extra. The plan is appended in the consumer's transaction,
+    with ``cadence_planned``, which remembers the months this policy planned for: closings
+    handled in a row (a batch, a redelivery) plan one forum, even before the calendar shows it.
+    """
+
+    name = "monthly_cadence"
+    topics: ClassVar = [topic_for("meetings")]
+    tables: ClassVar = {
+        "cadence_planned": """CREATE TABLE IF NOT EXISTS {table} (
+            township_id text NOT NULL,
+            forum_date date NOT NULL,
+            PRIMARY KEY (township_id, forum_date))""",
+    }
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        if not isinstance(event, ForumClosed):
+            return
+        reads = ReadModels(tx.store.pool, tx.store.schema)
+        today = tx.store.clock.now().date()
+        if await reads.has_forum_to_come(event.township_id, today):
+            return
+        first_time = await tx.conn.fetchval(
+            f"INSERT INTO {tx.t('cadence_planned')} VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            event.township_id,
+            next_forum_date(today),
+        )
+        if not first_time:
+            return
+        ctx = CommandContext(
+            actor=SCHEDULER, correlation_id=envelope.correlation_id, causation_id=envelope.id
+        )
+        highest = await reads.highest_forum_number(event.township_id)
+        await skipping_refusals(
+            lambda: application.plan_after_closing(
+                tx.store,
+                event.forum_id,
+                highest_known_number=highest,
+                today=today,
+                ctx=ctx,
+                conn=tx.conn,
+            ),
+            envelope,
+        )
+
+
+POLICIES: tuple[Consumer, ...] = (TopicSelectedPolicy(), TaskCompletedPolicy(), MonthlyCadence())
 
 
 async def notice_timer(rt: Runtime) -> None:

@@ -40,6 +40,25 @@ class ReadModels:
         )
         return number
 
+    async def planned_months(self, township_id: str, year: int) -> set[int]:
+        """Months of ``year`` that have a forum (not cancelled)."""
+        rows = await self.pool.fetch(
+            f"SELECT DISTINCT extract(month FROM date)::int AS month FROM {self._t['forums']} "
+            "WHERE township_id = $1 AND extract(year FROM date) = $2 AND status <> 'cancelled'",
+            township_id,
+            year,
+        )
+        return {r["month"] for r in rows}
+
+    async def has_forum_to_come(self, township_id: str, today: dt.date) -> bool:
+        found: bool = await self.pool.fetchval(
+            f"SELECT EXISTS (SELECT 1 FROM {self._t['forums']} WHERE township_id = $1 "
+            "AND status IN ('planned', 'postponed', 'noticed') AND date >= $2)",
+            township_id,
+            today,
+        )
+        return found
+
     async def calendar(
         self,
         township_id: str,
@@ -227,6 +246,21 @@ class ReadModels:
                 FROM {t["speak_up_sessions"]} GROUP BY township_id
             ), contests AS (
                 SELECT township_id, count(*) AS contests FROM {t["contests"]} GROUP BY township_id
+            ), missed AS (
+                -- months of the last twelve (since the township's first forum) without one held
+                SELECT f.township_id,
+                       array_agg(to_char(m, 'YYYY-MM') ORDER BY m) AS months_without_forum
+                FROM (SELECT township_id, min(date) AS first FROM {t["forums"]}
+                      GROUP BY township_id) f
+                CROSS JOIN LATERAL generate_series(
+                    greatest(date_trunc('month', f.first),
+                             date_trunc('month', $2::date) - interval '12 months'),
+                    date_trunc('month', $2::date) - interval '1 month',
+                    interval '1 month') AS m
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {t["forums"]} x WHERE x.township_id = f.township_id
+                    AND x.status IN ('held', 'closed') AND date_trunc('month', x.date) = m)
+                GROUP BY f.township_id
             )
             SELECT township_id,
                    coalesce(forums_planned, 0) AS forums_planned,
@@ -242,12 +276,13 @@ class ReadModels:
                    coalesce(attended, 0) AS attended,
                    coalesce(speak_up_sessions, 0) AS speak_up_sessions,
                    coalesce(issues_raised, 0) AS issues_raised,
-                   coalesce(contests, 0) AS contests
+                   coalesce(contests, 0) AS contests,
+                   coalesce(months_without_forum, '{{}}') AS months_without_forum
             FROM townships
             LEFT JOIN forums USING (township_id) LEFT JOIN record USING (township_id)
             LEFT JOIN experts USING (township_id) LEFT JOIN sharers USING (township_id)
             LEFT JOIN attendance USING (township_id) LEFT JOIN speak_up USING (township_id)
-            LEFT JOIN contests USING (township_id)
+            LEFT JOIN contests USING (township_id) LEFT JOIN missed USING (township_id)
             WHERE $1::text[] IS NULL OR township_id = ANY($1)
             ORDER BY township_id
             """,

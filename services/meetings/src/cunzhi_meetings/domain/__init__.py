@@ -10,6 +10,8 @@ from .forum import (
     ResolutionDraft,
     Topic,
     default_forum_date,
+    months_to_plan,
+    next_forum_date,
     notice_due_at,
 )
 from .ids import (
@@ -67,6 +69,8 @@ __all__ = [
     "default_forum_date",
     "forum_id",
     "forum_stream_id",
+    "months_to_plan",
+    "next_forum_date",
     "notice_due_at",
     "parse_contest_stream_id",
     "parse_forum_id",

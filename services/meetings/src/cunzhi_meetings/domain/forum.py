@@ -76,6 +76,30 @@ def default_forum_date(year: int, month: int) -> dt.date:
     return last_working_day_of_month(year, month)
 
 
+def next_forum_date(today: dt.date) -> dt.date:
+    """The month-end date a forum planned today takes by default: this month's, or next
+    month's once this month's has passed."""
+    date = default_forum_date(today.year, today.month)
+    if date < today:
+        next_month = (today.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+        date = default_forum_date(next_month.year, next_month.month)
+    return date
+
+
+def months_to_plan(year: int, today: dt.date, planned_months: set[int]) -> list[dt.date]:
+    """The month-end dates of ``year`` still to plan: not past, not already planned.
+
+    A township plans its year's forums at once ("每月一次"), each on the last working day of
+    its month; the office moves any of them afterwards.
+    """
+    if year < today.year:
+        raise DomainError(f"{year} is over; plan this year or a later one", field="year")
+    if year > today.year + 1:
+        raise DomainError("plan this year's forums or next year's", field="year")
+    dates = (default_forum_date(year, month) for month in range(1, 13))
+    return [d for d in dates if d >= today and d.month not in planned_months]
+
+
 def notice_due_at(forum_date: dt.date) -> dt.datetime:
     """09:00 Asia/Shanghai, three working days before the forum date."""
     day = working_days_before(forum_date, NOTICE_WORKING_DAYS)
@@ -179,10 +203,7 @@ class Forum(Aggregate):
         if roster.township_id != self.township_id:
             raise ValueError(f"roster of {roster.township_id} given for forum {self.forum_id}")
         if date is None:
-            date = default_forum_date(today.year, today.month)
-            if date < today:
-                next_month = (today.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-                date = default_forum_date(next_month.year, next_month.month)
+            date = next_forum_date(today)
         elif date < today:
             raise DomainError(f"{date} is in the past; choose today or a later day", field="date")
         place, host_unit = _venue(place, mode, host_unit)
