@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -300,7 +301,9 @@ async def test_the_demo_runs_the_cycle_and_says_where_to_look(
     assert out.count("/docs") == 4 and out.count("/metrics") == 4
     # notifications: the roster told of the forum in the app, two of them read it
     assert "ledger, forum" in out and "15 recipients" in out and "read in the app by 2" in out
-    assert "2 messages in the township's DingTalk group" in out
+    # one group message per notice to the group (the call, the notice; the cadence may open the
+    # next forum's call before the demo ends)
+    assert re.search(r"[23] messages in the township's DingTalk group \(one per notice", out)
     assert bootstrap in out and "cunzhi.meetings.events" in out
     assert "curl -H 'Authorization: Bearer " in out
     assert out.rstrip().endswith("everything stopped.")
