@@ -78,6 +78,17 @@ async def test_a_forum_notice_through_every_real_channel_once(live, fakes):
             r for r in rows if r["channel"] == "sms" and sms.context == str(r["delivery_id"])
         )
         assert ours["provider_id"] == sms.provider_id
+    # the provider's status reports say the phones got them
+    kit.clock.advance(dt.timedelta(minutes=6))
+    await kit.until_rows(
+        "source_event_id = $1 AND channel = 'sms'",
+        event_id,
+        check=lambda rows: {r["status"] for r in rows} == {"delivered"},
+    )
+    delivered = [
+        e for e in await kit.events("NotificationDelivered") if e["source_event_id"] == event_id
+    ]
+    assert sorted(e["channel"] for e in delivered) == ["sms", "sms"]
     (mail,) = fakes.smtp.to("wang@qianguandi.example.cn")
     assert "第18期" in mail["Subject"]
     key = robot.rsplit("=", 1)[1]

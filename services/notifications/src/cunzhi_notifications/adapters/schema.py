@@ -96,8 +96,12 @@ MIGRATIONS = [
             created_at timestamptz NOT NULL,
             sent_at timestamptz,
             failed_at timestamptz,
-            read_at timestamptz
+            read_at timestamptz,
+            receipt_checked_at timestamptz
         );
+        -- SMS sent but not yet known delivered: the receipts the sender asks providers for.
+        CREATE INDEX deliveries_receipts ON {schema}.deliveries (sent_at)
+            WHERE status = 'sent' AND channel = 'sms';
         CREATE INDEX deliveries_source ON {schema}.deliveries (source_event_id);
         CREATE INDEX deliveries_due ON {schema}.deliveries (not_before)
             WHERE status IN ('pending', 'sending');

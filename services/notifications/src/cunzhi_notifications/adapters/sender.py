@@ -45,6 +45,11 @@ from .ledger import ADDRESS_COLUMNS, derived_id
 
 _log = structlog.get_logger(__name__)
 ACTOR = "notifications-sender"
+RECEIPTS_CHANNEL = "sms"
+"""The channel whose providers keep status reports (robots, e-mail and webhooks do not)."""
+RECEIPTS_FOR = dt.timedelta(hours=24)
+RECEIPTS_EVERY = dt.timedelta(minutes=5)
+"""Ours: status reports are asked for every 5 minutes for a day after sending."""
 
 
 @dataclass
@@ -479,10 +484,82 @@ class Sender:
         )
         return [StreamWrite(f"endpoint:{endpoint}", version, [event])]
 
+    async def receipts(
+        self, pool: asyncpg.Pool, store: EventStore, clock: Clock, limit: int = 100
+    ) -> int:
+        """Ask the SMS provider what became of recent sends (status reports): delivered ones
+        publish ``NotificationDelivered``, undelivered ones ``NotificationFailed``."""
+        channel = self.channels.get(RECEIPTS_CHANNEL)
+        if channel is None:
+            return 0
+        now = clock.now()
+        rows = await pool.fetch(
+            f"""WITH due AS (
+                    SELECT delivery_id FROM {self.s}.deliveries
+                    WHERE status = 'sent' AND channel = $4
+                      AND sent_at > $1::timestamptz - $2::interval
+                      AND (receipt_checked_at IS NULL
+                           OR receipt_checked_at < $1::timestamptz - $3::interval)
+                    ORDER BY sent_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+                UPDATE {self.s}.deliveries d SET receipt_checked_at = $1
+                FROM due, {self.s}.people p
+                WHERE d.delivery_id = due.delivery_id AND p.person_id = d.recipient_id
+                RETURNING d.*, p.phone""",
+            now,
+            RECEIPTS_FOR,
+            RECEIPTS_EVERY,
+            RECEIPTS_CHANNEL,
+            limit,
+        )
+        writes: list[StreamWrite] = []
+        async with pool.acquire() as conn, conn.transaction():
+            for row in rows:
+                message = Message(
+                    str(row["delivery_id"]), row["phone"] or "", "", row["body"] or ""
+                )
+                known = await _safely(channel.receipt(message, row["provider_id"]))
+                if known is None or not (known.delivered or known.outcome is Outcome.FAILED):
+                    continue
+                failed = known.outcome is Outcome.FAILED
+                version = await conn.fetchval(
+                    f"""UPDATE {self.s}.deliveries SET status = $2, last_error = $3,
+                            failed_at = CASE WHEN $2 = 'failed' THEN $4::timestamptz END,
+                            stream_version = stream_version + 1
+                        WHERE delivery_id = $1 AND status = 'sent' RETURNING stream_version""",
+                    row["delivery_id"],
+                    "failed" if failed else "delivered",
+                    known.error if failed else None,
+                    now,
+                )
+                if version is None:
+                    continue
+                if failed:
+                    event = _write(
+                        row,
+                        version,
+                        NotificationFailed,
+                        attempts=row["attempts"],
+                        reason=known.error or "not delivered",
+                        failed_at=now,
+                    )
+                else:
+                    event = _write(
+                        row,
+                        version,
+                        NotificationDelivered,
+                        provider_id=row["provider_id"],
+                        delivered_at=now,
+                    )
+                writes.append(event)
+            await webhooks.append(store, conn, writes, CommandContext(actor=ACTOR))
+        return len(rows)
+
     def loop(self) -> Background:
         async def sender(rt: Runtime) -> None:
             while True:
                 if not await self.run_once(rt.pool, rt.store, rt.clock):
+                    # Idle: the moment to ask for status reports.
+                    await self.receipts(rt.pool, rt.store, rt.clock)
                     await asyncio.sleep(min(rt.settings.scheduler_interval_s, 1.0))
 
         return sender
