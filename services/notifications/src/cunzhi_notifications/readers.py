@@ -70,6 +70,40 @@ class TopicResolved(TopicChange):
     pass
 
 
+class IssueEvent(Reader):
+    issue_id: str
+    township_id: str
+    village_id: str
+
+
+@topics.register("cunzhi.topics.IssueRaised", version=1)
+class IssueRaised(IssueEvent):
+    title: str
+    raised_on: dt.date
+
+
+@topics.register("cunzhi.topics.IssueClaimed", version=1)
+class IssueClaimed(IssueEvent):
+    claimant_id: str
+
+
+@topics.register("cunzhi.topics.IssueProgressReported", version=1)
+class IssueProgressReported(IssueEvent):
+    claimant_id: str
+    note: str
+
+
+@topics.register("cunzhi.topics.IssueClosed", version=1)
+class IssueClosed(IssueEvent):
+    claimant_id: str
+    outcome: str
+
+
+@topics.register("cunzhi.topics.IssuePromoted", version=1)
+class IssuePromoted(IssueEvent):
+    topic_id: str
+
+
 # -- meetings -------------------------------------------------------------------------------
 
 

@@ -18,7 +18,14 @@ from cunzhi_platform.events import Event
 
 from .. import readers as r
 from ..domain.kinds import KINDS
-from ..domain.reminders import call_closing_due, day_text, forum_eve_due, moment_text, task_due
+from ..domain.reminders import (
+    call_closing_due,
+    day_text,
+    forum_eve_due,
+    issue_unclaimed_due,
+    moment_text,
+    task_due,
+)
 from .ledger import Ledger, Notice, derived_id
 
 ROSTER_ROLES = {
@@ -138,6 +145,8 @@ class _Planning:
             await self.forum_postponed(event)
         elif isinstance(event, r.ForumCancelled):
             await self.forum_cancelled(event)
+        elif isinstance(event, r.IssueEvent):
+            await self.issue(event)
         elif isinstance(event, r.TaskEvent):
             await _Tasks(self).on(event)
         elif isinstance(event, r.WorkTeamFormed):
@@ -335,6 +344,54 @@ class _Planning:
         )
         return [row["person_id"] for row in rows]
 
+    async def secretaries(self, village_id: str) -> list[str]:
+        rows = await self.conn.fetch(
+            f"""SELECT person_id FROM {self.s}.people WHERE active AND village_id = $1
+                AND 'village_secretary' = ANY(roles) ORDER BY person_id""",
+            village_id,
+        )
+        return [row["person_id"] for row in rows]
+
+    async def issue(self, e: r.IssueEvent) -> None:
+        """Speak-up issues (逢五说事, 领办): the village secretary hears of one nobody claims,
+        and of the claimant's progress."""
+        key = f"issue:{e.issue_id}"
+        if isinstance(e, r.IssueRaised):
+            await self.conn.execute(
+                f"INSERT INTO {self.s}.issues VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                e.issue_id,
+                e.village_id,
+                e.title,
+            )
+            await self.schedule(
+                "issue_unclaimed",
+                key,
+                e.township_id,
+                issue_unclaimed_due(e.raised_on),
+                {"title": e.title, "raised_on": day_text(e.raised_on)},
+                await self.secretaries(e.village_id),
+            )
+            return
+        if isinstance(e, r.IssueClaimed | r.IssuePromoted | r.IssueClosed):
+            await self.conn.execute(
+                f"""UPDATE {self.s}.reminders SET status = 'cancelled'
+                    WHERE cancel_key = $1 AND status = 'scheduled'""",
+                key,
+            )
+        if isinstance(e, r.IssueProgressReported | r.IssueClosed):
+            title = await self.conn.fetchval(
+                f"SELECT title FROM {self.s}.issues WHERE issue_id = $1", e.issue_id
+            )
+            closed = isinstance(e, r.IssueClosed)
+            context = {
+                "title": title or e.issue_id,
+                "progress": "已办结" if closed else "有新进展",
+                "note": e.outcome if isinstance(e, r.IssueClosed) else e.note,
+            }
+            await self.notify(
+                "issue_progress", e.township_id, key, context, await self.secretaries(e.village_id)
+            )
+
     async def red_light(self, e: r.LightChanged) -> None:
         """A village turned red: the county organisation department and the township, at once
         (an urgent kind: quiet hours do not hold it)."""
@@ -428,12 +485,7 @@ class _Tasks:
         """A person, or the secretary of the village the task is assigned to."""
         if task["assignee_kind"] == "person":
             return [task["assignee_id"]]
-        rows = await self.p.conn.fetch(
-            f"""SELECT person_id FROM {self.s}.people WHERE active AND village_id = $1
-                AND 'village_secretary' = ANY(roles) ORDER BY person_id""",
-            task["assignee_id"],
-        )
-        return [row["person_id"] for row in rows]
+        return await self.p.secretaries(task["assignee_id"])
 
     async def remind(self, task_id: str) -> None:
         task = await self.p.conn.fetchrow(

@@ -148,6 +148,11 @@ MIGRATIONS = [
             assignee_id text NOT NULL,
             due_on date NOT NULL
         );
+        CREATE TABLE {schema}.issues (
+            issue_id text PRIMARY KEY,
+            village_id text NOT NULL,
+            title text NOT NULL
+        );
         CREATE TABLE {schema}.team_members (
             team_id text NOT NULL,
             person_id text NOT NULL,

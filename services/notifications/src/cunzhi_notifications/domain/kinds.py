@@ -46,6 +46,8 @@ KINDS: dict[str, Kind] = {
         Kind("forum_eve", "论坛前一日提醒", ("inbox", "sms"), mandatory=True),
         Kind("forum_postponed", "论坛延期通知", ("inbox", "sms"), groups=True, mandatory=True),
         Kind("forum_cancelled", "论坛取消通知", ("inbox", "sms"), groups=True, mandatory=True),
+        Kind("issue_unclaimed", "群众诉求待领办", ("inbox", "sms")),
+        Kind("issue_progress", "领办进展", ("inbox",)),
         Kind("task_due", "任务到期提醒", ("inbox", "sms")),
         Kind("task_overdue", "任务逾期", ("inbox", "sms"), mandatory=True),
         Kind("task_escalated", "任务督办", ("inbox", "sms"), mandatory=True),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cunzhi_platform.clock import SHANGHAI, working_days_before
+from cunzhi_platform.clock import SHANGHAI, is_working_day, working_days_before
 
 REMIND_AT = dt.time(9, 0)
 
@@ -31,6 +31,26 @@ def forum_eve_due(forum_date: dt.date) -> dt.datetime:
 def task_due(due_on: dt.date, days: int) -> dt.datetime:
     """``days`` working days before a task's due day."""
     return dt.datetime.combine(working_days_before(due_on, days), REMIND_AT, SHANGHAI)
+
+
+ISSUE_UNCLAIMED_DAYS = 3
+"""Ours: an issue nobody claimed within 3 working days is brought to the village secretary."""
+
+
+def working_days_after(day: dt.date, count: int) -> dt.date:
+    """The date ``count`` working days after ``day`` (``day`` itself not counted)."""
+    current = day
+    while count > 0:
+        current += dt.timedelta(days=1)
+        if is_working_day(current):
+            count -= 1
+    return current
+
+
+def issue_unclaimed_due(raised_on: dt.date) -> dt.datetime:
+    return dt.datetime.combine(
+        working_days_after(raised_on, ISSUE_UNCLAIMED_DAYS), REMIND_AT, SHANGHAI
+    )
 
 
 def day_text(day: dt.date) -> str:

@@ -108,6 +108,18 @@ _TEXTS: dict[str, Text] = {
         "{{ name }}：原定的乡村干部论坛取消。",
         {"name": "王书记", "reason": "议题已由上级统一部署"},
     ),
+    "issue_unclaimed": Text(
+        "群众诉求待领办：{{ title }}",
+        "{{ name }}：{{ raised_on }}登记的群众诉求“{{ title }}”至今无人领办，请安排党员干部领办。",
+        "{{ name }}：诉求“{{ title | truncate(20, True, '…') }}”无人领办，请安排。",
+        {"name": "王书记", "title": "村东路灯不亮", "raised_on": "10月15日"},
+    ),
+    "issue_progress": Text(
+        "领办进展：{{ title }}",
+        "{{ name }}：群众诉求“{{ title }}”{{ progress }}：{{ note }}",
+        "{{ name }}：诉求“{{ title | truncate(20, True, '…') }}”{{ progress }}。",
+        {"name": "王书记", "title": "村东路灯不亮", "progress": "已办结", "note": "已更换灯具"},
+    ),
     "task_due": Text(
         "任务将于{{ due_on }}到期",
         "{{ name }}：任务“{{ title }}”将于{{ due_on }}到期（还有{{ days }}个工作日），"
