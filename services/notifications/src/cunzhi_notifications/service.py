@@ -22,7 +22,16 @@ DESCRIPTION = (
     "people use (in-app inbox, SMS, WeCom/DingTalk group robots, e-mail, outbound webhooks): "
     "a delivery ledger exactly once per (source event, recipient, kind, channel), preferences, "
     "quiet hours, digests and durable reminders. Recipients are person ids: phone numbers and "
-    "e-mail addresses never appear in these events."
+    "e-mail addresses never appear in these events.\n\n"
+    "Rules that are ours, not the source reports': reminders go out at 09:00 Asia/Shanghai on "
+    "working days (tasks 3 and 1 working days before they are due, a call for topics the "
+    "working day before it closes, a forum the working day before it is held, a speak-up issue "
+    "nobody claimed after 3 working days); the daily digest is at 18:00 unless a person chooses "
+    "another time; a send is tried 6 times, 30 s apart doubling to at most 1 hour, with jitter, "
+    "a provider's own wait honoured when longer; SMS status reports are asked for every 5 "
+    "minutes for a day; the role notifications_admin (county IT) manages templates, endpoints "
+    "and anyone's directory entry, and with the person alone sees phone numbers and e-mail "
+    "addresses whole."
 )
 
 

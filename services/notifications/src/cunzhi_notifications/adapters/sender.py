@@ -27,6 +27,7 @@ from cunzhi_platform.clock import Clock
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.eventstore import EventStore, StreamWrite
 from cunzhi_platform.runtime import Background, Runtime
+from prometheus_client import Counter
 
 from ..channels.base import Channel, Message, Outcome, SendResult
 from ..domain.errors import TemplateError
@@ -44,6 +45,11 @@ from . import webhooks
 from .ledger import ADDRESS_COLUMNS, derived_id
 
 _log = structlog.get_logger(__name__)
+SENDS = Counter(
+    "cunzhi_notifications_sends_total",
+    "What channels answered the sender (one per message; a digest is one message)",
+    ["channel", "outcome"],
+)
 ACTOR = "notifications-sender"
 RECEIPTS_CHANNEL = "sms"
 """The channel whose providers keep status reports (robots, e-mail and webhooks do not)."""
@@ -117,6 +123,8 @@ class Sender:
         sends, failures = await self.prepare(pool, rows)
         results = await asyncio.gather(*(self.send(ch, group) for ch, group in _by_channel(sends)))
         outcomes = [pair for chunk in results for pair in chunk]
+        for item, result in outcomes:
+            SENDS.labels(item.channel, result.outcome.value).inc()
         await self.record(pool, store, clock.now(), claim, outcomes, failures)
         return len(rows)
 
