@@ -56,7 +56,8 @@ async def test_killed_between_claiming_and_marking_sends_once(
         rows = await b.settled("source_event_id = $1", event_id, count=10)
     assert {r["status"] for r in rows} == {"sent"}
     assert len(sms.accepted) == 5 and sms.doubles() == {}
-    assert sms.receipts == 5  # each one asked about before sending again
+    # each one asked about before sending again (and status reports asked for after)
+    assert sms.receipts >= 5
     assert all(r["attempts"] == 2 for r in rows if r["channel"] == "sms")
 
 

@@ -122,3 +122,41 @@ async def test_quiet_hours_hold_sms_until_they_end_while_the_inbox_gets_it(kit):
     kit.clock.advance(dt.timedelta(hours=2, minutes=1))
     await kit.settled("source_event_id = $1", event_id, count=2)
     assert len(kit.channels["sms"].to("13812340000")) == 1
+
+
+async def test_a_group_gets_at_most_one_message_a_minute_with_everything_due(kit):
+    township = kit.fresh("tw")
+    r = await kit.client.put(
+        f"/groups/{township}-dj",
+        json={
+            "name": "关堤乡党建群",
+            "township_id": township,
+            "channel": "dingtalk",
+            "webhook_url": "https://oapi.dingtalk.com/robot/send?access_token=t2",
+        },
+        headers=kit.admin(),
+    )
+    assert r.status_code == 200
+    group = f"group:{township}-dj"
+    for n in range(3):
+        await kit.publish(
+            "meetings",
+            "ForumCancelled",
+            {"forum_id": kit.fresh("f"), "township_id": township, "reason": f"原因{n}"},
+            f"forum-{n}",
+        )
+    first = await kit.until_rows(
+        "recipient_id = $1",
+        group,
+        check=lambda rows: len(rows) == 3 and any(r["status"] == "sent" for r in rows),
+    )
+    sent_at_once = sum(r["status"] == "sent" for r in first)
+    messages = kit.channels["dingtalk"].accepted
+    assert len(messages) == 1
+    kit.clock.advance(dt.timedelta(seconds=61))
+    rows = await kit.settled("recipient_id = $1", group, count=3)
+    assert {r["status"] for r in rows} == {"sent"}
+    # three notices, at most two messages: what waited went out together
+    assert len(messages) == (1 if sent_at_once == 3 else 2)
+    if sent_at_once < 3:
+        assert "汇总" in messages[1].subject

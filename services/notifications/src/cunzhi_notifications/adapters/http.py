@@ -356,7 +356,8 @@ async def put_group(
 ) -> dict[str, Any]:
     _may_manage(who, body.township_id)
     await rt.pool.execute(
-        f"""INSERT INTO {_s(rt)}.groups VALUES ($1, $2, $3, $4, $5, $6, $7, true)
+        f"""INSERT INTO {_s(rt)}.groups (group_id, name, township_id, village_id, channel,
+                webhook_url, secret) VALUES ($1, $2, $3, $4, $5, $6, $7)
             ON CONFLICT (group_id) DO UPDATE SET name = $2, township_id = $3, village_id = $4,
                 channel = $5, webhook_url = $6, secret = $7, active = true""",
         group_id,

@@ -40,7 +40,8 @@ MIGRATIONS = [
             channel text NOT NULL CHECK (channel IN ('wecom', 'dingtalk')),
             webhook_url text NOT NULL,
             secret text,
-            active boolean NOT NULL DEFAULT true
+            active boolean NOT NULL DEFAULT true,
+            last_sent_at timestamptz
         );
         CREATE INDEX groups_township ON {schema}.groups (township_id) WHERE active;
         CREATE TABLE {schema}.preferences (

@@ -51,6 +51,9 @@ SENDS = Counter(
     ["channel", "outcome"],
 )
 ACTOR = "notifications-sender"
+GROUP_SPACING = dt.timedelta(seconds=60)
+"""Ours: a group robot gets at most one message a minute, everything due for it in one digest
+(DingTalk takes 20 a minute per robot, WeCom 20; several services may share a group)."""
 RECEIPTS_CHANNEL = "sms"
 """The channel whose providers keep status reports (robots, e-mail and webhooks do not)."""
 RECEIPTS_FOR = dt.timedelta(hours=24)
@@ -97,10 +100,14 @@ class Sender:
         claim = derived_id("claim", now.isoformat(), str(self.rng.random()))
         rows = await pool.fetch(
             f"""WITH due AS (
-                    SELECT delivery_id FROM {self.s}.deliveries
+                    SELECT delivery_id FROM {self.s}.deliveries c
                     WHERE not_before <= $1 AND (status = 'pending'
                           OR (status = 'sending' AND lease_until < $1))
-                    ORDER BY not_before LIMIT $2 FOR UPDATE SKIP LOCKED)
+                      AND NOT EXISTS (
+                          SELECT 1 FROM {self.s}.groups g
+                          WHERE c.recipient_id = 'group:' || g.group_id
+                            AND g.last_sent_at > $1::timestamptz - $5::interval)
+                    ORDER BY not_before LIMIT $2 FOR UPDATE OF c SKIP LOCKED)
                 UPDATE {self.s}.deliveries d SET status = 'sending', claim = $3,
                     lease_until = $1 + $4::interval, attempts = d.attempts + 1,
                     unclear = d.unclear OR d.status = 'sending'
@@ -110,6 +117,7 @@ class Sender:
             self.batch,
             claim,
             self.lease,
+            GROUP_SPACING,
         )
         return claim, rows
 
@@ -416,6 +424,19 @@ class Sender:
                 [2 if res.delivered else 1 for _, res, _ in rows],
             )
         }
+        groups = sorted(
+            {
+                r["recipient_id"].removeprefix("group:")
+                for _, _, r in rows
+                if r["recipient_id"].startswith("group:")
+            }
+        )
+        if groups:
+            await conn.execute(
+                f"UPDATE {self.s}.groups SET last_sent_at = $2 WHERE group_id = ANY($1::text[])",
+                groups,
+                now,
+            )
         writes: list[StreamWrite] = []
         for item, result, row in rows:
             version = marked.get(str(row["delivery_id"]))
