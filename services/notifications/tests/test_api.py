@@ -170,5 +170,41 @@ async def test_templates_preview_replace_and_refuse(kit):
     )
     await kit.settled("kind = 'forum_notice' AND recipient_id = $1", p, count=2)
     assert kit.channels["sms"].to("13812345678")[0].body == "周书记：10月30日开会"
+    listing = {
+        (t["kind"], t["channel"]): t
+        for t in (await kit.client.get("/templates", headers=kit.admin())).json()
+    }
+    assert (
+        listing[("forum_notice", "sms")]["custom"]
+        and not listing[("forum_notice", "email")]["custom"]
+    )
     unknown = await kit.client.get("/templates/nothing/sms", headers=kit.admin())
     assert unknown.status_code == 422 and unknown.json()["field"] == "kind"
+
+
+async def test_endpoints_are_the_administrators_and_refuse_bad_input(kit):
+    body = {
+        "url": "https://oa.county.example/hooks",
+        "secret": "whsec_" + "A" * 32,
+        "event_types": ["cunzhi.notifications.NotificationSent"],
+    }
+    office = await kit.client.put("/endpoints/oa", json=body, headers=kit.office("tw"))
+    assert office.status_code == 403
+    bad = await kit.client.put(
+        "/endpoints/oa",
+        json={**body, "event_types": ["cunzhi.nothing.Happened"]},
+        headers=kit.admin(),
+    )
+    assert bad.status_code == 422 and "unknown event types" in bad.text
+    ftp = await kit.client.put(
+        "/endpoints/oa", json={**body, "url": "ftp://x/y"}, headers=kit.admin()
+    )
+    assert ftp.status_code == 422
+    ok = await kit.client.put("/endpoints/oa", json=body, headers=kit.admin())
+    assert ok.status_code == 200 and "secret" not in ok.json()
+    gone = await kit.client.delete("/endpoints/oa", headers=kit.admin())
+    assert gone.status_code == 204
+    listing = (await kit.client.get("/endpoints", headers=kit.admin())).json()
+    assert [(e["endpoint_id"], e["active"]) for e in listing] == [("oa", False)]
+    missing = await kit.client.delete("/endpoints/none", headers=kit.admin())
+    assert missing.status_code == 404

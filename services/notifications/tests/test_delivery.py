@@ -81,6 +81,10 @@ async def test_a_refusal_fails_for_good_and_the_last_retry_gives_up_with_the_rea
         f"/townships/{township}/deliveries?status=failed", headers=kit.office(township)
     )
     assert sorted(d["channel"] for d in r.json()) == ["email", "sms"]
+    mine = await kit.client.get("/failures", headers=kit.office(township))
+    assert sorted(d["channel"] for d in mine.json()) == ["email", "sms"]
+    others = await kit.client.get("/failures", headers=kit.office(kit.fresh("tw")))
+    assert others.status_code == 200 and others.json() == []
     health = await kit.client.get("/channels/health", headers=kit.admin())
     by = {h["channel"]: h for h in health.json()}
     assert by["email"]["failed_24h"] >= 1 and by["inbox"]["sent_24h"] >= 1

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 
 import pytest
+from cunzhi_platform.testing import consume
 
 
 class Hang:
@@ -119,3 +120,28 @@ async def test_a_reminder_survives_restarts_and_fires_once(settings, pool, clock
     assert status == "fired"
     eve = [m for m in sms.to("13812345678") if m.subject == "明日论坛提醒"]
     assert len(eve) == 1 and sms.doubles() == {}
+
+
+async def test_a_poison_event_is_dead_lettered_and_the_next_one_planned(kit, settings):
+    township, forum = kit.fresh("tw"), kit.fresh("forum")
+    p = await kit.person(township)
+    bad = kit.forum_notice(forum, township, [kit.attendee(p)])
+    del bad["attendees"]  # a producer bug: the notice names nobody
+    bad_id = await kit.publish("meetings", "ForumNoticeIssued", bad, forum)
+    good_id = await kit.publish(
+        "meetings",
+        "ForumNoticeIssued",
+        kit.forum_notice(forum, township, [kit.attendee(p)]),
+        forum,
+    )
+    await kit.settled("source_event_id = $1", good_id, count=1)
+    assert await kit.rows("source_event_id = $1", bad_id) == []
+    dlq = await consume(
+        settings.kafka_bootstrap_servers, "cunzhi.meetings.events.dlq", 10_000, timeout=10
+    )
+    ours = [
+        dict((k, v.decode()) for k, v in r.headers)
+        for r in dlq
+        if dict(r.headers).get("ce_id", b"").decode() == bad_id
+    ]
+    assert [h["dlq_reason"] for h in ours if h["dlq_consumer"].startswith(f"cunzhi.{kit.name}.")]

@@ -681,6 +681,31 @@ async def township_deliveries(
     return [_delivery(r) for r in rows]
 
 
+@router.get("/failures", tags=["deliveries"])
+async def failures(
+    who: CurrentPrincipal,
+    rt: Rt,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Deliveries that failed for good, newest first, with why: the townships the caller may
+    see (administrators and the county: all)."""
+    everywhere = who.has_role(ADMIN) or who.reads_everything
+    if not everywhere:
+        who.require_role(OFFICE, "township_committee")
+    rows = await rt.pool.fetch(
+        f"""SELECT * FROM {_s(rt)}.deliveries WHERE status = 'failed'
+              AND ($1 OR township_id = ANY($2::text[]))
+              AND ($3::timestamptz IS NULL OR failed_at < $3)
+            ORDER BY failed_at DESC, delivery_id LIMIT $4""",
+        everywhere,
+        sorted(who.township_ids),
+        before,
+        limit,
+    )
+    return [_delivery(r) for r in rows]
+
+
 @router.get("/channels/health", tags=["deliveries"])
 async def channel_health(who: CurrentPrincipal, rt: Rt) -> list[dict[str, Any]]:
     """Per channel: what waits, what is being sent, what went and failed in the last 24 hours,
@@ -744,6 +769,29 @@ async def _template(rt: Runtime, kind_code: str, channel: str) -> tuple[Template
     if row:
         return Template(row["subject"], row["body"]), True
     return default(kind_code, channel), False
+
+
+@router.get("/templates", tags=["templates"])
+async def templates(_: CurrentPrincipal, rt: Rt) -> list[dict[str, Any]]:
+    """Every kind × channel: the kind's label, and whether an operator replaced the built-in."""
+    custom = {
+        (r["kind"], r["channel"]): r
+        for r in await rt.pool.fetch(f"SELECT * FROM {_s(rt)}.templates")
+    }
+    return [
+        {
+            "kind": code,
+            "label": KINDS[code].label if code in KINDS else "通知汇总",
+            "channel": channel,
+            "custom": (code, channel) in custom,
+            "updated_by": custom[(code, channel)]["updated_by"]
+            if (code, channel) in custom
+            else None,
+        }
+        for code in (*KINDS, "digest")
+        for channel in CHANNELS
+        if channel != "webhook"
+    ]
 
 
 @router.get("/templates/{kind_code}/{channel}", tags=["templates"])
@@ -848,6 +896,27 @@ async def put_endpoint(endpoint_id: IdPath, body: EndpointIn, who: CurrentPrinci
         "event_types": body.event_types,
         "active": True,
     }
+
+
+@router.delete("/endpoints/{endpoint_id}", tags=["webhooks"], status_code=204)
+async def disable_endpoint(endpoint_id: IdPath, who: CurrentPrincipal, rt: Rt) -> None:
+    """Stop sending to an endpoint (what is queued for it is cancelled); PUT enables it again."""
+    who.require_role(ADMIN)
+    async with rt.pool.acquire() as conn, conn.transaction():
+        found = await conn.fetchval(
+            f"""UPDATE {_s(rt)}.endpoints SET active = false, disabled_reason = $2
+                WHERE endpoint_id = $1 RETURNING true""",
+            endpoint_id,
+            f"disabled by {who.sub}",
+        )
+        if not found:
+            raise NotFound(f"no endpoint {endpoint_id}", field="endpoint_id")
+        await conn.execute(
+            f"""UPDATE {_s(rt)}.deliveries SET status = 'cancelled', last_error = $2
+                WHERE recipient_id = $1 AND status = 'pending'""",
+            f"endpoint:{endpoint_id}",
+            f"endpoint disabled by {who.sub}",
+        )
 
 
 @router.get("/endpoints", tags=["webhooks"])
