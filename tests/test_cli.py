@@ -1,8 +1,14 @@
 """The operator's `cunzhi rebuild` on a running service."""
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
+import asyncpg
 import pytest
 from cunzhi_meetings.service import build_service
 from cunzhi_platform.testing import eventually, running, token
@@ -66,3 +72,59 @@ async def test_rebuild_swaps_in_a_fresh_read_model_while_the_service_serves(
 
 async def _none(client, count_sql):
     return await client.app.state.runtime.pool.fetchval(count_sql) == 0
+
+
+def _exports(proc: subprocess.Popen[str]) -> dict[str, str]:
+    assert proc.stdout is not None
+    found: dict[str, str] = {}
+    while len(found) < 2:
+        line = proc.stdout.readline()
+        assert line, "cunzhi infra up exited before printing both URLs"
+        if line.strip().startswith("export "):
+            name, _, value = line.strip().removeprefix("export ").partition("=")
+            found[name] = value
+    return found
+
+
+def _postmaster(data_dir: Path) -> int:
+    return int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+
+
+async def _note(url: str) -> str | None:
+    try:
+        conn = await asyncpg.connect(url, timeout=5)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return None
+    try:
+        return await conn.fetchval("SELECT note FROM kept")
+    finally:
+        await conn.close()
+
+
+async def test_infra_up_restarts_a_killed_postgres_and_keeps_its_ports(tmp_path):
+    def up() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cunzhi_cli.cli", "infra", "up", "--data-dir", str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    first = up()
+    try:
+        urls = await asyncio.to_thread(_exports, first)
+        url = urls["CUNZHI_DATABASE_URL"]
+        conn = await asyncpg.connect(url)
+        await conn.execute("CREATE TABLE kept AS SELECT 'written before' AS note")
+        await conn.close()
+        os.kill(_postmaster(tmp_path), signal.SIGKILL)
+        assert await eventually(lambda: _note(url), timeout=90, interval=0.5) == "written before"
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(30)
+    second = up()
+    try:
+        assert await asyncio.to_thread(_exports, second) == urls
+        assert await _note(url) == "written before"
+    finally:
+        second.send_signal(signal.SIGINT)
+        second.wait(30)

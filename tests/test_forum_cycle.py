@@ -107,6 +107,7 @@ async def test_a_forum_cycle_from_plan_to_close(
         result = await forum_cycle(
             topics, meetings, rectification, clock, issuer, township, lines.append
         )
+        assert await eventually(lambda: next_forum_planned(pool, township), timeout=30)
         forum_events = await published(bootstrap, pool, "meetings", township)
         topic_events = await published(bootstrap, pool, "topics", township)
         task_events = await published(bootstrap, pool, "rectification", township)
@@ -208,6 +209,16 @@ async def caught_up(bootstrap: str) -> bool:
     return True
 
 
+async def next_forum_planned(pool: asyncpg.Pool, township: str) -> bool:
+    """The monthly cadence planned the township's next forum once the first closed."""
+    planned: bool = await pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM meetings.events WHERE type = "
+        "'cunzhi.meetings.ForumPlanned' AND payload->>'forum_id' = $1)",
+        f"{township}-F002",
+    )
+    return planned
+
+
 async def stored(pool: asyncpg.Pool, township: str) -> dict[str, int]:
     """The township's stored events, but for its next forum's, which the monthly cadence
     planned and whose call opens on its own clock meanwhile."""
@@ -293,9 +304,14 @@ async def test_the_demo_runs_the_cycle_and_says_where_to_look(
     await run_demo(settings)
 
     out = capsys.readouterr().out
+    # Guandi's ledger as the seed tells it, read back, then with this month's forum.
     assert (
-        "1 forum held, 1 problem solved, 1 expert invited, 2 village secretaries sharing "
-        "experience, 0 field visits"
+        "18 forums since April 2020, 18 problems solved, 5 experts, 8 excellent secretaries "
+        "sharing experience, 3 field visits — read back from the township record"
+    ) in out
+    assert (
+        "19 forums held, 19 problems solved, 6 experts invited, 10 excellent secretaries "
+        "sharing experience, 3 field visits"
     ) in out
     assert "rectification: 3/3 of the forum's tasks completed through its API" in out
     assert out.count("/docs") == 4 and out.count("/metrics") == 4

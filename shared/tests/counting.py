@@ -18,6 +18,12 @@ class Incremented(Event):
     seq: int = 0
 
 
+@registry.upcaster("cunzhi.test.Incremented", from_version=0)
+def _count_was_amount(payload: dict[str, object]) -> dict[str, object]:
+    """Version 0 called the amount ``count``; a payload without it makes the upcaster fail."""
+    return {"counter": payload["counter"], "amount": payload["count"]}
+
+
 class Tallies(Consumer):
     """counter → total and the number of increments seen."""
 

@@ -4,18 +4,24 @@ import asyncio
 import json
 import uuid
 
+import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
 from counting import Incremented, Tallies, registry
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.consumer import ConsumerRunner
-from cunzhi_platform.envelope import Envelope, dlq_for, topic_for
+from cunzhi_platform.envelope import CommandContext, Envelope, dlq_for, topic_for
+from cunzhi_platform.eventstore import ConcurrencyError
 from cunzhi_platform.infra import EmbeddedTansu
-from cunzhi_platform.kafka import make_broker
-from cunzhi_platform.metrics import CONSUMED
+from cunzhi_platform.kafka import ensure_topics, make_broker
+from cunzhi_platform.metrics import CONSUMED, DLQ_UNPUBLISHED
 from cunzhi_platform.rebuild import rebuild
 from cunzhi_platform.republish import republish
 from cunzhi_platform.runtime import Service
 from cunzhi_platform.testing import consume, eventually, running
+from faststream.kafka import KafkaBroker
 
 pytestmark = pytest.mark.slow
 
@@ -178,7 +184,14 @@ async def test_rebuild_while_serving_equals_the_live_projection(pool, schema, se
                 "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema
             )
         }
-        assert tables == {"events", "outbox", "schema_migrations", "tallies", "tallies__processed"}
+        assert tables == {
+            "events",
+            "outbox",
+            "schema_migrations",
+            "dead_letters",
+            "tallies",
+            "tallies__processed",
+        }
         indexes = await _indexes(pool, schema, "tallies")
         assert {"tallies_ix0", "tallies_ix1"} <= indexes
 
@@ -285,3 +298,340 @@ async def test_an_event_type_the_consumer_does_not_handle_is_ignored_not_dead_le
         )
         assert processed == 1
         assert await consume(settings.kafka_bootstrap_servers, dlq_for(topic), 1, timeout=3) == []
+
+
+def _headers(env: Envelope, *drop: str, **extra: bytes | None) -> list[tuple[str, bytes | None]]:
+    return [(k, v) for k, v in env.to_headers() if k not in drop] + list(extra.items())
+
+
+async def _produce(bootstrap, topic, records) -> list:
+    """Send (key, value, headers) records as they are (FastStream would rewrite headers)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        return [
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
+            for key, value, headers in records
+        ]
+    finally:
+        await producer.stop()
+
+
+def _increment(store, counter: str, **changes) -> Envelope:
+    return Envelope.new(
+        type="cunzhi.test.Incremented",
+        source="/t",
+        subject=f"counter:{counter}",
+        time=store.clock.now(),
+        **changes,
+    )
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+async def test_a_header_without_value_or_a_failing_upcaster_loses_nothing(
+    pool, schema, settings, batch
+):
+    """FastStream's parser failed on a null header and the batch was skipped without a word;
+    an upcaster's error escaped the batch the same way. Also: ``ce_time`` is optional."""
+    topic = topic_for(schema)
+    async with running(counting_service(schema, batch=batch), settings) as client:
+        store = client.app.state.runtime.store
+        upcast = _increment(store, "h", schema_version=0)
+        await _produce(
+            settings.kafka_bootstrap_servers,
+            topic,
+            [
+                (
+                    b"counter:h",
+                    json.dumps({"counter": "h", "amount": 1}).encode(),
+                    _headers(_increment(store, "h"), "ce_time", traceparent=None),
+                ),
+                (b"counter:h", json.dumps({"counter": "h"}).encode(), _headers(upcast)),
+                (
+                    b"counter:h",
+                    json.dumps({"counter": "h", "count": 2}).encode(),
+                    _headers(_increment(store, "h", schema_version=0)),
+                ),
+            ],
+        )
+        await append_increments(store, "z", [1])
+        assert await caught_up(pool, schema, {"h": (3, 2), "z": (1, 1)})
+        dead = await consume(settings.kafka_bootstrap_servers, dlq_for(topic), 1)
+        assert [dict(r.headers)["dlq_reason"] for r in dead] == [b"decode_error"]
+        assert dict(dead[0].headers)["ce_id"] == upcast.id.encode()
+        assert b"KeyError" in dict(dead[0].headers)["dlq_error"]
+
+
+async def test_an_unforeseen_error_reads_the_record_again_instead_of_moving_past_it(
+    pool, schema, settings, monkeypatch
+):
+    async with running(counting_service(schema, batch=True), settings) as client:
+        runtime = client.app.state.runtime
+        runner = runtime.runners[0]
+        decode = runner._decode
+        broken = []
+
+        def once_broken(record):
+            if record.key == b"counter:u" and not broken:
+                broken.append(record.offset)
+                raise RuntimeError("a bug in the platform")
+            return decode(record)
+
+        monkeypatch.setattr(runner, "_decode", once_broken)
+        await append_increments(runtime.store, "u", [1, 2])
+        await append_increments(runtime.store, "v", [3])
+        assert await caught_up(pool, schema, {"u": (3, 2), "v": (3, 1)})
+        assert broken  # the fault happened, and the records were read again
+
+
+class Flaky(Tallies):
+    """Raises the given faults, one per attempt, when it meets ``amount == 5``."""
+
+    def __init__(self, service: str, faults) -> None:
+        super().__init__(service, batch=False)
+        self.faults = list(faults)
+        self.attempts = 0
+
+    async def apply(self, tx, event, envelope) -> None:
+        if event.amount == 5:
+            self.attempts += 1
+            if self.faults:
+                fault = self.faults.pop(0)
+                if fault == "terminate":
+                    await tx.conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+                raise fault
+        await super().apply(tx, event, envelope)
+
+
+async def test_transient_database_faults_are_retried_until_they_pass_never_dead_lettered(
+    pool, schema, settings
+):
+    faults = [
+        asyncpg.LockNotAvailableError("canceling statement due to lock timeout"),
+        asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"),
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.InsufficientResourcesError("out of shared memory"),
+        asyncpg.ConnectionFailureError("connection failure"),
+        asyncpg.SerializationError("could not serialize access"),
+        asyncpg.DeadlockDetectedError("deadlock detected"),
+        asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+        ConcurrencyError("counter:t", 1, 2),
+        "terminate",  # pg_terminate_backend on the consumer's own connection
+    ]
+    flaky = Flaky(schema, faults)
+    service = Service(name=schema, registry=registry, consumers=[flaky])
+    async with running(service, settings) as client:
+        client.app.state.runtime.runners[0].retry_delay_s = 0.01
+        store = client.app.state.runtime.store
+        await append_increments(store, "t", [5])
+        await append_increments(store, "w", [1])
+        assert await caught_up(pool, schema, {"t": (5, 1), "w": (1, 1)})
+        assert flaky.faults == [] and flaky.attempts == len(faults) + 1
+        topic = topic_for(schema)
+        assert await consume(settings.kafka_bootstrap_servers, dlq_for(topic), 1, timeout=3) == []
+
+
+async def test_a_data_error_is_dead_lettered_at_once_and_the_consumer_moves_on(
+    pool, schema, settings
+):
+    """bigint overflow (SQLSTATE 22003) can never succeed: no retries, reason data_error."""
+    async with running(counting_service(schema), settings) as client:
+        store = client.app.state.runtime.store
+        await append_increments(store, "big", [2**62, 2**62])
+        await append_increments(store, "w", [1])
+        assert await caught_up(pool, schema, {"big": (2**62, 1), "w": (1, 1)})
+        dead = await consume(settings.kafka_bootstrap_servers, dlq_for(topic_for(schema)), 1)
+        assert [dict(r.headers)["dlq_reason"] for r in dead] == [b"data_error"]
+        assert b"22003" in dict(dead[0].headers)["dlq_error"]
+
+
+async def test_a_projection_table_that_drifted_pauses_the_consumer_and_fails_readyz(
+    pool, schema, settings
+):
+    async with running(counting_service(schema, batch=True), settings) as client:
+        runner = client.app.state.runtime.runners[0]
+        runner.pause_retry_s = 0.3
+        store = client.app.state.runtime.store
+        await append_increments(store, "d", [1])
+        assert await caught_up(pool, schema, {"d": (1, 1)})
+        assert (await client.get("/readyz")).status_code == 200
+
+        # A deploy renamed a column the projection writes (SQLSTATE 42703).
+        await pool.execute(f'ALTER TABLE "{schema}".tallies RENAME COLUMN increments TO n')
+        await append_increments(store, "d", [2, 3])
+
+        async def not_ready():
+            r = await client.get("/readyz")
+            return r if r.status_code == 503 else None
+
+        r = await eventually(not_ready)
+        assert r, "readyz stayed ready with a paused consumer"
+        assert "tallies" in r.json()["checks"]["consumers"]
+        assert "42703" in r.json()["checks"]["consumers"]
+
+        await pool.execute(f'ALTER TABLE "{schema}".tallies RENAME COLUMN n TO increments')
+        assert await caught_up(pool, schema, {"d": (6, 3)})
+        assert (await client.get("/readyz")).status_code == 200
+        assert runner.paused is None
+        topic = topic_for(schema)
+        assert await consume(settings.kafka_bootstrap_servers, dlq_for(topic), 1, timeout=3) == []
+
+
+def _runner_of_its_own(schema, pool, bootstrap, **broker_options):
+    """A tallies consumer on a broker of its own (options the runtime's broker lacks)."""
+    broker = KafkaBroker(bootstrap, client_id="own", **broker_options)
+    runner = ConsumerRunner(
+        Tallies(schema, batch=True),
+        broker=broker,
+        pool=pool,
+        schema=schema,
+        registry=registry,
+        clock=SystemClock(),
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+    )
+    return broker, runner
+
+
+async def test_a_dead_letter_the_broker_refuses_is_kept_in_the_database_and_the_consumer_moves_on(
+    pool, schema, settings
+):
+    """Refused for good (here: larger than the runner's producer may send, as a record near
+    the broker's limit is once the dlq_* headers are added): retrying would block the partition.
+    """
+    bootstrap = settings.kafka_bootstrap_servers
+    topic = topic_for(schema)
+    unpublished = DLQ_UNPUBLISHED.labels("tallies", "bad_json")
+    before = unpublished._value.get()
+    async with running(Service(name=schema, registry=registry), settings) as client:
+        store = client.app.state.runtime.store
+        broker, runner = _runner_of_its_own(schema, pool, bootstrap, max_request_size=20_000)
+        await runner.setup()
+        env = _increment(store, "big")
+        value = b"{" + b"x" * 30_000  # not JSON, and more than the runner's broker sends
+        [sent] = await _produce(bootstrap, topic, [(b"counter:big", value, _headers(env))])
+        await append_increments(store, "big", [4])
+        await broker.start()
+        try:
+            assert await caught_up(pool, schema, {"big": (4, 1)})
+        finally:
+            await broker.stop()
+    kept = await pool.fetch(f'SELECT * FROM "{schema}".dead_letters')
+    assert [(r["reason"], r["topic"], r["partition"], r["offset"]) for r in kept] == [
+        ("bad_json", topic, sent.partition, sent.offset)
+    ]
+    assert "MessageSizeTooLarge" in kept[0]["publish_error"]
+    assert kept[0]["value"] == value and kept[0]["key"] == b"counter:big"
+    assert kept[0]["headers"]["ce_id"] == env.id
+    assert unpublished._value.get() == before + 1
+    assert await consume(bootstrap, dlq_for(topic), 1, timeout=3) == []
+
+
+async def test_only_the_dead_letter_publish_failing_commits_nothing_past_the_poison(
+    pool, schema, settings, monkeypatch
+):
+    bootstrap = settings.kafka_bootstrap_servers
+    topic = topic_for(schema)
+    async with running(Service(name=schema, registry=registry), settings) as client:
+        store = client.app.state.runtime.store
+        broker, runner = _runner_of_its_own(schema, pool, bootstrap)
+        runner.retry_delay_s = 0.05
+        await runner.setup()
+        publish = runner._publish_dead_letter
+        attempts: list[int] = []
+        broker_back = asyncio.Event()
+
+        async def failing(record, headers):
+            if not broker_back.is_set():
+                attempts.append(record.offset)
+                raise KafkaConnectionError("the dead-letter topic's leader is unreachable")
+            await publish(record, headers)
+
+        monkeypatch.setattr(runner, "_publish_dead_letter", failing)
+        [poison] = await _produce(
+            bootstrap, topic, [(b"counter:p", b"{not json", _headers(_increment(store, "p")))]
+        )
+        await append_increments(store, "p", [1, 2])
+        tp = TopicPartition(topic, poison.partition)
+        await broker.start()
+        try:
+            assert await eventually(lambda: _more_than(attempts, 5))
+            await asyncio.sleep(1)  # later batches would have been committed by now
+            assert await _committed(bootstrap, runner.group_id, tp) <= poison.offset
+            broker_back.set()
+            assert await caught_up(pool, schema, {"p": (3, 2)})
+            assert await eventually(
+                lambda: _committed_beyond(bootstrap, runner.group_id, tp, poison.offset + 2)
+            )
+        finally:
+            await broker.stop()
+    dead = await consume(bootstrap, dlq_for(topic), 1)
+    assert [(r.value, dict(r.headers)["dlq_reason"]) for r in dead] == [(b"{not json", b"bad_json")]
+
+
+async def _more_than(items, n):
+    return len(items) > n
+
+
+async def _committed(bootstrap, group, tp) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
+    finally:
+        await admin.close()
+    found = offsets.get(tp)
+    return -1 if found is None else found.offset
+
+
+async def _committed_beyond(bootstrap, group, tp, offset) -> bool:
+    return await _committed(bootstrap, group, tp) > offset
+
+
+async def test_records_carry_the_stream_version_and_no_correlation_header_of_the_framework(
+    schema, settings
+):
+    async with running(counting_service(schema), settings) as client:
+        store = client.app.state.runtime.store
+        ctx = CommandContext(correlation_id="conversation-1")
+        await store.append(
+            "counter:s",
+            0,
+            [Incremented(counter="s", amount=1), Incremented(counter="s", amount=2)],
+            ctx,
+        )
+        await store.append("counter:s", 2, [Incremented(counter="s", amount=3)], ctx)
+        records = await consume(settings.kafka_bootstrap_servers, topic_for(schema), 3)
+    headers = [dict(r.headers) for r in sorted(records, key=lambda r: r.offset)]
+    assert [h["ce_streamversion"] for h in headers] == [b"1", b"2", b"3"]
+    assert {h["ce_correlationid"] for h in headers} == {b"conversation-1"}
+    assert [h for h in headers if "correlation_id" in h] == []
+
+
+async def test_what_faststream_catches_itself_is_logged(schema, settings, capsys):
+    """With ``logger=None`` an error FastStream caught was dropped without a line."""
+    topic = topic_for(schema)
+    await ensure_topics(settings.kafka_bootstrap_servers, [topic], partitions=1, with_dlq=False)
+    broker = make_broker(settings.kafka_bootstrap_servers, client_id="loud")
+    seen = asyncio.Event()
+
+    @broker.subscriber(
+        topic,
+        group_id=f"loud-{schema}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+    )
+    async def fails(body) -> None:
+        seen.set()
+        raise RuntimeError("a subscriber of no consumer runner failed")
+
+    await broker.start()
+    try:
+        await broker.publish(b"{}", topic)
+        await asyncio.wait_for(seen.wait(), 30)
+        await asyncio.sleep(0.5)
+    finally:
+        await broker.stop()
+    captured = capsys.readouterr()
+    assert "a subscriber of no consumer runner failed" in captured.out + captured.err

@@ -16,6 +16,7 @@ def test_headers_carry_every_cloudevents_attribute_and_round_trip():
         schema_version=2,
         causation_id="c-1",
         actor="secretary-7",
+        stream_version=4,
     )
     headers = dict(env.to_headers())
     assert headers["ce_specversion"] == b"1.0"
@@ -28,14 +29,26 @@ def test_headers_carry_every_cloudevents_attribute_and_round_trip():
     assert headers["ce_correlationid"] == env.id.encode()  # a command starts the conversation
     assert headers["ce_causationid"] == b"c-1"
     assert headers["ce_actor"] == b"secretary-7"
+    assert headers["ce_streamversion"] == b"4"
     assert Envelope.from_headers(env.to_headers()) == env
 
 
 def test_missing_attributes_are_named():
     env = Envelope.new(type="t", source="/s", subject="x", time=WHEN)
-    headers = [(k, v) for k, v in env.to_headers() if k not in ("ce_id", "ce_time")]
-    with pytest.raises(EnvelopeError, match="ce_id, ce_time"):
+    headers = [(k, v) for k, v in env.to_headers() if k not in ("ce_id", "ce_source")]
+    with pytest.raises(EnvelopeError, match="ce_id, ce_source"):
         Envelope.from_headers(headers)
+
+
+def test_time_is_optional_and_then_the_received_time_stands_for_it():
+    """CloudEvents makes ``time`` optional; a header without a value counts as absent."""
+    env = Envelope.new(type="t", source="/s", subject="x", time=WHEN)
+    headers = [(k, v) for k, v in env.to_headers() if k != "ce_time"]
+    received = dt.datetime(2026, 11, 24, 8, 0, tzinfo=SHANGHAI)
+    decoded = Envelope.from_headers([*headers, ("ce_actor", None)], received=received)
+    assert decoded.time == received
+    assert decoded.actor is None
+    assert decoded.stream_version is None  # events stored before it was carried
 
 
 @pytest.mark.parametrize(
@@ -44,6 +57,7 @@ def test_missing_attributes_are_named():
         ("ce_specversion", b"0.3", "specversion"),
         ("ce_time", b"yesterday", "ce_time"),
         ("ce_schemaversion", b"two", "ce_schemaversion"),
+        ("ce_streamversion", b"4th", "ce_streamversion"),
         ("ce_type", b"\xff", "UTF-8"),
     ],
 )

@@ -35,7 +35,12 @@ async def test_health_readiness_metrics_and_bearer_tokens(schema, settings):
     async with running(service, settings) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = await eventually(lambda: _ready(client), timeout=10)
-        assert ready["checks"] == {"database": "ok", "broker": "ok", "relay": "leading"}
+        assert ready["checks"] == {
+            "database": "ok",
+            "broker": "ok",
+            "relay": "leading",
+            "consumers": "ok",
+        }
         await client.app.state.runtime.store.append(
             "counter:m", 0, [Incremented(counter="m", amount=1)]
         )

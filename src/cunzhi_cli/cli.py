@@ -7,6 +7,10 @@
   its data, a new downstream consumer); consumers skip what they already have.
 - ``cunzhi rebuild SERVICE PROJECTION``  rebuild a read model from the service's event store,
   while the service keeps serving (``CUNZHI_DATABASE_URL`` names the database).
+- ``cunzhi dlq list SERVICE``  the dead letters of the service's consumers: reason, error,
+  original topic/partition/offset, event type and id.
+- ``cunzhi dlq replay SERVICE --id ID… | --all``  publish them again to their original topic
+  (after the cause is fixed); consumers skip the events they already have.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.eventstore import EventStore
 from cunzhi_platform.infra import InfrastructureError, embedded
 from cunzhi_platform.logging import configure_logging
-from cunzhi_platform.rebuild import rebuild
+from cunzhi_platform.rebuild import RebuildError, rebuild
 from cunzhi_platform.republish import republish
 from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
@@ -34,12 +38,14 @@ from .services import RUNNABLE
 
 
 def _infra_up(settings: Settings) -> None:
-    with embedded(settings.data_dir) as (endpoints, pg, kafka):
+    ports = (settings.embedded_postgres_port or None, settings.embedded_kafka_port or None)
+    with embedded(settings.data_dir, *ports) as (endpoints, pg, kafka):
         print("cunzhi embedded infrastructure is up (Ctrl-C stops it):")
         print(f"  export CUNZHI_DATABASE_URL={endpoints.database_url}")
         print(f"  export CUNZHI_KAFKA_BOOTSTRAP_SERVERS={endpoints.kafka_bootstrap_servers}")
         print(f"  data: {settings.data_dir.resolve()} (PostgreSQL; Tansu keeps messages in memory)")
         print(f"  logs: {pg.log_path} {kafka.log_path}")
+        print("  a server that dies is restarted on the same port (ports kept in ports.json)")
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -72,6 +78,21 @@ async def _republish(settings: Settings, service_name: str) -> None:
     async with _event_store(settings, RUNNABLE[service_name]()) as store:
         queued = await republish(store)
     print(f"queued {queued} events of {service_name} for its relay to publish again")
+
+
+async def _dlq(
+    settings: Settings, action: str, service_name: str, ids: list[str], every: bool
+) -> None:
+    from . import dlq
+
+    service = RUNNABLE[service_name]()
+    if action == "list":
+        print(dlq.render(await dlq.dead_letters(settings, service)))
+        return
+    if not ids and not every:
+        raise SystemExit("cunzhi: dlq replay needs --id ID (repeatable) or --all")
+    replayed = await dlq.replay(settings, service, None if every else ids)
+    print(f"replayed {replayed} dead letters of {service_name} to their original topics")
 
 
 async def _rebuild(settings: Settings, service_name: str, projection: str) -> None:
@@ -110,6 +131,13 @@ def main(argv: list[str] | None = None) -> None:
     rebuild.add_argument(
         "projection", help="e.g. read_models (topics), forums (meetings), tasks (rectification)"
     )
+    dead = sub.add_parser("dlq", help="list or replay the dead letters of a service's consumers")
+    dead.add_argument("action", choices=["list", "replay"])
+    dead.add_argument("service", choices=sorted(RUNNABLE))
+    dead.add_argument(
+        "--id", action="append", default=[], help="a dead letter's id or event id (repeatable)"
+    )
+    dead.add_argument("--all", action="store_true", help="replay every dead letter listed")
     args = parser.parse_args(argv)
     settings = Settings()
     if getattr(args, "data_dir", None):
@@ -125,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(_republish(settings, args.service))
         elif args.command == "rebuild":
             asyncio.run(_rebuild(settings, args.service, args.projection))
+        elif args.command == "dlq":
+            asyncio.run(_dlq(settings, args.action, args.service, args.id, args.all))
         elif args.command == "docs":
             _docs(Path.cwd())
         elif args.command == "demo":
@@ -134,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
     except InfrastructureError as exc:
         print(f"cunzhi: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    except RebuildError as exc:
+        print(f"cunzhi rebuild: {exc}; try again when the long queries are done", file=sys.stderr)
+        raise SystemExit(1) from exc
     except CycleError as exc:
         print(f"cunzhi demo failed: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc

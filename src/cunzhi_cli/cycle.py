@@ -47,6 +47,9 @@ import httpx
 from cunzhi_platform.auth import Principal, TokenIssuer
 from cunzhi_platform.clock import SHANGHAI, ManualClock
 
+from .ledger import LEDGER
+from .ledger import entry as ledger_entry
+
 TOWNSHIP_NAME = "关堤乡"
 CYCLE_START = dt.datetime(2026, 10, 21, 9, 0, tzinfo=SHANGHAI)
 """A Wednesday. The default forum date is then Friday 30 October (the month's last working
@@ -105,7 +108,7 @@ QIAN, HOU, DONG, XI, NAN, BEI = VILLAGES = (
 )
 FIRST_SECRETARY = Person("feng-bo", "冯博", "驻村第一书记")
 EXPERT = {"expert_name": "刘振华", "affiliation": "市委党校", "subject": "新时代农村基层党建"}
-POLICY = {"title": "关堤乡特殊党员管理办法", "document_number": "关党发〔2026〕21号"}
+POLICY = {"title": "关堤乡流动党员联系服务制度", "document_number": "关党发〔2026〕21号"}
 
 
 @dataclass(frozen=True)
@@ -592,3 +595,34 @@ async def _complete_tasks(
     )
     items: list[Json] = listed["items"]
     return items
+
+
+async def migrate_ledger(
+    meetings: httpx.AsyncClient, issuer: TokenIssuer, township_id: str, report: Report
+) -> Json:
+    """Enter the township's paper ledger (``ledger.LEDGER``) through meetings' API and read
+    its record back from the read model."""
+    steps = _Steps(issuer, township_id)
+    office = steps.as_(MIDDLE_CADRES[0].person_id, MIDDLE_CADRES[0].name, OFFICE)
+    for number, forum in enumerate(LEDGER, start=1):
+        await steps.command(
+            f"enter ledger forum {number}",
+            meetings,
+            f"/townships/{township_id}/forums/history",
+            office,
+            ledger_entry(number, forum),
+        )
+    record = await steps.until(
+        "the ledger in the township record",
+        meetings,
+        f"/townships/{township_id}/record",
+        office,
+        lambda r: r["forums_held"] == len(LEDGER),
+    )
+    report(
+        f"paper ledger (历史台账) entered: {record['forums_held']} forums since April 2020, "
+        f"{record['problems_solved']} problems solved, {record['experts_invited']} experts, "
+        f"{record['experience_exchanges']} excellent secretaries sharing experience, "
+        f"{record['field_visits']} field visits — read back from the township record"
+    )
+    return record

@@ -8,9 +8,12 @@ servers (uvicorn on free loopback ports), sharing one ``ManualClock`` so that a 
 seconds; the cycle
 itself is ``cunzhi_cli.cycle.forum_cycle``, the same code the end-to-end test runs.
 
+Guandi's paper ledger (its 18 forums since April 2020, ``cunzhi_cli.ledger``) is entered first,
+through meetings' API, and its record read back; this month's forum is then the 19th.
+
 Re-runs: PostgreSQL keeps its data between runs (the broker does not), so each run works in a
-fresh township id, ``guandi-<6 hex digits>``: its forum is number 1 and its record counts only
-this run, while earlier runs stay readable. Wipe the data directory to start from nothing.
+fresh township id, ``guandi-<6 hex digits>``: its record counts only this run, while earlier
+runs stay readable. Wipe the data directory to start from nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from cunzhi_topics.service import build_service as topics_service
 
 from . import notices
 from .campaign_round import campaign_round, campaign_summary
-from .cycle import CYCLE_START, TOWNSHIP_NAME, CycleResult, forum_cycle
+from .cycle import CYCLE_START, TOWNSHIP_NAME, CycleResult, forum_cycle, migrate_ledger
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -117,10 +120,13 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
             urls = {"topics": topics_url, "meetings": meetings_url}
             urls["rectification"] = rectification_url
             urls["notifications"] = notifications_url
-            print(f"{', '.join(f'{n} at {u}' for n, u in urls.items())}; the forum cycle:")
+            print(f"{', '.join(f'{n} at {u}' for n, u in urls.items())}.")
             await notices.prepare_recipients(
                 notifications, issuer, township_id, channels, lambda line: print(f"  • {line}")
             )
+            print(f"{TOWNSHIP_NAME}'s history:")
+            await migrate_ledger(meetings, issuer, township_id, lambda line: print(f"  • {line}"))
+            print("This month's forum cycle:")
             result = await forum_cycle(
                 topics,
                 meetings,
@@ -172,9 +178,10 @@ def _summary(
     )
     print(
         f"\nTownship record of {TOWNSHIP_NAME} ({result.township_id}): "
-        f"{record['forums_held']} forum held, {record['problems_solved']} problem solved, "
-        f"{record['experts_invited']} expert invited, {record['experience_exchanges']} village "
-        f"secretaries sharing experience, {record['field_visits']} field visits"
+        f"{record['forums_held']} forums held, {record['problems_solved']} problems solved, "
+        f"{record['experts_invited']} experts invited, {record['experience_exchanges']} "
+        f"excellent secretaries sharing experience, {record['field_visits']} field visits "
+        "(the ledger's and this month's)"
     )
     print("\nWhere to look:")
     for name, url in urls.items():

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from cunzhi_meetings.domain import (
     Contest,
+    RaisedIssue,
     SpeakUpSession,
     contest_stream_id,
     quarter_of,
@@ -18,6 +19,11 @@ from cunzhi_platform.clock import lunar_day
 
 SPEAK_UP_DAY = dt.date(2026, 5, 21)  # lunar 4th month, 5th day
 TODAY = dt.date(2026, 6, 1)
+KNOWN = {
+    "i-1": RaisedIssue("i-1", "v01", "村东路灯不亮"),
+    "i-2": RaisedIssue("i-2", "v01", "排水沟堵塞"),
+    "i-9": RaisedIssue("i-9", "v02", "邻村的事"),
+}
 
 
 def test_speak_up_session_on_a_lunar_fifth() -> None:
@@ -26,22 +32,25 @@ def test_speak_up_session_on_a_lunar_fifth() -> None:
     [e] = session.hold(
         township_id="guandi",
         attendance_count=42,
-        issues_raised=["村东路灯不亮", " topic:t-31 "],
+        issue_ids=["i-1", "i-2"],
+        known_issues=KNOWN,
         hosted_by="张一",
         today=TODAY,
     )
     assert isinstance(e, SpeakUpSessionHeld)
-    assert (e.session_id, e.lunar_day, e.issues_raised) == (
+    assert (e.session_id, e.lunar_day, e.issue_ids, e.issues_raised) == (
         "v01-2026-05-21",
         5,
-        ("村东路灯不亮", "topic:t-31"),
+        ("i-1", "i-2"),
+        ("村东路灯不亮", "排水沟堵塞"),
     )
     session.apply(e)
     with pytest.raises(InvalidTransition, match="already recorded"):
         session.hold(
             township_id="guandi",
             attendance_count=1,
-            issues_raised=[],
+            issue_ids=[],
+            known_issues=KNOWN,
             hosted_by="张一",
             today=TODAY,
         )
@@ -53,7 +62,8 @@ def test_speak_up_on_another_day_names_the_next_speak_up_day() -> None:
         session.hold(
             township_id="guandi",
             attendance_count=10,
-            issues_raised=[],
+            issue_ids=[],
+            known_issues=KNOWN,
             hosted_by="张一",
             today=TODAY,
         )
@@ -67,16 +77,34 @@ def test_speak_up_refusals() -> None:
         hold(
             township_id="g",
             attendance_count=1,
-            issues_raised=[],
+            issue_ids=[],
+            known_issues=KNOWN,
             hosted_by="张一",
             today=SPEAK_UP_DAY - dt.timedelta(days=1),
         )
+
+    def hold_with(issue_ids: list[str], attendance: int = 3, host: str = "张一") -> None:
+        hold(
+            township_id="g",
+            attendance_count=attendance,
+            issue_ids=issue_ids,
+            known_issues=KNOWN,
+            hosted_by=host,
+            today=TODAY,
+        )
+
     with pytest.raises(DomainError, match="how many villagers"):
-        hold(township_id="g", attendance_count=0, issues_raised=[], hosted_by="张一", today=TODAY)
+        hold_with([], attendance=0)
     with pytest.raises(DomainError, match="who hosted"):
-        hold(township_id="g", attendance_count=3, issues_raised=[], hosted_by=" ", today=TODAY)
-    with pytest.raises(DomainError, match="cannot be blank"):
-        hold(township_id="g", attendance_count=3, issues_raised=[""], hosted_by="张一", today=TODAY)
+        hold_with([], host=" ")
+    for issue_ids, reason in (
+        (["i-7"], "no speak-up issue i-7 is known"),
+        (["i-1", "i-9"], "i-9 are on another village's claim list"),
+        (["i-1", "i-1"], "named twice"),
+    ):
+        with pytest.raises(DomainError, match=reason) as refused:
+            hold_with(issue_ids)
+        assert refused.value.field == "issue_ids"
 
 
 def heads(*villages: str) -> list[ContestParticipant]:

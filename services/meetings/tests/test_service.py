@@ -27,7 +27,7 @@ from cunzhi_platform.kafka import make_broker
 from cunzhi_platform.metrics import DLQ
 from cunzhi_platform.testing import consume, eventually, running, token
 from cunzhi_rectification.events import TaskCompleted
-from cunzhi_topics.events import TopicSelected
+from cunzhi_topics.events import IssueRaised, TopicSelected
 
 pytestmark = pytest.mark.slow
 
@@ -750,7 +750,7 @@ async def _planned_months(client, settings, township: str, months: set[int]) -> 
 # --- other meetings --------------------------------------------------------------------------
 
 
-async def test_speak_up_sessions_and_contests(client, settings, clock, township):
+async def test_speak_up_sessions_and_contests(client, settings, clock, broker, township):
     secretary = token(
         settings,
         sub="s-1",
@@ -758,16 +758,38 @@ async def test_speak_up_sessions_and_contests(client, settings, clock, township)
         township_ids=[township],
         village_ids=["v1"],
     )
+    issues = {f"{township}-i1": "道路硬化", f"{township}-i2": "自来水"}
+    for issue_id, title in issues.items():
+        raised = IssueRaised(
+            issue_id=issue_id,
+            township_id=township,
+            village_id="v1",
+            title=title,
+            description="村民反映",
+            raised_by="s-1",
+            raised_on=dt.date(2026, 8, 27),
+            speak_up_day=dt.date(2026, 8, 27),
+            on_speak_up_day=True,
+        )
+        await publish(broker, raised, source="/cunzhi/topics", key=f"issue:{issue_id}")
     session = {
         "township_id": township,
         "date": "2026-08-27",  # lunar 15th
         "attendance_count": 46,
-        "issues_raised": ["道路硬化", "自来水"],
+        "issue_ids": list(issues),
         "hosted_by": "李书记",
     }
-    r = await client.post("/villages/v1/speak-up-sessions", json=session, headers=secretary)
-    assert r.status_code == 201, r.text
-    assert r.json()["lunar_day"] == 15
+    unknown = {**session, "issue_ids": [f"{township}-i9"]}
+    r = await client.post("/villages/v1/speak-up-sessions", json=unknown, headers=secretary)
+    assert r.status_code == 422 and r.json()["field"] == "issue_ids"
+
+    async def recorded() -> dict[str, Any]:
+        r = await client.post("/villages/v1/speak-up-sessions", json=session, headers=secretary)
+        return r.json() if r.status_code == 201 else {}  # 422 until topics' issues arrive
+
+    held = await eventually(recorded)
+    assert held["lunar_day"] == 15
+    assert (held["issue_ids"], held["issues_raised"]) == (list(issues), list(issues.values()))
     r = await client.post("/villages/v2/speak-up-sessions", json=session, headers=secretary)
     assert r.status_code == 403
     r = await client.post(

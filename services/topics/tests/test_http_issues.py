@@ -6,6 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 import pytest
+from cunzhi_meetings.events import SpeakUpSessionHeld
 from cunzhi_platform.clock import is_speak_up_day, next_speak_up_day, today
 from cunzhi_topics.domain import issue_stream_id
 
@@ -41,6 +42,24 @@ async def test_issue_raised_claimed_reported_and_closed(kit: Kit) -> None:
     # Not a speak-up day: accepted all the same, to be heard at the next session.
     assert issue["on_speak_up_day"] is False
     assert issue["speak_up_day"] == str(next_speak_up_day(raised_on)) > str(raised_on)
+    assert issue["session_id"] is None
+
+    # Meetings records the session that heard it, naming it: the issue links back.
+    heard = next_speak_up_day(raised_on)
+    session = SpeakUpSessionHeld(
+        session_id=f"{village}-{heard}",
+        village_id=village,
+        township_id=town,
+        date=heard,
+        lunar_day=5,
+        attendance_count=30,
+        issues_raised=("路灯坏了",),
+        hosted_by="村书记",
+        issue_ids=(issue_id,),
+    )
+    await kit.publish("cunzhi.meetings.events", session, f"speakup:{village}:{heard}")
+    linked = await kit.until(f"/issues/{issue_id}", lambda i: i["session_id"] is not None)
+    assert (linked["session_id"], linked["session_date"]) == (f"{village}-{heard}", str(heard))
     claim_list = f"/villages/{village}/claims"
     listed = await kit.until(claim_list, lambda p: p["total"] == 1, cadre)
     assert listed["items"][0]["villager_name"] == "张大爷"

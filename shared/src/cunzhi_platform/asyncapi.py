@@ -25,6 +25,11 @@ HEADERS_SCHEMA: dict[str, Any] = {
         "ce_subject": {"type": "string", "description": "aggregate (stream) id = Kafka key"},
         "ce_time": {"type": "string", "format": "date-time"},
         "ce_schemaversion": {"type": "string", "description": "schema version of the payload"},
+        "ce_streamversion": {
+            "type": "string",
+            "description": "version of the event in its stream (1, 2, …): a gap means a missed "
+            "event; absent on events published before it was carried",
+        },
         "ce_correlationid": {"type": "string"},
         "ce_causationid": {"type": "string"},
         "ce_actor": {"type": "string", "description": "person who issued the command"},

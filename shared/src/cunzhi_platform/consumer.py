@@ -7,18 +7,36 @@ committed. A crash in between redelivers the message, and the marks make the red
 no-op. Messages are handled one at a time per subscriber (no ``max_workers``), which is what
 keeps one aggregate's events in order.
 
+Every record ends in one of three ways, never skipped: applied (or ignored), dead-lettered,
+or not yet — then the offsets stay before it and the consumer seeks back to it. What happens
+on an error depends on what it says about the message (``classify``):
+
+- *transient* (a database or network outage, a failover, lock or serialisation conflicts,
+  ``ConcurrencyError``): not the message's fault, retried with backoff for as long as it lasts;
+- *schema drift* (SQLSTATE class 42: a projection's table does not match its code after a
+  deploy): every event would fail, so the consumer *pauses* — it seeks back, probes again every
+  ``pause_retry_s``, and ``/readyz`` says why — instead of dead-lettering the whole topic;
+- *data* (classes 22 and 23): the event can never be written, dead-lettered at once;
+- anything else a handler raises: retried ``max_retries`` times (it may be a passing state of
+  the world), then dead-lettered as ``handler_error``.
+
 An event type the consumer does not know is ignored and marked processed: producers add
 types, and services are upgraded one at a time. What cannot be processed goes to
-``<topic>.dlq`` with the reason in headers (``dlq_reason``, ``dlq_error``, the original
-topic/partition/offset) and the consumer moves on: malformed envelopes, bad JSON, a known
-type's unknown (newer) version, invalid payloads, and handler errors that
-persist after retries. Database or network outages are not the message's fault: they are
-retried until the infrastructure is back, never dead-lettered.
+``<topic>.dlq`` with the reason in headers (``dlq_reason``, ``dlq_error``, ``dlq_consumer``,
+the original topic/partition/offset): malformed envelopes, bad JSON, a known type's unknown
+(newer) version, invalid payloads, an upcaster that fails (``decode_error``), data errors and
+handler errors that persist. A dead letter the broker refuses for good (too large with the
+added headers, not authorised) is kept in ``<service>.dead_letters`` instead, with an error
+log and ``cunzhi_dlq_unpublished_total``; ``cunzhi dlq list|replay`` shows and replays both.
+An unforeseen error anywhere in a batch (a bug) is logged and the batch is read again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
+import enum
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -28,35 +46,89 @@ from typing import Any, ClassVar
 import asyncpg
 import structlog
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    KafkaUnavailableError,
+    ProducerClosed,
+)
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from .aggregate import DomainError
-from .clock import Clock
+from .clock import SHANGHAI, Clock
 from .envelope import CommandContext, Envelope, EnvelopeError, dlq_for
 from .events import Event, EventRegistry, InvalidEventPayload, UnknownEventType
-from .eventstore import EventStore
-from .metrics import CONSUMED, CONSUMER_LAG, DLQ, HANDLER_LATENCY
+from .eventstore import ConcurrencyError, EventStore
+from .metrics import (
+    CONSUMED,
+    CONSUMER_LAG,
+    CONSUMER_PAUSED,
+    CONSUMER_RETRIES,
+    DLQ,
+    DLQ_UNPUBLISHED,
+    HANDLER_LATENCY,
+)
 
 _log = structlog.get_logger(__name__)
 
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    # The broker unreachable while dead-lettering: wait, never drop the message.
-    KafkaError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.TooManyConnectionsError,
-    # A rebuild swapping tables or a serialisation failure: try again, nothing is wrong.
-    asyncpg.InvalidCachedStatementError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-)
+
+class Failure(enum.Enum):
+    """What an error says about the message being handled."""
+
+    TRANSIENT = "transient"
+    SCHEMA_DRIFT = "schema_drift"
+    DATA = "data"
+    HANDLER = "handler"
+
+
+# SQLSTATE classes and codes that say "try again later": connection (08), insufficient
+# resources (53), operator intervention incl. admin shutdown and statement timeouts (57),
+# system errors such as I/O (58); a read-only transaction after a failover, lock not available
+# (also lock_timeout), serialisation failure, deadlock, statement completion unknown.
+_TRANSIENT_CLASSES = frozenset({"08", "53", "57", "58"})
+_TRANSIENT_STATES = frozenset({"25006", "55P03", "40001", "40P01", "40003"})
+
+
+def classify(exc: BaseException) -> Failure:
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES:
+            return Failure.TRANSIENT
+        if isinstance(exc, asyncpg.InvalidCachedStatementError):
+            return Failure.TRANSIENT  # a rebuild swapped a table under a cached plan
+        if state.startswith("42"):
+            return Failure.SCHEMA_DRIFT
+        if state[:2] in ("22", "23"):
+            return Failure.DATA
+        return Failure.HANDLER
+    if isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError):
+        return Failure.DATA  # asyncpg's client-side DataError: a value it cannot send
+    if isinstance(exc, ConcurrencyError | OSError | TimeoutError | asyncpg.InterfaceError):
+        return Failure.TRANSIENT
+    return Failure.HANDLER
+
+
+def _retriable_publish(exc: BaseException) -> bool:
+    """May a dead-letter publish that failed with ``exc`` succeed later?
+
+    aiokafka marks its timeouts and a missing broker as not retriable; for a dead letter they
+    are an outage to wait out. A message too large or a refused authorisation is not.
+    """
+    if isinstance(exc, KafkaError):
+        return exc.retriable or isinstance(
+            exc, KafkaTimeoutError | KafkaUnavailableError | KafkaConnectionError | ProducerClosed
+        )
+    return isinstance(exc, OSError | TimeoutError)
+
+
+def _describe(exc: BaseException) -> str:
+    state = getattr(exc, "sqlstate", None)
+    return f"SQLSTATE {state} {exc!r}" if isinstance(exc, asyncpg.PostgresError) else repr(exc)
 
 
 class Tx:
@@ -157,8 +229,14 @@ async def create_tables(
         await conn.execute(
             f'CREATE INDEX IF NOT EXISTS "{logical}{suffix}_{index}" ON {names[logical]} {columns}'
         )
+    # processed_at: marks are pruned by age (housekeeping.py), BRIN being nearly free to keep.
     await conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {names['__processed__']} (event_id uuid PRIMARY KEY)"
+        f"CREATE TABLE IF NOT EXISTS {names['__processed__']} (event_id uuid PRIMARY KEY, "
+        "processed_at timestamptz NOT NULL DEFAULT now())"
+    )
+    await conn.execute(
+        f'CREATE INDEX IF NOT EXISTS "{consumer.name}__processed{suffix}_at" '
+        f"ON {names['__processed__']} USING brin (processed_at)"
     )
 
 
@@ -170,10 +248,15 @@ class _Decoded:
 
 
 class _Poison(Exception):
-    def __init__(self, reason: str, error: str) -> None:
+    def __init__(self, record: ConsumerRecord[Any, Any], reason: str, error: str) -> None:
         super().__init__(error)
+        self.record = record
         self.reason = reason
         self.error = error
+
+
+class _Paused(Exception):
+    """The consumer's tables do not match its code: stop here, probe again later."""
 
 
 def _json_or_payload(value: bytes | None) -> str:
@@ -187,6 +270,44 @@ def _json_or_payload(value: bytes | None) -> str:
 async def _raw(msg: StreamMessage[Any]) -> Any:
     """Keep the body undecoded: bad JSON must reach our handler to be dead-lettered."""
     return msg.body
+
+
+async def _tolerant(
+    raw: Any, default: Callable[[Any], Awaitable[StreamMessage[Any]]]
+) -> StreamMessage[Any]:
+    """FastStream's parser, but a header it cannot read does not stop the record.
+
+    FastStream decodes every header as UTF-8 and fails on one without a value; the batch then
+    never reached the handler and the next commit moved past it. The records reach ``_handle``
+    unchanged, which judges their headers by its own rules.
+    """
+    try:
+        return await default(raw)
+    except Exception:
+        if isinstance(raw, tuple):
+            msg = await default(tuple(dataclasses.replace(r, headers=()) for r in raw))
+        else:
+            msg = await default(dataclasses.replace(raw, headers=()))
+        msg.raw_message = raw
+        return msg
+
+
+DEAD_LETTERS_DDL = """
+CREATE TABLE IF NOT EXISTS "{schema}".dead_letters (
+    id bigserial PRIMARY KEY,
+    consumer text NOT NULL,
+    reason text NOT NULL,
+    error text NOT NULL,
+    publish_error text NOT NULL,
+    topic text NOT NULL,
+    "partition" integer NOT NULL,
+    "offset" bigint NOT NULL,
+    key bytea,
+    value bytea,
+    headers jsonb NOT NULL,
+    stored_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (consumer, topic, "partition", "offset")
+)"""
 
 
 class ConsumerRunner:
@@ -203,6 +324,8 @@ class ConsumerRunner:
         clock: Clock,
         max_retries: int = 3,
         retry_delay_s: float = 0.1,
+        max_backoff_s: float = 10.0,
+        pause_retry_s: float = 5.0,
         group_id: str | None = None,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
@@ -218,8 +341,14 @@ class ConsumerRunner:
         self.clock = clock
         self.max_retries = max_retries
         self.retry_delay_s = retry_delay_s
+        self.max_backoff_s = max_backoff_s
+        self.pause_retry_s = pause_retry_s
         self.group_id = group_id or f"cunzhi.{schema}.{consumer.name}"
         self.names = table_names(schema, consumer)
+        # Why the consumer is paused (``/readyz`` shows it), or None while it consumes.
+        self.paused: str | None = None
+        self._probe_at = 0.0
+        self._failures = 0
         self._log = _log.bind(service=schema, consumer=consumer.name)
         subscriber = broker.subscriber(
             *consumer.topics,
@@ -228,6 +357,7 @@ class ConsumerRunner:
             auto_offset_reset="earliest",
             batch=consumer.batch,
             max_records=500 if consumer.batch else None,
+            parser=_tolerant,
             decoder=_raw,
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms,
@@ -239,40 +369,96 @@ class ConsumerRunner:
     async def setup(self) -> None:
         async with self.pool.acquire() as conn:
             await create_tables(conn, self.schema, self.consumer)
+            async with conn.transaction():
+                # Several consumers (and instances) start at once; IF NOT EXISTS alone races.
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"dead_letters:{self.schema}"
+                )
+                await conn.execute(DEAD_LETTERS_DDL.format(schema=self.schema))
 
     async def _on_message(self, msg: KafkaMessage) -> None:
-        await self._process([msg.raw_message], msg)
+        await self._handle([msg.raw_message], msg)
 
     async def _on_batch(self, msg: KafkaMessage) -> None:
         records = msg.raw_message
-        await self._process(list(records) if isinstance(records, tuple) else [records], msg)
+        await self._handle(list(records) if isinstance(records, tuple) else [records], msg)
 
-    async def _process(self, records: list[ConsumerRecord[Any, Any]], msg: KafkaMessage) -> None:
+    async def _handle(self, records: list[ConsumerRecord[Any, Any]], msg: KafkaMessage) -> None:
         started = time.perf_counter()
-        good: list[_Decoded] = []
-        for record in records:
-            try:
-                good.append(self._decode(record))
-            except _Poison as poison:
-                await self._dead_letter(record, poison.reason, poison.error)
-        if good:
-            try:
-                await self._with_infra_retry(lambda: self._apply(good))
-            except Exception:
-                # One bad event must not sink the batch: isolate it.
-                for item in good:
-                    await self._apply_one_with_retries(item)
-        await self._commit(records, msg)
-        HANDLER_LATENCY.labels(self.consumer.name).observe(time.perf_counter() - started)
-        if good:
-            age = (self.clock.now() - good[-1].envelope.time).total_seconds()
-            CONSUMER_LAG.labels(self.consumer.name).set(max(age, 0.0))
-
-    def _decode(self, record: ConsumerRecord[Any, Any]) -> _Decoded:
+        done: set[int] = set()  # indexes of the records applied, ignored or dead-lettered
+        if self.paused is not None:
+            await asyncio.sleep(max(0.0, self._probe_at - time.monotonic()))
         try:
-            envelope = Envelope.from_headers(record.headers or ())
+            applied, last = await self._process(records, done)
+        except _Paused as paused:
+            self._pause(str(paused))
+        except Exception as exc:
+            # Not foreseen (a bug): log it, and read the undone records again after a pause.
+            self._failures += 1
+            delay = self._backoff(self._failures)
+            self._log.exception("consumer_batch_failed", error=repr(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+        else:
+            self._failures = 0
+            if applied and self.paused is not None:
+                self._log.info("consumer_resumed", paused_for=self.paused)
+                self.paused = None
+                CONSUMER_PAUSED.labels(self.consumer.name).set(0)
+            if last is not None:
+                age = (self.clock.now() - last.time).total_seconds()
+                CONSUMER_LAG.labels(self.consumer.name).set(max(age, 0.0))
+        await self._commit(records, done, msg)
+        HANDLER_LATENCY.labels(self.consumer.name).observe(time.perf_counter() - started)
+
+    def _pause(self, reason: str) -> None:
+        if self.paused is None:
+            self._log.error("consumer_paused", reason=reason, probe_every_s=self.pause_retry_s)
+        self.paused = reason
+        self._probe_at = time.monotonic() + self.pause_retry_s
+        CONSUMER_PAUSED.labels(self.consumer.name).set(1)
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(self.retry_delay_s * 2 ** (attempt - 1), self.max_backoff_s))
+
+    async def _process(
+        self, records: list[ConsumerRecord[Any, Any]], done: set[int]
+    ) -> tuple[int, Envelope | None]:
+        """Handle ``records``, adding to ``done`` as each is finished; (applied, last envelope)."""
+        decoded = [self._decode(record) for record in records]
+        good = [(i, d) for i, d in enumerate(decoded) if isinstance(d, _Decoded)]
+        last = good[-1][1].envelope if good else None
+        if good:
+            try:
+                applied = await self._transient_retry(lambda: self._apply([d for _, d in good]))
+            except Exception as exc:
+                # One bad event must not sink the batch: isolate it.
+                self._log.warning("consumer_batch_isolating", error=_describe(exc))
+            else:
+                done.update(i for i, _ in good)
+                for i, item in enumerate(decoded):
+                    if isinstance(item, _Poison):
+                        await self._dead_letter(item.record, item.reason, item.error)
+                        done.add(i)
+                return applied, last
+        applied = 0
+        for i, item in enumerate(decoded):
+            if isinstance(item, _Poison):
+                await self._dead_letter(item.record, item.reason, item.error)
+            else:
+                applied += await self._apply_one(item)
+            done.add(i)
+        return applied, last
+
+    def _decode(self, record: ConsumerRecord[Any, Any]) -> _Decoded | _Poison:
+        try:
+            received = (
+                dt.datetime.fromtimestamp(record.timestamp / 1000, SHANGHAI)
+                if record.timestamp is not None and record.timestamp >= 0
+                else self.clock.now()
+            )
+            envelope = Envelope.from_headers(record.headers or (), received=received)
         except EnvelopeError as exc:
-            raise _Poison("bad_envelope", str(exc)) from exc
+            return _Poison(record, "bad_envelope", str(exc))
         if envelope.type not in self.registry:
             return _Decoded(record, None, envelope)
         try:
@@ -280,12 +466,14 @@ class ConsumerRunner:
                 envelope.type, envelope.schema_version, record.value or b""
             )
         except UnknownEventType as exc:
-            raise _Poison("unknown_version", str(exc)) from exc
+            return _Poison(record, "unknown_version", str(exc))
         except InvalidEventPayload as exc:
-            raise _Poison(_json_or_payload(record.value), str(exc)) from exc
+            return _Poison(record, _json_or_payload(record.value), str(exc))
+        except Exception as exc:  # an upcaster that fails on this payload
+            return _Poison(record, "decode_error", repr(exc))
         return _Decoded(record, event, envelope)
 
-    async def _apply(self, items: Sequence[_Decoded]) -> None:
+    async def _apply(self, items: Sequence[_Decoded]) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             fresh = {
                 str(r["event_id"])
@@ -316,37 +504,56 @@ class ConsumerRunner:
         CONSUMED.labels(self.consumer.name, "applied").inc(len(todo))
         CONSUMED.labels(self.consumer.name, "ignored").inc(ignored)
         CONSUMED.labels(self.consumer.name, "duplicate").inc(len(items) - len(todo) - ignored)
+        return len(todo)
 
-    async def _with_infra_retry(self, attempt: Any) -> None:
-        delay = self.retry_delay_s
+    async def _transient_retry(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        """``attempt()``, again and again while it fails for a transient reason."""
+        tries = 0
         while True:
             try:
-                await attempt()
-                return
-            except INFRASTRUCTURE_ERRORS as exc:
-                self._log.warning("consumer_infrastructure_error", error=repr(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-    async def _apply_one_with_retries(self, item: _Decoded) -> None:
-        error: Exception | None = None
-        for attempt in range(self.max_retries):
-            try:
-                await self._with_infra_retry(lambda: self._apply([item]))
-                return
+                return await attempt()
             except Exception as exc:
-                error = exc
+                if classify(exc) is not Failure.TRANSIENT:
+                    raise
+                tries += 1
+                delay = self._backoff(tries)
+                CONSUMER_RETRIES.labels(self.consumer.name, "transient").inc()
+                self._log.warning("consumer_transient_error", error=_describe(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+
+    async def _apply_one(self, item: _Decoded) -> int:
+        """Apply one event alone, or dead-letter it; raises ``_Paused`` on schema drift."""
+        attempt = 0
+        while True:
+            try:
+                return int(await self._transient_retry(lambda: self._apply([item])))
+            except Exception as exc:
+                failure = classify(exc)
+                error = _describe(exc)
+                if failure is Failure.SCHEMA_DRIFT:
+                    raise _Paused(
+                        f"{self.consumer.name}: its tables do not match its code ({error})"
+                    ) from exc
+                if failure is Failure.DATA:
+                    await self._dead_letter(item.record, "data_error", error)
+                    return 0
+                attempt += 1
                 self._log.warning(
                     "consumer_handler_failed",
                     event_id=item.envelope.id,
-                    attempt=attempt + 1,
-                    error=repr(exc),
+                    attempt=attempt,
+                    error=error,
                 )
-                await asyncio.sleep(self.retry_delay_s * 2**attempt)
-        await self._dead_letter(item.record, "handler_error", repr(error))
+                if attempt >= self.max_retries:
+                    await self._dead_letter(item.record, "handler_error", error)
+                    return 0
+                CONSUMER_RETRIES.labels(self.consumer.name, "handler").inc()
+                await asyncio.sleep(self._backoff(attempt))
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str, error: str) -> None:
-        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        headers = {
+            k: v.decode(errors="replace") for k, v in (record.headers or ()) if v is not None
+        }
         headers.update(
             dlq_reason=reason,
             dlq_error=error[:2000],
@@ -355,21 +562,85 @@ class ConsumerRunner:
             dlq_partition=str(record.partition),
             dlq_offset=str(record.offset),
         )
-        await self._with_infra_retry(
-            lambda: self.broker.publish(
-                record.value or b"", dlq_for(record.topic), key=record.key, headers=headers
-            )
-        )
+        tries = 0
+        while True:
+            try:
+                await self._publish_dead_letter(record, headers)
+                break
+            except Exception as exc:
+                if not _retriable_publish(exc):
+                    await self._keep_dead_letter(record, headers, exc)
+                    return
+                tries += 1
+                delay = self._backoff(tries)
+                CONSUMER_RETRIES.labels(self.consumer.name, "dead_letter").inc()
+                self._log.warning("consumer_dead_letter_failed", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
         DLQ.labels(self.consumer.name, reason).inc()
         self._log.error("consumer_dead_lettered", reason=reason, error=error, offset=record.offset)
 
-    async def _commit(self, records: list[ConsumerRecord[Any, Any]], msg: KafkaMessage) -> None:
+    async def _publish_dead_letter(
+        self, record: ConsumerRecord[Any, Any], headers: dict[str, str]
+    ) -> None:
+        await self.broker.publish(
+            record.value or b"", dlq_for(record.topic), key=record.key, headers=headers
+        )
+
+    async def _keep_dead_letter(
+        self, record: ConsumerRecord[Any, Any], headers: dict[str, str], refused: BaseException
+    ) -> None:
+        """The broker will never take this dead letter: keep it in the database, move on."""
+
+        async def insert() -> None:
+            await self.pool.execute(
+                f'INSERT INTO "{self.schema}".dead_letters (consumer, reason, error, '
+                'publish_error, topic, "partition", "offset", key, value, headers) '
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                self.group_id,
+                headers["dlq_reason"],
+                headers["dlq_error"],
+                repr(refused),
+                record.topic,
+                record.partition,
+                record.offset,
+                record.key,
+                record.value,
+                {k: v for k, v in headers.items() if not k.startswith("dlq_")},
+            )
+
+        await self._transient_retry(insert)
+        DLQ_UNPUBLISHED.labels(self.consumer.name, headers["dlq_reason"]).inc()
+        self._log.error(
+            "consumer_dead_letter_kept_in_database",
+            reason=headers["dlq_reason"],
+            publish_error=repr(refused),
+            table=f"{self.schema}.dead_letters",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+
+    async def _commit(
+        self, records: list[ConsumerRecord[Any, Any]], done: set[int], msg: KafkaMessage
+    ) -> None:
+        """Commit each partition up to its first record not done, and read again from there."""
         offsets: dict[TopicPartition, int] = {}
-        for r in records:
+        rewind: dict[TopicPartition, int] = {}
+        for i, r in enumerate(records):  # a partition's records come in offset order
             tp = TopicPartition(r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+            if tp in rewind:
+                continue
+            if i in done:
+                offsets[tp] = r.offset + 1
+            else:
+                offsets[tp] = rewind[tp] = r.offset
         try:
             await msg.consumer.commit(offsets)  # type: ignore[call-arg]  # aiokafka takes offsets
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partition; the new owner redelivers, the marks dedupe.
             self._log.warning("consumer_commit_failed", error=repr(exc))
+        for tp, offset in rewind.items():
+            try:
+                msg.consumer.seek(tp, offset)
+            except KafkaError as exc:  # no longer ours: its new owner starts at the commit
+                self._log.warning("consumer_seek_failed", partition=str(tp), error=repr(exc))

@@ -2,8 +2,13 @@
 
 Attributes travel in headers (``ce_id``, ``ce_type``…); the value is the event's JSON; the key
 is the aggregate id, so one aggregate's events share a partition and stay in order. cunzhi's
-extension attributes: ``ce_schemaversion``, ``ce_correlationid``, ``ce_causationid``,
-``ce_actor`` (CloudEvents extension names are lowercase alphanumerics).
+extension attributes: ``ce_schemaversion``, ``ce_streamversion`` (the event's version in its
+stream, so a consumer can see a gap), ``ce_correlationid``, ``ce_causationid``, ``ce_actor``
+(CloudEvents extension names are lowercase alphanumerics).
+
+``ce_time`` is optional in CloudEvents. An event without it takes the time the caller passes
+as ``received`` — a consumer passes the Kafka record's timestamp, which is the same on every
+redelivery, so a projection that stores the time stays the same when rebuilt or replayed.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ class Envelope:
     correlation_id: str | None = None
     causation_id: str | None = None
     actor: str | None = None
+    stream_version: int | None = None
     specversion: str = SPECVERSION
 
     @classmethod
@@ -47,6 +53,7 @@ class Envelope:
         causation_id: str | None = None,
         actor: str | None = None,
         id: str | None = None,
+        stream_version: int | None = None,
     ) -> Envelope:
         event_id = id or str(uuid.uuid4())
         return cls(
@@ -60,6 +67,7 @@ class Envelope:
             correlation_id=correlation_id or event_id,
             causation_id=causation_id,
             actor=actor,
+            stream_version=stream_version,
         )
 
     def caused(self, **changes: object) -> Envelope:
@@ -83,6 +91,8 @@ class Envelope:
         ):
             if value:
                 headers[name] = value
+        if self.stream_version is not None:
+            headers["ce_streamversion"] = str(self.stream_version)
         return [(k, v.encode()) for k, v in headers.items()]
 
     def to_metadata(self) -> dict[str, str | None]:
@@ -95,40 +105,59 @@ class Envelope:
         }
 
     @classmethod
-    def from_headers(cls, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes]) -> Envelope:
+    def from_headers(
+        cls,
+        headers: Iterable[tuple[str, bytes | None]] | Mapping[str, bytes | None],
+        *,
+        received: dt.datetime | None = None,
+    ) -> Envelope:
+        """The envelope in ``headers``; ``received`` stands for an absent ``ce_time``.
+
+        A header without a value (Kafka allows it) counts as absent.
+        """
         items = headers.items() if isinstance(headers, Mapping) else headers
         h: dict[str, str] = {}
         for key, value in items:
+            if value is None:
+                continue
             try:
                 h[key] = value.decode() if isinstance(value, bytes | bytearray) else str(value)
             except UnicodeDecodeError as exc:
                 raise EnvelopeError(f"header {key} is not UTF-8") from exc
-        missing = [
-            n for n in ("ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time") if n not in h
-        ]
+        missing = [n for n in ("ce_id", "ce_type", "ce_source", "ce_specversion") if n not in h]
         if missing:
             raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
         if h["ce_specversion"] != SPECVERSION:
             raise EnvelopeError(f"unsupported CloudEvents specversion {h['ce_specversion']!r}")
-        try:
-            time = dt.datetime.fromisoformat(h["ce_time"])
-        except ValueError as exc:
-            raise EnvelopeError(f"ce_time is not an RFC 3339 time: {h['ce_time']!r}") from exc
-        try:
-            schema_version = int(h.get("ce_schemaversion", "1"))
-        except ValueError as exc:
-            raise EnvelopeError("ce_schemaversion is not an integer") from exc
+        if "ce_time" in h:
+            try:
+                time = dt.datetime.fromisoformat(h["ce_time"])
+            except ValueError as exc:
+                raise EnvelopeError(f"ce_time is not an RFC 3339 time: {h['ce_time']!r}") from exc
+        else:
+            time = received or dt.datetime.now(dt.UTC)
+        schema_version = _integer(h, "ce_schemaversion")
         return cls(
             id=h["ce_id"],
             type=h["ce_type"],
             source=h["ce_source"],
             subject=h.get("ce_subject", ""),
             time=time,
-            schema_version=schema_version,
+            schema_version=1 if schema_version is None else schema_version,
             correlation_id=h.get("ce_correlationid"),
             causation_id=h.get("ce_causationid"),
             actor=h.get("ce_actor"),
+            stream_version=_integer(h, "ce_streamversion"),
         )
+
+
+def _integer(headers: dict[str, str], name: str) -> int | None:
+    if name not in headers:
+        return None
+    try:
+        return int(headers[name])
+    except ValueError:
+        raise EnvelopeError(f"{name} is not an integer") from None
 
 
 @dataclass(frozen=True)

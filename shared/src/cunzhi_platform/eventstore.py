@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,7 +60,52 @@ PLATFORM_MIGRATIONS = [
         CREATE INDEX outbox_unsent ON {schema}.outbox (id) WHERE sent_at IS NULL;
         """,
     ),
+    # Growth: sent rows are purged by age, marks pruned by age (housekeeping.py). Consumers
+    # create the marks tables (with the column) at start-up, after the migrations: this adds
+    # it to the ones already there, as of now, without rewriting them (now() is not volatile).
+    Migration(
+        "0002_purge_by_age",
+        r"""
+        CREATE INDEX outbox_sent_at ON {schema}.outbox (sent_at) WHERE sent_at IS NOT NULL;
+        DO $$
+        DECLARE marks regclass;
+        BEGIN
+            FOR marks IN SELECT c.oid::regclass FROM pg_class c
+                WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind = 'r'
+                AND c.relname LIKE '%\_\_processed'
+            LOOP
+                EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS processed_at '
+                               'timestamptz NOT NULL DEFAULT now()', marks);
+                EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %s USING brin (processed_at)',
+                               (SELECT relname FROM pg_class WHERE oid = marks) || '_at', marks);
+            END LOOP;
+        END $$;
+        """,
+    ),
 ]
+
+
+def _key(key: str) -> str:
+    """A payload key written into SQL (an index expression matches literals only)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", key):
+        raise ValueError(f"payload key {key!r} must be lower-case letters, digits and _")
+    return key
+
+
+def lookup_index(*keys: str) -> Migration:
+    """A service migration indexing its events by payload ``keys`` for ``stream_ids``.
+
+    Partial (only events carrying every key), so other events cost nothing to append. Built
+    inside the migration's transaction: appends wait while it is built, a second or so per
+    million events carrying the keys.
+    """
+    exprs = ", ".join(f"(payload->>'{_key(k)}')" for k in keys)
+    carried = " AND ".join(f"payload ? '{k}'" for k in keys)
+    name = "events_by_" + "_".join(keys)
+    return Migration(
+        f"lookup_{'_'.join(keys)}",
+        f"CREATE INDEX IF NOT EXISTS {name} ON {{schema}}.events ({exprs}, type) WHERE {carried}",
+    )
 
 
 class ConcurrencyError(Exception):
@@ -217,6 +263,7 @@ class EventStore:
                     correlation_id=ctx.correlation_id,
                     causation_id=ctx.causation_id,
                     actor=ctx.actor,
+                    stream_version=expected + 1,
                 )
                 try:
                     row = await conn.fetchrow(
@@ -262,6 +309,7 @@ class EventStore:
             correlation_id=row["correlation_id"],
             causation_id=row["causation_id"],
             actor=row["actor"],
+            stream_version=row["stream_version"],
         )
         event = self.registry.decode_json(row["type"], row["schema_version"], row["payload"])
         return StoredEvent(
@@ -286,19 +334,24 @@ class EventStore:
             rows = await self.pool.fetch(sql, stream_id)
         return [self._decode(r) for r in rows]
 
-    async def stream_ids(self, types: Sequence[str], where: dict[str, Any]) -> list[str]:
-        """Streams holding an event of one of ``types`` whose payload contains ``where``.
+    async def stream_ids(self, types: Sequence[str], where: dict[str, str]) -> list[str]:
+        """Streams holding an event of one of ``types`` whose payload has the values ``where``.
 
         For a decision that must see every stream of a kind (all the topics of a call), which a
-        read model that may lag cannot promise. A scan of the service's events: for rare
-        decisions, not for queries.
+        read model that may lag cannot promise. Written so that the service's
+        ``lookup_index(*where)`` migration serves it; without one it scans the events.
         """
+        if not where:
+            raise ValueError("stream_ids needs at least one payload value to look up")
+        conditions = " AND ".join(
+            f"payload ? '{_key(k)}' AND payload->>'{k}' = ${i}" for i, k in enumerate(where, 2)
+        )
         rows = await self.pool.fetch(
             f'SELECT stream_id FROM "{self.schema}".events '
-            "WHERE type = ANY($1::text[]) AND payload @> $2::jsonb "
+            f"WHERE type = ANY($1::text[]) AND {conditions} "
             "GROUP BY stream_id ORDER BY min(global_position)",
             list(types),
-            where,
+            *where.values(),
         )
         return [r["stream_id"] for r in rows]
 
@@ -332,6 +385,42 @@ class EventStore:
         args = (str(after.tx_id), after.position, limit)
         rows = await (conn.fetch(sql, *args) if conn is not None else self.pool.fetch(sql, *args))
         return [self._decode(r) for r in rows]
+
+    async def read_snapshot(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        after_position: int = 0,
+        unseen_by: str | None = None,
+        limit: int = 1000,
+    ) -> list[StoredEvent]:
+        """Events visible to ``conn``'s transaction, in stream order (``global_position``).
+
+        Run it in a REPEATABLE READ transaction and page on ``after_position``: every page then
+        comes from one snapshot, where position order is each stream's version order (version
+        n+1 is inserted only once version n has committed). ``unseen_by`` (a snapshot from
+        ``snapshot()``) keeps only the events that snapshot could not see, to catch up after it.
+        Unlike ``read_all``, not for tailing: use it where the reader holds one snapshot.
+        """
+        unseen = (
+            ""
+            if unseen_by is None
+            else "AND tx_id >= pg_snapshot_xmin($3::text::pg_snapshot) "
+            "AND NOT pg_visible_in_snapshot(tx_id, $3::text::pg_snapshot)"
+        )
+        sql = (
+            f'SELECT {_COLUMNS} FROM "{self.schema}".events WHERE global_position > $1 '
+            f"{unseen} ORDER BY global_position LIMIT $2"
+        )
+        args: tuple[Any, ...] = (after_position, limit)
+        rows = await conn.fetch(sql, *args, *(() if unseen_by is None else (unseen_by,)))
+        return [self._decode(r) for r in rows]
+
+    @staticmethod
+    async def snapshot(conn: asyncpg.Connection) -> str:
+        """The snapshot ``conn``'s transaction reads (taken now if it has none yet), as text."""
+        value: str = await conn.fetchval("SELECT pg_current_snapshot()::text")
+        return value
 
     async def recorded_at_head(self) -> dt.datetime | None:
         value: dt.datetime | None = await self.pool.fetchval(

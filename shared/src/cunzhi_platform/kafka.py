@@ -6,6 +6,7 @@ not create topics on demand, and a county's Kafka cluster usually forbids it too
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import structlog
@@ -26,8 +27,18 @@ def make_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
         linger_ms=5,
         max_batch_size=256 * 1024,
         request_timeout_ms=10_000,
-        logger=None,
+        # What FastStream catches itself is logged through structlog, not dropped; its
+        # per-message "Received"/"Processed" lines are DEBUG.
+        logger=structlog.get_logger("faststream"),
+        log_level=logging.DEBUG,
+        # FastStream otherwise adds a random `correlation_id` header to every send; the
+        # conversation's id travels in `ce_correlationid`, and one id is all a reader needs.
+        id_generator=_no_correlation_id,
     )
+
+
+def _no_correlation_id() -> str:
+    return ""
 
 
 async def ensure_topics(

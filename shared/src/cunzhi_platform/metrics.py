@@ -21,3 +21,14 @@ DLQ = Counter("cunzhi_dlq_total", "Messages sent to a dead-letter topic", ["cons
 HANDLER_LATENCY = Histogram(
     "cunzhi_handler_seconds", "Time to handle one event or batch", ["consumer"]
 )
+CONSUMER_PAUSED = Gauge(
+    "cunzhi_consumer_paused", "1 while a consumer waits for its tables to match it", ["consumer"]
+)
+CONSUMER_RETRIES = Counter(
+    "cunzhi_consumer_retries_total", "Attempts a consumer repeated, by kind", ["consumer", "kind"]
+)
+DLQ_UNPUBLISHED = Counter(
+    "cunzhi_dlq_unpublished_total",
+    "Dead letters the broker refused for good, kept in <service>.dead_letters",
+    ["consumer", "reason"],
+)

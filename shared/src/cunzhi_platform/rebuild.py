@@ -1,9 +1,17 @@
 """Rebuild a projection from the service's own event store while the live one keeps serving.
 
 1. Create empty copies of the projection's tables (``<table>__rebuild``).
-2. Fold the store into them in batches, paging in commit-safe order (``read_all``).
-3. Lock the live tables (the live consumer waits, queries wait only for the swap), apply what
-   committed since the last page, and swap the copies in by renaming, in one transaction.
+2. Fold the store into them from one REPEATABLE READ snapshot, in ``global_position`` order:
+   within a snapshot that is each stream's version order. (Commit-safe tailing order,
+   ``(tx_id, position)``, is not: a policy's transaction takes its xid before it appends, so
+   version n+1 of a stream can sort before version n.)
+3. Catch up, still unlocked, on what committed since the previous snapshot, until little is
+   left: each round folds the events the previous snapshot could not see, from a new one.
+4. Lock the live tables with a short ``lock_timeout`` (a lock request waiting behind a long
+   reader would queue every query and the live consumer behind it), fold the last few events,
+   and swap the copies in by renaming, in one transaction. If the lock is not granted in time,
+   catch up again and retry after a pause; after ``lock_attempts`` the rebuild gives up and the
+   live tables are untouched.
 
 The processed-event marks are part of the swap, so events the live consumer has not seen yet
 but the rebuild has are not applied twice when they arrive from Kafka.
@@ -11,14 +19,21 @@ but the rebuild has are not applied twice when they arrive from Kafka.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import asyncpg
 import structlog
 
 from .consumer import Consumer, Tx, create_tables, table_names
-from .eventstore import Checkpoint, EventStore, StoredEvent
+from .eventstore import EventStore, StoredEvent
 
 _log = structlog.get_logger(__name__)
 SUFFIX = "__rebuild"
+
+
+class RebuildError(RuntimeError):
+    """The rebuild could not swap its tables in; the live projection is unchanged."""
 
 
 async def _apply(
@@ -26,80 +41,143 @@ async def _apply(
     consumer: Consumer,
     names: dict[str, str],
     events: list[StoredEvent],
-    dedupe: bool,
     store: EventStore,
 ) -> None:
-    if dedupe:
-        fresh = {
-            str(r["event_id"])
-            for r in await conn.fetch(
-                f"INSERT INTO {names['__processed__']} (event_id) SELECT unnest($1::uuid[]) "
-                "ON CONFLICT DO NOTHING RETURNING event_id",
-                [e.envelope.id for e in events],
-            )
-        }
-        events = [e for e in events if e.envelope.id in fresh]
-    else:
-        await conn.copy_records_to_table(
-            names["__processed__"].split(".")[1].strip('"'),
-            schema_name=names["__processed__"].split(".")[0].strip('"'),
-            records=[(e.envelope.id,) for e in events],
-        )
-    if events:
-        await consumer.apply_batch(Tx(conn, names, store), [(e.event, e.envelope) for e in events])
+    # Snapshots' differences never overlap, so every event is new here: a repeat would be a
+    # bug, and the marks' primary key says so loudly.
+    schema, table = (part.strip('"') for part in names["__processed__"].split("."))
+    await conn.copy_records_to_table(
+        table, schema_name=schema, columns=["event_id"], records=[(e.envelope.id,) for e in events]
+    )
+    await consumer.apply_batch(Tx(conn, names, store), [(e.event, e.envelope) for e in events])
 
 
-async def rebuild(consumer: Consumer, store: EventStore, *, batch_size: int = 5000) -> int:
+async def _fold(
+    conn: asyncpg.Connection,
+    consumer: Consumer,
+    fresh: dict[str, str],
+    store: EventStore,
+    since: str | None,
+    batch_size: int,
+) -> int:
+    """Fold what this transaction's snapshot sees and ``since`` did not, in stream order."""
+    folded, after = 0, 0
+    while page := await store.read_snapshot(
+        conn, after_position=after, unseen_by=since, limit=batch_size
+    ):
+        await _apply(conn, consumer, fresh, page, store)
+        folded += len(page)
+        after = page[-1].position
+    return folded
+
+
+async def _catch_up(
+    conn: asyncpg.Connection,
+    consumer: Consumer,
+    fresh: dict[str, str],
+    store: EventStore,
+    since: str | None,
+    batch_size: int,
+) -> tuple[int, str]:
+    async with conn.transaction(isolation="repeatable_read"):
+        snapshot = await store.snapshot(conn)
+        folded = await _fold(conn, consumer, fresh, store, since, batch_size)
+    return folded, snapshot
+
+
+async def _swap(
+    conn: asyncpg.Connection, schema: str, live: dict[str, str], fresh: dict[str, str]
+) -> None:
+    for logical, name in live.items():
+        bare = name.split(".")[1].strip('"')
+        await conn.execute(f"DROP TABLE {name}")
+        await conn.execute(f'ALTER TABLE {fresh[logical]} RENAME TO "{bare}"')
+        # Indexes (primary keys included) take the live names back, so the next rebuild's
+        # copies are created under the same names as this one's.
+        for row in await conn.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2",
+            schema,
+            bare,
+        ):
+            index = row["indexname"]
+            if index.startswith(bare + SUFFIX):
+                live_name = bare + index.removeprefix(bare + SUFFIX)
+                await conn.execute(f'ALTER INDEX "{schema}"."{index}" RENAME TO "{live_name}"')
+
+
+async def rebuild(
+    consumer: Consumer,
+    store: EventStore,
+    *,
+    batch_size: int = 5000,
+    lock_timeout_s: float = 2.0,
+    lock_attempts: int = 30,
+    retry_pause_s: float = 1.0,
+) -> int:
     """Rebuild ``consumer``'s tables from ``store``; returns the number of events folded."""
     if not consumer.rebuildable:
         raise ValueError(f"{consumer.name} does not project the service's own events")
     schema = store.schema
     live, fresh = table_names(schema, consumer), table_names(schema, consumer, SUFFIX)
     log = _log.bind(service=schema, projection=consumer.name)
-    folded = 0
     async with store.pool.acquire() as conn:
         for name in fresh.values():
             await conn.execute(f"DROP TABLE IF EXISTS {name}")
         await create_tables(conn, schema, consumer, SUFFIX)
-        checkpoint = Checkpoint()
-        while True:
-            async with conn.transaction():
-                page = await store.read_all(checkpoint, batch_size, conn=conn)
-                if not page:
+        try:
+            folded, snapshot = await _catch_up(conn, consumer, fresh, store, None, batch_size)
+            for attempt in range(1, lock_attempts + 1):
+                # Unlocked rounds until a round finds less than a page: what is left to fold
+                # under the lock is then about what commits in one round trip.
+                while True:
+                    more, snapshot = await _catch_up(
+                        conn, consumer, fresh, store, snapshot, batch_size
+                    )
+                    folded += more
+                    if more < batch_size:
+                        break
+                try:
+                    folded += await _locked_swap(
+                        conn, consumer, store, live, fresh, snapshot, batch_size, lock_timeout_s
+                    )
                     break
-                await _apply(conn, consumer, fresh, page, dedupe=False, store=store)
-            folded += len(page)
-            checkpoint = page[-1].checkpoint
-        async with conn.transaction():
-            # The processed marks first: a consumer transaction starts there, so holding them
-            # means no consumer is half-way (locking in another order deadlocks with it).
-            ordered = [live["__processed__"], *(n for k, n in live.items() if k != "__processed__")]
-            await conn.execute("LOCK TABLE " + ", ".join(ordered) + " IN ACCESS EXCLUSIVE MODE")
-            # Under the lock nothing more reaches the live tables; take every visible event
-            # the pages did not cover (late commits included; the marks drop repeats).
-            while True:
-                page = await store.read_all(checkpoint, batch_size, conn=conn, settled_only=False)
-                if not page:
-                    break
-                await _apply(conn, consumer, fresh, page, dedupe=True, store=store)
-                folded += len(page)
-                checkpoint = page[-1].checkpoint
-            for logical, name in live.items():
-                bare = name.split(".")[1].strip('"')
-                await conn.execute(f"DROP TABLE {name}")
-                await conn.execute(f'ALTER TABLE {fresh[logical]} RENAME TO "{bare}"')
-                # Indexes (primary keys included) take the live names back, so the next
-                # rebuild's copies are created under the same names as this one's.
-                for row in await conn.fetch(
-                    "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2",
-                    schema,
-                    bare,
-                ):
-                    index = row["indexname"]
-                    if index.startswith(bare + SUFFIX):
-                        live_name = bare + index.removeprefix(bare + SUFFIX)
-                        await conn.execute(
-                            f'ALTER INDEX "{schema}"."{index}" RENAME TO "{live_name}"'
-                        )
+                except asyncpg.LockNotAvailableError:
+                    log.warning("rebuild_lock_not_granted", attempt=attempt, retry_in=retry_pause_s)
+                    await asyncio.sleep(retry_pause_s)
+            else:
+                raise RebuildError(
+                    f"{schema}.{consumer.name}: the live tables stayed in use for "
+                    f"{lock_attempts} attempts of {lock_timeout_s}s; nothing was swapped"
+                )
+        except BaseException:
+            # Leave nothing half-built behind (a broken connection cannot: the next run drops).
+            with contextlib.suppress(Exception):
+                for name in fresh.values():
+                    await conn.execute(f"DROP TABLE IF EXISTS {name}")
+            raise
     log.info("projection_rebuilt", events=folded)
+    return folded
+
+
+async def _locked_swap(
+    conn: asyncpg.Connection,
+    consumer: Consumer,
+    store: EventStore,
+    live: dict[str, str],
+    fresh: dict[str, str],
+    snapshot: str,
+    batch_size: int,
+    lock_timeout_s: float,
+) -> int:
+    async with conn.transaction(isolation="repeatable_read"):
+        await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
+        # The processed marks first: a consumer transaction starts there, so holding them
+        # means no consumer is half-way (locking in another order deadlocks with it). LOCK
+        # before any query: the transaction's snapshot is taken after it, so it sees every
+        # event a live consumer applied, and later events reach the live consumer after the
+        # swap, through Kafka, in order.
+        ordered = [live["__processed__"], *(n for k, n in live.items() if k != "__processed__")]
+        await conn.execute("LOCK TABLE " + ", ".join(ordered) + " IN ACCESS EXCLUSIVE MODE")
+        folded = await _fold(conn, consumer, fresh, store, snapshot, batch_size)
+        await _swap(conn, store.schema, live, fresh)
     return folded

@@ -127,12 +127,7 @@ class OutboxRelay:
             f"SELECT count(*) FROM {self.schema}.outbox WHERE sent_at IS NULL"
         )
         RELAY_LAG.labels(self.service).set(lag)
-        if lag == 0:
-            # Sent rows are kept a day for inspection; the events table is the durable log.
-            await conn.execute(
-                f"DELETE FROM {self.schema}.outbox WHERE sent_at < now() - interval '1 day'"
-            )
-        return len(rows)
+        return len(rows)  # sent rows are purged by housekeeping.py
 
     async def _publish(self, rows: list[asyncpg.Record]) -> None:
         # One in-flight request per partition (aiokafka's sender) keeps per-key order.

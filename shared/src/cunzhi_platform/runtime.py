@@ -1,15 +1,16 @@
 """The thin bootstrap of a service: one FastAPI app whose lifespan runs everything else.
 
 Start-up order: PostgreSQL pool and migrations, Kafka topics, consumers attached, broker
-started, outbox relay and background tasks started. A database or broker that cannot be reached
-at start-up fails it with a message naming the setting; later outages are waited out by the
-relay and the consumers.
+connected, outbox relay and background tasks started; the consumer groups join meanwhile.
+A database or broker that cannot be reached at start-up fails it with a message naming the
+setting; later outages are waited out by the relay and the consumers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .consumer import Consumer, ConsumerRunner
 from .envelope import topic_for
 from .events import EventRegistry
 from .eventstore import PLATFORM_MIGRATIONS, ConcurrencyError, EventStore, init_connection
+from .housekeeping import housekeeping
 from .infra import InfrastructureError
 from .kafka import ensure_topics, make_broker
 from .leadership import still_leading, wait_for_leadership
@@ -157,7 +159,7 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
     ]
     for runner in runners:
         await runner.setup()
-    await broker.start()
+    await broker.connect()
     relay = OutboxRelay(
         database_url=settings.database_url,
         broker=broker,
@@ -169,10 +171,46 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
     if settings.relay_in_process:
         rt.tasks.append(asyncio.create_task(relay.run(), name=f"{service.name}-relay"))
     rt.tasks.append(asyncio.create_task(store.notify_appends(), name=f"{service.name}-notify"))
-    for job in service.background:
+    rt.tasks.append(asyncio.create_task(_subscribe(rt), name=f"{service.name}-subscribe"))
+    for job in (*service.background, housekeeping):
         rt.tasks.append(asyncio.create_task(_guard(job, rt), name=f"{service.name}-{job.__name__}"))
     _log.info("service_started", service=service.name, topic=service.topic)
     return rt
+
+
+async def _subscribe(rt: Runtime) -> None:
+    """Start every subscriber at once, in the background.
+
+    Each consumer group's join waits for the coordinator's rebalance (Tansu holds a joining
+    member about half its session timeout): one after the other they made start-up take
+    20–30 s. Nothing at start-up needs them joined — they resume from their committed offsets
+    — so the service serves while they join.
+    """
+    started = time.monotonic()
+    await asyncio.gather(*(_start_subscriber(sub) for sub in rt.broker.subscribers))
+    rt.broker.running = True
+    _log.info(
+        "consumers_joined",
+        service=rt.service.name,
+        consumers=len(rt.runners),
+        seconds=round(time.monotonic() - started, 2),
+    )
+
+
+async def _start_subscriber(subscriber: Any) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await subscriber.start()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # whatever it is, a consumer must not stay silently stopped
+            _log.warning("consumer_join_failed", error=repr(exc), retry_in=delay)
+            with contextlib.suppress(Exception):
+                await subscriber.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 async def _guard(job: Background, rt: Runtime) -> None:
@@ -268,7 +306,9 @@ def create_app(
             checks["relay"] = "separate process"
         else:
             checks["relay"] = "leading" if rt.relay.is_leader else "standby"
-        ready = checks["database"] == "ok" and checks["broker"] == "ok"
+        paused = [r.paused for r in rt.runners if r.paused is not None]
+        checks["consumers"] = "paused: " + "; ".join(paused) if paused else "ok"
+        ready = checks["database"] == "ok" and checks["broker"] == "ok" and not paused
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     for router in service.routers:
@@ -352,9 +392,17 @@ def serve(service: Service, default_port: int) -> None:
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(
-        create_app(service, settings),
-        host=settings.http_host,
-        port=settings.http_port or default_port,
-        log_config=None,
-    )
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            for server in self.servers:
+                for sock in server.sockets:
+                    host, port = sock.getsockname()[:2]
+                    _log.info(
+                        "service_listening", service=service.name, url=f"http://{host}:{port}"
+                    )
+
+    app = create_app(service, settings)
+    port = settings.http_port or default_port
+    Server(uvicorn.Config(app, host=settings.http_host, port=port, log_config=None)).run()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_JWT_SECRET = "change-me-in-production-this-is-only-for-the-demo"
@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     database_url: str | None = None
     kafka_bootstrap_servers: str | None = None
     data_dir: Path = Path(".cunzhi")
+    # Embedded infrastructure's ports; 0: the ones kept in <data_dir>/ports.json, chosen free
+    # the first time.
+    embedded_postgres_port: int = Field(default=0, ge=0, le=65535)
+    embedded_kafka_port: int = Field(default=0, ge=0, le=65535)
     topic_partitions: int = 6
     jwt_secret: str = DEMO_JWT_SECRET
     jwt_algorithm: str = "HS256"
@@ -37,6 +41,11 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = 100
     # How often timers (calls for topics opening and closing, forum notices) look at the clock.
     scheduler_interval_s: float = 30.0
+    # Processed-event marks are kept this long: it must exceed the topics' retention.ms.
+    processed_retention_days: int = Field(default=30, ge=1, le=3650)
+    # Sent outbox rows are kept this long for inspection (the events table is the log).
+    outbox_retention_hours: int = Field(default=24, ge=0, le=24 * 365)
+    housekeeping_interval_s: float = Field(default=3600.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
     http_host: str = "127.0.0.1"

@@ -8,7 +8,7 @@ another service's event passes ``conn`` so its events commit with the consumer's
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 from cunzhi_platform.aggregate import InvalidTransition, NotFound
@@ -21,6 +21,7 @@ from .domain import (
     AttendanceMark,
     Contest,
     Forum,
+    RaisedIssue,
     ResolutionDraft,
     Roster,
     RosterMember,
@@ -405,7 +406,8 @@ async def hold_speak_up_session(
     township_id: str,
     date: dt.date,
     attendance_count: int,
-    issues_raised: Sequence[str],
+    issue_ids: Sequence[str],
+    known_issues: Mapping[str, RaisedIssue],
     hosted_by: str,
     today: dt.date,
     ctx: CommandContext,
@@ -417,7 +419,8 @@ async def hold_speak_up_session(
         lambda s: s.hold(
             township_id=township_id,
             attendance_count=attendance_count,
-            issues_raised=issues_raised,
+            issue_ids=issue_ids,
+            known_issues=known_issues,
             hosted_by=hosted_by,
             today=today,
         ),

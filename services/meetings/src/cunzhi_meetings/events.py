@@ -359,7 +359,11 @@ class SpeakUpSessionHeld(Event):
     lunar_day: int
     attendance_count: int
     issues_raised: tuple[str, ...]
+    """The titles of the issues raised, as the claim list has them."""
     hosted_by: str
+    issue_ids: tuple[str, ...] = ()
+    """The speak-up issues (topics service) raised at the session; empty in sessions recorded
+    before issues were named by id."""
 
 
 @registry.register("cunzhi.meetings.ContestHeld", version=1)

@@ -24,6 +24,16 @@ class TopicSelected(Reader):
     category: str
 
 
+@readers.register("cunzhi.topics.IssueRaised", version=1)
+class IssueRaised(Reader):
+    """A villager's problem on a village's claim list: a speak-up session names it."""
+
+    issue_id: str
+    township_id: str
+    village_id: str
+    title: str
+
+
 @readers.register("cunzhi.rectification.TaskCompleted", version=1)
 class TaskCompleted(Reader):
     """A tracked task was done; ``forum_id`` is None for a campaign's own tasks."""

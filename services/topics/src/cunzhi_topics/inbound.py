@@ -75,6 +75,16 @@ class ForumClosed(Reader):
     topic_id: str
 
 
+@readers.register("cunzhi.meetings.SpeakUpSessionHeld", version=1)
+class SpeakUpSessionHeld(Reader):
+    """A village's speak-up session (逢五说事) and the issues raised at it, by id."""
+
+    session_id: str
+    village_id: str
+    date: dt.date
+    issue_ids: tuple[str, ...] = ()
+
+
 @readers.register("cunzhi.rectification.TaskCompleted", version=1)
 class TaskCompleted(Reader):
     """A tracked task was done; ``forum_id`` is None for a campaign's own tasks."""

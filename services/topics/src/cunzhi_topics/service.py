@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from cunzhi_platform.eventstore import lookup_index
 from cunzhi_platform.runtime import Service
 
 from .adapters.http import router
 from .adapters.policies import CarryOver, ForumCalendar, ForumOutcomes
 from .adapters.projections import ReadModels
-from .adapters.timeline import Timeline
+from .adapters.timeline import SpeakUpLinks, Timeline
 from .adapters.timers import call_timers
 from .events import SERVICE, registry
 from .inbound import readers
@@ -24,7 +25,16 @@ def build_service() -> Service:
         name=SERVICE,
         registry=registry,
         consumes=[readers],
-        consumers=[ReadModels(), Timeline(), CarryOver(), ForumCalendar(), ForumOutcomes()],
+        consumers=[
+            ReadModels(),
+            Timeline(),
+            SpeakUpLinks(),
+            CarryOver(),
+            ForumCalendar(),
+            ForumOutcomes(),
+        ],
+        # Selection and cancellation read every topic of a call from the store.
+        migrations=[lookup_index("forum_id", "township_id")],
         routers=[router],
         background=[call_timers],
         description=DESCRIPTION,

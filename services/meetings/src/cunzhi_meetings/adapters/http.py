@@ -182,7 +182,12 @@ class SpeakUpIn(Body):
     township_id: Id
     date: dt.date
     attendance_count: int = Field(ge=1, le=100_000)
-    issues_raised: list[Text] = Field(default_factory=list, max_length=200)
+    issue_ids: list[Id] = Field(
+        default_factory=list,
+        max_length=200,
+        description="the speak-up issues raised at the session, by the ids the topics service "
+        "gave them (POST /villages/{village_id}/issues there)",
+    )
     hosted_by: Text
 
 
@@ -529,18 +534,21 @@ async def adopt_resolutions(
 async def hold_speak_up_session(
     village_id: str, body: SpeakUpIn, principal: CurrentPrincipal, request: Request, rt: Rt
 ) -> dict[str, Any]:
-    """Record a speak-up session (逢五说事) of a lunar 5th/15th/25th and the issues raised."""
+    """Record a speak-up session (逢五说事) of a lunar 5th/15th/25th and the issues raised at
+    it, named by their ids on the village's claim list (the topics service raises them)."""
     principal.require_township(body.township_id)
     if not principal.has_role(OFFICE, COMMITTEE):
         principal.require_role(VILLAGE_SECRETARY)
         principal.require_villages([village_id])
+    known = await _reads(rt).speak_up_issues(body.issue_ids)
     session = await application.hold_speak_up_session(
         rt.store,
         village_id,
         township_id=body.township_id,
         date=body.date,
         attendance_count=body.attendance_count,
-        issues_raised=body.issues_raised,
+        issue_ids=body.issue_ids,
+        known_issues={i.issue_id: i for i in known},
         hosted_by=body.hosted_by,
         today=today(rt.clock),
         ctx=_ctx(principal, request),

@@ -42,6 +42,7 @@ from ..events import (
     RosterMemberUpdated,
     SpeakUpSessionHeld,
 )
+from ..inbound import IssueRaised
 
 OWN_TOPIC = topic_for(SERVICE)
 
@@ -469,9 +470,41 @@ class OtherMeetingsProjection(Consumer):
             )
 
 
+class SpeakUpIssues(Consumer):
+    """The speak-up issues the topics service raised, so a session names them by id.
+
+    Fed by topics' events, so not rebuildable from the meetings store: a new consumer group
+    reads the topics topic again.
+    """
+
+    name = "speak_up_issues"
+    topics: ClassVar = [topic_for("topics")]
+    tables: ClassVar = {
+        "speak_up_issues": """
+            CREATE TABLE IF NOT EXISTS {table} (
+                issue_id text PRIMARY KEY,
+                township_id text NOT NULL,
+                village_id text NOT NULL,
+                title text NOT NULL
+            )""",
+    }
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        if isinstance(event, IssueRaised):
+            await tx.conn.execute(
+                f"INSERT INTO {tx.t('speak_up_issues')} VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT DO NOTHING",
+                event.issue_id,
+                event.township_id,
+                event.village_id,
+                event.title,
+            )
+
+
 PROJECTIONS: tuple[Consumer, ...] = (
     ForumsProjection(),
     TownshipRecordProjection(),
     RosterProjection(),
     OtherMeetingsProjection(),
+    SpeakUpIssues(),
 )

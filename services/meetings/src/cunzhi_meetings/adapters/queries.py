@@ -9,6 +9,7 @@ from typing import Any, Literal
 import asyncpg
 from cunzhi_platform.consumer import table_names
 
+from ..domain import RaisedIssue
 from ..domain.forum import AWAITING_NOTICE
 from .projections import PROJECTIONS
 
@@ -58,6 +59,16 @@ class ReadModels:
             today,
         )
         return found
+
+    async def speak_up_issues(self, issue_ids: Sequence[str]) -> list[RaisedIssue]:
+        """The issues of ``issue_ids`` the topics service raised (unknown ones left out)."""
+        rows = await self.pool.fetch(
+            f"SELECT issue_id, village_id, title FROM {self._t['speak_up_issues']} "
+            "WHERE issue_id = ANY($1::text[])",
+            list(issue_ids),
+        )
+        found = {r["issue_id"]: RaisedIssue(**dict(r)) for r in rows}
+        return [found[i] for i in issue_ids if i in found]
 
     async def calendar(
         self,

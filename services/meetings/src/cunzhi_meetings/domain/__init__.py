@@ -43,7 +43,7 @@ from .roster import (
     RosterMember,
     parse_roster_csv,
 )
-from .speak_up import SpeakUpSession
+from .speak_up import RaisedIssue, SpeakUpSession
 
 __all__ = [
     "NOTICE_TIME",
@@ -56,6 +56,7 @@ __all__ = [
     "CsvProblem",
     "Forum",
     "ForumStatus",
+    "RaisedIssue",
     "ResolutionDraft",
     "Roster",
     "RosterCsvError",

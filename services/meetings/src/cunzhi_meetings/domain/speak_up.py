@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from cunzhi_platform.aggregate import Aggregate, DomainError, InvalidTransition
 from cunzhi_platform.clock import SPEAK_UP_LUNAR_DAYS, is_speak_up_day, lunar_day, next_speak_up_day
@@ -11,6 +12,15 @@ from cunzhi_platform.events import Event
 
 from ..events import SpeakUpSessionHeld
 from .ids import parse_speak_up_stream_id
+
+
+@dataclass(frozen=True)
+class RaisedIssue:
+    """A speak-up issue as the claim list has it (the topics service raises issues)."""
+
+    issue_id: str
+    village_id: str
+    title: str
 
 
 class SpeakUpSession(Aggregate):
@@ -27,11 +37,15 @@ class SpeakUpSession(Aggregate):
         *,
         township_id: str,
         attendance_count: int,
-        issues_raised: Sequence[str],
+        issue_ids: Sequence[str],
+        known_issues: Mapping[str, RaisedIssue],
         hosted_by: str,
         today: dt.date,
     ) -> list[Event]:
-        """Record the session; ``issues_raised`` are the titles or ids of the problems raised."""
+        """Record the session and the issues raised at it, each on this village's claim list.
+
+        ``known_issues``: the issues the topics service raised, as this service learnt them.
+        """
         if self.exists:
             raise InvalidTransition(
                 f"the speak-up session of {self.village_id} on {self.date} is already recorded"
@@ -52,8 +66,24 @@ class SpeakUpSession(Aggregate):
             raise DomainError("say how many villagers attended", field="attendance_count")
         if not hosted_by.strip():
             raise DomainError("say who hosted the session", field="hosted_by")
-        if any(not issue.strip() for issue in issues_raised):
-            raise DomainError("an issue raised cannot be blank", field="issues_raised")
+        unknown = [i for i in issue_ids if i not in known_issues]
+        if unknown:
+            raise DomainError(
+                f"no speak-up issue {', '.join(unknown)} is known here; raise it on the village's "
+                "claim list first (raised a moment ago? try again in a few seconds)",
+                field="issue_ids",
+            )
+        issues_raised = [known_issues[i] for i in issue_ids]
+        elsewhere = [i.issue_id for i in issues_raised if i.village_id != self.village_id]
+        if elsewhere:
+            raise DomainError(
+                f"issues {', '.join(elsewhere)} are on another village's claim list, not "
+                f"{self.village_id}'s",
+                field="issue_ids",
+            )
+        ids = [i.issue_id for i in issues_raised]
+        if len(set(ids)) != len(ids):
+            raise DomainError("an issue is named twice", field="issue_ids")
         return [
             SpeakUpSessionHeld(
                 session_id=self.session_id,
@@ -62,8 +92,9 @@ class SpeakUpSession(Aggregate):
                 date=self.date,
                 lunar_day=lunar_day(self.date),
                 attendance_count=attendance_count,
-                issues_raised=tuple(issue.strip() for issue in issues_raised),
+                issues_raised=tuple(i.title for i in issues_raised),
                 hosted_by=hosted_by.strip(),
+                issue_ids=tuple(ids),
             )
         ]
 

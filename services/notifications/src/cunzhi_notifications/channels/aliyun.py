@@ -159,7 +159,7 @@ class AliyunSms(SmsChannel):
 
     async def receipt(self, message: Message, provider_id: str | None) -> SendResult | None:
         context = self.context_of(message, provider_id)
-        biz_id = None if provider_id is None or provider_id.startswith("ctx:") else provider_id
+        biz_id = self.own_id(provider_id)
         today = self.now().astimezone(SHANGHAI).date()
         for day in (today, today - dt.timedelta(days=1)):
             params = {

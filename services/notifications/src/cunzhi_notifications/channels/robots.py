@@ -22,7 +22,7 @@ from cunzhi_platform.clock import Clock, SystemClock
 
 from .base import Message, Outcome, SendResult
 from .http import TRANSPORT_ERRORS, garbage, json_object, transport_failure
-from .sms import Rule
+from .sms import UNTIL_MIDNIGHT, Rule
 
 _R, _F = Outcome.RETRY, Outcome.FAILED
 GONE = Rule(_F, "the robot no longer exists: the group must set it up again")
@@ -109,7 +109,7 @@ class Robot:
         return SendResult(
             rule.outcome,
             error=f"{self.provider}: errcode {code} ({answer.get('errmsg', '')}): {rule.meaning}",
-            retry_after_s=rule.wait_s,
+            retry_after_s=rule.wait(self.clock.now()),
             address_gone=rule is GONE,
         )
 
@@ -159,7 +159,9 @@ class DingTalkRobot(Robot):
     token_param = "access_token"
     max_bytes = 20000
     codes: ClassVar[Mapping[int, Rule]] = {
-        130101: Rule(_R, "sending too fast: 20 messages a minute a robot", 60),
+        # Over 20 messages a minute, DingTalk holds the robot for 10 minutes.
+        130101: Rule(_R, "sending too fast: 20 messages a minute a robot", 600),
+        90030: Rule(_R, "the robot's call quota is used up (webhook over limit)", UNTIL_MIDNIGHT),
         410100: Rule(_R, "sending too fast (限流)", 60),
         -1: Rule(_R, "the provider is busy"),
         300001: GONE,  # token is not exist

@@ -44,9 +44,14 @@ CONTEXT_PREFIX = "ctx:"
 
 @dataclass(frozen=True)
 class Rule:
+    """What a provider's code means for us: the outcome, in words, and how long to wait."""
+
     outcome: Outcome
     meaning: str
     wait_s: float | None = None
+
+    def wait(self, now: dt.datetime) -> float | None:
+        return seconds_to_midnight(now) if self.wait_s == UNTIL_MIDNIGHT else self.wait_s
 
 
 def sms_parts(text: str, sign_name: str) -> int:
@@ -73,9 +78,10 @@ def judge(
     rule = exact.get(code) or next((r for p, r in prefixes if code.startswith(p)), None)
     if rule is None:
         rule = Rule(Outcome.RETRY, "a code this adapter does not know")
-    wait = seconds_to_midnight(now) if rule.wait_s == UNTIL_MIDNIGHT else rule.wait_s
     return SendResult(
-        rule.outcome, error=f"{provider}: {code} ({message}): {rule.meaning}", retry_after_s=wait
+        rule.outcome,
+        error=f"{provider}: {code} ({message}): {rule.meaning}",
+        retry_after_s=rule.wait(now),
     )
 
 
@@ -168,6 +174,13 @@ class SmsChannel(abc.ABC):
         if provider_id and provider_id.startswith(CONTEXT_PREFIX):
             return provider_id[len(CONTEXT_PREFIX) :]
         return message.delivery_id
+
+    @staticmethod
+    def own_id(provider_id: str | None) -> str | None:
+        """The provider's own id of a send (BizId, SerialNo), None if we only know a context."""
+        if provider_id is None or provider_id.startswith(CONTEXT_PREFIX):
+            return None
+        return provider_id
 
     @abc.abstractmethod
     def batch_key(self, message: Message) -> Hashable:

@@ -223,7 +223,7 @@ class TencentSms(SmsChannel):
 
     async def receipt(self, message: Message, provider_id: str | None) -> SendResult | None:
         context = self.context_of(message, provider_id)
-        serial = None if provider_id is None or provider_id.startswith("ctx:") else provider_id
+        serial = self.own_id(provider_id)
         now = int(self.now().timestamp())
         try:
             _, body = await self._call(

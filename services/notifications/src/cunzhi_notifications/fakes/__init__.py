@@ -35,6 +35,7 @@ __all__ = [
     "FakeWebhookReceiver",
     "Fault",
     "SentSms",
+    "mask",
     "sample",
 ]
 
@@ -44,6 +45,12 @@ def sample(address: str, **fields: Any) -> Message:
     fields.setdefault("subject", "论坛通知")
     fields.setdefault("body", "第18期乡村干部论坛将于3月5日召开，请准备发言。")
     return Message(delivery_id=f"d-{uuid.uuid4().hex}", address=address, **fields)
+
+
+def mask(phone: str) -> str:
+    """138****0001: enough to tell numbers apart in a demo, not enough to call anyone."""
+    digits = phone.removeprefix("+86")
+    return f"{digits[:3]}****{digits[-4:]}" if len(digits) >= 8 else "****"
 
 
 class FakeProviders(Running):
@@ -62,6 +69,22 @@ class FakeProviders(Running):
             self.wecom,
             self.dingtalk,
             self.webhooks,
+        ]
+
+    def summary(self) -> list[str]:
+        """What the fakes received, one line a provider, numbers and addresses masked (demo)."""
+        sms = [*self.aliyun.sent, *self.tencent.sent]
+        robots = {
+            "WeCom": sum(map(len, self.wecom.messages.values())),
+            "DingTalk": sum(map(len, self.dingtalk.messages.values())),
+        }
+        return [
+            f"SMS: {len(sms)} accepted"
+            + (f" ({', '.join(sorted({mask(s.phone) for s in sms})[:5])}…)" if sms else ""),
+            *(f"{name} group robot: {n} message(s)" for name, n in robots.items()),
+            f"e-mail: {len(self.smtp.messages)} accepted by the SMTP server",
+            f"webhooks: {len(self.webhooks.received)} received, "
+            f"{sum(d.verified for d in self.webhooks.received)} with a valid signature",
         ]
 
     def settings(

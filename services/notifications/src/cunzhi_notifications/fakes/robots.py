@@ -2,7 +2,8 @@
 
 ``add_robot()`` makes a robot and returns its webhook URL (DingTalk robots may have a 加签
 secret, checked as DingTalk checks it). Like the real ones they answer HTTP 200 with an
-``errcode``, refuse an unknown key, and hold each robot to 20 messages a minute.
+``errcode``, refuse an unknown key, and hold each robot to 20 messages a minute (DingTalk then
+refuses the robot for 10 minutes).
 ``fake.messages[key]`` lists the JSON bodies a robot received.
 """
 
@@ -31,6 +32,8 @@ class FakeRobots(FakeServer):
     token_param: str
     unknown: tuple[int, str]
     too_fast: tuple[int, str]
+    penalty_s = 0.0
+    """How long a robot stays refused once it went over its rate."""
 
     def __init__(self, per_minute: int = PER_MINUTE) -> None:
         super().__init__()
@@ -38,6 +41,7 @@ class FakeRobots(FakeServer):
         self.messages: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.robots: dict[str, str | None] = {}
         self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self._held_until: dict[str, float] = {}
 
     def routes(self) -> list[Route]:
         return [Route(self.path, self.handle, methods=["POST"])]
@@ -72,7 +76,10 @@ class FakeRobots(FakeServer):
             now = time.monotonic()
             while recent and now - recent[0] > 60:
                 recent.popleft()
+            if now < self._held_until.get(key, 0.0):
+                return self._reply(*self.too_fast)
             if len(recent) >= self.per_minute:
+                self._held_until[key] = now + self.penalty_s
                 return self._reply(*self.too_fast)
             recent.append(now)
             self.messages[key].append(body)
@@ -96,6 +103,7 @@ class FakeDingTalkRobot(FakeRobots):
     token_param = "access_token"
     unknown = (300001, "token is not exist")
     too_fast = (130101, "send too fast, exceed 20 times per minute")
+    penalty_s = 600.0
 
     def check(self, request: Request, secret: str | None) -> Response | None:
         if secret is None:

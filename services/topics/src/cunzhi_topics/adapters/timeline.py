@@ -1,4 +1,7 @@
-"""A topic's timeline (议题全过程): every step in words, with who took it and when.
+"""What the topics service keeps of other services' steps: a topic's timeline, and the
+speak-up session each issue was raised at.
+
+A topic's timeline (议题全过程): every step in words, with who took it and when.
 
 From submission to resolution, across services: the topic's own events, the forum that met
 on it and its resolutions (meetings), and the tasks those resolutions assigned (rectification).
@@ -37,7 +40,7 @@ from ..events import (
     TopicSupported,
     TopicWithdrawn,
 )
-from ..inbound import ForumHeld, ResolutionAdopted, TaskCompleted
+from ..inbound import ForumHeld, ResolutionAdopted, SpeakUpSessionHeld, TaskCompleted
 
 
 def step(event: Event) -> tuple[str, str] | None:
@@ -122,3 +125,30 @@ class Timeline(Consumer):
             *found,
             envelope.actor,
         )
+
+
+class SpeakUpLinks(Consumer):
+    """Which speak-up session (逢五说事) each issue was raised at, from meetings' record of it.
+
+    Its own table, beside the issues read model: it comes from another service's events, so a
+    rebuild of the issues from the topics store must not lose it.
+    """
+
+    name = "speak_up_links"
+    topics: ClassVar = [topic_for("meetings")]
+    tables: ClassVar = {
+        "issue_sessions": """CREATE TABLE IF NOT EXISTS {table} (
+            issue_id text PRIMARY KEY,
+            session_id text NOT NULL,
+            session_date date NOT NULL)""",
+    }
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        if isinstance(event, SpeakUpSessionHeld) and event.issue_ids:
+            await tx.conn.execute(
+                f"INSERT INTO {tx.t('issue_sessions')} "
+                "SELECT unnest($1::text[]), $2, $3 ON CONFLICT DO NOTHING",
+                list(event.issue_ids),
+                event.session_id,
+                event.date,
+            )

@@ -15,7 +15,7 @@ from cunzhi_platform.consumer import table_names
 
 from .projections import read_model_tables
 from .similar import LIMIT, SIMILAR_SQL, THRESHOLD, title_terms
-from .timeline import Timeline
+from .timeline import SpeakUpLinks, Timeline
 
 Row = dict[str, Any]
 
@@ -80,7 +80,11 @@ async def _count(conn: asyncpg.Pool | asyncpg.Connection, table: str, where: Fil
 class Views:
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool
-        self.t = read_model_tables(schema) | table_names(schema, Timeline())
+        self.t = (
+            read_model_tables(schema)
+            | table_names(schema, Timeline())
+            | table_names(schema, SpeakUpLinks())
+        )
 
     async def topics(
         self,
@@ -223,8 +227,11 @@ class Views:
         )
 
     async def issue(self, issue_id: str) -> Row | None:
+        """The issue, with the speak-up session it was raised at once meetings recorded it."""
         row = await self.pool.fetchrow(
-            f"SELECT * FROM {self.t['issues']} WHERE issue_id = $1", issue_id
+            f"SELECT i.*, s.session_id, s.session_date FROM {self.t['issues']} i "
+            f"LEFT JOIN {self.t['issue_sessions']} s USING (issue_id) WHERE i.issue_id = $1",
+            issue_id,
         )
         return None if row is None else dict(row)
 

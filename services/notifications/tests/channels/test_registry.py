@@ -72,3 +72,5 @@ async def test_every_channel_delivers_through_the_fakes(fakes: FakeProviders):
     }
     assert fakes.aliyun.sent_to("13800000031") and fakes.smtp.to("li@village.example")
     assert fakes.webhooks.for_path(hook)[0].verified
+    summary = "\n".join(fakes.summary())
+    assert "138****0031" in summary and "13800000031" not in summary

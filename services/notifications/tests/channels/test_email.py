@@ -67,8 +67,8 @@ async def test_a_refused_message_at_data_with_5xx_fails(fakes: FakeProviders):
 async def test_timeout_during_data_is_unclear_and_the_next_gets_a_new_connection(
     fakes: FakeProviders,
 ):
-    email = channel(fakes, timeout_s=0.3)
-    fakes.smtp.fail(Fault(delay_s=1.0))
+    email = channel(fakes, timeout_s=1.0)
+    fakes.smtp.fail(Fault(delay_s=2.5))
     results = await email.send([message("zhou@village.example"), message("wu@village.example")])
     assert [r.outcome for r in results] == [Outcome.UNCLEAR, Outcome.SENT]
     assert fakes.smtp.to("wu@village.example")

@@ -98,9 +98,9 @@ async def test_redirects_are_not_followed(fakes: FakeProviders):
 
 
 async def test_timeout_is_unclear_and_refused_connection_is_retry(fakes: FakeProviders):
-    channel = WebhookChannel(LOOPBACK, timeout_s=0.2)
+    channel = WebhookChannel(LOOPBACK, timeout_s=0.5)
     url, secret = fakes.webhooks.add_endpoint()
-    fakes.webhooks.fail(Fault(delay_s=0.6))
+    fakes.webhooks.fail(Fault(delay_s=1.5))
     [late] = await channel.send([hook(url, secret)])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

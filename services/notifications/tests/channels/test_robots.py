@@ -91,7 +91,9 @@ async def test_dingtalk_wrong_secret_is_refused_by_the_robot(fakes: FakeProvider
     assert not fakes.dingtalk.messages[key_of(url)]
 
 
-async def test_dingtalk_21st_message_in_a_minute_is_retry(fakes: FakeProviders):
+async def test_dingtalk_21st_message_in_a_minute_waits_out_the_10_minute_hold(
+    fakes: FakeProviders,
+):
     robot = DingTalkRobot(endpoint=fakes.dingtalk.url)
     url = fakes.dingtalk.add_robot()
     results = []
@@ -100,7 +102,17 @@ async def test_dingtalk_21st_message_in_a_minute_is_retry(fakes: FakeProviders):
     await robot.aclose()
     assert [r.outcome for r in results[:20]] == [Outcome.SENT] * 20
     assert results[20].outcome is Outcome.RETRY and "130101" in (results[20].error or "")
-    assert results[20].retry_after_s == 60
+    assert results[20].retry_after_s == 600
+    assert len(fakes.dingtalk.messages[key_of(url)]) == 20
+
+
+async def test_dingtalk_quota_used_up_waits_for_the_next_day(fakes: FakeProviders):
+    robot = DingTalkRobot(endpoint=fakes.dingtalk.url)
+    fakes.dingtalk.fail(Fault(code=90030))
+    [result] = await robot.send([message(fakes.dingtalk.add_robot())])
+    await robot.aclose()
+    assert result.outcome is Outcome.RETRY
+    assert result.retry_after_s is not None and 0 < result.retry_after_s <= 24 * 3600
 
 
 async def test_robot_answering_html_is_not_a_success(fakes: FakeProviders):
@@ -116,9 +128,9 @@ async def test_robot_answering_html_is_not_a_success(fakes: FakeProviders):
 
 
 async def test_robot_timeout_is_unclear(fakes: FakeProviders):
-    robot = WeComRobot(endpoint=fakes.wecom.url, timeout_s=0.2)
+    robot = WeComRobot(endpoint=fakes.wecom.url, timeout_s=0.5)
     url = fakes.wecom.add_robot()
-    fakes.wecom.fail(Fault(delay_s=0.6))
+    fakes.wecom.fail(Fault(delay_s=1.5))
     [result] = await robot.send([message(url)])
     await robot.aclose()
     assert result.outcome is Outcome.UNCLEAR
