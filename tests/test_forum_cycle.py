@@ -314,6 +314,12 @@ async def test_the_demo_runs_the_cycle_and_says_where_to_look(
         "sharing experience, 3 field visits"
     ) in out
     assert "rectification: 3/3 of the forum's tasks completed through its API" in out
+    # the campaign round on Bincheng's figures, as its read models give them (seed 003)
+    assert "602 villages registered, 602 ranked, 90 candidates, 45 confirmed" in out
+    assert "25 district-level and 20 town-level villages; 79 problems" in out
+    assert "36 district leaders as patrons (4 of them of two villages), 64 cadres" in out
+    assert "364 targets (each a tracked task), 0 overdue, 22 late reports" in out
+    assert "lights: 23 green, 22 yellow, 0 red" in out
     assert out.count("/docs") == 4 and out.count("/metrics") == 4
     # notifications: the roster told of the forum in the app, two of them read it
     assert "ledger, forum" in out and "15 recipients" in out and "read in the app by 2" in out

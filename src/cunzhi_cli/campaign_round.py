@@ -4,7 +4,9 @@
 are verified with the departments' opinions and 45 confirmed; the worst 25 become
 district-level, the other 20 town-level; the 25 district-level villages list 79 problems and
 get teams of 64 cadres patroned by 36 district leaders; 34 sending units pledge funds and
-projects; 364 targets are set (each a tracked task). ``bincheng_round`` generates the data
+projects; 364 targets are set (each a tracked task). A week later half the teams have filed
+their on-duty count: the service marks the others late by itself and lights their villages
+yellow. ``bincheng_round`` generates the data
 deterministically from a seed (names of the villages the seed mentions, the rest made up) and
 ``campaign_round`` drives the rectification service with it, then reads the figures back from
 the read models — the demo prints what the service says, not what was sent.
@@ -161,7 +163,8 @@ async def campaign_round(
     county_id: str,
     say: Callable[[str], None],
 ) -> Json:
-    """Run the round through the API; returns the dashboard as the read models give it."""
+    """Run the round through the API; returns the dashboard as the read models give it, with
+    the leaders' patronages (``patronages``)."""
     data = bincheng_round(county_id)
     steps = _Steps(issuer, "")
     county = _token(
@@ -210,8 +213,8 @@ async def campaign_round(
     tiers = await steps.command("tier", client, f"{base}/tiers", county)
     say(f"verified: {len(tiers['district'])} district-level, {len(tiers['town'])} town-level")
 
-    await _district_work(client, steps, data, base, county, tiers["district"], start)
-    await _town_work(client, steps, issuer, data, base, tiers["town"], start)
+    teams = await _district_work(client, steps, data, base, county, tiers["district"], start)
+    teams += await _town_work(client, steps, issuer, data, base, tiers["town"], start)
     for n, unit in enumerate(data.departments):
         await steps.command(
             "record a sending unit",
@@ -226,13 +229,18 @@ async def campaign_round(
                 "projects": [f"{unit['name']}帮扶项目"] * (2 if n < 3 else 1),
             },
         )
-    return await steps.until(
+    await steps.until(
         "dashboard",
         client,
         f"{base}/dashboard",
         county,
         lambda d: d["targets"] == 364 and d["sending_units"]["units"] == 34 and d["green"] == 45,
     )
+    say("every target village on green; a week passes, half the teams file their on-duty count")
+    dashboard = await _first_week(client, steps, issuer, clock, base, county, teams)
+    r = await client.get(f"{base}/patrons", headers=county)
+    r.raise_for_status()
+    return {**dashboard, "patronages": r.json()}
 
 
 def _token(issuer: TokenIssuer, principal: Principal) -> dict[str, str]:
@@ -298,9 +306,12 @@ async def _district_work(
     county: dict[str, str],
     villages: list[str],
     start: dt.date,
-) -> None:
-    """79 problems, 25 teams (36 patrons, 64 cadres), six common targets plus one per problem."""
+) -> list[tuple[str, str]]:
+    """79 problems, 25 teams (36 patrons, 64 cadres), six common targets plus one per problem.
+
+    Returns each team with a member who reports for it."""
     rng = data.rng
+    teams: list[tuple[str, str]] = []
     kinds = ("weak", "disorderly", "poor", "specialised")
     cadres = iter(data.cadres)
     for n, vid in enumerate(sorted(villages)):
@@ -326,6 +337,7 @@ async def _district_work(
             for m in range(3 if n < 14 else 2)  # 14 × 3 + 11 × 2 = 64
         ]
         # 40 patronages of 36 leaders: the first four patron two villages each
+        teams.append((f"team-{vid}", members[0]["person_id"]))
         slots = (2 * n, 2 * n + 1) if n < 15 else (30 + (n - 15),)
         patrons = [data.leaders[s % 36] for s in slots]
         await steps.command(
@@ -356,6 +368,7 @@ async def _district_work(
             for p in problems
         ]
         await steps.command("targets", client, f"{base}/villages/{vid}/targets", county, targets)
+    return teams
 
 
 async def _town_work(
@@ -366,11 +379,13 @@ async def _town_work(
     base: str,
     villages: list[str],
     start: dt.date,
-) -> None:
+) -> list[tuple[str, str]]:
     """A working group per town-level village, led by a township leadership member; six common
     targets each, and one more for the first fifteen (20 × 6 + 15 = 135; 229 + 135 = 364)."""
+    teams: list[tuple[str, str]] = []
     for n, vid in enumerate(sorted(villages)):
         township = vid.rsplit("-", 1)[0]
+        teams.append((f"group-{vid}", f"{vid}-lead"))
         office = _token(
             issuer,
             Principal(
@@ -426,6 +441,40 @@ async def _town_work(
                 }
             )
         await steps.command("targets", client, f"{base}/villages/{vid}/targets", office, targets)
+    return teams
+
+
+async def _first_week(
+    client: httpx.AsyncClient,
+    steps: _Steps,
+    issuer: TokenIssuer,
+    clock: ManualClock,
+    base: str,
+    county: dict[str, str],
+    teams: list[tuple[str, str]],
+) -> Json:
+    """Every other team files its first weekly on-duty count (每周统计在岗); the clock passes
+    the due time; the service marks the others late by itself and their villages turn yellow."""
+    filed, missing = teams[::2], teams[1::2]
+    due_at = ""
+    for team_id, person_id in filed:
+        member = _token(issuer, Principal(sub=person_id, roles=frozenset({"work_team_member"})))
+        answer = await steps.command(
+            "on-duty count",
+            client,
+            f"{base}/teams/{team_id}/on-duty",
+            member,
+            {"period": 1, "on_duty_days": {person_id: 5}, "summary": "驻村5天"},
+        )
+        due_at = answer["due_at"]
+    clock.set(dt.datetime.fromisoformat(due_at) + dt.timedelta(minutes=1))
+    return await steps.until(
+        "late reports and lights",
+        client,
+        f"{base}/dashboard",
+        county,
+        lambda d: d["late_reports"] == len(missing) and d["yellow"] == len(missing),
+    )
 
 
 def _common_targets(vid: str, start: dt.date) -> list[Json]:
@@ -449,14 +498,15 @@ def campaign_summary(d: Json) -> list[str]:
     """The round's figures as the dashboard (a read model) gives them."""
     problems = d["problems_of_district_level"]
     units = d["sending_units"]
+    of_two = sum(1 for p in d["patronages"] if len(p["village_ids"]) > 1)
     return [
         f"{d['registered']} villages registered, {d['ranked']} ranked, {d['candidates']} "
         f"candidates, {d['confirmed']} confirmed ({d['removed']} removed after verification)",
         f"{d['district_level']} district-level and {d['town_level']} town-level villages; "
         f"{problems} problems on the district-level lists ({_kinds(d['problems'])})",
         f"{d['district_teams']} district teams: {d['patron_leaders']} district leaders as "
-        f"patrons, {d['district_cadres']} cadres; {d['teams'] - d['district_teams']} township "
-        "working groups",
+        f"patrons ({of_two} of them of two villages), {d['district_cadres']} cadres; "
+        f"{d['teams'] - d['district_teams']} township working groups",
         f"{d['targets']} targets (each a tracked task), {d['overdue_targets']} overdue, "
         f"{d['late_reports']} late reports; progress {d['progress'] or 0:.0f}%",
         f"lights: {d['green']} green, {d['yellow']} yellow, {d['red']} red; "

@@ -213,7 +213,7 @@ def test_bincheng_ranks_602_villages_into_90_candidates_worst_last() -> None:
     c = ranked(602)
     selected = c.ranking
     assert len(selected) == 602 and len(c.candidate_ranks) == 90
-    assert selected[0].village_id == "v601" and selected[-1].village_id == "v000"
+    assert selected[0] == "v601" and selected[-1] == "v000"
     assert set(c.candidate_ranks) == {f"v{i:03d}" for i in range(90)}
     up = ranked(602, default_settings(candidate_rounding="up"))
     assert len(up.candidate_ranks) == 91
@@ -229,6 +229,13 @@ def test_ranking_refuses_an_empty_or_unassessed_register() -> None:
         c.select_candidates()
     with pytest.raises(NotFound):
         c.assess([AssessmentInput("v999", {}, 10)])
+
+
+def test_a_register_has_a_plausible_size() -> None:
+    c = opened()
+    run(c, c.register(villages(15_000)))
+    with pytest.raises(DomainError, match="at most 20,000"):
+        c.register(villages(20_001)[15_000:])
 
 
 def test_no_register_or_assessment_after_selection() -> None:
@@ -593,5 +600,22 @@ def test_candidates_selected_event_carries_the_whole_ranking() -> None:
     (e,) = c.select_candidates()
     assert isinstance(e, CandidatesSelected)
     # all tie: ordered by id, the last one (v006) the single candidate (7·0.15 = 1.05 → 1)
-    assert [r.rank for r in e.ranking] == list(range(1, 8))
+    assert e.ranking == tuple(f"v{i:03d}" for i in range(7))
     assert e.candidate_ids == ("v006",)
+
+
+def test_a_village_joining_late_owes_no_earlier_report() -> None:
+    h = opened().header()
+    v = CampaignVillage(village_stream_id("bincheng-R3", "v009"))
+    joined = dt.date(2026, 11, 16)  # 动态出现 in November
+    run(
+        v,
+        v.place(
+            name="大王村", township_id="t9", tier="town", rank=None, reason="动态出现", on=joined
+        ),
+    )
+    now = dt.datetime(2026, 12, 10, 9, 0, tzinfo=SHANGHAI)  # September–November all past due
+    assert v.mark_late(h, kind="monthly_progress", period=1, now=now) == []  # September
+    assert v.mark_late(h, kind="monthly_progress", period=2, now=now) == []  # October
+    (late,) = v.mark_late(h, kind="monthly_progress", period=3, now=now)  # November: owed
+    assert late.period_start == dt.date(2026, 11, 1)

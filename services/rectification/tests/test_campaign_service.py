@@ -15,7 +15,9 @@ import openpyxl
 import pytest
 import pytest_asyncio
 from cunzhi_platform.clock import SHANGHAI, ManualClock
+from cunzhi_platform.rebuild import rebuild
 from cunzhi_platform.testing import eventually, running, token
+from cunzhi_rectification.adapters.campaign.projections import CAMPAIGN_PROJECTIONS
 from cunzhi_rectification.domain.campaign_ids import campaign_stream_id, village_stream_id
 from cunzhi_rectification.service import build_service
 
@@ -211,6 +213,16 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
         ],
     )
     assert r.json()["targets"] == 2, r.text
+    # a target id already taken by another village's task: neither TargetSet nor task is stored
+    other = village_stream_id(cid, "v01")
+    before = await version(client, other)
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v01/targets",
+        headers=headers,
+        json=[{**target, "target_id": f"{cid}-g1", "due_date": "2027-06-30"}],
+    )
+    assert r.status_code == 409 and "already assigned" in r.json()["detail"]
+    assert await version(client, other) == before
 
     # reports: only for a village of one's own team
     member = token(settings, sub="m1", roles=["work_team_member"])
@@ -257,14 +269,24 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
     )
     assert r.status_code == 200, r.text
 
+    # and the village's team reports on its targets through the campaign's API
+    path = f"/campaigns/{cid}/teams/team-v00/targets/{cid}-g2/progress"
+    r = await client.post(path, headers=member, json={"percent": 20, "note": "排查信访积案"})
+    assert r.status_code == 200 and r.json()["percent"] == 20, r.text
+    r = await client.post(path, headers=stranger, json={"percent": 30, "note": "x"})
+    assert r.status_code == 403
+    r = await client.post(path, headers=member, json={"percent": 10, "note": "x"})
+    assert r.status_code == 422 and "below the last report" in r.json()["detail"]
+
     # the read models, through Kafka
     async def dashboard() -> dict[str, Any] | None:
         d = (await client.get(f"/campaigns/{cid}/dashboard", headers=headers)).json()
         done = d["town_level"] == 1 and d["targets"] == 2 and d["green"] == 2
-        return d if done and d["progress"] == 37.5 else None
+        return d if done and d["progress"] == 42.5 else None
 
     d = await eventually(dashboard)
-    assert d is not None
+    last = (await client.get(f"/campaigns/{cid}/dashboard", headers=headers)).json()
+    assert d is not None, {k: last[k] for k in ("town_level", "targets", "green", "progress")}
     assert (d["registered"], d["ranked"], d["candidates"], d["confirmed"], d["removed"]) == (
         20,
         20,
@@ -291,10 +313,15 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
     assert rows[0][:3] == ("排名", "村居编码", "村居名称") and len(rows) == 21
     assert rows[20][:2] == (20, "v00")
 
+    patrons = (await client.get(f"/campaigns/{cid}/patrons", headers=headers)).json()
+    assert patrons == [
+        {"person_id": "L1", "name": "区领导甲", "village_ids": ["v00"]},
+        {"person_id": "L2", "name": "区领导乙", "village_ids": ["v00"]},
+    ]
     card = (await client.get(f"/campaigns/{cid}/villages/v00", headers=member)).json()
     assert card["tier"] == "district" and [p["kind"] for p in card["problems"]] == ["weak", "poor"]
     assert card["light"] == "green" and card["teams"][0]["team_id"] == "team-v00"
-    assert card["progress"] == 37.5  # (3 × 50 + 1 × 0) / 4
+    assert card["progress"] == 42.5  # (3 × 50 + 1 × 20) / 4
 
     # time passes: target g2 overdue, weekly on-duty reports and v01's monthly summary late
     clock.set(dt.datetime(2026, 10, 12, 10, 0, tzinfo=SHANGHAI))
@@ -371,3 +398,243 @@ async def test_bad_input_changes_nothing(client, settings) -> None:
     )
     assert r.status_code == 422 and "candidate_share" in str(r.json()["detail"])
     assert await version(client, stream) == 1
+
+
+async def tiered(client, settings) -> tuple[str, dict[str, str]]:
+    """v00 district-level, v01 town-level (in T1), v02 removed."""
+    cid, headers = await ranked(client, settings)
+    for v, verdict in (("v00", "confirm"), ("v01", "confirm"), ("v02", "remove")):
+        r = await client.post(
+            f"/campaigns/{cid}/candidates/{v}/{verdict}", headers=headers, json={"reason": "核实"}
+        )
+        assert r.status_code == 200, r.text
+    r = await client.post(f"/campaigns/{cid}/tiers", headers=headers)
+    assert r.json() == {"district": ["v00"], "town": ["v01"]}
+    return cid, headers
+
+
+async def test_the_town_list_teams_sheets_and_graduation(client, settings, clock) -> None:
+    clock.set(dt.datetime(2026, 9, 1, 10, 0, tzinfo=SHANGHAI))
+    cid, headers = await tiered(client, settings)
+    office = token(settings, sub="o1", roles=["party_building_office"], township_ids=[T1])
+
+    # the township keeps its town list: v03 appears during the round, v01 leaves it
+    r = await client.post(
+        f"/campaigns/{cid}/town-list",
+        headers=office,
+        json={"village_id": "v03", "reason": "动态出现：两委矛盾激化"},
+    )
+    assert r.status_code == 200 and r.json() == {"village_id": "v03", "tier": "town"}
+    r = await client.post(
+        f"/campaigns/{cid}/town-list", headers=office, json={"village_id": "v04", "reason": "x"}
+    )
+    assert r.status_code == 403  # v04 lies in the other township
+    r = await client.delete(
+        f"/campaigns/{cid}/town-list/v01", headers=office, params={"reason": "班子调整到位"}
+    )
+    assert r.status_code == 200
+    r = await client.delete(
+        f"/campaigns/{cid}/town-list/v01", headers=office, params={"reason": "again"}
+    )
+    assert r.status_code == 409
+
+    # a township working group, led by a leadership member
+    r = await client.post(
+        f"/campaigns/{cid}/teams",
+        headers=office,
+        json={
+            "team_id": "group-v03",
+            "level": "town",
+            "village_ids": ["v03"],
+            "departments": [
+                {"department_id": "sd", "name": "市东街道党工委", "type": "party_committee"}
+            ],
+            "members": [
+                {
+                    "person_id": "w1",
+                    "name": "副书记",
+                    "department_id": "sd",
+                    "age_band": "middle",
+                    "role": "leader",
+                }
+            ],
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/campaigns/{cid}/teams",
+        headers=office,
+        json={
+            "team_id": "team-v00",
+            "level": "district",
+            "village_ids": ["v00"],
+            "departments": [],
+            "members": [{"person_id": "w2", "name": "x", "department_id": "sd"}],
+        },
+    )
+    assert r.status_code == 403  # district-level teams are the county's
+
+    # the township reports for its town-level village; a party member of the township cannot
+    report = {"kind": "monthly_progress", "period": 1, "summary": "工作组进驻"}
+    member = token(settings, sub="pm", roles=["party_member"], township_ids=[T1])
+    r = await client.post(f"/campaigns/{cid}/villages/v03/reports", headers=member, json=report)
+    assert r.status_code == 403
+    r = await client.post(f"/campaigns/{cid}/villages/v03/reports", headers=office, json=report)
+    assert r.status_code == 200 and r.json()["late"] is False
+
+    # the sheet, and the review export for the township secretaries
+    common = {
+        c: 9
+        for c in (
+            "on_duty",
+            "team_building",
+            "conflicts",
+            "collective_economy",
+            "livelihood",
+            "openness",
+            "ledger",
+            "satisfaction",
+        )
+    }
+    r = await client.post(
+        f"/campaigns/{cid}/teams/group-v03/assessments",
+        headers=headers,
+        json={"period": "2027H1", "common": common, "differentiated": 15, "bonus": 2, "penalty": 1},
+    )
+    assert r.status_code == 200 and r.json()["total"] == 72 + 15 + 2 - 1
+    r = await client.post(
+        f"/campaigns/{cid}/teams/group-v03/assessments",
+        headers=headers,
+        json={"period": "2027H2", "common": {**common, "ledger": 11}},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "common"
+
+    # graduation: v03 passes (摘帽, reviewed a year later), v00 is carried over
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v03/evaluation",
+        headers=headers,
+        json={"score": 85, "dissatisfaction": 0.2, "on": "2028-08-20"},
+    )
+    assert r.json() == {"village_id": "v03", "outcome": "graduated"}
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/evaluation",
+        headers=headers,
+        json={"score": 65, "dissatisfaction": 0.1},
+    )
+    assert r.json()["outcome"] == "carried_over"
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/evaluation",
+        headers=headers,
+        json={"score": 90, "dissatisfaction": 0.1},
+    )
+    assert r.status_code == 409
+
+    async def settled() -> bool:
+        d = (await client.get(f"/campaigns/{cid}/dashboard", headers=headers)).json()
+        return (d["graduated"], d["carried_over"], d["town_level"]) == (1, 1, 1)
+
+    assert await eventually(settled)
+    view = (await client.get(f"/campaigns/{cid}/townships/{T1}", headers=office)).json()
+    assert {v["village_id"]: v["outcome"] for v in view["villages"]} == {"v03": "graduated"}
+    card = (await client.get(f"/campaigns/{cid}/villages/v03", headers=office)).json()
+    assert card["follow_up_review_on"] == "2029-08-20"
+    review = (await client.get(f"/campaigns/{cid}/township-review", headers=office)).json()
+    assert review == [
+        {
+            "township_id": T1,
+            "teams": [
+                {"team_id": "group-v03", "level": "town", "villages": ["v03"], "latest_total": 88.0}
+            ],
+            "teams_assessed": 1,
+            "average_total": 88.0,
+        }
+    ]
+    r = await client.get(f"/campaigns/{cid}/township-review.xlsx", headers=office)
+    sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+    assert list(sheet.iter_rows(values_only=True))[1] == (T1, "group-v03", "town", "v03", 88, 88)
+    r = await client.get(f"/campaigns/{cid}/dashboard", headers=token(settings, sub="x"))
+    assert r.status_code == 403
+    # the township sees its own villages only
+    page = (await client.get(f"/campaigns/{cid}/ranking", headers=office)).json()
+    assert page["total"] == 10 and {i["township_id"] for i in page["items"]} == {T1}
+
+
+async def test_a_redelivered_event_changes_nothing(client, settings, clock) -> None:
+    clock.set(dt.datetime(2026, 9, 1, 10, 0, tzinfo=SHANGHAI))
+    cid, headers = await tiered(client, settings)
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/problems",
+        headers=headers,
+        json=[{"problem_id": "p1", "kind": "weak", "description": "班子软弱"}],
+    )
+    assert r.status_code == 200
+
+    async def ledger() -> list[dict[str, Any]]:
+        return (await client.get(f"/campaigns/{cid}/villages/v00/ledger", headers=headers)).json()[
+            "items"
+        ]
+
+    async def listed() -> bool:
+        return {"ProblemListed", "LightChanged"} <= {e["kind"] for e in await ledger()}
+
+    assert await eventually(listed)
+    before = await ledger()
+    # publish the stored ProblemListed again, as a relay that crashed before marking it would
+    rt = client.app.state.runtime
+    (stored,) = [
+        s
+        for s in await rt.store.load(village_stream_id(cid, "v00"))
+        if s.envelope.type.endswith("ProblemListed")
+    ]
+    await rt.broker.publish(
+        stored.event.model_dump_json().encode(),
+        rt.store.topic,
+        key=stored.stream_id.encode(),
+        headers={k: v.decode() for k, v in stored.envelope.to_headers()},
+    )
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/problems",
+        headers=headers,
+        json=[{"problem_id": "p2", "kind": "poor", "description": "空壳"}],
+    )
+
+    async def second() -> bool:
+        return sum(e["kind"] == "ProblemListed" for e in await ledger()) == 2
+
+    assert await eventually(second)  # the redelivery was processed before, in partition order
+    after = await ledger()
+    assert [e for e in after if e["summary"] != "problem (poor): 空壳"] == before
+    card = (await client.get(f"/campaigns/{cid}/villages/v00", headers=headers)).json()
+    assert [p["problem_id"] for p in card["problems"]] == ["p1", "p2"]
+
+
+async def test_the_read_model_rebuilds_to_the_same_rows(client, settings, clock) -> None:
+    clock.set(dt.datetime(2026, 9, 1, 10, 0, tzinfo=SHANGHAI))
+    cid, headers = await tiered(client, settings)
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/problems",
+        headers=headers,
+        json=[{"problem_id": "p1", "kind": "poor", "description": "空壳村"}],
+    )
+    assert r.status_code == 200
+
+    async def views() -> tuple[Any, ...]:
+        get = client.get
+        ledger = (await get(f"/campaigns/{cid}/villages/v00/ledger", headers=headers)).json()
+        return (
+            (await get(f"/campaigns/{cid}/ranking", headers=headers)).json(),
+            (await get(f"/campaigns/{cid}/villages/v00", headers=headers)).json(),
+            # entries of one instant (the test's clock stands still) in no particular order
+            sorted(ledger["items"], key=lambda e: (e["at"], e["kind"], e["summary"])),
+        )
+
+    async def settled() -> bool:
+        ranking, card, _ = await views()
+        lights = {i["village_id"]: i["light"] for i in ranking["items"] if i["tier"]}
+        return lights == {"v00": "green", "v01": "green"} and len(card["problems"]) == 1
+
+    assert await eventually(settled)
+    before = await views()
+    folded = await rebuild(CAMPAIGN_PROJECTIONS[0], client.app.state.runtime.store)
+    assert folded > 20
+    assert await views() == before

@@ -33,7 +33,7 @@ from ..domain.campaign_progress import LightInputs
 from ..domain.campaign_register import parse_register_csv
 from ..domain.campaign_team import WorkTeam
 from ..domain.campaign_village import CampaignVillage, ProblemDraft, TargetDraft, VillageLight
-from ..domain.tasks import TaskDraft
+from ..domain.tasks import Actor, TaskDraft
 from ..events.campaign import (
     CampaignSettings,
     Department,
@@ -257,7 +257,7 @@ async def add_town_village(
     """A village that appears during the round joins its township's list (动态出现)."""
     c = await campaign(store, campaign_id)
     registered = c.village(village_id)
-    rank = next((r.rank for r in c.ranking if r.village_id == village_id), None)
+    rank = c.ranks.get(village_id)
     return await execute(
         store,
         CampaignVillage,
@@ -388,7 +388,8 @@ async def _may_report_for(
     reporter: Principal,
     team_id: str | None,
 ) -> None:
-    if v.tier == "town" and v.township_id in reporter.township_ids:
+    township_office = reporter.has_role("party_building_office", "township_committee")
+    if v.tier == "town" and township_office and v.township_id in reporter.township_ids:
         return
     if team_id is None:
         raise Forbidden(
@@ -517,6 +518,16 @@ async def team(store: EventStore, campaign_id: str, team_id: str) -> WorkTeam:
     if not t.exists:
         raise NotFound(f"there is no team {team_id} in {campaign_id}", field="team_id")
     return t
+
+
+async def team_actor(
+    store: EventStore, campaign_id: str, team_id: str, reporter: Principal
+) -> Actor:
+    """The reporter as a member of the team, for reports on its villages' targets (tasks)."""
+    t = await team(store, campaign_id, team_id)
+    if not t.is_member(reporter.sub):
+        raise Forbidden(f"you are not a member of team {team_id}", field="team_id")
+    return Actor(person_id=reporter.sub, team_of=frozenset(t.village_ids))
 
 
 async def submit_on_duty(

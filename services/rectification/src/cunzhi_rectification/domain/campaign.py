@@ -21,7 +21,6 @@ from ..events.campaign import (
     CandidateConfirmed,
     CandidateRemoved,
     CandidatesSelected,
-    RankedVillage,
     RegisteredVillage,
     SendingUnitRecorded,
     Tier,
@@ -33,6 +32,9 @@ from .campaign_ids import campaign_id
 from .ranking import Assessment, assess, candidates, rank
 
 MAX_PERIOD_YEARS = 5
+MAX_REGISTER = 20_000
+"""Villages in one round's register: a county has hundreds, a prefecture-level city some
+thousands (Liaocheng 6,238); the bound keeps ``CandidatesSelected`` a plausible Kafka message."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,8 @@ class Campaign(Aggregate):
         self.settings: CampaignSettings | None = None
         self.villages: dict[str, RegisteredVillage] = {}
         self.assessments: dict[str, Assessment] = {}
-        self.ranking: tuple[RankedVillage, ...] = ()
+        self.ranking: tuple[str, ...] = ()
+        self.ranks: dict[str, int] = {}
         self.candidate_ranks: dict[str, int] = {}
         self.confirmed: dict[str, str] = {}
         self.removed: dict[str, str] = {}
@@ -193,6 +196,12 @@ class Campaign(Aggregate):
         self.rules()
         self._before_selection("register villages")
         batch = tuple(villages)
+        if len(self.villages) + len(batch) > MAX_REGISTER:
+            raise DomainError(
+                f"a round's register holds at most {MAX_REGISTER:,} villages; it has "
+                f"{len(self.villages):,} and {len(batch):,} more were given",
+                field="villages",
+            )
         for v in batch:
             if v.village_id in self.villages:
                 raise InvalidTransition(f"{v.village_id} is already registered", field="village_id")
@@ -246,12 +255,7 @@ class Campaign(Aggregate):
             CandidatesSelected(
                 campaign_id=self.campaign_id,
                 county_id=self.county_id,
-                ranking=tuple(
-                    RankedVillage(
-                        village_id=a.village_id, township_id=a.township_id, rank=n, score=a.score
-                    )
-                    for n, a in enumerate(ranked, start=1)
-                ),
+                ranking=tuple(a.village_id for a in ranked),
                 candidate_ids=tuple(a.village_id for a in chosen),
                 share=rules.candidate_share,
                 rounding=rules.candidate_rounding,
@@ -348,8 +352,8 @@ class Campaign(Aggregate):
 
     def _on_CandidatesSelected(self, e: CandidatesSelected) -> None:
         self.ranking = e.ranking
-        ranks = {r.village_id: r.rank for r in e.ranking}
-        self.candidate_ranks = {v: ranks[v] for v in e.candidate_ids}
+        self.ranks = {v: n for n, v in enumerate(e.ranking, start=1)}
+        self.candidate_ranks = {v: self.ranks[v] for v in e.candidate_ids}
 
     def _on_CandidateConfirmed(self, e: CandidateConfirmed) -> None:
         self.confirmed[e.village_id] = e.reason

@@ -317,12 +317,8 @@ class CampaignVillage(Aggregate):
         self.opinions.append(e)
 
     def _on_VillageTiered(self, e: VillageTiered) -> None:
-        self.tier, self.rank, self.township_id, self.name = (
-            e.tier,
-            e.rank,
-            e.township_id,
-            e.village_name,
-        )
+        self.tier, self.rank, self.township_id = e.tier, e.rank, e.township_id
+        self.name, self.placed_on = e.village_name, e.placed_on
 
     def _on_TownLevelVillageRemoved(self, e: TownLevelVillageRemoved) -> None:
         self.tier = None

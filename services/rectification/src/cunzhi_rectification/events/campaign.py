@@ -124,13 +124,6 @@ class RegisteredVillage(ValueObject):
     township_name: str
 
 
-class RankedVillage(ValueObject):
-    village_id: str
-    township_id: str
-    rank: int
-    score: float
-
-
 class Member(ValueObject):
     """A cadre of a work team (工作专班成员) and the department that sends them."""
 
@@ -197,11 +190,16 @@ class VillageAssessed(Event):
 
 @registry.register("cunzhi.rectification.CandidatesSelected", version=1)
 class CandidatesSelected(Event):
-    """Every village ranked best to worst; the bottom share are the candidates (倒排)."""
+    """Every village ranked best to worst; the bottom share are the candidates (倒排).
+
+    ``ranking`` holds the village ids best first (a village's rank is its position + 1): ids
+    only, as the scores are in each ``VillageAssessed``, so a register of 20,000 villages stays
+    well under Kafka's default 1 MB message size.
+    """
 
     campaign_id: str
     county_id: str
-    ranking: tuple[RankedVillage, ...]
+    ranking: tuple[str, ...]
     candidate_ids: tuple[str, ...]
     share: float
     rounding: Rounding

@@ -105,3 +105,30 @@ def ledger_xlsx(data: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:
     for key, (title, columns) in LEDGER_SHEETS.items():
         _sheet(wb, title, columns, data.get(key, ()))
     return _bytes(wb)
+
+
+REVIEW_COLUMNS = (
+    ("township_id", "乡镇(街道)"),
+    ("team_id", "工作组"),
+    ("level", "层级"),
+    ("villages", "村居"),
+    ("latest_total", "最近考核得分"),
+    ("average_total", "乡镇平均得分"),
+)
+
+
+def review_xlsx(townships: Iterable[Mapping[str, Any]]) -> bytes:
+    """The teams' sheets per township, for the secretaries' annual review (述职评议考核)."""
+    rows = [
+        {
+            **team,
+            "villages": "、".join(team["villages"]),
+            "township_id": t["township_id"],
+            "average_total": t["average_total"],
+        }
+        for t in townships
+        for team in t["teams"]
+    ]
+    wb = Workbook(write_only=True)
+    _sheet(wb, "工作组考核", REVIEW_COLUMNS, rows)
+    return _bytes(wb)

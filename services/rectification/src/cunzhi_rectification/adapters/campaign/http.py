@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from cunzhi_platform.aggregate import Forbidden, NotFound
@@ -28,16 +30,21 @@ from cunzhi_platform.clock import today
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.runtime import Runtime, runtime
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from ...application import campaign as app
+from ...application import tasks
 from ...domain.campaign import AssessmentInput, CampaignHeader
 from ...domain.campaign_settings import default_settings
 from ...domain.campaign_team import propose_departments
 from ...domain.campaign_village import ProblemDraft, TargetDraft
+from ...domain.tasks import Actor, Task
+from ...events import Evidence
 from ...events.campaign import (
     AgeBand,
     DepartmentType,
+    OpinionSource,
     ProblemKind,
     RegisteredVillage,
     ReportKind,
@@ -56,13 +63,14 @@ from ...events.campaign import (
 from ...events.campaign import (
     Township as TownshipModel,
 )
-from .export import ledger_xlsx, ranking_xlsx
+from ..tasks.http import CompletionIn, ProgressIn
+from .export import ledger_xlsx, ranking_xlsx, review_xlsx
 from .queries import CampaignReads, Scope
 
 OFFICE = "party_building_office"
 COMMITTEE = "township_committee"
 TEAM_MEMBER = "work_team_member"
-VERIFIERS = {
+VERIFIERS: dict[str, OpinionSource] = {
     "discipline_commission": "discipline",
     "political_legal_committee": "political_legal",
     "petitions_bureau": "petitions",
@@ -506,9 +514,10 @@ async def give_opinion(
     if not _in_county(principal, h):
         raise Forbidden(f"campaign {campaign_id} is outside your county", field="campaign_id")
     roles = [VERIFIERS[r] for r in sorted(principal.roles) if r in VERIFIERS]
+    source: OpinionSource
     if body.source is not None:
         principal.require_role(COUNTY_ORG_DEPT)
-        source: Any = body.source
+        source = body.source
     elif roles:
         source = roles[0]
     else:
@@ -791,6 +800,81 @@ async def submit_on_duty(
     return {"team_id": team_id, "period": body.period, "late": report.late, "due_at": report.due_at}
 
 
+async def _as_team_member(
+    rt: Runtime,
+    principal: Principal,
+    request: Request,
+    where: tuple[str, str, str],
+    act: Callable[[Actor, CommandContext], Awaitable[Task]],
+) -> dict[str, Any]:
+    """Act on a target (its task) as a member of the village's team."""
+    campaign_id, team_id, target_id = where
+    actor = await app.team_actor(rt.store, campaign_id, team_id, principal)
+    task = await act(actor, _ctx(principal, request))
+    return {"target_id": target_id, "percent": task.percent, "status": task.status}
+
+
+def _evidence(body: ProgressIn | CompletionIn) -> list[Evidence]:
+    return [Evidence(**e.model_dump()) for e in body.evidence]
+
+
+@router.post("/{campaign_id}/teams/{team_id}/targets/{target_id}/progress")
+async def report_target_progress(
+    campaign_id: str,
+    team_id: str,
+    target_id: str,
+    body: ProgressIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """A team member reports on a target of one of the team's villages (the target's task)."""
+    return await _as_team_member(
+        rt,
+        principal,
+        request,
+        (campaign_id, team_id, target_id),
+        lambda actor, ctx: tasks.report_progress(
+            rt.store,
+            target_id,
+            actor,
+            percent=body.percent,
+            note=body.note,
+            evidence=_evidence(body),
+            today=today(rt.clock),
+            ctx=ctx,
+        ),
+    )
+
+
+@router.post("/{campaign_id}/teams/{team_id}/targets/{target_id}/completion")
+async def complete_target(
+    campaign_id: str,
+    team_id: str,
+    target_id: str,
+    body: CompletionIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
+) -> dict[str, Any]:
+    """A team member completes a target of one of the team's villages, with evidence."""
+    return await _as_team_member(
+        rt,
+        principal,
+        request,
+        (campaign_id, team_id, target_id),
+        lambda actor, ctx: tasks.complete_task(
+            rt.store,
+            target_id,
+            actor,
+            summary=body.summary,
+            evidence=_evidence(body),
+            today=today(rt.clock),
+            ctx=ctx,
+        ),
+    )
+
+
 @router.post("/{campaign_id}/teams/{team_id}/assessments", description=RULES)
 async def assess_team(
     campaign_id: str,
@@ -897,6 +981,14 @@ async def team_card(
     return card
 
 
+@router.get("/{campaign_id}/patrons")
+async def patrons(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> list[dict[str, Any]]:
+    """The district leaders patroning (包靠) the villages: a leader may patron several villages
+    and a village have several patrons (seed 003: 36 leaders for 25 villages)."""
+    scope = await _scope(rt, principal, campaign_id)
+    return await _reads(rt).patrons(campaign_id, scope)
+
+
 @router.get("/{campaign_id}/townships/{township_id}")
 async def township_view(
     campaign_id: str, township_id: str, principal: CurrentPrincipal, rt: Rt
@@ -916,5 +1008,23 @@ async def township_review(
     scope = await _scope(rt, principal, campaign_id)
     return await _reads(rt).township_review(campaign_id, scope)
 
+
+@router.get("/{campaign_id}/township-review.xlsx", response_class=Response)
+async def township_review_export(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> Response:
+    """The same as XLSX, as the county files it."""
+    scope = await _scope(rt, principal, campaign_id)
+    townships = await _reads(rt).township_review(campaign_id, scope)
+    content = await asyncio.to_thread(review_xlsx, townships)
+    return _xlsx(content, f"{campaign_id}-township-review.xlsx")
+
+
+# ``description=RULES`` replaces an endpoint's docstring in the API docs: put it back in front.
+for _route in router.routes:
+    if (
+        isinstance(_route, APIRoute)
+        and _route.description == RULES.strip()
+        and _route.endpoint.__doc__
+    ):
+        _route.description = f"{inspect.cleandoc(_route.endpoint.__doc__)}\n{RULES}"
 
 CAMPAIGN_ROUTERS = (router,)

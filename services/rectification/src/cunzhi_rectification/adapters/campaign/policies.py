@@ -28,8 +28,8 @@ from cunzhi_platform.runtime import Runtime
 
 from ...application import campaign as app
 from ...domain.campaign import CampaignHeader
-from ...domain.campaign_cadence import VILLAGE_KINDS, periods_due
-from ...domain.campaign_progress import LightInputs, light_for, planned, roll_up
+from ...domain.campaign_cadence import VILLAGE_KINDS, Period, periods_due
+from ...domain.campaign_progress import LightInputs, light_for, planned
 from ...events import SERVICE, TaskCompleted, TaskProgressReported, TaskRescheduled
 from ...events.campaign import (
     LightChanged,
@@ -61,15 +61,17 @@ class LightsPolicy(Consumer):
                 light text,
                 PRIMARY KEY (campaign_id, village_id)
             )""",
+        # upserted from both sides: see ``campaign_targets`` in the projections
         "watch_targets": """
             CREATE TABLE IF NOT EXISTS {table} (
                 target_id text PRIMARY KEY,
-                campaign_id text NOT NULL,
-                village_id text NOT NULL,
-                weight double precision NOT NULL,
-                due_date date NOT NULL,
+                campaign_id text,
+                village_id text,
+                weight double precision,
+                due_date date,
                 progress double precision NOT NULL DEFAULT 0,
-                completed boolean NOT NULL DEFAULT false
+                completed boolean NOT NULL DEFAULT false,
+                rescheduled_to date
             )""",
         "watch_teams": """
             CREATE TABLE IF NOT EXISTS {table} (
@@ -130,7 +132,8 @@ class LightsPolicy(Consumer):
             case TargetSet():
                 await tx.conn.execute(
                     f"INSERT INTO {tx.t('watch_targets')} (target_id, campaign_id, village_id, "
-                    "weight, due_date) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                    "weight, due_date) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (target_id) "
+                    "DO UPDATE SET campaign_id = $2, village_id = $3, weight = $4, due_date = $5",
                     event.target_id,
                     event.campaign_id,
                     event.village_id,
@@ -140,13 +143,15 @@ class LightsPolicy(Consumer):
                 return event.campaign_id, [event.village_id]
             case TaskProgressReported() | TaskCompleted() | TaskRescheduled():
                 # a forum's task matches no target: nothing to update, no light to recompute
+                insert, change = _TARGET_CHANGE[type(event)]
                 row = await tx.conn.fetchrow(
-                    f"UPDATE {tx.t('watch_targets')} SET {_TARGET_CHANGE[type(event)]} "
-                    "WHERE target_id = $1 RETURNING campaign_id, village_id",
+                    f"INSERT INTO {tx.t('watch_targets')} {insert} "
+                    f"ON CONFLICT (target_id) DO UPDATE SET {change} "
+                    "RETURNING campaign_id, village_id",
                     event.task_id,
                     _target_value(event),
                 )
-                if row is not None:
+                if row["campaign_id"] is not None:
                     return row["campaign_id"], [row["village_id"]]
             case WorkTeamFormed():
                 await tx.conn.execute(
@@ -171,10 +176,13 @@ class LightsPolicy(Consumer):
         return None
 
 
-_TARGET_CHANGE: dict[type[Event], str] = {
-    TaskProgressReported: "progress = $2",
-    TaskCompleted: "progress = 100, completed = $2",
-    TaskRescheduled: "due_date = $2",
+_TARGET_CHANGE: dict[type[Event], tuple[str, str]] = {
+    TaskProgressReported: ("(target_id, progress) VALUES ($1, $2)", "progress = $2"),
+    TaskCompleted: (
+        "(target_id, progress, completed) VALUES ($1, 100, $2)",
+        "progress = 100, completed = $2",
+    ),
+    TaskRescheduled: ("(target_id, rescheduled_to) VALUES ($1, $2)", "rescheduled_to = $2"),
 }
 
 
@@ -204,16 +212,21 @@ async def light_inputs(
     """What the lights of the campaign's active villages (or of those given) depend on."""
     only = None if village_ids is None else list(village_ids)
     w, targets, r = t("watch_villages"), t("watch_targets"), t("watch_reports")
+    # Targets always carry a positive weight (the domain refuses others), so ``roll_up`` of a
+    # village's targets is their weighted mean: summed here rather than shipped to Python.
+    mine = "campaign_id = $1 AND ($2::text[] IS NULL OR village_id = ANY($2::text[]))"
     rows = await conn.fetch(
-        "SELECT w.village_id, w.township_id, w.light, coalesce(g.weights, '{}') AS weights, "
-        "coalesce(g.progress, '{}') AS progress, coalesce(g.overdue, 0) AS overdue, "
-        f"(SELECT count(*) FROM {r} WHERE campaign_id = w.campaign_id "
-        "AND w.village_id = ANY(village_ids) AND late AND NOT submitted) AS late "
-        f"FROM {w} w LEFT JOIN LATERAL (SELECT array_agg(weight) AS weights, "
-        "array_agg(progress) AS progress, "
-        "count(*) FILTER (WHERE NOT completed AND due_date < $3) AS overdue "
-        f"FROM {targets} WHERE campaign_id = w.campaign_id AND village_id = w.village_id) g "
-        "ON true WHERE w.campaign_id = $1 AND w.active "
+        "SELECT w.village_id, w.township_id, w.light, g.progress, "
+        "coalesce(g.overdue, 0) AS overdue, coalesce(l.late, 0) AS late "
+        f"FROM {w} w LEFT JOIN (SELECT village_id, "
+        "sum(weight * progress) / sum(weight) AS progress, "
+        "count(*) FILTER (WHERE NOT completed AND coalesce(rescheduled_to, due_date) < $3) "
+        "AS overdue "
+        f"FROM {targets} WHERE {mine} GROUP BY village_id) g USING (village_id) "
+        "LEFT JOIN (SELECT v AS village_id, count(*) AS late "
+        f"FROM {r}, unnest(village_ids) AS v WHERE campaign_id = $1 AND late AND NOT submitted "
+        "GROUP BY v) l USING (village_id) "
+        "WHERE w.campaign_id = $1 AND w.active "
         "AND ($2::text[] IS NULL OR w.village_id = ANY($2::text[])) ORDER BY w.village_id",
         h.campaign_id,
         only,
@@ -226,7 +239,7 @@ async def light_inputs(
             row["township_id"],
             row["light"],
             LightInputs(
-                progress=roll_up(list(zip(row["weights"], row["progress"], strict=True))),
+                progress=None if row["progress"] is None else round(row["progress"], 4),
                 planned=plan,
                 overdue_tasks=row["overdue"],
                 late_reports=row["late"],
@@ -257,28 +270,47 @@ CAMPAIGN_POLICIES: tuple[Consumer, ...] = (LIGHTS,)
 async def campaign_timer(rt: Runtime) -> None:
     """Late reports and time-driven lights, each ``scheduler_interval_s``.
 
-    Candidates come from the policy's tables; the loaded aggregate decides, so a row not yet
-    updated (a report marked late a moment ago) does nothing twice.
+    Only time changes what events do not: a due time passing, the day turning (the plan moves,
+    targets fall overdue). So a campaign is swept when its date or its count of due periods
+    changed since its last complete sweep — a province's lights take seconds to recompute
+    (benchmarks/bench_rectification.py). Candidates come from the policy's tables; the loaded
+    aggregate decides, so a row not yet updated (a report marked late a moment ago) does
+    nothing twice.
     """
     ctx = CommandContext(actor=SCHEDULER)
     names = table_names(rt.store.schema, LIGHTS)
+    swept: dict[str, tuple[object, ...]] = {}
     while True:
         now = rt.clock.now()
         campaigns = await rt.pool.fetch(
             f"SELECT DISTINCT campaign_id FROM {names['watch_villages']} WHERE active"
         )
         for row in campaigns:
+            campaign_id = row["campaign_id"]
+            h = await app.header(rt.store, campaign_id)
+            moment = (now.date(), *(len(_due(h, kind, now)) for kind in KINDS))
+            if swept.get(campaign_id) == moment:
+                continue
             try:
-                await _tick(rt, names, row["campaign_id"], now, ctx)
+                await _sweep(rt, names, h, now, ctx)
+                swept[campaign_id] = moment
             except (DomainError, ConcurrencyError) as exc:
-                _log.info("campaign_timer_skipped", campaign_id=row["campaign_id"], reason=str(exc))
+                _log.info("campaign_timer_skipped", campaign_id=campaign_id, reason=str(exc))
         await asyncio.sleep(rt.settings.scheduler_interval_s)
 
 
-async def _tick(
-    rt: Runtime, names: dict[str, str], campaign_id: str, now: dt.datetime, ctx: CommandContext
+KINDS: tuple[ReportKind, ...] = (*sorted(VILLAGE_KINDS), "weekly_on_duty")
+
+
+def _due(h: CampaignHeader, kind: ReportKind, now: dt.datetime) -> list[Period]:
+    due_days = h.settings.report_due_working_days[kind]
+    return periods_due(kind, h.start_date, h.end_date, due_days, now)
+
+
+async def _sweep(
+    rt: Runtime, names: dict[str, str], h: CampaignHeader, now: dt.datetime, ctx: CommandContext
 ) -> None:
-    h = await app.header(rt.store, campaign_id)
+    campaign_id = h.campaign_id
     done = {
         (r["subject_id"], r["kind"], r["period"])
         for r in await rt.pool.fetch(
@@ -300,11 +332,9 @@ async def _tick(
             f"SELECT team_id FROM {names['watch_teams']} WHERE campaign_id = $1", campaign_id
         )
     ]
-    kinds: list[ReportKind] = [*sorted(VILLAGE_KINDS), "weekly_on_duty"]
-    for report_kind in kinds:
-        due_days = h.settings.report_due_working_days[report_kind]
+    for report_kind in KINDS:
         subjects = teams if report_kind == "weekly_on_duty" else villages
-        for p in periods_due(report_kind, h.start_date, h.end_date, due_days, now):
+        for p in _due(h, report_kind, now):
             for subject in subjects:
                 if (subject, report_kind, p.index) in done:
                     continue

@@ -84,10 +84,11 @@ class CampaignReadModel(Consumer):
             CREATE TABLE IF NOT EXISTS {table} (
                 campaign_id text NOT NULL,
                 village_id text NOT NULL,
-                name text NOT NULL,
-                kind text NOT NULL,
+                -- from VillagesRegistered; a village's own events may come first (see apply)
+                name text,
+                kind text,
                 township_id text NOT NULL,
-                township_name text NOT NULL,
+                township_name text,
                 symptoms jsonb,
                 symptom_score double precision,
                 last_year_score double precision,
@@ -130,21 +131,25 @@ class CampaignReadModel(Consumer):
                 description text NOT NULL,
                 PRIMARY KEY (campaign_id, village_id, problem_id)
             )""",
+        # A target's task events travel on the task's partition, its TargetSet on the
+        # village's: either may come first, so both sides upsert and the definition columns
+        # stay empty until TargetSet (a forum task leaves a row with no campaign, never read).
         "campaign_targets": """
             CREATE TABLE IF NOT EXISTS {table} (
                 target_id text PRIMARY KEY,
-                campaign_id text NOT NULL,
-                village_id text NOT NULL,
-                township_id text NOT NULL,
-                title text NOT NULL,
-                area text NOT NULL,
-                task_kind text NOT NULL,
-                common boolean NOT NULL,
-                weight double precision NOT NULL,
-                due_date date NOT NULL,
-                owner text NOT NULL,
+                campaign_id text,
+                village_id text,
+                township_id text,
+                title text,
+                area text,
+                task_kind text,
+                common boolean,
+                weight double precision,
+                due_date date,
+                owner text,
                 progress double precision NOT NULL DEFAULT 0,
-                completed_on date
+                completed_on date,
+                rescheduled_to date
             )""",
         "campaign_teams": """
             CREATE TABLE IF NOT EXISTS {table} (
@@ -194,6 +199,16 @@ class CampaignReadModel(Consumer):
 
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
         v = tx.t("campaign_villages")
+        if isinstance(event, _OF_A_VILLAGE):
+            # These travel on the village's (or its light's) partition, the register on the
+            # campaign's: either may be applied first, so the row is made by whichever comes.
+            await tx.conn.execute(
+                f"INSERT INTO {v} (campaign_id, village_id, township_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING",
+                event.campaign_id,
+                event.village_id,
+                event.township_id,
+            )
         match event:
             case CampaignOpened():
                 await tx.conn.execute(
@@ -216,7 +231,9 @@ class CampaignReadModel(Consumer):
                 await tx.conn.execute(
                     f"INSERT INTO {v} (campaign_id, village_id, name, kind, township_id, "
                     "township_name) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], "
-                    "$5::text[], $6::text[]) ON CONFLICT DO NOTHING",
+                    "$5::text[], $6::text[]) ON CONFLICT (campaign_id, village_id) DO UPDATE SET "
+                    "name = excluded.name, kind = excluded.kind, township_id = "
+                    "excluded.township_id, township_name = excluded.township_name",
                     event.campaign_id,
                     [x.village_id for x in event.villages],
                     [x.name for x in event.villages],
@@ -237,12 +254,11 @@ class CampaignReadModel(Consumer):
                 )
             case CandidatesSelected():
                 await tx.conn.execute(
-                    f"UPDATE {v} SET rank = r.rank, candidate = r.village_id = ANY($4::text[]) "
-                    "FROM unnest($2::text[], $3::int[]) AS r(village_id, rank) "
+                    f"UPDATE {v} SET rank = r.rank, candidate = r.village_id = ANY($3::text[]) "
+                    "FROM unnest($2::text[]) WITH ORDINALITY AS r(village_id, rank) "
                     f"WHERE {v}.campaign_id = $1 AND {v}.village_id = r.village_id",
                     event.campaign_id,
-                    [r.village_id for r in event.ranking],
-                    [r.rank for r in event.ranking],
+                    list(event.ranking),
                     list(event.candidate_ids),
                 )
                 await tx.conn.execute(
@@ -310,7 +326,10 @@ class CampaignReadModel(Consumer):
                 await tx.conn.execute(
                     f"INSERT INTO {tx.t('campaign_targets')} (target_id, campaign_id, village_id, "
                     "township_id, title, area, task_kind, common, weight, due_date, owner) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (target_id) "
+                    "DO UPDATE SET campaign_id = $2, village_id = $3, township_id = $4, "
+                    "title = $5, area = $6, task_kind = $7, common = $8, weight = $9, "
+                    "due_date = $10, owner = $11",
                     event.target_id,
                     event.campaign_id,
                     event.village_id,
@@ -331,20 +350,23 @@ class CampaignReadModel(Consumer):
                 )
             case TaskProgressReported():
                 await tx.conn.execute(
-                    f"UPDATE {tx.t('campaign_targets')} SET progress = $2 WHERE target_id = $1",
+                    f"INSERT INTO {tx.t('campaign_targets')} (target_id, progress) VALUES ($1, $2) "
+                    "ON CONFLICT (target_id) DO UPDATE SET progress = $2",
                     event.task_id,
                     event.percent,
                 )
             case TaskCompleted():
                 await tx.conn.execute(
-                    f"UPDATE {tx.t('campaign_targets')} SET progress = 100, completed_on = $2 "
-                    "WHERE target_id = $1",
+                    f"INSERT INTO {tx.t('campaign_targets')} (target_id, progress, completed_on) "
+                    "VALUES ($1, 100, $2) ON CONFLICT (target_id) DO UPDATE SET progress = 100, "
+                    "completed_on = $2",
                     event.task_id,
                     event.completed_on,
                 )
             case TaskRescheduled():
                 await tx.conn.execute(
-                    f"UPDATE {tx.t('campaign_targets')} SET due_date = $2 WHERE target_id = $1",
+                    f"INSERT INTO {tx.t('campaign_targets')} (target_id, rescheduled_to) "
+                    "VALUES ($1, $2) ON CONFLICT (target_id) DO UPDATE SET rescheduled_to = $2",
                     event.task_id,
                     event.due_on,
                 )
@@ -499,5 +521,14 @@ class CampaignReadModel(Consumer):
             event.model_dump(mode="json"),
         )
 
+
+_OF_A_VILLAGE = (
+    VerificationOpinionGiven,
+    VillageTiered,
+    TownLevelVillageRemoved,
+    LightChanged,
+    VillageGraduated,
+    VillageCarriedOver,
+)
 
 CAMPAIGN_PROJECTIONS: tuple[Consumer, ...] = (CampaignReadModel(),)

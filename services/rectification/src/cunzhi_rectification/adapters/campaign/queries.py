@@ -91,7 +91,8 @@ class CampaignReads:
             scope,
         )
         targets = await self.pool.fetch(
-            f"SELECT village_id, township_id, weight, progress, due_date, completed_on "
+            "SELECT village_id, township_id, weight, progress, "
+            "coalesce(rescheduled_to, due_date) AS due_date, completed_on "
             f"FROM {tg} WHERE {in_scope}",
             campaign_id,
             scope,
@@ -174,7 +175,8 @@ class CampaignReads:
         )
         card["targets"] = _rows(
             await self.pool.fetch(
-                f"SELECT target_id, title, area, task_kind, common, weight, due_date, owner, "
+                "SELECT target_id, title, area, task_kind, common, weight, "
+                "coalesce(rescheduled_to, due_date) AS due_date, owner, "
                 f"progress, completed_on FROM {self.t['campaign_targets']} "
                 "WHERE campaign_id = $1 AND village_id = $2 ORDER BY due_date, target_id",
                 *args,
@@ -251,7 +253,8 @@ class CampaignReads:
             ),
             "targets": _rows(
                 await self.pool.fetch(
-                    "SELECT village_id, target_id, title, area, task_kind, weight, due_date, "
+                    "SELECT village_id, target_id, title, area, task_kind, weight, "
+                    "coalesce(rescheduled_to, due_date) AS due_date, "
                     f"owner, progress, completed_on FROM {self.t['campaign_targets']} "
                     f"WHERE campaign_id = $1 AND village_id IN ({tiered}) "
                     "ORDER BY village_id, due_date, target_id",
@@ -298,6 +301,21 @@ class CampaignReads:
             )
         )
         return card
+
+    async def patrons(self, campaign_id: str, townships: Scope) -> list[dict[str, Any]]:
+        """Each district leader and the villages they patron (包靠): many-to-many."""
+        return _rows(
+            await self.pool.fetch(
+                "SELECT p ->> 'person_id' AS person_id, min(p ->> 'name') AS name, "
+                "array_agg(DISTINCT v ORDER BY v) AS village_ids "
+                f"FROM {self.t['campaign_teams']} t, jsonb_array_elements(t.patrons) p, "
+                "unnest(t.village_ids) v WHERE t.campaign_id = $1 "
+                "AND ($2::text[] IS NULL OR t.township_id = ANY($2::text[])) "
+                "GROUP BY p ->> 'person_id' ORDER BY p ->> 'person_id'",
+                campaign_id,
+                _scope(townships),
+            )
+        )
 
     async def teams_of(self, campaign_id: str, person_id: str) -> list[dict[str, Any]]:
         """The teams a person serves on or patrons (for what a team member may read)."""
