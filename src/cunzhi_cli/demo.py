@@ -137,9 +137,10 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
                 lambda line: print(f"  • {line}"),
             )
             await notices.after_cycle(notifications, issuer, result, channels)
-            _summary(result, endpoints, issuer, urls, settings.data_dir)
+            _summary(result, endpoints, urls, settings.data_dir)
             await _campaign(rectification, clock, issuer, township_id)
             if keep_running:
+                _try_hint(issuer, meetings_url, result.township_id)
                 print("\nEverything stays up until Ctrl-C.")
                 await _until_interrupted()
     print("cunzhi demo: done, everything stopped.")
@@ -148,16 +149,12 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
 def _summary(
     result: CycleResult,
     endpoints: Endpoints,
-    issuer: TokenIssuer,
     urls: dict[str, str],
     data_dir: Path,
 ) -> None:
     record = result.township_record
     forum = result.forum
     attendance = forum["attendance"]
-    county = issuer.issue(
-        Principal(sub="county-org", roles=frozenset({"county_organisation_department"}))
-    )
     counts = {
         s: sum(1 for a in attendance if a["status"] == s) for s in ("present", "late", "absent")
     }
@@ -194,9 +191,16 @@ def _summary(
     print(f"  PostgreSQL {endpoints.database_url} (schemas {', '.join(urls)})")
     if endpoints.mode == "embedded":
         print(f"  data/logs {data_dir.resolve()} (postgres.log, tansu.log)")
+
+
+def _try_hint(issuer: TokenIssuer, meetings_url: str, township_id: str) -> None:
+    """Only while the services still run (``--keep-running``): afterwards the URL is dead."""
+    county = issuer.issue(
+        Principal(sub="county-org", roles=frozenset({"county_organisation_department"}))
+    )
     print(
         f"  try:      curl -H 'Authorization: Bearer {county}' \\\n"
-        f"              {urls['meetings']}/townships/{result.township_id}/record"
+        f"              {meetings_url}/townships/{township_id}/record"
     )
 
 

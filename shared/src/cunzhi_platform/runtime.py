@@ -24,20 +24,20 @@ from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .aggregate import DomainError
-from .auth import TokenIssuer
+from . import edge
+from .auth import TokenIssuer, check_token_settings
 from .clock import Clock, SystemClock
 from .consumer import Consumer, ConsumerRunner
 from .envelope import topic_for
 from .events import EventRegistry
-from .eventstore import PLATFORM_MIGRATIONS, ConcurrencyError, EventStore, init_connection
+from .eventstore import PLATFORM_MIGRATIONS, EventStore, init_connection
 from .housekeeping import housekeeping
 from .infra import InfrastructureError
 from .kafka import ensure_topics, make_broker
 from .leadership import still_leading, wait_for_leadership
 from .migrations import Migration, migrate
 from .relay import OutboxRelay
-from .settings import DEMO_JWT_SECRET, Settings
+from .settings import Settings
 
 _log = structlog.get_logger(__name__)
 Background = Callable[["Runtime"], Coroutine[Any, Any, None]]
@@ -122,8 +122,7 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
             "CUNZHI_DATABASE_URL and CUNZHI_KAFKA_BOOTSTRAP_SERVERS must be set "
             "(`cunzhi infra up` starts an embedded pair and prints them)"
         )
-    if settings.jwt_secret == DEMO_JWT_SECRET:
-        _log.warning("jwt_secret_is_the_demo_default", setting="CUNZHI_JWT_SECRET")
+    check_token_settings(settings)
     pool = await connect_database(settings.database_url)
     async with pool.acquire() as conn:
         await migrate(conn, service.name, [*PLATFORM_MIGRATIONS, *service.migrations])
@@ -273,11 +272,20 @@ def create_app(
             await stop(rt)
 
     app = FastAPI(
-        title=f"cunzhi {service.name}", description=service.description, lifespan=lifespan
+        title=f"cunzhi {service.name}",
+        description=service.description,
+        lifespan=lifespan,
+        generate_unique_id_function=edge.operation_ids,
     )
-    app.state.token_issuer = TokenIssuer(
-        settings.jwt_secret, settings.jwt_algorithm, settings.jwt_audience
-    )
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            edge.document_errors(base_openapi())
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.state.token_issuer = TokenIssuer.for_settings(settings)
     app.state.settings = settings
     app.state.clock = clock
 
@@ -285,7 +293,9 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    install_error_handlers(app)
+    edge.install_error_handlers(app)
+    app.add_middleware(edge.ClockScope, clock=clock)
+    app.add_middleware(edge.BodyLimit, max_bytes=settings.http_max_body_bytes)
     app.add_middleware(CorrelationMiddleware, service=service.name)
 
     @app.get("/healthz", tags=["operations"])
@@ -342,7 +352,18 @@ class CorrelationMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        correlation = headers.get(b"x-correlation-id", b"").decode("latin-1")
+        given = headers.get(b"x-correlation-id")
+        correlation = (given or b"").decode("latin-1")
+        if given is not None and not edge.CORRELATION_PATTERN.fullmatch(correlation):
+            # Logged and carried into events: only a bounded run of safe characters.
+            refusal = edge.problem(
+                422,
+                "X-Correlation-ID must be 1–128 of A–Z a–z 0–9 . _ : / + = - "
+                "(or left out: one is made up)",
+                "X-Correlation-ID",
+            )
+            await refusal(scope, receive, send)
+            return
         if not correlation:
             correlation = str(uuid.uuid4())
             scope = {
@@ -362,21 +383,6 @@ class CorrelationMiddleware:
             service=self.service, correlation_id=correlation
         ):
             await self.app(scope, receive, send_with_id)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    async def domain_error(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, DomainError)
-        body: dict[str, Any] = {"detail": exc.message}
-        if exc.field:
-            body["field"] = exc.field
-        return JSONResponse(body, status_code=exc.status)
-
-    async def conflict(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    app.add_exception_handler(DomainError, domain_error)
-    app.add_exception_handler(ConcurrencyError, conflict)
 
 
 def serve(service: Service, default_port: int) -> None:

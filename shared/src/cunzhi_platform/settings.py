@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     jwt_secret: str = DEMO_JWT_SECRET
     jwt_algorithm: str = "HS256"
     jwt_audience: str = "cunzhi"
+    # When set, tokens must name this issuer (``iss``).
+    jwt_issuer: str | None = None
+    # The county this deployment serves; when set, every token's ``county_id`` must match.
+    county_id: str | None = None
+    # Largest request body (bytes), refused with 413 before it is read; a roster file of a
+    # few thousand members fits.
+    http_max_body_bytes: int = 2_000_000
     # False when the relay runs as its own process (python -m cunzhi_platform relay).
     relay_in_process: bool = True
     relay_batch_size: int = 500

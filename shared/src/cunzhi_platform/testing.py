@@ -70,7 +70,7 @@ async def pool(endpoints: Endpoints) -> AsyncIterator[asyncpg.Pool]:
 def token(settings: Settings, **claims: Any) -> dict[str, str]:
     """Authorization header for a principal built from ``claims``."""
     claims.setdefault("sub", "tester")
-    issuer = TokenIssuer(settings.jwt_secret, settings.jwt_algorithm, settings.jwt_audience)
+    issuer = TokenIssuer.for_settings(settings)
     return {"Authorization": f"Bearer {issuer.issue(Principal.model_validate(claims))}"}
 
 

@@ -25,7 +25,9 @@ Every one of them also needs the township in ``township_ids``: village and stati
 say which township they are in, so the token does.
 
 Client-chosen ids make retries safe: submitting, raising or promoting again with an id that
-already went through returns that id and appends nothing.
+already went through, with the same content, returns that id and appends nothing — also when two
+instances race on the id (the loser of the version check looks again). The same id with other
+content is refused (409), so nothing a client sent is silently dropped.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from cunzhi_platform.application import execute, load
 from cunzhi_platform.auth import COUNTY_DEPARTMENT, Principal
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.events import Event
-from cunzhi_platform.eventstore import EventStore, StreamWrite
+from cunzhi_platform.eventstore import ConcurrencyError, EventStore, StreamWrite
 
 from .domain import (
     CallForTopics,
@@ -61,7 +63,7 @@ from .domain import (
     select_topic,
     topic_stream_id,
 )
-from .events import ReferralAnswer, TopicCarriedOver, TopicSubmitted
+from .events import IssueRaised, ReferralAnswer, TopicCarriedOver, TopicSubmitted
 
 VILLAGE_SECRETARY = "village_secretary"
 STATION_HEAD = "station_head"
@@ -122,6 +124,27 @@ async def _save(
 
 def new_id(given: str | None) -> str:
     return given or uuid.uuid4().hex
+
+
+async def _first_event(store: EventStore, stream_id: str) -> Event | None:
+    stored = await store.load(stream_id)
+    return stored[0].event if stored else None
+
+
+async def _once_more_on_conflict(attempt: Callable[[], Awaitable[str]]) -> str:
+    """Another instance stored the client-chosen id meanwhile: look again (a retry, or taken)."""
+    try:
+        return await attempt()
+    except ConcurrencyError:
+        return await attempt()
+
+
+def _id_taken(what: str, given: str) -> InvalidTransition:
+    return InvalidTransition(
+        f"{what} id {given} is already used with other content; to retry, send exactly what "
+        f"you sent before, otherwise choose a new {what}_id (or leave it out)",
+        field=f"{what}_id",
+    )
 
 
 # -- authorisation ----------------------------------------------------------------------------
@@ -286,22 +309,37 @@ async def submit_topic(
     topic_id: str | None = None,
 ) -> str:
     principal.require_township(township_id)
-    topic = await load_topic(store, new_id(topic_id))
-    if topic.exists and topic.submitted_by == principal.sub:
-        return topic.topic_id  # a retry of a submission that went through
-    call = await load_call(store, township_id, forum_id)
-    events = topic.submit(
-        call,
-        submitter,
-        title,
-        description,
-        category,
-        village_ids,
-        store.clock.now(),
-        extra_categories=await _extra_categories(store, township_id),
-    )
-    await store.append(topic.id, topic.version, events, ctx)
-    return topic.topic_id
+    chosen = new_id(topic_id)
+
+    async def attempt() -> str:
+        topic = await load_topic(store, chosen)
+        if topic.exists:
+            first = await _first_event(store, topic.id)
+            if (
+                isinstance(first, TopicSubmitted)
+                and (first.township_id, first.forum_id) == (township_id, forum_id)
+                and first.submitted_by == principal.sub
+                and (first.title, first.description) == (title.strip(), description.strip())
+                and first.category == category
+                and set(village_ids) <= set(first.village_ids)
+            ):
+                return topic.topic_id  # a retry of a submission that went through
+            raise _id_taken("topic", chosen)
+        call = await load_call(store, township_id, forum_id)
+        events = topic.submit(
+            call,
+            submitter,
+            title,
+            description,
+            category,
+            village_ids,
+            store.clock.now(),
+            extra_categories=await _extra_categories(store, township_id),
+        )
+        await store.append(topic.id, topic.version, events, ctx)
+        return topic.topic_id
+
+    return await _once_more_on_conflict(attempt)
 
 
 async def revise_topic(
@@ -484,24 +522,37 @@ async def raise_issue(
     principal.require_role(VILLAGE_SECRETARY, STATION_HEAD)
     principal.require_township(township_id)
     _own_village(principal, village_id)
-    issue = await load_issue(store, new_id(issue_id))
-    # A retry (same id, village and title) gets the existing issue; any other reuse of the id
-    # gets the domain's refusal.
-    if issue.exists and issue.village_id == village_id and issue.title == title.strip():
+    chosen = new_id(issue_id)
+
+    async def attempt() -> str:
+        issue = await load_issue(store, chosen)
+        if issue.exists:
+            first = await _first_event(store, issue.id)
+            if (
+                isinstance(first, IssueRaised)
+                and (first.township_id, first.village_id) == (township_id, village_id)
+                and first.raised_by == principal.sub
+                and (first.title, first.description) == (title.strip(), description.strip())
+                and first.villager_name == ((villager_name or "").strip() or None)
+                and raised_on in (None, first.raised_on)
+            ):
+                return issue.issue_id  # a retry of an issue that went through
+            raise _id_taken("issue", chosen)
+        now = store.clock.now()
+        events = issue.raise_issue(
+            township_id,
+            village_id,
+            principal.sub,
+            title,
+            description,
+            raised_on or now.date(),
+            now,
+            villager_name=villager_name,
+        )
+        await store.append(issue.id, issue.version, events, ctx)
         return issue.issue_id
-    now = store.clock.now()
-    events = issue.raise_issue(
-        township_id,
-        village_id,
-        principal.sub,
-        title,
-        description,
-        raised_on or now.date(),
-        now,
-        villager_name=villager_name,
-    )
-    await store.append(issue.id, issue.version, events, ctx)
-    return issue.issue_id
+
+    return await _once_more_on_conflict(attempt)
 
 
 async def claim_issue(
@@ -565,7 +616,20 @@ async def promote(
     principal.require_township(issue.township_id)
     topic = await load_topic(store, new_id(topic_id))
     if topic.exists and issue.promoted_to == topic.topic_id:
-        return topic.topic_id, topic.forum_id  # a retry of a promotion that went through
+        first = await _first_event(store, topic.id)
+        if (
+            isinstance(first, TopicSubmitted)
+            and forum_id in (None, first.forum_id)
+            and first.category == category
+            and (first.title, first.description)
+            == (
+                (title or issue.title).strip(),
+                (description or issue.description).strip(),
+            )
+            and set(village_ids or [issue.village_id]) <= set(first.village_ids)
+        ):
+            return topic.topic_id, topic.forum_id  # a retry of a promotion that went through
+        raise _id_taken("topic", topic.topic_id)
     forum_id = forum_id or await open_forum_of(issue.township_id)
     if forum_id is None:
         raise InvalidTransition(

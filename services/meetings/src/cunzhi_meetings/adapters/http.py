@@ -8,23 +8,37 @@ Who may do what:
 - ``county_organisation_department`` (县委组织部) reads everything; everyone else reads only
   their townships.
 
-Domain refusals map to 422/409/404/403 with the reason (``cunzhi_platform.runtime``); request
-bodies that do not validate get FastAPI's 422 naming the field.
+Every refusal is the platform's ``Problem`` (``cunzhi_platform.edge``): 403 outside one's role
+or jurisdiction — decided from the token and the path before the body is read or validated —
+404 unknown, 409 a state that does not allow it, 422 invalid input naming the field. A roster
+member's village outside the villages the caller's token names is refused with 403 (a rule of
+ours: the identity provider names the township's villages in the office's ``village_ids``; a
+token that names none is not checked, as this service keeps no register of villages).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import csv
+import dataclasses
 import email.parser
 import email.policy
 from typing import Annotated, Any
 
-from cunzhi_platform.auth import CurrentPrincipal, Principal
+from cunzhi_platform import edge
+from cunzhi_platform.aggregate import DomainError, NotFound
+from cunzhi_platform.auth import (
+    COUNTY_ORG_DEPT,
+    CurrentPrincipal,
+    Principal,
+    in_township,
+    with_role,
+)
 from cunzhi_platform.clock import today
+from cunzhi_platform.edge import Body, Id, IdPath, LongText, Offset, PlausibleDate, link, links
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.runtime import Runtime, runtime
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Depends, Query, Request
+from pydantic import Field, ValidationError
 
 from .. import application
 from ..domain import (
@@ -53,16 +67,65 @@ OFFICE = "party_building_office"
 COMMITTEE = "township_committee"
 VILLAGE_SECRETARY = "village_secretary"
 
-router = APIRouter()
+router = edge.router()
 Rt = Annotated[Runtime, Depends(runtime)]
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+Text = edge.Title
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+async def _forum_organiser(forum_id: IdPath, principal: CurrentPrincipal) -> Principal:
+    _organiser(principal, application.forum_township(forum_id))
+    return principal
+
+
+async def _forum_committee(forum_id: IdPath, principal: CurrentPrincipal) -> Principal:
+    principal.require_role(COMMITTEE)
+    principal.require_township(application.forum_township(forum_id))
+    return principal
+
+
+async def _speak_up_recorder(village_id: IdPath, principal: CurrentPrincipal) -> Principal:
+    """The office or committee (of the body's township, checked with it), else the village's
+    own secretary."""
+    if not principal.has_role(OFFICE, COMMITTEE):
+        principal.require_role(VILLAGE_SECRETARY)
+        principal.require_villages([village_id])
+    return principal
+
+
+async def _member_of_forum(forum_id: IdPath, principal: CurrentPrincipal) -> Principal:
+    principal.require_township(application.forum_township(forum_id))
+    return principal
+
+
+async def _reader_of_forum(forum_id: IdPath, principal: CurrentPrincipal) -> Principal:
+    principal.require_township(application.forum_township(forum_id), read=True)
+    return principal
+
+
+async def _reader_of_township(township_id: IdPath, principal: CurrentPrincipal) -> Principal:
+    principal.require_township(township_id, read=True)
+    return principal
+
+
+# Role and jurisdiction from the token and the path, decided before the body is read.
+Organiser = Annotated[Principal, Depends(in_township(OFFICE, COMMITTEE))]
+ForumOrganiser = Annotated[Principal, Depends(_forum_organiser)]
+ForumCommittee = Annotated[Principal, Depends(_forum_committee)]
+SpeakUpRecorder = Annotated[Principal, Depends(_speak_up_recorder)]
+ForumMember = Annotated[Principal, Depends(_member_of_forum)]
+ForumReader = Annotated[Principal, Depends(_reader_of_forum)]
+TownshipReader = Annotated[Principal, Depends(_reader_of_township)]
+County = Annotated[Principal, Depends(with_role(COUNTY_ORG_DEPT))]
+FORUM_LINKS = {
+    "read": link("forum_record", forum_id="$response.body#/forum_id"),
+    "invite": link("add_invitee", forum_id="$response.body#/forum_id"),
+    "notice": link("issue_notice", forum_id="$response.body#/forum_id"),
+    "postpone": link("postpone", forum_id="$response.body#/forum_id"),
+    "cancel": link("cancel", forum_id="$response.body#/forum_id"),
+    "held": link("hold", forum_id="$response.body#/forum_id"),
+    "resolutions": link("adopt_resolutions", forum_id="$response.body#/forum_id"),
+}
 
 
 class RosterMemberIn(Body):
@@ -70,7 +133,7 @@ class RosterMemberIn(Body):
     name: Text
     role: RosterRole
     village_id: Id | None = None
-    phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)] | None = None
+    phone: Annotated[str, edge.TextRules(32, required=False)] | None = None
 
 
 class LectureIn(Body):
@@ -85,7 +148,9 @@ class GuestIn(Body):
 
 
 class PlanForum(Body):
-    date: dt.date | None = Field(None, description="default: the last working day of the month")
+    date: PlausibleDate | None = Field(
+        None, description="default: the last working day of the month"
+    )
     place: Text
     mode: ForumMode = "at_township"
     host_unit: Text | None = None
@@ -110,7 +175,7 @@ class PlanYear(Body):
 
 class PastForum(Body):
     number: int = Field(ge=1, le=9999, description="the forum's number in the ledger")
-    date: dt.date = Field(description="when it was held: before today")
+    date: PlausibleDate = Field(description="when it was held: before today")
     place: Text
     mode: ForumMode = "at_township"
     host_unit: Text | None = None
@@ -135,7 +200,7 @@ class InviteeIn(Body):
 
 
 class Postpone(Body):
-    date: dt.date
+    date: PlausibleDate
     reason: Text
 
 
@@ -165,7 +230,7 @@ class TaskIn(Body):
     assignee_village_id: Id | None = None
     assignee_person_id: Id | None = None
     description: LongText
-    due_date: dt.date
+    due_date: PlausibleDate
 
 
 class ResolutionIn(Body):
@@ -180,7 +245,7 @@ class Resolutions(Body):
 
 class SpeakUpIn(Body):
     township_id: Id
-    date: dt.date
+    date: PlausibleDate
     attendance_count: int = Field(ge=1, le=100_000)
     issue_ids: list[Id] = Field(
         default_factory=list,
@@ -198,7 +263,7 @@ class ParticipantIn(Body):
 
 
 class ContestIn(Body):
-    date: dt.date
+    date: PlausibleDate
     participants: list[ParticipantIn] = Field(min_length=2, max_length=100)
     ranking: list[Id] = Field(min_length=2, max_length=100)
 
@@ -207,9 +272,8 @@ class ContestIn(Body):
 
 
 def _ctx(principal: Principal, request: Request) -> CommandContext:
-    return CommandContext(
-        actor=principal.sub, correlation_id=request.headers.get("X-Correlation-ID")
-    )
+    # The platform's middleware checked the header (or made one up).
+    return CommandContext(actor=principal.sub, correlation_id=request.headers["x-correlation-id"])
 
 
 def _organiser(principal: Principal, township_id: str) -> None:
@@ -222,15 +286,21 @@ def _reads(rt: Runtime) -> ReadModels:
 
 
 def _forum(forum: Forum) -> dict[str, Any]:
-    """What a forum command answers: where the forum stands now."""
+    """What a forum command answers: where the forum stands now — the fields of the forum's
+    record (``GET /forums/{forum_id}``) that a command can change, in the same shapes, and the
+    stream's ``version``."""
     return {
         "forum_id": forum.forum_id,
         "township_id": forum.township_id,
         "number": forum.number,
         "status": forum.status,
         "date": forum.date,
+        "place": forum.place,
+        "mode": forum.mode,
+        "host_unit": forum.host_unit,
         "notice_due_at": forum.notice_due_at,
-        "topic": forum.topic.title if forum.topic else None,
+        "topic": dataclasses.asdict(forum.topic) if forum.topic else None,
+        "closed_on": forum.closed_on,
         "version": forum.version,
     }
 
@@ -251,16 +321,36 @@ def _csv_text(content_type: str, body: bytes) -> str:
             if part.get_param("name", header="content-disposition") == "file"
         ]
         if not files or not isinstance(files[0], bytes):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "upload the CSV as 'file'")
+            raise DomainError("upload the CSV as 'file'", field="file")
         body = files[0]
     for encoding in ("utf-8", "gb18030"):
         try:
             return body.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise HTTPException(
-        status.HTTP_422_UNPROCESSABLE_ENTITY, "the roster file is neither UTF-8 nor GB18030 text"
-    )
+    raise DomainError("the roster file is neither UTF-8 nor GB18030 text", field="file")
+
+
+def _roster_csv(text: str) -> list[RosterMember]:
+    """The file's members, each held to the same rules as a JSON roster entry."""
+    try:
+        members = parse_roster_csv(text)
+    except csv.Error as exc:
+        raise DomainError(f"the roster file is not readable CSV: {exc}", field="file") from exc
+    checked = []
+    for number, member in enumerate(members, start=1):
+        try:
+            entry = RosterMemberIn.model_validate(member.__dict__)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            column = ".".join(str(p) for p in error["loc"])
+            raise DomainError(
+                f"roster member {number} ({member.person_id!r}), column {column}: "
+                f"{error['msg'].removeprefix('Value error, ')}",
+                field="file",
+            ) from exc
+        checked.append(RosterMember(**entry.model_dump()))
+    return checked
 
 
 # --- roster --------------------------------------------------------------------------------
@@ -273,7 +363,8 @@ async def _import(
     township_id: str,
     members: list[RosterMember],
 ) -> dict[str, Any]:
-    _organiser(principal, township_id)
+    if principal.village_ids:  # see the module docstring
+        principal.require_villages({m.village_id for m in members if m.village_id})
     events = await application.import_roster(
         rt.store, township_id, members, _ctx(principal, request)
     )
@@ -290,9 +381,9 @@ async def _import(
 
 @router.post("/townships/{township_id}/roster", tags=["roster"])
 async def import_roster(
-    township_id: str,
+    township_id: IdPath,
+    principal: Organiser,
     members: Annotated[list[RosterMemberIn], Field(min_length=1, max_length=5000)],
-    principal: CurrentPrincipal,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
@@ -321,23 +412,24 @@ async def import_roster(
     },
 )
 async def import_roster_csv(
-    township_id: str, principal: CurrentPrincipal, request: Request, rt: Rt
+    township_id: IdPath, principal: Organiser, request: Request, rt: Rt
 ) -> dict[str, Any]:
-    """Import ``person_id,name,role,village_id,phone`` rows; any bad row refuses the file."""
+    """Import ``person_id,name,role,village_id,phone`` rows; any bad row refuses the file.
+
+    The file is read only once the caller may import this township's roster."""
     text = _csv_text(request.headers.get("content-type", ""), await request.body())
-    return await _import(rt, principal, request, township_id, parse_roster_csv(text))
+    return await _import(rt, principal, request, township_id, _roster_csv(text))
 
 
 @router.delete("/townships/{township_id}/roster/{person_id}", tags=["roster"])
 async def remove_roster_member(
-    township_id: str,
-    person_id: str,
-    reason: Annotated[str, Query(min_length=1, max_length=200)],
-    principal: CurrentPrincipal,
+    township_id: IdPath,
+    person_id: IdPath,
+    principal: Organiser,
+    reason: Annotated[str, Query(min_length=1, max_length=200), edge.TextRules(200)],
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
-    _organiser(principal, township_id)
     await application.remove_roster_member(
         rt.store, township_id, person_id, reason, _ctx(principal, request)
     )
@@ -345,20 +437,23 @@ async def remove_roster_member(
 
 
 @router.get("/townships/{township_id}/roster", tags=["roster"])
-async def roster(township_id: str, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
-    principal.require_township(township_id, read=True)
+async def roster(township_id: IdPath, principal: TownshipReader, rt: Rt) -> dict[str, Any]:
     return {"township_id": township_id, "members": await _reads(rt).roster(township_id)}
 
 
 # --- forum commands ------------------------------------------------------------------------
 
 
-@router.post("/townships/{township_id}/forums", status_code=201, tags=["forums"])
+@router.post(
+    "/townships/{township_id}/forums",
+    status_code=201,
+    tags=["forums"],
+    openapi_extra=links(201, **FORUM_LINKS),
+)
 async def plan_forum(
-    township_id: str, body: PlanForum, principal: CurrentPrincipal, request: Request, rt: Rt
+    township_id: IdPath, principal: Organiser, body: PlanForum, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Plan the next forum; its number follows the township's highest. Opens the call for topics."""
-    _organiser(principal, township_id)
     forum = await application.plan_forum(
         rt.store,
         township_id,
@@ -379,13 +474,12 @@ async def plan_forum(
 
 @router.post("/townships/{township_id}/forums/year", status_code=201, tags=["forums"])
 async def plan_year(
-    township_id: str, body: PlanYear, principal: CurrentPrincipal, request: Request, rt: Rt
+    township_id: IdPath, principal: Organiser, body: PlanYear, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Plan the year's forums at once, one a month ("每月一次") on the month's last working day,
     for every month still to come that has none; move any of them with a postponement. The
     calls for topics open on their own ten days before each. (The month-end default and the
     planning ahead are the reports'; planning a whole year at once is ours.)"""
-    _organiser(principal, township_id)
     reads = _reads(rt)
     forums = await application.plan_year(
         rt.store,
@@ -402,12 +496,11 @@ async def plan_year(
 
 @router.post("/townships/{township_id}/forums/history", status_code=201, tags=["forums"])
 async def record_past_forum(
-    township_id: str, body: PastForum, principal: CurrentPrincipal, request: Request, rt: Rt
+    township_id: IdPath, principal: Organiser, body: PastForum, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Enter a forum held before cunzhi from the township's paper ledger (历史台账), under its
     own number and past date. It counts in the township's record; no call for topics, notice
     or task follows. (Ours: the reports keep the ledger on paper.)"""
-    _organiser(principal, township_id)
     forum = await application.record_past_forum(
         rt.store,
         township_id,
@@ -429,12 +522,16 @@ async def record_past_forum(
     return _forum(forum)
 
 
-@router.post("/forums/{forum_id}/invitees", status_code=201, tags=["forums"])
+@router.post(
+    "/forums/{forum_id}/invitees",
+    status_code=201,
+    tags=["forums"],
+    openapi_extra=links(201, **FORUM_LINKS),
+)
 async def add_invitee(
-    forum_id: str, body: InviteeIn, principal: CurrentPrincipal, request: Request, rt: Rt
+    forum_id: IdPath, principal: ForumOrganiser, body: InviteeIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Invite someone beyond the roster, before the notice."""
-    _organiser(principal, application.forum_township(forum_id))
     forum = await application.add_invitee(
         rt.store, forum_id, **body.model_dump(), ctx=_ctx(principal, request)
     )
@@ -442,24 +539,24 @@ async def add_invitee(
     return {**_forum(forum), "invitee": invitee.model_dump()}
 
 
-@router.post("/forums/{forum_id}/notice", tags=["forums"])
+@router.post("/forums/{forum_id}/notice", tags=["forums"], openapi_extra=links(200, **FORUM_LINKS))
 async def issue_notice(
-    forum_id: str, principal: CurrentPrincipal, request: Request, rt: Rt
+    forum_id: IdPath, principal: ForumOrganiser, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Issue the notice now (it also goes out by itself three working days before)."""
-    _organiser(principal, application.forum_township(forum_id))
     forum = await application.issue_notice(
         rt.store, forum_id, now=rt.clock.now(), ctx=_ctx(principal, request)
     )
     return {**_forum(forum), "attendees": [a.model_dump() for a in forum.attendees]}
 
 
-@router.post("/forums/{forum_id}/postpone", tags=["forums"])
+@router.post(
+    "/forums/{forum_id}/postpone", tags=["forums"], openapi_extra=links(200, **FORUM_LINKS)
+)
 async def postpone(
-    forum_id: str, body: Postpone, principal: CurrentPrincipal, request: Request, rt: Rt
+    forum_id: IdPath, principal: ForumOrganiser, body: Postpone, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Move the forum; a notice already out is void and is issued again."""
-    _organiser(principal, application.forum_township(forum_id))
     forum = await application.postpone(
         rt.store,
         forum_id,
@@ -471,23 +568,21 @@ async def postpone(
     return _forum(forum)
 
 
-@router.post("/forums/{forum_id}/cancel", tags=["forums"])
+@router.post("/forums/{forum_id}/cancel", tags=["forums"], openapi_extra=links(200, **FORUM_LINKS))
 async def cancel(
-    forum_id: str, body: Cancel, principal: CurrentPrincipal, request: Request, rt: Rt
+    forum_id: IdPath, principal: ForumOrganiser, body: Cancel, request: Request, rt: Rt
 ) -> dict[str, Any]:
-    _organiser(principal, application.forum_township(forum_id))
     forum = await application.cancel(
         rt.store, forum_id, reason=body.reason, ctx=_ctx(principal, request)
     )
     return _forum(forum)
 
 
-@router.post("/forums/{forum_id}/held", tags=["forums"])
+@router.post("/forums/{forum_id}/held", tags=["forums"], openapi_extra=links(200, **FORUM_LINKS))
 async def hold(
-    forum_id: str, body: Held, principal: CurrentPrincipal, request: Request, rt: Rt
+    forum_id: IdPath, principal: ForumOrganiser, body: Held, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Record the forum as held: everyone the notice named, who spoke, the minutes."""
-    _organiser(principal, application.forum_township(forum_id))
     forum = await application.hold(
         rt.store,
         forum_id,
@@ -500,13 +595,13 @@ async def hold(
     return _forum(forum)
 
 
-@router.post("/forums/{forum_id}/resolutions", tags=["forums"])
+@router.post(
+    "/forums/{forum_id}/resolutions", tags=["forums"], openapi_extra=links(200, **FORUM_LINKS)
+)
 async def adopt_resolutions(
-    forum_id: str, body: Resolutions, principal: CurrentPrincipal, request: Request, rt: Rt
+    forum_id: IdPath, principal: ForumCommittee, body: Resolutions, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """The committee adopts every resolution of the sitting; rectification tracks the tasks."""
-    principal.require_role(COMMITTEE)
-    principal.require_township(application.forum_township(forum_id))
     forum = await application.adopt_resolutions(
         rt.store,
         forum_id,
@@ -532,14 +627,11 @@ async def adopt_resolutions(
 
 @router.post("/villages/{village_id}/speak-up-sessions", status_code=201, tags=["other meetings"])
 async def hold_speak_up_session(
-    village_id: str, body: SpeakUpIn, principal: CurrentPrincipal, request: Request, rt: Rt
+    village_id: IdPath, principal: SpeakUpRecorder, body: SpeakUpIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Record a speak-up session (逢五说事) of a lunar 5th/15th/25th and the issues raised at
     it, named by their ids on the village's claim list (the topics service raises them)."""
     principal.require_township(body.township_id)
-    if not principal.has_role(OFFICE, COMMITTEE):
-        principal.require_role(VILLAGE_SECRETARY)
-        principal.require_villages([village_id])
     known = await _reads(rt).speak_up_issues(body.issue_ids)
     session = await application.hold_speak_up_session(
         rt.store,
@@ -559,10 +651,9 @@ async def hold_speak_up_session(
 
 @router.post("/townships/{township_id}/contests", status_code=201, tags=["other meetings"])
 async def hold_contest(
-    township_id: str, body: ContestIn, principal: CurrentPrincipal, request: Request, rt: Rt
+    township_id: IdPath, principal: Organiser, body: ContestIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Record the quarter's contest of village heads (擂台比武), ranking best first."""
-    _organiser(principal, township_id)
     contest = await application.hold_contest(
         rt.store,
         township_id,
@@ -581,16 +672,15 @@ async def hold_contest(
 
 @router.get("/townships/{township_id}/forums", tags=["queries"])
 async def calendar(
-    township_id: str,
-    principal: CurrentPrincipal,
+    township_id: IdPath,
+    principal: TownshipReader,
     rt: Rt,
     status: ForumStatus | None = None,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """The township's forum calendar, by number."""
-    principal.require_township(township_id, read=True)
     return await _reads(rt).calendar(
         township_id, status=status, year=year, limit=limit, offset=offset
     )
@@ -602,11 +692,10 @@ class RemarksIn(Body):
 
 @router.post("/forums/{forum_id}/remarks", tags=["forums"])
 async def prepare_remarks(
-    forum_id: str, body: RemarksIn, principal: CurrentPrincipal, request: Request, rt: Rt
+    forum_id: IdPath, principal: ForumMember, body: RemarksIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """An attendee hands in the remarks the notice asked for (做好发言准备), between the notice
     and the forum; handing them in again replaces them. The caller is the attendee."""
-    principal.require_township(application.forum_township(forum_id))
     forum = await application.prepare_remarks(
         rt.store, forum_id, principal.sub, body.summary, ctx=_ctx(principal, request)
     )
@@ -614,38 +703,34 @@ async def prepare_remarks(
 
 
 @router.get("/forums/{forum_id}/remarks", tags=["queries"])
-async def remarks(forum_id: str, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
+async def remarks(forum_id: IdPath, principal: ForumReader, rt: Rt) -> dict[str, Any]:
     """For the office: who of the notice's attendees has prepared remarks and who has not."""
-    principal.require_township(application.forum_township(forum_id), read=True)
     found = await _reads(rt).remarks(forum_id)
     if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"forum {forum_id} has not been planned")
+        raise NotFound(f"forum {forum_id} has not been planned")
     return found
 
 
 @router.get("/forums/{forum_id}", tags=["queries"])
-async def forum_record(forum_id: str, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
+async def forum_record(forum_id: IdPath, principal: ForumReader, rt: Rt) -> dict[str, Any]:
     """The forum's full record: topic, notice, attendance, activities, minutes, outcomes."""
-    principal.require_township(application.forum_township(forum_id), read=True)
     forum = await _reads(rt).forum(forum_id)
     if forum is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"forum {forum_id} has not been planned")
+        raise NotFound(f"forum {forum_id} has not been planned")
     return forum
 
 
 @router.get("/townships/{township_id}/record", tags=["queries"])
-async def township_record(township_id: str, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
+async def township_record(township_id: IdPath, principal: TownshipReader, rt: Rt) -> dict[str, Any]:
     """Forums held, problems solved, experts invited, experience exchanges, field visits."""
-    principal.require_township(township_id, read=True)
     return await _reads(rt).township_record(township_id)
 
 
 @router.get("/townships/{township_id}/attendance", tags=["queries"])
 async def attendance(
-    township_id: str, principal: CurrentPrincipal, rt: Rt, by: AttendanceKey = "person"
+    township_id: IdPath, principal: TownshipReader, rt: Rt, by: AttendanceKey = "person"
 ) -> dict[str, Any]:
     """Attendance rate of each person or village over the forums held (late counts)."""
-    principal.require_township(township_id, read=True)
     return {
         "township_id": township_id,
         "by": by,
@@ -654,7 +739,7 @@ async def attendance(
 
 
 @router.get("/county/overview", tags=["queries"])
-async def county_overview(principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
-    """Every township's forums, record and other meetings (yours only, unless county)."""
-    townships = None if principal.reads_everything else sorted(principal.township_ids)
-    return {"townships": await _reads(rt).county_overview(townships, today(rt.clock))}
+async def county_overview(principal: County, rt: Rt) -> dict[str, Any]:
+    """Every township's forums, record and other meetings (the county organisation department
+    only, as the topics service's overview; a township reads its own record)."""
+    return {"townships": await _reads(rt).county_overview(None, today(rt.clock))}

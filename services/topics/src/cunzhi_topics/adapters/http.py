@@ -1,23 +1,34 @@
 """HTTP API of the topics service (FastAPI; OpenAPI at ``/docs`` and ``/openapi.json``).
 
 Commands answer once the events are stored; the read models behind the queries follow within
-moments. Refusals come back as ``{"detail": "...", "field": "..."}``: 403 outside one's role or
-jurisdiction, 404 unknown, 409 a transition the state does not allow (or a concurrent change),
-422 invalid input. Who may do what is documented in ``cunzhi_topics.application``.
+moments. Refusals come back as the platform's ``Problem`` (``cunzhi_platform.edge``): 403
+outside one's role or jurisdiction (decided before the body is validated where the path says
+where), 404 unknown, 409 a transition the state does not allow, a concurrent change, or a
+client-chosen id already used with other content, 422 invalid input. Who may do what is
+documented in ``cunzhi_topics.application``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
+from cunzhi_platform import edge
 from cunzhi_platform.aggregate import DomainError, NotFound
-from cunzhi_platform.auth import CurrentPrincipal, Principal
+from cunzhi_platform.auth import (
+    COUNTY_DEPARTMENT,
+    COUNTY_ORG_DEPT,
+    CurrentPrincipal,
+    Principal,
+    in_township,
+    in_village,
+    with_role,
+)
+from cunzhi_platform.edge import Body, Id, IdPath, IdQuery, Limit, Offset, link, links
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.eventstore import EventStore
 from cunzhi_platform.runtime import current_runtime
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Depends, Query, Request, status
+from pydantic import Field, StringConstraints
 
 from .. import application
 from ..domain import (
@@ -34,27 +45,14 @@ from ..domain.values import TITLE_MAX_CHARS
 from ..events import ReferralAnswer
 from .views import Views
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-"""Ids of topics, issues, townships, forums, villages: no ``:`` (stream ids use it)."""
-
-Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-IdPath = Annotated[str, Path(pattern=ID_PATTERN)]
-Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS)
-]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+Title = Annotated[str, edge.TextRules(TITLE_MAX_CHARS)]
+Text = edge.Text
+Note = edge.Note
 CategoryCode = Annotated[str, StringConstraints(pattern=CODE_PATTERN.pattern)]
 Villages = Annotated[list[Id], Field(max_length=100)]
 IssueStateName = Literal["raised", "claimed", "closed", "promoted"]
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
 
-router = APIRouter(tags=["topics"])
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+router = edge.router(tags=["topics"])
 
 
 class ActingFor(Body):
@@ -155,10 +153,8 @@ class IssueIn(Body):
     )
     title: Title
     description: Text
-    villager_name: (
-        Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None
-    ) = None
-    raised_on: dt.date | None = Field(None, description="default: today (Asia/Shanghai)")
+    villager_name: Annotated[str, edge.TextRules(50)] | None = None
+    raised_on: edge.PlausibleDate | None = Field(None, description="default: today (Asia/Shanghai)")
 
 
 class Progress(Body):
@@ -181,11 +177,9 @@ class Promotion(ActingFor):
 # -- dependencies -----------------------------------------------------------------------------
 
 
-async def command_context(
-    principal: CurrentPrincipal,
-    x_correlation_id: Annotated[str | None, Header(max_length=128)] = None,
-) -> CommandContext:
-    return CommandContext(actor=principal.sub, correlation_id=x_correlation_id)
+async def command_context(principal: CurrentPrincipal, request: Request) -> CommandContext:
+    # The platform's middleware checked the header (or made one up).
+    return CommandContext(actor=principal.sub, correlation_id=request.headers["x-correlation-id"])
 
 
 async def event_store(request: Request) -> EventStore:
@@ -198,6 +192,40 @@ async def views(request: Request) -> Views:
 
 
 Context = Annotated[CommandContext, Depends(command_context)]
+# Role and jurisdiction from the token and the path, decided before the body is validated.
+Cadre = Annotated[
+    Principal, Depends(with_role(application.VILLAGE_SECRETARY, application.STATION_HEAD))
+]
+Office = Annotated[Principal, Depends(with_role(application.OFFICE))]
+SubmitterIn = Annotated[
+    Principal, Depends(in_township(application.VILLAGE_SECRETARY, application.STATION_HEAD))
+]
+OfficeIn = Annotated[Principal, Depends(in_township(application.OFFICE))]
+CommitteeIn = Annotated[Principal, Depends(in_township(application.COMMITTEE))]
+RecorderIn = Annotated[
+    Principal, Depends(in_village(application.VILLAGE_SECRETARY, application.STATION_HEAD))
+]
+TOPIC_LINKS = {
+    "read": link("get_topic", topic_id="$response.body#/topic_id"),
+    "revise": link("revise_topic", topic_id="$response.body#/topic_id"),
+    "support": link("support_topic", topic_id="$response.body#/topic_id"),
+    "shortlist": link("shortlist_topic", topic_id="$response.body#/topic_id"),
+    "withdraw": link("withdraw_topic", topic_id="$response.body#/topic_id"),
+    "recategorise": link("recategorise_topic", topic_id="$response.body#/topic_id"),
+}
+SELECTION_LINK = link(
+    "select_topic",
+    township_id="$request.path.township_id",
+    forum_id="$request.path.forum_id",
+    request_body={"topic_id": "$response.body#/topic_id"},
+)
+ISSUE_LINKS = {
+    "read": link("get_issue", issue_id="$response.body#/issue_id"),
+    "claim": link("claim_issue", issue_id="$response.body#/issue_id"),
+    "progress": link("report_progress", issue_id="$response.body#/issue_id"),
+    "close": link("close_issue", issue_id="$response.body#/issue_id"),
+    "promote": link("promote_issue", issue_id="$response.body#/issue_id"),
+}
 Store = Annotated[EventStore, Depends(event_store)]
 Read = Annotated[Views, Depends(views)]
 
@@ -229,13 +257,15 @@ def found(row: dict[str, Any] | None, what: str) -> dict[str, Any]:
 
 
 @router.post(
-    "/townships/{township_id}/calls/{forum_id}/topics", status_code=status.HTTP_201_CREATED
+    "/townships/{township_id}/calls/{forum_id}/topics",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=links(201, **TOPIC_LINKS, select=SELECTION_LINK),
 )
 async def submit_topic(
     township_id: IdPath,
     forum_id: IdPath,
+    principal: SubmitterIn,
     body: TopicDraft,
-    principal: CurrentPrincipal,
     ctx: Context,
     store: Store,
     read: Read,
@@ -245,7 +275,9 @@ async def submit_topic(
 
     The answer lists ``similar``: the township's open and past topics whose titles look like
     this one, with a score from 0 to 1 (ours: see ``GET /topics/{topic_id}/similar``), so the
-    submitter can support an existing topic instead."""
+    submitter can support an existing topic instead. Sending the same ``topic_id`` and content
+    again answers the topic again (a safe retry); the same id with other content is refused
+    with 409."""
     topic_id = await application.submit_topic(
         store,
         ctx,
@@ -263,9 +295,9 @@ async def submit_topic(
     return {"topic_id": topic_id, "similar": similar}
 
 
-@router.patch("/topics/{topic_id}")
+@router.patch("/topics/{topic_id}", openapi_extra=links(200, **TOPIC_LINKS))
 async def revise_topic(
-    topic_id: IdPath, body: TopicRevision, principal: CurrentPrincipal, ctx: Context, store: Store
+    topic_id: IdPath, principal: Cadre, body: TopicRevision, ctx: Context, store: Store
 ) -> dict[str, str]:
     """The submitter changes their topic while the call is open; omitted fields stay."""
     await application.revise_topic(
@@ -274,45 +306,45 @@ async def revise_topic(
     return {"topic_id": topic_id}
 
 
-@router.post("/topics/{topic_id}/withdraw")
+@router.post("/topics/{topic_id}/withdraw", openapi_extra=links(200, read=TOPIC_LINKS["read"]))
 async def withdraw_topic(
-    topic_id: IdPath, body: Withdrawal, principal: CurrentPrincipal, ctx: Context, store: Store
+    topic_id: IdPath, principal: Cadre, body: Withdrawal, ctx: Context, store: Store
 ) -> dict[str, str]:
     await application.withdraw_topic(store, ctx, principal, topic_id, body.reason)
     return {"topic_id": topic_id}
 
 
-@router.post("/topics/{topic_id}/support")
+@router.post("/topics/{topic_id}/support", openapi_extra=links(200, **TOPIC_LINKS))
 async def support_topic(
-    topic_id: IdPath, body: Support, principal: CurrentPrincipal, ctx: Context, store: Store
+    topic_id: IdPath, principal: Cadre, body: Support, ctx: Context, store: Store
 ) -> dict[str, str]:
     """Another cadre backs the topic (附议)."""
     await application.support_topic(store, ctx, principal, topic_id, body.village_id)
     return {"topic_id": topic_id}
 
 
-@router.post("/topics/merge")
+@router.post("/topics/merge", openapi_extra=links(200, **TOPIC_LINKS))
 async def merge_topics(
-    body: Merge, principal: CurrentPrincipal, ctx: Context, store: Store
+    principal: Office, body: Merge, ctx: Context, store: Store
 ) -> dict[str, str]:
     """The party-building office merges duplicates into ``survivor_id``."""
     await application.merge(store, ctx, principal, body.survivor_id, body.merged_topic_ids)
     return {"topic_id": body.survivor_id}
 
 
-@router.post("/topics/{topic_id}/shortlist")
+@router.post("/topics/{topic_id}/shortlist", openapi_extra=links(200, **TOPIC_LINKS))
 async def shortlist_topic(
-    topic_id: IdPath, principal: CurrentPrincipal, ctx: Context, store: Store
+    topic_id: IdPath, principal: Office, ctx: Context, store: Store
 ) -> dict[str, str]:
     await application.shortlist(store, ctx, principal, topic_id)
     return {"topic_id": topic_id}
 
 
-@router.post("/topics/{topic_id}/recategorise")
+@router.post("/topics/{topic_id}/recategorise", openapi_extra=links(200, **TOPIC_LINKS))
 async def recategorise_topic(
     topic_id: IdPath,
+    principal: Office,
     body: Recategorisation,
-    principal: CurrentPrincipal,
     ctx: Context,
     store: Store,
 ) -> dict[str, str]:
@@ -320,12 +352,23 @@ async def recategorise_topic(
     return {"topic_id": topic_id}
 
 
-@router.post("/townships/{township_id}/calls/{forum_id}/selection")
+@router.post(
+    "/townships/{township_id}/calls/{forum_id}/selection",
+    openapi_extra=links(
+        200,
+        read=link("get_topic", topic_id="$response.body#/topic_id"),
+        call=link(
+            "get_call",
+            township_id="$request.path.township_id",
+            forum_id="$response.body#/forum_id",
+        ),
+    ),
+)
 async def select_topic(
     township_id: IdPath,
     forum_id: IdPath,
+    principal: CommitteeIn,
     body: Selection,
-    principal: CurrentPrincipal,
     ctx: Context,
     store: Store,
 ) -> dict[str, str]:
@@ -344,7 +387,7 @@ async def select_topic(
 
 @router.post("/townships/{township_id}/categories", status_code=status.HTTP_201_CREATED)
 async def add_category(
-    township_id: IdPath, body: CategoryIn, principal: CurrentPrincipal, ctx: Context, store: Store
+    township_id: IdPath, principal: OfficeIn, body: CategoryIn, ctx: Context, store: Store
 ) -> dict[str, str]:
     """The party-building office adds a category the township's topics may use from now on."""
     await application.add_category(store, ctx, principal, township_id, body.code, body.label)
@@ -355,7 +398,7 @@ async def add_category(
 async def categories(
     principal: CurrentPrincipal,
     read: Read,
-    township_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    township_id: IdQuery = None,
 ) -> list[dict[str, Any]]:
     """The built-in categories, and with ``township_id`` the township's own too (``own``)."""
     built_in: list[dict[str, Any]] = [
@@ -371,11 +414,11 @@ async def categories(
 async def list_topics(
     principal: CurrentPrincipal,
     read: Read,
-    township_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    forum_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+    township_id: IdQuery = None,
+    forum_id: IdQuery = None,
     state: TopicState | None = None,
-    category: str | None = None,
-    village_id: str | None = None,
+    category: Annotated[str | None, Query(pattern=CODE_PATTERN.pattern)] = None,
+    village_id: IdQuery = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, Any]:
@@ -413,8 +456,8 @@ class ReferralAnswerBody(Body):
 @router.post("/topics/{topic_id}/referral-answer")
 async def answer_referral(
     topic_id: IdPath,
+    principal: Annotated[Principal, Depends(with_role(COUNTY_DEPARTMENT))],
     body: ReferralAnswerBody,
-    principal: CurrentPrincipal,
     ctx: Context,
     store: Store,
 ) -> dict[str, str]:
@@ -484,18 +527,25 @@ async def county_overview(
 ) -> dict[str, Any]:
     """Every township's topics and issues per state and latest call (county dept only)."""
     if not principal.reads_everything:
-        principal.require_role("county_organisation_department")
+        principal.require_role(COUNTY_ORG_DEPT)
     return await read.county_overview(limit, offset)
 
 
 # -- speak-up issues and claims ----------------------------------------------------------------
 
 
-@router.post("/villages/{village_id}/issues", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/villages/{village_id}/issues",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=links(201, **ISSUE_LINKS),
+)
 async def raise_issue(
-    village_id: IdPath, body: IssueIn, principal: CurrentPrincipal, ctx: Context, store: Store
+    village_id: IdPath, principal: RecorderIn, body: IssueIn, ctx: Context, store: Store
 ) -> dict[str, str]:
-    """A village cadre records a villager's problem (any day; see ``speak_up_day``)."""
+    """A village cadre records a villager's problem (any day; see ``speak_up_day``).
+
+    Sending the same ``issue_id`` and content again answers the issue again (a safe retry);
+    the same id with other content is refused with 409."""
     issue_id = await application.raise_issue(
         store,
         ctx,
@@ -523,7 +573,7 @@ def _township_of(principal: Principal, township_id: str | None) -> str:
     return only
 
 
-@router.post("/issues/{issue_id}/claim")
+@router.post("/issues/{issue_id}/claim", openapi_extra=links(200, **ISSUE_LINKS))
 async def claim_issue(
     issue_id: IdPath, principal: CurrentPrincipal, ctx: Context, store: Store
 ) -> dict[str, str]:
@@ -535,7 +585,7 @@ async def claim_issue(
     return {"issue_id": issue_id}
 
 
-@router.post("/issues/{issue_id}/progress")
+@router.post("/issues/{issue_id}/progress", openapi_extra=links(200, **ISSUE_LINKS))
 async def report_progress(
     issue_id: IdPath, body: Progress, principal: CurrentPrincipal, ctx: Context, store: Store
 ) -> dict[str, str]:
@@ -551,11 +601,15 @@ async def close_issue(
     return {"issue_id": issue_id}
 
 
-@router.post("/issues/{issue_id}/promote", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/issues/{issue_id}/promote",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=links(201, **TOPIC_LINKS),
+)
 async def promote_issue(
     issue_id: IdPath,
+    principal: Cadre,
     body: Promotion,
-    principal: CurrentPrincipal,
     ctx: Context,
     store: Store,
     read: Read,

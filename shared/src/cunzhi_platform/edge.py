@@ -1,0 +1,537 @@
+"""The HTTP edge every cunzhi service shares: bounded inputs, one error model, documented.
+
+A service's ``adapters/http.py`` gets all of it by building its router here, typing its
+parameters and bodies with the types below, and authorising with ``cunzhi_platform.auth``'s
+dependencies (``with_role``, ``in_township``, ``in_village``)::
+
+    from cunzhi_platform import edge
+    from cunzhi_platform.auth import CurrentPrincipal, Principal, in_township
+
+    router = edge.router(tags=["tasks"])
+    Organiser = Annotated[Principal, Depends(in_township("party_building_office"))]
+
+    class TaskIn(edge.Body):               # unknown fields refused
+        task_id: edge.Id | None = None     # client-chosen ids: one pattern for every service
+        title: edge.Title                  # NFC, stripped, no NUL/controls, something visible
+        name: Annotated[str, edge.TextRules(50)]  # the same rules, another length
+        note: edge.Note = ""               # the same rules, may be empty
+        due: edge.PlausibleDate            # 2000-01-01 … today + 5 years
+
+    @router.post(
+        "/townships/{township_id}/tasks",
+        status_code=201,
+        openapi_extra=edge.links(
+            201, read=edge.link("get_task", task_id="$response.body#/task_id")
+        ),
+    )
+    async def create_task(
+        township_id: edge.IdPath,
+        principal: Organiser,  # role and township decided before the body is validated
+        body: TaskIn,
+    ) -> dict[str, Any]: ...
+
+    @router.get("/tasks/{task_id}")
+    async def get_task(task_id: edge.IdPath, principal: CurrentPrincipal) -> dict[str, Any]:
+        ...
+
+    @router.get("/townships/{township_id}/tasks")
+    async def tasks(township_id: edge.IdPath, principal: CurrentPrincipal,
+                    limit: edge.Limit = 50, offset: edge.Offset = 0,
+                    village_id: edge.IdQuery = None) -> dict[str, Any]: ...
+
+Refuse with the platform's errors (``aggregate.DomainError`` 422, ``InvalidTransition`` 409,
+``NotFound`` 404, ``Forbidden`` 403, each with ``field=`` where there is one); never raise
+``HTTPException`` with a body of your own. Operation ids are the route functions' names (keep
+them unique within a service), so links name them. Nothing else to wire: ``runtime.create_app``
+installs the error handlers, the body limit, the clock and the document's error responses for
+every router; add the service's name to ``FUZZED`` in ``tests/test_fuzz.py`` (and its roles to
+``tokens`` there) and the suite fuzzes it.
+
+What a service gets:
+
+- **One error body** (``Problem``) for every refusal: ``{"detail": "<words>", "field":
+  "<field or null>", "errors": [{"field", "detail"}…]}`` — domain refusals, validation errors
+  (``field`` is the body path like ``tasks.0.due_date``, or the query/path parameter's name),
+  authentication, a too-large body (413, ``CUNZHI_HTTP_MAX_BODY_BYTES``), a database outage
+  (503 with ``Retry-After``), a malformed body (400), a bad ``X-Correlation-ID`` (422).
+- **Every status documented** on every operation with that body: 401, 403, 422 and 503
+  everywhere; 404 where the path or body names a resource; 400 and 413 where there is a body;
+  409 on commands. ``responses=`` on a route adds to these.
+- **Times in one format**: every ``datetime`` in a response, however deep, is RFC 3339 in
+  Asia/Shanghai (``2026-09-30T09:00:00+08:00``) — with ``edge.router()``.
+- **Authorise before validating**: FastAPI solves dependencies before it validates the body,
+  so a dependency that checks role and jurisdiction from the path (and the token) refuses with
+  403 before a malformed body could answer 422. A route that reads a raw body
+  (``await request.body()``) reads it after such a dependency.
+
+Rules that are ours, not the source reports' (the OpenAPI descriptions say so too):
+ids match ``ID_PATTERN``; dates lie in ``DATE_WINDOW_START`` … today + ``DATE_WINDOW_YEARS``
+years, which also keeps calendar work (working days, lunar dates) small; offsets stop at
+``MAX_OFFSET``; text is NFC-normalised, may not hold NUL, other control characters (tab and
+line breaks aside) or unpaired surrogates, and must show at least one visible character.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import asyncpg
+import structlog
+from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
+from pydantic_core import core_schema
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .aggregate import DomainError
+from .clock import SHANGHAI, Clock, SystemClock, today
+from .eventstore import ConcurrencyError
+
+_log = structlog.get_logger(__name__)
+
+# -- ids ----------------------------------------------------------------------------------------
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""Every id a client names or chooses (townships, villages, people, topics, forums, tasks…):
+1–64 letters, digits, ``_ . -``, starting with a letter or digit. No ``:`` (stream ids use it),
+no spaces, nothing SQL or a shell would read. A rule of ours."""
+
+_ID_DOC = "1–64 of A–Z a–z 0–9 _ . - (starting with a letter or digit); a rule of ours"
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN), Field(description=_ID_DOC)]
+IdPath = Annotated[str, Path(pattern=ID_PATTERN, description=_ID_DOC)]
+IdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, description=_ID_DOC)]
+
+# -- text ---------------------------------------------------------------------------------------
+
+NO_CONTROLS = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
+"""What the JSON Schema of free text says (the checks add: no unpaired surrogates, something
+visible); tab and line breaks are text."""
+
+_INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"}
+_ALLOWED_CONTROLS = {"\t", "\n", "\r"}
+
+
+def clean_text(value: str) -> str:
+    """NFC, stripped; refused when it cannot be stored or seen (NUL, controls, unpaired
+    surrogates, nothing visible — e.g. only a right-to-left override or a zero-width space)."""
+    for ch in value:
+        if ch in _ALLOWED_CONTROLS:
+            continue
+        category = unicodedata.category(ch)
+        if category == "Cs":
+            raise ValueError("holds an unpaired surrogate (broken UTF-16); send the text again")
+        if category == "Cc":
+            raise ValueError(
+                f"holds the control character U+{ord(ch):04X}; remove it (NUL cannot be stored)"
+            )
+    value = unicodedata.normalize("NFC", value).strip()
+    if value and all(unicodedata.category(ch) in _INVISIBLE for ch in value):
+        raise ValueError("shows nothing (only spaces or invisible characters); write some words")
+    return value
+
+
+@dataclass(frozen=True)
+class TextRules:
+    """Free text of at most ``max_length`` characters after NFC and stripping (``clean_text``);
+    ``required``: something visible, otherwise empty is fine (a note). Use it in a type:
+    ``Annotated[str, TextRules(100)]``."""
+
+    max_length: int
+    required: bool = True
+
+    def check(self, value: str) -> str:
+        value = clean_text(value)
+        if self.required and not value:
+            raise ValueError("is empty; write some words")
+        if len(value) > self.max_length:
+            raise ValueError(f"is {len(value)} characters long; at most {self.max_length} fit")
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        json_schema = dict(handler(schema))
+        json_schema.update(
+            minLength=1 if self.required else 0,
+            maxLength=self.max_length,
+            pattern=NO_CONTROLS,
+            description="NFC-normalised; no NUL, control characters or unpaired surrogates; "
+            + ("something visible " if self.required else "")
+            + "(a rule of ours)",
+        )
+        return json_schema
+
+
+Title = Annotated[str, TextRules(200)]
+"""A title or a name: one line people read in lists."""
+Text = Annotated[str, TextRules(4000)]
+"""A description, an outcome, a reason."""
+LongText = Annotated[str, TextRules(20_000)]
+"""Minutes of a meeting, a task's description."""
+Note = Annotated[str, TextRules(1000, required=False)]
+"""An optional remark; may be empty."""
+
+# -- dates --------------------------------------------------------------------------------------
+
+DATE_WINDOW_START = dt.date(2000, 1, 1)
+DATE_WINDOW_YEARS = 5
+
+
+_CLOCK: ContextVar[Clock | None] = ContextVar("cunzhi_edge_clock", default=None)
+
+
+class ClockScope:
+    """Validation reads the service's injectable clock (``create_app`` installs this)."""
+
+    def __init__(self, app: Any, clock: Clock) -> None:
+        self.app, self.clock = app, clock
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        token = _CLOCK.set(self.clock)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _CLOCK.reset(token)
+
+
+def date_window(on: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """The dates any command or query may name: 2000-01-01 … today + 5 years (Asia/Shanghai).
+
+    A rule of ours: the mechanisms date from the 2010s (history back to 2020 is entered), and
+    nothing is planned further ahead than a term of office; calendar work (working days,
+    lunar dates) stays small and quick for any date that passes.
+    """
+    on = on or today(_CLOCK.get() or SystemClock())
+    try:
+        last = on.replace(year=on.year + DATE_WINDOW_YEARS)
+    except ValueError:  # 29 February
+        last = on.replace(year=on.year + DATE_WINDOW_YEARS, day=28)
+    return DATE_WINDOW_START, last
+
+
+def plausible_date(value: dt.date) -> dt.date:
+    first, last = date_window()
+    if not first <= value <= last:
+        raise ValueError(f"{value} lies outside {first} … {last}; give a date in that window")
+    return value
+
+
+PlausibleDate = Annotated[
+    dt.date,
+    AfterValidator(plausible_date),
+    Field(description="a date from 2000-01-01 to five years from today (a rule of ours)"),
+]
+
+# -- pagination ---------------------------------------------------------------------------------
+
+MAX_OFFSET = 1_000_000
+"""Further than any list of a county goes (a rule of ours); PostgreSQL's bigint stays far."""
+
+
+Limit = Annotated[int, Query(ge=1, le=500, description="1 to 500")]
+Offset = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description=f"0 to {MAX_OFFSET:,} (a rule of ours)")
+]
+
+# -- bodies -------------------------------------------------------------------------------------
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are refused (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- the error model ----------------------------------------------------------------------------
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="where: body path (`tasks.0.due_date`) or parameter name")
+    detail: str = Field(description="what is wrong, in words")
+
+
+class Problem(BaseModel):
+    """Every refusal of every cunzhi service."""
+
+    detail: str = Field(description="what went wrong and what to do, in words a person reads")
+    field: str | None = Field(None, description="the field or parameter at fault, if one is")
+    errors: list[FieldError] = Field(
+        default_factory=list, description="every field at fault (validation only)"
+    )
+
+
+_MEANING = {
+    400: "The body cannot be read (malformed JSON).",
+    401: "No bearer token, or one that is expired, badly signed or missing a claim.",
+    403: "Outside your role or jurisdiction.",
+    404: "There is no such resource.",
+    409: "The state does not allow this now, a concurrent change won, or a client-chosen id "
+    "is already used with different content.",
+    413: "The body is larger than this service accepts.",
+    422: "A field is invalid or the domain refuses the content; `field` says which.",
+    503: "The database is unavailable for a moment; retry after `Retry-After` seconds.",
+}
+
+
+def document_errors(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Give every operation of an OpenAPI document the statuses it can answer besides its
+    success, each with the ``Problem`` body: 401, 403, 422 and 503 everywhere; 404 where the
+    path or the body names a resource; 400 and 413 with a body; 409 on commands. What a route
+    documents itself (``responses=``) stays."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, schema in schemas["Problem"].pop("$defs", {}).items():
+        schemas[name] = schema
+    for path, item in openapi.get("paths", {}).items():
+        for method, operation in item.items():
+            if "security" not in operation:
+                continue  # operations endpoints (health, metrics) answer for themselves
+            statuses = {401, 403, 422, 503}
+            if "{" in path or "requestBody" in operation:
+                statuses.add(404)  # the path or the body names something that may not exist
+            if "requestBody" in operation:
+                statuses |= {400, 413}
+            if method != "get":
+                statuses.add(409)
+            parameters = operation.setdefault("parameters", [])
+            if not any(p.get("name") == CORRELATION_HEADER["name"] for p in parameters):
+                parameters.append(CORRELATION_HEADER)
+            responses = operation.setdefault("responses", {})
+            for status in sorted(statuses):
+                documented = responses.get(str(status), {})
+                if status == 422 or "content" not in documented:
+                    responses[str(status)] = _problem(status)
+    return openapi
+
+
+def _problem(status: int) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": _MEANING[status],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    if status == 503:
+        response["headers"] = {
+            "Retry-After": {"description": "seconds", "schema": {"type": "integer"}}
+        }
+    return response
+
+
+class EdgeRoute(APIRoute):
+    """A route whose answers give every time in Asia/Shanghai, RFC 3339."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, _shanghai_times(endpoint), **kwargs)
+
+
+def router(**kwargs: Any) -> APIRouter:
+    """The router of a service's HTTP adapter (``APIRouter`` arguments pass through)."""
+    return APIRouter(route_class=EdgeRoute, **kwargs)
+
+
+def links(status: int = 200, **named: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI links of a route's success answer, for ``openapi_extra=``:
+    ``links(201, read=link("get_topic", topic_id="$response.body#/topic_id"))``."""
+    return {"responses": {str(status): {"links": named}}}
+
+
+def link(
+    operation_id: str, *, request_body: dict[str, Any] | None = None, **parameters: str
+) -> dict[str, Any]:
+    """A link to the operation named ``operation_id`` (a route's function name, see
+    ``operation_ids``) whose ``parameters`` come from runtime expressions, e.g.
+    ``topic_id="$response.body#/topic_id"`` or ``township_id="$request.path.township_id"``;
+    ``request_body`` may hold such expressions as values too."""
+    found: dict[str, Any] = {"operationId": operation_id, "parameters": parameters}
+    if request_body is not None:
+        found["requestBody"] = request_body
+    return found
+
+
+def operation_ids(route: APIRoute) -> str:
+    """Operation ids are the routes' function names (``generate_unique_id_function``), so
+    links can name them and generated clients read well."""
+    return route.name
+
+
+def _shanghai(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(SHANGHAI) if value.tzinfo else value.replace(tzinfo=SHANGHAI)
+    if isinstance(value, dict):
+        return {k: _shanghai(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shanghai(v) for v in value]
+    if isinstance(value, BaseModel):
+        return _shanghai(value.model_dump())
+    if isinstance(value, str) and _RFC3339.match(value):
+        return dt.datetime.fromisoformat(value).astimezone(SHANGHAI).isoformat()
+    return value
+
+
+# An already serialised time (a model dumped in JSON mode) in another offset or ``Z``.
+_RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def _shanghai_times(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    if getattr(endpoint, "__cunzhi_edge__", False):
+        return endpoint
+
+    @functools.wraps(endpoint)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return _shanghai(await endpoint(*args, **kwargs))
+
+    wrapper.__cunzhi_edge__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+# -- answering errors ---------------------------------------------------------------------------
+
+RETRY_AFTER_S = 5
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.OperatorInterventionError,  # class 57: shutdown, cannot connect now
+    asyncpg.ReadOnlySQLTransactionError,  # a replica after a failover
+    asyncpg.ConnectionDoesNotExistError,  # the connection died under the query
+    OSError,  # refused, reset, unreachable when the pool opens a connection
+    TimeoutError,  # the pool has no connection to give, or the server does not answer
+)
+
+
+def _field(loc: Iterable[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _validation_words(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid"))
+    return message.removeprefix("Value error, ")
+
+
+def problem(status: int, detail: str, field: str | None = None, **extra: Any) -> JSONResponse:
+    body = Problem(detail=detail, field=field, **extra).model_dump(mode="json")
+    return JSONResponse(body, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every refusal of ``app`` a ``Problem`` (see the module docstring)."""
+
+    async def domain_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DomainError)
+        return problem(exc.status, exc.message, exc.field)
+
+    async def conflict(_: Request, exc: Exception) -> JSONResponse:
+        return problem(409, str(exc))
+
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            FieldError(field=_field(e.get("loc", ())), detail=_validation_words(e))
+            for e in exc.errors()
+        ]
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return problem(400, "the body is not valid JSON; check quotes, commas and brackets")
+        first = errors[0] if errors else FieldError(field="body", detail="invalid")
+        detail = "; ".join(f"{e.field}: {e.detail}" for e in errors[:5])
+        return problem(422, detail, first.field, errors=errors)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        response = problem(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        _log.warning(
+            "database_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
+        )
+        response = problem(
+            503, f"the database is unavailable; try again in {RETRY_AFTER_S} seconds"
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(ConcurrencyError, conflict)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, unavailable)
+
+
+# -- the size of a body -------------------------------------------------------------------------
+
+
+class BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body is larger than {limit:,} bytes; send less at a time")
+
+
+class BodyLimit:
+    """Refuse a body beyond ``max_bytes`` with 413 before reading it (``Content-Length``), or
+    as soon as the bytes received pass it (a streamed body). Plain ASGI, so it costs no task."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            exc = BodyTooLarge(self.max_bytes)
+            await problem(exc.status_code, str(exc.detail))(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException, so FastAPI's body reading passes it on to the handler.
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+# -- the correlation header ---------------------------------------------------------------------
+
+CORRELATION_PATTERN = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+"""What ``X-Correlation-ID`` may hold: 1–128 safe characters (a UUID, a W3C trace id…)."""
+CORRELATION_HEADER = {
+    "name": "X-Correlation-ID",
+    "in": "header",
+    "required": False,
+    "description": "carried into the logs and the events this call causes, and echoed; made up "
+    "when absent (1–128 of A–Z a–z 0–9 . _ : / + = -; a rule of ours)",
+    "schema": {"type": "string", "pattern": f"^{CORRELATION_PATTERN.pattern}$"},
+}
