@@ -20,14 +20,15 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import asyncpg
+from cunzhi_platform import edge
 from cunzhi_platform.aggregate import DomainError, Forbidden, NotFound
 from cunzhi_platform.auth import CurrentPrincipal, Principal
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.eventstore import StreamWrite
 from cunzhi_platform.runtime import Runtime, runtime
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import Body, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from ..domain.kinds import CHANNELS, KINDS, PERSON_CHANNELS, kind
 from ..domain.privacy import mask_email, mask_phone, mask_url
@@ -39,13 +40,14 @@ from . import webhooks
 ADMIN = "notifications_admin"
 OFFICE = "party_building_office"
 Rt = Annotated[Runtime, Depends(runtime)]
-router = APIRouter()
+router = edge.router()
 
 PHONE = re.compile(r"^1[3-9]\d{9}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Id = edge.Id
+IdPath = edge.IdPath
 _ID_ADAPTER: TypeAdapter[str] = TypeAdapter(Id)
-IdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Name = Annotated[str, edge.TextRules(50)]
 
 
 def _s(rt: Runtime) -> str:
@@ -73,13 +75,11 @@ def _may_read_township(who: Principal, township_id: str | None) -> None:
 # -- directory ------------------------------------------------------------------------------
 
 
-class PersonIn(BaseModel):
+class PersonIn(edge.Body):
     """A person in the directory. ``phone`` is a mainland mobile number (11 digits)."""
 
-    name: str = Field(min_length=1, max_length=50)
-    roles: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(
-        default_factory=list, max_length=20
-    )
+    name: Name
+    roles: list[Id] = Field(default_factory=list, max_length=20)
     county_id: Id | None = None
     township_id: Id | None = None
     station_id: Id | None = None
@@ -184,7 +184,7 @@ async def township_people(
     township_id: IdPath,
     who: CurrentPrincipal,
     rt: Rt,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: edge.Limit = 100,
     after: Annotated[str, Query(max_length=64)] = "",
 ) -> list[dict[str, Any]]:
     """The township's people, by id; page with ``after`` = the last id seen."""
@@ -203,18 +203,18 @@ async def township_people(
 async def import_people(
     who: CurrentPrincipal,
     rt: Rt,
-    csv_text: Annotated[str, Body(media_type="text/csv", max_length=5_000_000)],
+    csv_text: Annotated[str, Body(media_type="text/csv")],
 ) -> dict[str, int]:
-    """CSV with a header row of ``person_id,name,roles,…`` (see ``CSV_FIELDS``); all or nothing:
-    the first bad row is answered with 422 naming the line and the field, and nothing is stored."""
+    """CSV with a header row of ``person_id,name,roles,…`` (see ``CSV_FIELDS``; ``roles``
+    separated by ``;``); all or nothing: the first bad row is answered with 422 naming the line
+    and the field, and nothing is stored. At most ``CUNZHI_HTTP_MAX_BODY_BYTES`` (2 MB, some
+    20,000 people) per import: split a county's directory by township."""
     reader = csv.DictReader(io.StringIO(csv_text))
     missing = {"person_id", "name"} - set(reader.fieldnames or ())
     if missing:
         raise DomainError(f"the header lacks {', '.join(sorted(missing))}", field="header")
     people: list[tuple[str, PersonIn]] = []
     for line, raw in enumerate(reader, start=2):
-        if len(people) >= 200_000:
-            raise DomainError("at most 200,000 rows per import", field="body")
         values = {k: (v or None) for k, v in raw.items() if k in CSV_FIELDS}
         values["roles"] = [x for x in (raw.get("roles") or "").split(";") if x]
         person_id = values.pop("person_id") or ""
@@ -233,7 +233,7 @@ async def import_people(
     return {"imported": len(people)}
 
 
-class ScheduleIn(BaseModel):
+class ScheduleIn(edge.Body):
     """Quiet hours (may wrap past midnight, e.g. 22:00–07:00) and the daily digest time."""
 
     quiet_start: dt.time | None = None
@@ -241,7 +241,7 @@ class ScheduleIn(BaseModel):
     digest_at: dt.time | None = None
 
 
-class PreferenceIn(BaseModel):
+class PreferenceIn(edge.Body):
     enabled: bool
     digest: bool = False
 
@@ -337,11 +337,11 @@ async def get_preferences(person_id: IdPath, who: CurrentPrincipal, rt: Rt) -> l
 # -- groups ---------------------------------------------------------------------------------
 
 
-class GroupIn(BaseModel):
+class GroupIn(edge.Body):
     """A township or village group's robot (群机器人): its webhook URL and, for DingTalk's
     signed robots, the signing secret."""
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, edge.TextRules(100)]
     township_id: Id
     village_id: Id | None = None
     channel: Literal["wecom", "dingtalk"]
@@ -663,7 +663,7 @@ async def township_deliveries(
     who: CurrentPrincipal,
     rt: Rt,
     status: Literal["pending", "sending", "sent", "delivered", "failed", "cancelled"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: edge.Limit = 100,
     before: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The township's deliveries, newest first (``failed`` ones are the failures to act on)."""
@@ -685,7 +685,7 @@ async def township_deliveries(
 async def failures(
     who: CurrentPrincipal,
     rt: Rt,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: edge.Limit = 100,
     before: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Deliveries that failed for good, newest first, with why: the townships the caller may
@@ -741,12 +741,12 @@ async def channel_health(who: CurrentPrincipal, rt: Rt) -> list[dict[str, Any]]:
 # -- templates ------------------------------------------------------------------------------
 
 
-class TemplateIn(BaseModel):
-    subject: str = Field(min_length=1, max_length=200)
-    body: str = Field(min_length=1, max_length=4000)
+class TemplateIn(edge.Body):
+    subject: edge.Title
+    body: edge.Text
 
 
-class PreviewIn(BaseModel):
+class PreviewIn(edge.Body):
     """A template to try (the stored one if omitted) and data (the kind's sample if omitted)."""
 
     template: TemplateIn | None = None
@@ -860,7 +860,7 @@ async def reset_template(kind_code: IdPath, channel: IdPath, who: CurrentPrincip
 # -- outbound webhook endpoints -------------------------------------------------------------
 
 
-class EndpointIn(BaseModel):
+class EndpointIn(edge.Body):
     """Another system's endpoint, subscribed to our event types. Only http(s); the addresses the
     operator allows are enforced again by the webhook channel when it sends (no SSRF)."""
 
