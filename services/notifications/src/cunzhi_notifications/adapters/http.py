@@ -28,7 +28,7 @@ from cunzhi_platform.eventstore import StreamWrite
 from cunzhi_platform.runtime import Runtime, runtime
 from fastapi import Body, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, field_validator
 
 from ..domain.kinds import CHANNELS, KINDS, PERSON_CHANNELS, kind
 from ..domain.privacy import mask_email, mask_phone, mask_url
@@ -48,6 +48,21 @@ Id = edge.Id
 IdPath = edge.IdPath
 _ID_ADAPTER: TypeAdapter[str] = TypeAdapter(Id)
 Name = Annotated[str, edge.TextRules(50)]
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: object) -> object:
+    """Only the written form pages hand back (pydantic would also take a number of seconds)."""
+    if isinstance(value, str) and not RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 time with its offset, e.g. 2026-10-27T09:00:00+08:00")
+    return value
+
+
+Before = Annotated[
+    dt.datetime | None,
+    BeforeValidator(_rfc3339),
+    Query(description="RFC 3339 with offset: the last time of the previous page"),
+]
 
 
 def _s(rt: Runtime) -> str:
@@ -426,7 +441,7 @@ async def inbox(
     who: CurrentPrincipal,
     rt: Rt,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    before: dt.datetime | None = None,
+    before: Before = None,
     unread: bool = False,
 ) -> dict[str, Any]:
     """The caller's own inbox, newest first; page with ``before`` = the last ``sent_at`` seen."""
@@ -664,7 +679,7 @@ async def township_deliveries(
     rt: Rt,
     status: Literal["pending", "sending", "sent", "delivered", "failed", "cancelled"] | None = None,
     limit: edge.Limit = 100,
-    before: dt.datetime | None = None,
+    before: Before = None,
 ) -> list[dict[str, Any]]:
     """The township's deliveries, newest first (``failed`` ones are the failures to act on)."""
     _may_read_township(who, township_id)
@@ -686,7 +701,7 @@ async def failures(
     who: CurrentPrincipal,
     rt: Rt,
     limit: edge.Limit = 100,
-    before: dt.datetime | None = None,
+    before: Before = None,
 ) -> list[dict[str, Any]]:
     """Deliveries that failed for good, newest first, with why: the townships the caller may
     see (administrators and the county: all)."""
