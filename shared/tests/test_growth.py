@@ -44,7 +44,7 @@ async def test_marks_tables_of_an_older_release_get_a_recorded_time_and_are_prun
             f'INSERT INTO "{schema}".tallies__processed '
             "SELECT gen_random_uuid() FROM generate_series(1, 200000)"
         )
-        assert await migrate(conn, schema, PLATFORM_MIGRATIONS) == ["0002_purge_by_age"]
+        assert await migrate(conn, schema, PLATFORM_MIGRATIONS[:2]) == ["0002_purge_by_age"]
     marks = f'"{schema}".tallies__processed'
     assert await pool.fetchval(f"SELECT count(*) FROM {marks} WHERE processed_at IS NULL") == 0
     # Half of them from before the retention, the other half since.

@@ -11,7 +11,7 @@ from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.envelope import topic_for
 from cunzhi_platform.eventstore import PLATFORM_MIGRATIONS, EventStore
 from cunzhi_platform.infra import InfrastructureError, free_port
-from cunzhi_platform.kafka import ensure_topics, make_broker
+from cunzhi_platform.kafka import ensure_topics
 from cunzhi_platform.migrations import migrate
 from cunzhi_platform.relay import OutboxRelay
 from cunzhi_platform.runtime import Service, start
@@ -40,6 +40,7 @@ async def test_health_readiness_metrics_and_bearer_tokens(schema, settings):
             "broker": "ok",
             "relay": "leading",
             "consumers": "ok",
+            "outbox": "ok",
         }
         await client.app.state.runtime.store.append(
             "counter:m", 0, [Incremented(counter="m", amount=1)]
@@ -106,15 +107,8 @@ async def test_two_relays_one_leads_and_the_standby_takes_over(pool, schema, set
     bootstrap = settings.kafka_bootstrap_servers
     await ensure_topics(bootstrap, [topic_for(schema)], partitions=6)
     store = EventStore(pool, schema, registry, SystemClock())
-    brokers = [make_broker(bootstrap, client_id=f"relay{i}") for i in range(2)]
-    for b in brokers:
-        await b.connect()
-    relays = [
-        OutboxRelay(
-            database_url=settings.database_url, broker=b, service=schema, poll_interval_s=0.1
-        )
-        for b in brokers
-    ]
+    fast = settings.model_copy(update={"relay_poll_interval_s": 0.1})
+    relays = [OutboxRelay(fast, schema) for _ in range(2)]
     tasks = [asyncio.create_task(r.run()) for r in relays]
     try:
         assert await eventually(lambda: _leaders(relays, 1), timeout=10)
@@ -138,8 +132,6 @@ async def test_two_relays_one_leads_and_the_standby_takes_over(pool, schema, set
         for r in relays:
             r.stop()
         await asyncio.gather(*tasks)
-        for b in brokers:
-            await b.stop()
     records = await consume(bootstrap, topic_for(schema), 300)
     assert len(records) == 300  # no row published by both relays
     ids = {dict(r.headers)["ce_id"] for r in records}
@@ -199,3 +191,29 @@ async def test_a_timer_runs_in_one_instance_and_moves_when_it_stops(schema, sett
 
 async def _has(ticks, label):
     return label in ticks
+
+
+async def test_readyz_is_not_ready_while_the_outbox_does_not_drain(pool, schema, settings):
+    quiet = settings.model_copy(update={"relay_in_process": False, "relay_max_lag_s": 0.5})
+    async with running(Service(name=schema, registry=registry), quiet) as client:
+        await client.app.state.runtime.store.append(
+            "counter:r", 0, [Incremented(counter="r", amount=1)]
+        )
+        stuck = await eventually(lambda: _not_ready(client), timeout=10)
+        assert stuck["checks"]["outbox"].startswith("not draining")
+        relay = OutboxRelay(quiet, schema)
+        task = asyncio.create_task(relay.run())
+        try:
+            assert await eventually(lambda: _ready_again(client), timeout=30)
+        finally:
+            relay.stop()
+            await task
+
+
+async def _not_ready(client):
+    response = await client.get("/readyz")
+    return response.json() if response.status_code == 503 else None
+
+
+async def _ready_again(client):
+    return (await client.get("/readyz")).status_code == 200

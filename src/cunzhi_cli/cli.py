@@ -3,14 +3,16 @@
 - ``cunzhi infra up``  start the embedded PostgreSQL and Tansu, print how to connect, wait.
 - ``cunzhi demo``      run a township's forum cycle end to end on the embedded stack.
 - ``cunzhi docs``      regenerate docs/events (AsyncAPI and JSON Schemas) from the code.
-- ``cunzhi republish SERVICE``  publish the service's whole history again (a broker that lost
-  its data, a new downstream consumer); consumers skip what they already have.
+- ``cunzhi republish SERVICE… | --all``  publish services' whole history again (a broker that
+  lost its data, a new downstream consumer) while they serve; consumers skip what they have.
 - ``cunzhi rebuild SERVICE PROJECTION``  rebuild a read model from the service's event store,
   while the service keeps serving (``CUNZHI_DATABASE_URL`` names the database).
 - ``cunzhi dlq list SERVICE``  the dead letters of the service's consumers: reason, error,
   original topic/partition/offset, event type and id.
 - ``cunzhi dlq replay SERVICE --id ID… | --all``  publish them again to their original topic
   (after the cause is fixed); consumers skip the events they already have.
+- ``cunzhi export DIR [--from-kafka] [--service S…]``  every event as Parquet, one table per
+  event type, by month; a second run adds only what is new (docs/analytics.md).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.eventstore import EventStore
 from cunzhi_platform.infra import InfrastructureError, embedded
+from cunzhi_platform.kafka import TopicPlan, ensure_topics
 from cunzhi_platform.logging import configure_logging
 from cunzhi_platform.rebuild import RebuildError, rebuild
 from cunzhi_platform.republish import republish
@@ -34,7 +37,8 @@ from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
 
 from .cycle import CycleError
-from .services import RUNNABLE
+from .export.files import ExportError
+from .services import RUNNABLE, SERVICES
 
 
 def _infra_up(settings: Settings) -> None:
@@ -55,8 +59,6 @@ def _infra_up(settings: Settings) -> None:
 def _docs(root: Path) -> None:
     from cunzhi_platform import asyncapi
 
-    from .services import SERVICES
-
     for name, (registry, description) in SERVICES.items():
         asyncapi.write(root / "docs" / "events" / name, name, registry, description)
         print(f"wrote docs/events/{name}")
@@ -74,10 +76,25 @@ async def _event_store(settings: Settings, service: Service) -> AsyncIterator[Ev
         await pool.close()
 
 
-async def _republish(settings: Settings, service_name: str) -> None:
-    async with _event_store(settings, RUNNABLE[service_name]()) as store:
-        queued = await republish(store)
-    print(f"queued {queued} events of {service_name} for its relay to publish again")
+async def _republish(settings: Settings, names: list[str]) -> None:
+    """Queue each service's history; a service not deployed here (no schema) is skipped."""
+    if not settings.database_url:
+        raise InfrastructureError("CUNZHI_DATABASE_URL must name the services' database")
+    pool = await connect_database(settings.database_url)
+    try:
+        for name in names:
+            if not await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", f'"{name}".events'):
+                print(f"{name}: no event store in this database, skipped")
+                continue
+            store = EventStore(pool, name, SERVICES[name][0], SystemClock())
+            if settings.kafka_bootstrap_servers:
+                # A fresh broker: the topic with its configured partitions before anything else.
+                plan = TopicPlan.from_settings(settings)
+                await ensure_topics(settings.kafka_bootstrap_servers, [store.topic], plan)
+            queued = await republish(store)
+            print(f"queued {queued} events of {name} for its relay to publish again")
+    finally:
+        await pool.close()
 
 
 async def _dlq(
@@ -108,6 +125,27 @@ async def _rebuild(settings: Settings, service_name: str, projection: str) -> No
     print(f"rebuilt {service_name}.{projection} from {folded} events and swapped it in")
 
 
+async def _export(settings: Settings, root: Path, from_kafka: bool, names: list[str]) -> None:
+    from .export import ServiceEvents, export_from_kafka, export_from_store
+    from .services import SERVICES
+
+    services = [ServiceEvents.of(n, SERVICES[n][0]) for n in names or sorted(SERVICES)]
+    if from_kafka:
+        if not settings.kafka_bootstrap_servers:
+            raise InfrastructureError("CUNZHI_KAFKA_BOOTSTRAP_SERVERS must name the brokers")
+        exported = await export_from_kafka(settings.kafka_bootstrap_servers, root, services)
+    else:
+        if not settings.database_url:
+            raise InfrastructureError("CUNZHI_DATABASE_URL must name the services' database")
+        pool = await connect_database(settings.database_url)
+        try:
+            exported = await export_from_store(pool, root, services)
+        finally:
+            await pool.close()
+    for name, count in exported.items():
+        print(f"{name}: {count} new events exported to {root / name}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="cunzhi", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -124,8 +162,12 @@ def main(argv: list[str] | None = None) -> None:
         help="keep the services up after the cycle, to explore the APIs",
     )
     sub.add_parser("docs", help="regenerate docs/events from the code")
-    again = sub.add_parser("republish", help="publish a service's whole history again")
-    again.add_argument("service", choices=sorted(RUNNABLE))
+    again = sub.add_parser(
+        "republish",
+        help="publish services' whole history again (after a broker lost its data: --all)",
+    )
+    again.add_argument("service", nargs="*", metavar="SERVICE", help=", ".join(SERVICES))
+    again.add_argument("--all", action="store_true", help="every service with an event store")
     rebuild = sub.add_parser("rebuild", help="rebuild a read model while the service serves")
     rebuild.add_argument("service", choices=sorted(RUNNABLE))
     rebuild.add_argument(
@@ -138,6 +180,14 @@ def main(argv: list[str] | None = None) -> None:
         "--id", action="append", default=[], help="a dead letter's id or event id (repeatable)"
     )
     dead.add_argument("--all", action="store_true", help="replay every dead letter listed")
+    export = sub.add_parser("export", help="every event as Parquet tables, incrementally")
+    export.add_argument("directory", type=Path, help="where the tables and their manifest are")
+    export.add_argument(
+        "--from-kafka", action="store_true", help="read the topics instead of the event stores"
+    )
+    export.add_argument(
+        "--service", action="append", default=[], choices=sorted(SERVICES), help="(repeatable)"
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     if getattr(args, "data_dir", None):
@@ -150,11 +200,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "infra":
             _infra_up(settings)
         elif args.command == "republish":
-            asyncio.run(_republish(settings, args.service))
+            if bool(args.service) == args.all or set(args.service) - set(SERVICES):
+                parser.error(f"republish: name services ({', '.join(SERVICES)}) or give --all")
+            asyncio.run(_republish(settings, list(SERVICES) if args.all else args.service))
         elif args.command == "rebuild":
             asyncio.run(_rebuild(settings, args.service, args.projection))
         elif args.command == "dlq":
             asyncio.run(_dlq(settings, args.action, args.service, args.id, args.all))
+        elif args.command == "export":
+            asyncio.run(_export(settings, args.directory, args.from_kafka, args.service))
         elif args.command == "docs":
             _docs(Path.cwd())
         elif args.command == "demo":
@@ -166,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from exc
     except RebuildError as exc:
         print(f"cunzhi rebuild: {exc}; try again when the long queries are done", file=sys.stderr)
+        raise SystemExit(1) from exc
+    except ExportError as exc:
+        print(f"cunzhi export: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
     except CycleError as exc:
         print(f"cunzhi demo failed: {exc}", file=sys.stderr)

@@ -11,7 +11,6 @@ import asyncio
 import signal
 
 from .infra import InfrastructureError
-from .kafka import make_broker
 from .logging import configure_logging
 from .relay import OutboxRelay
 from .settings import Settings
@@ -20,22 +19,11 @@ from .settings import Settings
 async def _relay(service: str, settings: Settings) -> None:
     if not settings.database_url or not settings.kafka_bootstrap_servers:
         raise InfrastructureError("set CUNZHI_DATABASE_URL and CUNZHI_KAFKA_BOOTSTRAP_SERVERS")
-    broker = make_broker(settings.kafka_bootstrap_servers, client_id=f"cunzhi-{service}-relay")
-    await broker.connect()
-    relay = OutboxRelay(
-        database_url=settings.database_url,
-        broker=broker,
-        service=service,
-        batch_size=settings.relay_batch_size,
-        poll_interval_s=settings.relay_poll_interval_s,
-    )
+    relay = OutboxRelay(settings, service)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, relay.stop)
-    try:
-        await relay.run()
-    finally:
-        await broker.stop()
+    await relay.run()
 
 
 def main() -> None:

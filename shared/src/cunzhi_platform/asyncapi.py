@@ -1,7 +1,8 @@
 """AsyncAPI 3.0 document of a service's events, generated from its registry.
 
-Written under ``docs/events/<service>/`` beside the JSON Schema of each event; the test suite
-fails when the committed documents are stale or a change breaks a published schema.
+Written under ``docs/events/<service>/`` beside the JSON Schema of each event and the readable
+catalog page (``README.md``, see ``catalog``); the test suite fails when the committed documents
+are stale or a change breaks a published schema.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import catalog
 from .envelope import dlq_for, topic_for
 from .events import EventRegistry
 
@@ -85,10 +87,13 @@ def render(service: str, registry: EventRegistry, description: str = "") -> dict
         "asyncapi.json": asyncapi_document(service, registry, description),
         **{f"{key}.json": schema for key, schema in registry.json_schemas().items()},
     }
-    return {
+    rendered = {
         name: json.dumps(doc, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
         for name, doc in files.items()
     }
+    # The same schemas as a page to read, so it is never staler than they are.
+    rendered["README.md"] = catalog.markdown(service, registry, description)
+    return rendered
 
 
 def write(directory: Path, service: str, registry: EventRegistry, description: str = "") -> None:

@@ -156,10 +156,12 @@ class Tx:
 
 
 def caused_by(envelope: Envelope) -> CommandContext:
-    """A policy's events continue the conversation of the event that caused them."""
-    return CommandContext(
-        actor=envelope.actor, correlation_id=envelope.correlation_id, causation_id=envelope.id
-    )
+    """A policy's events continue the conversation of the event that caused them.
+
+    The policy acts as the service itself (the store records ``system:<service>``); who set
+    the conversation going is found by following ``causation_id``.
+    """
+    return CommandContext(correlation_id=envelope.correlation_id, causation_id=envelope.id)
 
 
 async def skipping_refusals(decision: Callable[[], Awaitable[object]], envelope: Envelope) -> None:

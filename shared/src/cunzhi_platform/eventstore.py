@@ -82,7 +82,20 @@ PLATFORM_MIGRATIONS = [
         END $$;
         """,
     ),
+    # Audit (who did what, when, in which conversation): by actor over time, by conversation.
+    Migration(
+        "0003_audit",
+        """
+        CREATE INDEX events_by_actor ON {schema}.events ((metadata->>'actor'), recorded_at);
+        CREATE INDEX events_by_correlation ON {schema}.events ((metadata->>'correlation_id'));
+        """,
+    ),
 ]
+
+
+def system_actor(service: str) -> str:
+    """Who acts when the service acts by itself (a timer, a policy): ``system:<service>``."""
+    return f"system:{service}"
 
 
 def _key(key: str) -> str:
@@ -262,7 +275,8 @@ class EventStore:
                     schema_version=event.schema_version,
                     correlation_id=ctx.correlation_id,
                     causation_id=ctx.causation_id,
-                    actor=ctx.actor,
+                    # Timers and policies act as the service itself, never as nobody.
+                    actor=ctx.actor or system_actor(self.service),
                     stream_version=expected + 1,
                 )
                 try:
@@ -320,6 +334,45 @@ class EventStore:
             envelope,
             event,
         )
+
+    async def audit(
+        self,
+        *,
+        township_ids: Sequence[str] | None,
+        actor: str | None = None,
+        correlation_id: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Who did what and when: the stored events' metadata, newest first.
+
+        ``township_ids`` limits to events whose payload names one of those townships (``None``:
+        every event). Served by the ``0003_audit`` indexes when an actor or a conversation is
+        asked for.
+        """
+        rows = await self.pool.fetch(
+            "SELECT global_position AS position, event_id, type, stream_id, stream_version, "
+            "recorded_at, metadata->>'actor' AS actor, "
+            "metadata->>'correlation_id' AS correlation_id, "
+            "metadata->>'causation_id' AS causation_id, payload->>'township_id' AS township_id "
+            f'FROM "{self.schema}".events WHERE '
+            "($1::text[] IS NULL OR payload->>'township_id' = ANY($1)) "
+            "AND ($2::text IS NULL OR metadata->>'actor' = $2) "
+            "AND ($3::text IS NULL OR metadata->>'correlation_id' = $3) "
+            "AND ($4::timestamptz IS NULL OR recorded_at >= $4) "
+            "AND ($5::timestamptz IS NULL OR recorded_at < $5) "
+            "ORDER BY global_position DESC LIMIT $6 OFFSET $7",
+            None if township_ids is None else list(township_ids),
+            actor,
+            correlation_id,
+            since,
+            until,
+            limit,
+            offset,
+        )
+        return [dict(r) for r in rows]
 
     async def load(
         self, stream_id: str, *, conn: asyncpg.Connection | None = None

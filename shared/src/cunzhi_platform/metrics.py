@@ -11,6 +11,10 @@ CONCURRENCY_CONFLICTS = Counter(
 RELAY_PUBLISHED = Counter("cunzhi_relay_published_total", "Outbox rows published", ["service"])
 RELAY_LAG = Gauge("cunzhi_relay_lag_rows", "Outbox rows not yet published", ["service"])
 RELAY_ERRORS = Counter("cunzhi_relay_errors_total", "Failed publish attempts", ["service"])
+RELAY_SET_ASIDE = Counter(
+    "cunzhi_relay_set_aside_total", "Outbox rows that can never be sent, set aside", ["service"]
+)
+RELAY_CRASHES = Counter("cunzhi_relay_crashes_total", "Relay restarts after a crash", ["service"])
 CONSUMED = Counter(
     "cunzhi_consumer_events_total", "Events handled by a consumer", ["consumer", "outcome"]
 )

@@ -2,8 +2,9 @@
 
 Decision: one active relay per service, elected with a session-level PostgreSQL advisory lock.
 Other instances wait as hot standbys and take over within a poll interval when the leader's
-connection drops (its lock goes with it). ``FOR UPDATE SKIP LOCKED`` was the alternative, but
-two relays splitting a batch can publish one key's events out of order; a single publisher in
+connection drops (its lock goes with it; keepalives make a partitioned leader's connection
+drop within ``leadership_timeout_s``). ``FOR UPDATE SKIP LOCKED`` was the alternative, but two
+relays splitting a batch can publish one key's events out of order; a single publisher in
 outbox-id order cannot. Outbox ids of one key are ordered by commit, because a stream's next
 version can only be appended after its previous one committed (the version check).
 
@@ -11,46 +12,108 @@ The relay reads unsent rows (a ``sent_at`` mark, not a tailing cursor), so a row
 late is picked up on the next pass instead of being skipped. It is at-least-once: a relay
 killed between publishing and marking publishes those rows again; consumers deduplicate by
 event id.
+
+A row is marked sent only when the broker acknowledged it on a partition that exists: a
+broker that restarted without its topics (Tansu's memory engine) acknowledges writes to
+topics and partitions it does not have, and loses them. So the relay makes sure its topics
+exist before publishing, asks the broker again after the acknowledgements, and marks only the
+prefix of the batch delivered in order. A row that can never be sent (too large for the
+broker, a topic name the broker refuses) is moved to ``outbox_set_aside`` with an error log
+and a metric, instead of stalling the relay and publishing its batch again for ever.
+
+A broker that lost what it had acknowledged (a topic recreated, or ending before offsets it
+gave the relay) is told loudly; in a service the relay then queues the history again
+(``republish``) before it publishes anything more, so a reader from the start of the topic
+sees each stream from its first version.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import structlog
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+from aiokafka.structs import RecordMetadata
 
-from .eventstore import init_connection
-from .leadership import wait_for_leadership
-from .metrics import RELAY_ERRORS, RELAY_LAG, RELAY_PUBLISHED
+from .kafka import (
+    TopicError,
+    TopicPlan,
+    end_offsets,
+    ensure_topics,
+    is_idempotent,
+    partition_counts,
+    start_producer,
+)
+from .leadership import connect_for_leadership, wait_for_leadership
+from .metrics import RELAY_CRASHES, RELAY_ERRORS, RELAY_LAG, RELAY_PUBLISHED, RELAY_SET_ASIDE
+from .settings import Settings
 
 _log = structlog.get_logger(__name__)
+
+# Errors a row will get again however often it is sent.
+NEVER_SENDABLE: tuple[type[Exception], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTopicError,
+)
+
+
+async def _quietly_stop(producer: AIOKafkaProducer) -> None:
+    with contextlib.suppress(Exception):
+        await producer.stop()
+
+
+def republish_lock(service: str) -> str:
+    """Held by ``republish`` while it queues copies ahead of everything; the relay waits."""
+    return f"republish:{service}"
 
 
 class OutboxRelay:
     def __init__(
         self,
-        *,
-        database_url: str,
-        broker: KafkaBroker,
+        settings: Settings,
         service: str,
-        batch_size: int = 500,
-        poll_interval_s: float = 1.0,
+        *,
         max_backoff_s: float = 10.0,
+        on_broker_lost: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
-        self.database_url = database_url
-        self.broker = broker
+        """``on_broker_lost`` queues the service's history again (``republish``)."""
+        assert settings.database_url and settings.kafka_bootstrap_servers
+        self.settings = settings
         self.service = service
         self.schema = f'"{service}"'
-        self.batch_size = batch_size
-        self.poll_interval_s = poll_interval_s
+        self.batch_size = settings.relay_batch_size
+        self.poll_interval_s = settings.relay_poll_interval_s
         self.max_backoff_s = max_backoff_s
+        self.plan = TopicPlan.from_settings(settings)
         self.is_leader = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._verified: dict[str, float] = {}  # topic -> when it was last seen to exist
+        self._seen: set[str] = set()  # topics that existed once: their loss is news
+        # Offsets acknowledged per (topic, partition): the last, and the lowest of the last
+        # pass (the log must end past it: Tansu's end offset counts only to the start of the
+        # last batch). A broker whose log ends before them lost events.
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._floor: dict[tuple[str, int], int] = {}
+        self._idempotence = settings.kafka_idempotence
+        self.on_broker_lost = on_broker_lost
+        self._lost: str | None = None
         self._log = _log.bind(service=service, component="relay")
 
     def stop(self) -> None:
@@ -58,36 +121,82 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        """Relay until stopped; database and broker outages are waited out, not raised."""
+        """Relay until stopped. Outages are waited out; any other crash is logged and the
+        relay starts again (after a backoff), so the task never dies silently."""
         backoff = 0.2
         while not self._stopping.is_set():
             try:
                 await self._lead()
                 backoff = 0.2
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as exc:
+                self._log.warning("relay_infrastructure_unavailable", error=repr(exc))
+            except Exception as exc:
+                RELAY_CRASHES.labels(self.service).inc()
+                self._log.exception("relay_crashed", error=repr(exc), restart_in=backoff)
+            finally:
                 self.is_leader = False
-                self._log.warning("relay_database_unavailable", error=str(exc), retry_in=backoff)
+            if not self._stopping.is_set():
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
 
     async def _lead(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self.database_url)
+        conn = await connect_for_leadership(
+            self.settings.database_url or "", self.settings.leadership_timeout_s
+        )
+        producer: AIOKafkaProducer | None = None
         try:
-            await init_connection(conn)
-            await wait_for_leadership(conn, f"relay:{self.service}", self.poll_interval_s)
+            if not await wait_for_leadership(
+                conn, f"relay:{self.service}", self.poll_interval_s, self._stopping
+            ):
+                return
+            self._verified.clear()
+            self._offsets.clear()
+            self._floor.clear()
             self.is_leader = True
             self._log.info("relay_leading")
             await conn.add_listener(f"{self.service}.outbox", self._on_notify)
+            backoff = 0.2
             while not self._stopping.is_set():
-                published = await self._pass(conn)
-                if published < self.batch_size:
+                failed = True
+                try:
+                    # A new producer after any failure: an idempotent one whose batch expired
+                    # is out of sequence for good.
+                    producer = producer or await self._start_producer()
+                    handled, failed = await self._pass(conn, producer)
+                    if self._lost is not None:
+                        await self._recover()
+                        continue
+                except KafkaError as exc:
+                    self._log.warning("relay_broker_unavailable", error=repr(exc))
+                if failed:
+                    if producer is not None:
+                        await _quietly_stop(producer)
+                        producer = None
+                    if await self._sleep(backoff):
+                        return
+                    backoff = min(backoff * 2, self.max_backoff_s)
+                    continue
+                backoff = 0.2
+                if handled < self.batch_size:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
         finally:
             self.is_leader = False
+            if producer is not None:
+                await _quietly_stop(producer)
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        producer = await start_producer(
+            self.settings.kafka_bootstrap_servers or "",
+            client_id=f"cunzhi-{self.service}-relay",
+            idempotence=self._idempotence,
+        )
+        if self._idempotence == "auto" and not is_idempotent(producer):
+            self._idempotence = "off"  # the broker said no once: no need to ask each time
+        return producer
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
@@ -98,47 +207,206 @@ class OutboxRelay:
             await asyncio.wait_for(self._stopping.wait(), seconds)
         return self._stopping.is_set()
 
-    async def _pass(self, conn: asyncpg.Connection) -> int:
-        rows = await conn.fetch(
-            f"SELECT id, topic, key, headers, payload FROM {self.schema}.outbox "
-            "WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-            self.batch_size,
-        )
-        if not rows:
-            RELAY_LAG.labels(self.service).set(0)
-            return 0
-        backoff = 0.2
-        while True:
-            try:
-                await self._publish(rows)
-                break
-            except Exception as exc:  # any publish failure is retried, never dropped
-                RELAY_ERRORS.labels(self.service).inc()
-                self._log.warning("relay_publish_failed", error=repr(exc), retry_in=backoff)
-                if await self._sleep(backoff):
-                    return 0
-                backoff = min(backoff * 2, self.max_backoff_s)
-        await conn.execute(
-            f"UPDATE {self.schema}.outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
-            [r["id"] for r in rows],
-        )
-        RELAY_PUBLISHED.labels(self.service).inc(len(rows))
-        lag = await conn.fetchval(
-            f"SELECT count(*) FROM {self.schema}.outbox WHERE sent_at IS NULL"
-        )
-        RELAY_LAG.labels(self.service).set(lag)
-        return len(rows)  # sent rows are purged by housekeeping.py
+    async def _pass(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> tuple[int, bool]:
+        """Publish one batch; (rows handled, whether it stopped at a failure).
 
-    async def _publish(self, rows: list[asyncpg.Record]) -> None:
-        # One in-flight request per partition (aiokafka's sender) keeps per-key order.
-        futures = [
-            await self.broker.publish(
-                r["payload"].encode(),
-                r["topic"],
-                key=r["key"].encode(),
-                headers=r["headers"],
-                no_confirm=True,
+        Two statements per pass: take the republish gate (shared) and read the batch; mark
+        what was sent, count what is left and let go of the gate.
+        """
+        gate = republish_lock(self.service)
+        found = await conn.fetch(
+            "WITH gate AS MATERIALIZED (SELECT pg_try_advisory_lock_shared(hashtext($2)) AS open) "
+            "SELECT gate.open, o.* FROM gate LEFT JOIN LATERAL (SELECT id, topic, key, headers, "
+            f"payload FROM {self.schema}.outbox WHERE gate.open AND sent_at IS NULL "
+            "ORDER BY id LIMIT $1) o ON true",
+            self.batch_size,
+            gate,
+        )
+        if not found[0]["open"]:
+            return 0, False  # a republish is queueing copies in front of everything
+        unlocked = False
+        try:
+            rows = [r for r in found if r["id"] is not None]
+            sent: list[int] = []
+            set_aside: list[tuple[asyncpg.Record, str]] = []
+            failure = None
+            if rows:
+                sent, set_aside, failure = await self._publish(rows, producer)
+            if set_aside:
+                await self._set_aside(conn, set_aside)
+            # The count sees the rows before this statement's update: hence "- marked".
+            lag = await conn.fetchval(
+                f"WITH marked AS (UPDATE {self.schema}.outbox SET sent_at = now() "
+                "WHERE id = ANY($1::bigint[]) RETURNING 1), "
+                "open AS MATERIALIZED (SELECT pg_advisory_unlock_shared(hashtext($2))) "
+                f"SELECT (SELECT count(*) FROM {self.schema}.outbox WHERE sent_at IS NULL) "
+                "- (SELECT count(*) FROM marked) FROM open",
+                sent,
+                gate,
             )
-            for r in rows
+            unlocked = True
+            RELAY_PUBLISHED.labels(self.service).inc(len(sent))
+            RELAY_LAG.labels(self.service).set(lag)
+            if failure is not None:
+                RELAY_ERRORS.labels(self.service).inc()
+                self._verified.clear()  # look at the topics again before the next attempt
+                self._log.warning(
+                    "relay_publish_failed", error=failure, delivered=len(sent), batch=len(rows)
+                )
+            # Sent rows are purged by age by housekeeping.py; the events table is the log.
+            return len(sent) + len(set_aside), failure is not None
+        finally:
+            if not unlocked:
+                await conn.execute("SELECT pg_advisory_unlock_shared(hashtext($1))", gate)
+
+    async def _publish(
+        self, rows: list[asyncpg.Record], producer: AIOKafkaProducer
+    ) -> tuple[list[int], list[tuple[asyncpg.Record, str]], str | None]:
+        """Send ``rows``; (ids delivered in order, rows never sendable, the failure if any).
+
+        Delivered means acknowledged by the broker on a partition its topic has now; rows
+        after the first one that was not are left for the next pass (order per key first).
+        """
+        set_aside: list[tuple[asyncpg.Record, str]] = []
+        outcome: list[tuple[asyncpg.Record, Any]] = []
+        try:
+            unusable = await self._topics_unusable({r["topic"] for r in rows})
+        except (KafkaError, OSError, TopicError) as exc:
+            return [], [], repr(exc)
+        if self._lost is not None:
+            return [], [], None  # nothing more before the history is queued again
+        for row in rows:
+            if row["topic"] in unusable:
+                outcome.append((row, unusable[row["topic"]]))
+                continue
+            try:
+                future = await producer.send(
+                    row["topic"],
+                    row["payload"].encode(),
+                    key=row["key"].encode(),
+                    headers=[(k, str(v).encode()) for k, v in row["headers"].items()],
+                )
+            except NEVER_SENDABLE as exc:
+                outcome.append((row, exc))
+                continue
+            except KafkaError as exc:  # the topic vanished, metadata timed out: later
+                outcome.append((row, exc))
+                break
+            outcome.append((row, future))
+        acks = await asyncio.gather(
+            *(o for _, o in outcome if isinstance(o, asyncio.Future)), return_exceptions=True
+        )
+        results = iter(acks)
+        resolved = [
+            (row, next(results) if isinstance(o, asyncio.Future) else o) for row, o in outcome
         ]
-        await asyncio.gather(*futures)
+        acked = [r for _, r in resolved if isinstance(r, RecordMetadata)]
+        present = await partition_counts(producer.client, {a.topic for a in acked}) if acked else {}
+        sent: list[int] = []
+        floors: dict[tuple[str, int], int] = {}
+        for row, result in resolved:
+            if isinstance(result, RecordMetadata):
+                if result.partition >= present.get(result.topic, 0):
+                    self._floor.update(floors)
+                    await producer.client.force_metadata_update()
+                    return sent, set_aside, f"acknowledged on a missing partition {result}"
+                self._note_offset(result)
+                tp = (result.topic, result.partition)
+                floors[tp] = min(floors.get(tp, result.offset), result.offset)
+                sent.append(row["id"])
+            elif isinstance(result, (*NEVER_SENDABLE, TopicError)):
+                set_aside.append((row, repr(result)))
+            else:
+                self._floor.update(floors)
+                return sent, set_aside, repr(result)
+        self._floor.update(floors)
+        return sent, set_aside, None
+
+    async def _topics_unusable(self, topics: set[str]) -> dict[str, TopicError]:
+        """Make sure the topics exist (checked every topic_check_interval_s); those that
+        cannot exist, ever, with the reason (other refusals are raised: they can be fixed).
+
+        Notes in ``_lost`` a topic that no longer holds what it acknowledged (recreated, or
+        ending before offsets it gave us): the broker lost its data.
+        """
+        now = time.monotonic()
+        due = {t for t in topics if now - self._verified.get(t, -1e9) > self.plan_interval}
+        unusable: dict[str, TopicError] = {}
+        bootstrap = self.settings.kafka_bootstrap_servers or ""
+        for topic in due:
+            try:
+                created = await ensure_topics(bootstrap, [topic], self.plan)
+            except TopicError as exc:
+                if not exc.permanent:
+                    raise
+                unusable[topic] = exc
+                continue
+            acked = {p: o for (t, p), o in self._floor.items() if t == topic}
+            if topic in created and topic in self._seen:
+                self._lost = f"{topic} had to be created again"
+            elif acked:
+                ends = await end_offsets(bootstrap, topic, acked)
+                short = {p: ends.get(p, 0) for p, o in acked.items() if ends.get(p, 0) <= o}
+                if short:
+                    self._lost = f"{topic} ends at {short}, before offsets it acknowledged"
+            self._verified[topic] = now
+            self._seen.add(topic)
+        return unusable
+
+    @property
+    def plan_interval(self) -> float:
+        return self.settings.topic_check_interval_s
+
+    def _note_offset(self, ack: RecordMetadata) -> None:
+        """A partition's offsets going back means the broker lost what it had acknowledged."""
+        tp = (ack.topic, ack.partition)
+        last = self._offsets.get(tp)
+        if last is not None and ack.offset < last:
+            self._lost = f"{ack.topic}[{ack.partition}] went back from {last} to {ack.offset}"
+        self._offsets[tp] = ack.offset
+
+    async def _recover(self) -> None:
+        """The broker lost events it had acknowledged: queue the history again, ahead of
+        everything waiting (in a service; a relay on its own can only tell the operator)."""
+        remedy = "republishing the history" if self.on_broker_lost else "cunzhi republish --all"
+        self._log.error("kafka_broker_lost_acknowledged_events", why=self._lost, remedy=remedy)
+        if self.on_broker_lost is not None:
+            # Should it fail (the database), _lost stays: the next pass tries again first.
+            queued = await self.on_broker_lost()
+            self._log.warning("relay_republished_after_broker_loss", events=queued)
+        self._lost = None
+        self._offsets.clear()
+        self._floor.clear()
+
+    async def _set_aside(
+        self, conn: asyncpg.Connection, rows: list[tuple[asyncpg.Record, str]]
+    ) -> None:
+        async with conn.transaction():
+            # Made by the first row set aside (only the leader gets here, so no race).
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.schema}.outbox_set_aside ("
+                "id bigint PRIMARY KEY, event_id uuid NOT NULL, topic text NOT NULL, "
+                "key text NOT NULL, headers jsonb NOT NULL, payload text NOT NULL, "
+                "created_at timestamptz NOT NULL, set_aside_at timestamptz NOT NULL "
+                "DEFAULT now(), reason text NOT NULL)"
+            )
+            for row, reason in rows:
+                await conn.execute(
+                    f"WITH moved AS (DELETE FROM {self.schema}.outbox WHERE id = $1 "
+                    "RETURNING id, event_id, topic, key, headers, payload, created_at) "
+                    f"INSERT INTO {self.schema}.outbox_set_aside "
+                    "(id, event_id, topic, key, headers, payload, created_at, reason) "
+                    "SELECT *, $2 FROM moved ON CONFLICT (id) DO NOTHING",
+                    row["id"],
+                    reason[:2000],
+                )
+        for row, reason in rows:
+            RELAY_SET_ASIDE.labels(self.service).inc()
+            self._log.error(
+                "relay_row_set_aside",
+                outbox_id=row["id"],
+                topic=row["topic"],
+                key=row["key"],
+                reason=reason,
+                table=f"{self.service}.outbox_set_aside",
+            )

@@ -2,9 +2,18 @@
 
 For a broker that lost its data (Tansu's memory engine after a restart, a recreated topic)
 and for a new downstream system that wants everything from the start. Consumers already
-caught up skip the copies by event id. The outbox is locked while the copies are written, so
-no new event of a stream can slip in front of the stream's older events; appends wait for it.
-Events are published in their current schema version (older ones are upcast on the way).
+caught up skip the copies by event id. Events are published in their current schema version
+(older ones are upcast on the way).
+
+Order, without stopping the service: the copies are read from one REPEATABLE READ snapshot in
+``global_position`` order, which is each stream's version order (a stream's next version is
+appended only after its previous one committed; ``(tx_id, position)`` order is not, since a
+policy's transaction takes its transaction id before it appends). They are queued in chunks
+under outbox ids below every existing row, so the relay, which publishes in id order, sends
+all of them before anything else, including the rows waiting when the republish began. The
+relay pauses while the copies are queued (an advisory lock it checks on each pass); appends go
+on meanwhile, their rows queue behind the copies. An event the snapshot could not see is not
+copied: its own outbox row, behind the copies, publishes it after its stream's older events.
 """
 
 from __future__ import annotations
@@ -12,31 +21,62 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from .eventstore import Checkpoint, EventStore
+from .eventstore import _COLUMNS, EventStore
+from .relay import republish_lock
 
 
-async def republish(store: EventStore, *, batch_size: int = 5000) -> int:
-    """Queue every stored event for the relay again; returns how many."""
+async def republish(store: EventStore, *, batch_size: int = 2000) -> int:
+    """Queue every stored event for the relay again, ahead of the rest; returns how many."""
     schema = f'"{store.schema}"'
-    queued = 0
-    async with store.pool.acquire() as conn, conn.transaction():
-        await conn.execute(f"LOCK TABLE {schema}.outbox IN EXCLUSIVE MODE")
-        checkpoint = Checkpoint()
-        while page := await store.read_all(checkpoint, batch_size, conn=conn, settled_only=False):
-            envelopes = [
-                dataclasses.replace(e.envelope, schema_version=e.event.schema_version) for e in page
-            ]
-            await conn.execute(
-                f"INSERT INTO {schema}.outbox (event_id, topic, key, headers, payload) "
-                "SELECT id, $2, key, headers::jsonb, payload FROM unnest($1::uuid[], "
-                "$3::text[], $4::text[], $5::text[]) AS e(id, key, headers, payload)",
-                [env.id for env in envelopes],
-                store.topic,
-                [e.stream_id for e in page],
-                [json.dumps({k: v.decode() for k, v in env.to_headers()}) for env in envelopes],
-                [e.event.model_dump_json() for e in page],
+    async with store.pool.acquire() as gate:
+        # Waits for the relay's current pass, then keeps it (and another republish) waiting.
+        await gate.execute("SELECT pg_advisory_lock(hashtext($1))", republish_lock(store.schema))
+        try:
+            async with (
+                store.pool.acquire() as reader,
+                reader.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                total = await reader.fetchval(f"SELECT count(*) FROM {schema}.events")
+                lowest = await store.pool.fetchval(
+                    f"SELECT least(coalesce(min(id), 1), 1) FROM {schema}.outbox"
+                )
+                next_id = lowest - total
+                position, queued = 0, 0
+                while rows := await reader.fetch(
+                    f"SELECT {_COLUMNS} FROM {schema}.events WHERE global_position > $1 "
+                    "ORDER BY global_position LIMIT $2",
+                    position,
+                    batch_size,
+                ):
+                    page = [store._decode(r) for r in rows]
+                    # Upcast: the copies carry the current schema version.
+                    envelopes = [
+                        dataclasses.replace(e.envelope, schema_version=e.event.schema_version)
+                        for e in page
+                    ]
+                    headers = [
+                        json.dumps({k: v.decode() for k, v in env.to_headers()})
+                        for env in envelopes
+                    ]
+                    # One statement per chunk: appends wait for nothing but their own row.
+                    await store.pool.execute(
+                        f"INSERT INTO {schema}.outbox (id, event_id, topic, key, headers, payload) "
+                        "SELECT id, event_id, $2, key, headers::jsonb, payload FROM unnest("
+                        "$1::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[]) "
+                        "AS e(id, event_id, key, headers, payload)",
+                        list(range(next_id, next_id + len(page))),
+                        store.topic,
+                        [env.id for env in envelopes],
+                        [e.stream_id for e in page],
+                        headers,
+                        [e.event.model_dump_json() for e in page],
+                    )
+                    next_id += len(page)
+                    queued += len(page)
+                    position = page[-1].position
+        finally:
+            await gate.execute(
+                "SELECT pg_advisory_unlock(hashtext($1))", republish_lock(store.schema)
             )
-            queued += len(page)
-            checkpoint = page[-1].checkpoint
-        await conn.execute("SELECT pg_notify($1, '')", f"{store.schema}.outbox")
+        await gate.execute("SELECT pg_notify($1, '')", f"{store.schema}.outbox")
     return queued

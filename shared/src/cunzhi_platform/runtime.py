@@ -25,6 +25,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import edge
+from .audit import router as audit_router
 from .auth import TokenIssuer, check_token_settings
 from .clock import Clock, SystemClock
 from .consumer import Consumer, ConsumerRunner
@@ -33,10 +34,11 @@ from .events import EventRegistry
 from .eventstore import PLATFORM_MIGRATIONS, EventStore, init_connection
 from .housekeeping import housekeeping
 from .infra import InfrastructureError
-from .kafka import ensure_topics, make_broker
-from .leadership import still_leading, wait_for_leadership
+from .kafka import TopicError, TopicPlan, ensure_topics, make_broker
+from .leadership import connect_for_leadership, still_leading, wait_for_leadership
 from .migrations import Migration, migrate
 from .relay import OutboxRelay
+from .republish import republish
 from .settings import Settings
 
 _log = structlog.get_logger(__name__)
@@ -126,16 +128,16 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
     pool = await connect_database(settings.database_url)
     async with pool.acquire() as conn:
         await migrate(conn, service.name, [*PLATFORM_MIGRATIONS, *service.migrations])
-    topics = {service.topic} | {t for c in service.consumers for t in c.topics}
+    topics = service_topics(service)
     try:
         await ensure_topics(
-            settings.kafka_bootstrap_servers, topics, partitions=settings.topic_partitions
+            settings.kafka_bootstrap_servers, topics, TopicPlan.from_settings(settings)
         )
-    except (KafkaError, OSError) as exc:
+    except (KafkaError, OSError, TopicError) as exc:
         await pool.close()
         raise InfrastructureError(
             "cannot reach Kafka at CUNZHI_KAFKA_BOOTSTRAP_SERVERS "
-            f"({settings.kafka_bootstrap_servers}): {exc!r}"
+            f"({settings.kafka_bootstrap_servers}) or create its topics: {exc}"
         ) from exc
     broker = make_broker(settings.kafka_bootstrap_servers, client_id=f"cunzhi-{service.name}")
     events = service.all_events()
@@ -159,16 +161,12 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
     for runner in runners:
         await runner.setup()
     await broker.connect()
-    relay = OutboxRelay(
-        database_url=settings.database_url,
-        broker=broker,
-        service=service.name,
-        batch_size=settings.relay_batch_size,
-        poll_interval_s=settings.relay_poll_interval_s,
-    )
+    # A broker that lost what it had acknowledged gets the history again, ahead of the rest.
+    relay = OutboxRelay(settings, service.name, on_broker_lost=lambda: republish(store))
     rt = Runtime(service, settings, clock, pool, store, broker, relay, runners)
     if settings.relay_in_process:
         rt.tasks.append(asyncio.create_task(relay.run(), name=f"{service.name}-relay"))
+    rt.tasks.append(asyncio.create_task(_keep_topics(rt), name=f"{service.name}-topics"))
     rt.tasks.append(asyncio.create_task(store.notify_appends(), name=f"{service.name}-notify"))
     rt.tasks.append(asyncio.create_task(_subscribe(rt), name=f"{service.name}-subscribe"))
     for job in (*service.background, housekeeping):
@@ -212,6 +210,38 @@ async def _start_subscriber(subscriber: Any) -> None:
             delay = min(delay * 2, 10.0)
 
 
+def service_topics(service: Service) -> set[str]:
+    return {service.topic} | {t for c in service.consumers for t in c.topics}
+
+
+async def _keep_topics(rt: Runtime) -> None:
+    """Recreate any of the service's topics the broker lost (a restart of the embedded one).
+
+    Every instance does it: creating is idempotent, and consumers waiting for a topic pick it
+    up at their next metadata refresh.
+    """
+    assert rt.settings.kafka_bootstrap_servers
+    plan = TopicPlan.from_settings(rt.settings)
+    topics = service_topics(rt.service)
+    while True:
+        await asyncio.sleep(rt.settings.topic_check_interval_s)
+        try:
+            created = await ensure_topics(rt.settings.kafka_bootstrap_servers, topics, plan)
+        except (KafkaError, OSError, TopicError) as exc:
+            _log.warning("kafka_topics_unchecked", service=rt.service.name, error=str(exc))
+            continue
+        if created:
+            _log.error(
+                "kafka_topics_were_missing",
+                service=rt.service.name,
+                topics=created,
+                # The leading relay queues its history again when it sees the loss; one that
+                # started since cannot know: then the operator runs the command.
+                remedy="if no relay logs relay_republished_after_broker_loss: "
+                "cunzhi republish --all",
+            )
+
+
 async def _guard(job: Background, rt: Runtime) -> None:
     """Run a timer in one instance of the service only, restarting it after an error.
 
@@ -222,7 +252,9 @@ async def _guard(job: Background, rt: Runtime) -> None:
     name = f"timers:{rt.service.name}:{job.__name__}"
     while True:
         try:
-            conn = await asyncpg.connect(rt.settings.database_url)
+            conn = await connect_for_leadership(
+                rt.settings.database_url or "", rt.settings.leadership_timeout_s
+            )
             try:
                 await wait_for_leadership(conn, name, interval)
                 running = asyncio.create_task(job(rt))
@@ -245,6 +277,7 @@ async def _guard(job: Background, rt: Runtime) -> None:
 
 
 async def stop(rt: Runtime) -> None:
+    # The relay finishes its pass (a standby returns at once); the rest is cancelled.
     rt.relay.stop()
     for task in rt.tasks:
         if task.get_name().endswith("-relay"):
@@ -316,14 +349,41 @@ def create_app(
             checks["relay"] = "separate process"
         else:
             checks["relay"] = "leading" if rt.relay.is_leader else "standby"
+        checks["outbox"] = await _outbox_check(rt)
         paused = [r.paused for r in rt.runners if r.paused is not None]
         checks["consumers"] = "paused: " + "; ".join(paused) if paused else "ok"
-        ready = checks["database"] == "ok" and checks["broker"] == "ok" and not paused
+        ready = all(checks[c] == "ok" for c in ("database", "broker", "outbox", "consumers"))
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
+    app.include_router(audit_router)
     for router in service.routers:
         app.include_router(router)
     return app
+
+
+async def _outbox_check(rt: Runtime) -> str:
+    """Whether the outbox drains: not "ok" when an event waits and the outbox has not moved
+    for relay_max_lag_s (broker down or refusing, no relay leading), so this instance is not
+    sent work it cannot publish. A long but moving backlog (a republish) stays ready."""
+    schema = f'"{rt.service.name}"'
+    try:
+        row = await rt.pool.fetchrow(
+            f"WITH oldest AS (SELECT id, created_at FROM {schema}.outbox WHERE sent_at IS NULL "
+            "ORDER BY id LIMIT 1) SELECT extract(epoch FROM now() - created_at) AS waiting, "
+            "extract(epoch FROM now() - greatest(created_at, (SELECT sent_at FROM "
+            f"{schema}.outbox p WHERE p.id < oldest.id ORDER BY p.id DESC LIMIT 1))) AS stalled "
+            "FROM oldest",
+            timeout=2,
+        )
+    except Exception as exc:
+        return f"unknown: {exc!r}"
+    limit = rt.settings.relay_max_lag_s
+    if row is not None and row["stalled"] > limit:
+        return (
+            f"not draining for {row['stalled']:.0f} s (limit {limit:g} s); "
+            f"the oldest unpublished event waits {row['waiting']:.0f} s"
+        )
+    return "ok"
 
 
 def current_runtime(request: Request) -> Runtime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,7 +23,20 @@ class Settings(BaseSettings):
     # the first time.
     embedded_postgres_port: int = Field(default=0, ge=0, le=65535)
     embedded_kafka_port: int = Field(default=0, ge=0, le=65535)
-    topic_partitions: int = 6
+    # Topics are created by the services (start-up, then every ``topic_check_interval_s`` and
+    # whenever the broker says one is missing), with these partitions, replication and configs.
+    topic_partitions: int = Field(default=6, ge=1, le=1000)
+    # Empty: min(3, brokers in the cluster): 1 on the embedded Tansu, 3 on a 3-broker cluster.
+    topic_replication_factor: int | None = Field(default=None, ge=1, le=10)
+    # Topic configs for the event topics, as JSON ({"min.insync.replicas": "2"}); empty keeps
+    # the broker's defaults.
+    topic_configs: dict[str, str] = {}
+    # Dead letters wait for a person: they are kept far longer than the events (a year).
+    dlq_retention_ms: int = Field(default=365 * 24 * 3600 * 1000, ge=3600 * 1000)
+    topic_check_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    # "auto": idempotent producer where the broker supports it (Apache Kafka; Tansu 0.6 does
+    # not, and then the relay says so and goes on without); "required" fails start-up instead.
+    kafka_idempotence: Literal["auto", "required", "off"] = "auto"
     jwt_secret: str = DEMO_JWT_SECRET
     jwt_algorithm: str = "HS256"
     jwt_audience: str = "cunzhi"
@@ -37,6 +51,11 @@ class Settings(BaseSettings):
     relay_in_process: bool = True
     relay_batch_size: int = 500
     relay_poll_interval_s: float = 1.0
+    # /readyz is not ready while events wait and the outbox has not moved for this long.
+    relay_max_lag_s: float = Field(default=60.0, gt=0)
+    # A relay or timer leader cut off from PostgreSQL loses its lock (and a standby takes
+    # over) within about this long: TCP keepalives and user timeout on the leader's connection.
+    leadership_timeout_s: float = Field(default=10.0, ge=2, le=600)
     consumer_max_retries: int = 3
     # Tansu makes a joining member wait about half the session timeout; the embedded demo and
     # the tests shorten it. Apache Kafka refuses less than its group.min.session.timeout.ms.
