@@ -30,6 +30,7 @@ from cunzhi_meetings.domain.record import township_record
 from cunzhi_meetings.events import ExpertLecture, GuestSpeaker
 from cunzhi_meetings.events import registry as meetings_events
 from cunzhi_meetings.service import build_service as meetings_service
+from cunzhi_notifications.service import build_service as notifications_service
 from cunzhi_platform.auth import TokenIssuer
 from cunzhi_platform.clock import SHANGHAI, ManualClock
 from cunzhi_platform.envelope import CommandContext, topic_for
@@ -102,6 +103,7 @@ async def county(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[County
         running(topics_service(), settings, clock) as topics,
         running(meetings_service(), settings, clock) as meetings,
         running(rectification_service(), settings, clock) as rectification,
+        running(notifications_service(), settings, clock),
     ):
         await forum_cycle(topics, meetings, rectification, clock, issuer, township, lambda _: None)
         for service in SERVICES:
