@@ -30,9 +30,10 @@ from cunzhi_meetings.domain.record import township_record
 from cunzhi_meetings.events import ExpertLecture, GuestSpeaker
 from cunzhi_meetings.events import registry as meetings_events
 from cunzhi_meetings.service import build_service as meetings_service
+from cunzhi_notifications.service import build_service as notifications_service
 from cunzhi_platform.auth import TokenIssuer
 from cunzhi_platform.clock import SHANGHAI, ManualClock
-from cunzhi_platform.envelope import CommandContext, topic_for
+from cunzhi_platform.envelope import CommandContext, Envelope, topic_for
 from cunzhi_platform.events import Event, EventRegistry
 from cunzhi_platform.eventstore import PLATFORM_MIGRATIONS, EventStore
 from cunzhi_platform.migrations import migrate
@@ -102,6 +103,7 @@ async def county(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[County
         running(topics_service(), settings, clock) as topics,
         running(meetings_service(), settings, clock) as meetings,
         running(rectification_service(), settings, clock) as rectification,
+        running(notifications_service(), settings, clock),
     ):
         await forum_cycle(topics, meetings, rectification, clock, issuer, township, lambda _: None)
         for service in SERVICES:
@@ -383,6 +385,21 @@ async def test_export_from_kafka_keeps_each_event_once(
     assert settings.kafka_bootstrap_servers
     bootstrap = settings.kafka_bootstrap_servers
     meetings = [s for s in SERVICE_EVENTS if s.name == "meetings"]
+    # A record that is no meetings event (what consumers dead-letter) is skipped, not fatal.
+    poison = Envelope.new(
+        type="cunzhi.meetings.ForumNoticeIssued",
+        source="/cunzhi/meetings",
+        subject=f"forum:{county.township}:99",
+        time=dt.datetime.now(SHANGHAI),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic_for("meetings"), b'{"forum_id": "x"}', key=b"x", headers=poison.to_headers()
+        )
+    finally:
+        await producer.stop()
     first = await export_from_kafka(bootstrap, tmp_path, meetings)
     # The township's forum events again, as a relay that restarted would publish them.
     topic = topic_for("meetings")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -319,7 +320,12 @@ async def test_the_demo_runs_the_cycle_and_says_where_to_look(
     assert "36 district leaders as patrons (4 of them of two villages), 64 cadres" in out
     assert "364 targets (each a tracked task), 0 overdue, 22 late reports" in out
     assert "lights: 23 green, 22 yellow, 0 red" in out
-    assert out.count("/docs") == 3 and out.count("/metrics") == 3
+    assert out.count("/docs") == 4 and out.count("/metrics") == 4
+    # notifications: the roster told of the forum in the app, two of them read it
+    assert "ledger, forum" in out and "15 recipients" in out and "read in the app by 2" in out
+    # one group message per notice to the group (the call, the notice; the cadence may open the
+    # next forum's call before the demo ends)
+    assert re.search(r"[23] messages in the township's DingTalk group \(one per notice", out)
     assert bootstrap in out and "cunzhi.meetings.events" in out
     # The services are stopped by now: no "try:" pointing at them (only with --keep-running).
     assert "curl" not in out and "try:" not in out

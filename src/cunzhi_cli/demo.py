@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 from cunzhi_meetings.service import build_service as meetings_service
+from cunzhi_notifications.service import build_service as notifications_service
 from cunzhi_platform.auth import Principal, TokenIssuer
 from cunzhi_platform.clock import ManualClock
 from cunzhi_platform.envelope import dlq_for, topic_for
@@ -37,6 +38,7 @@ from cunzhi_platform.settings import Settings
 from cunzhi_rectification.service import build_service as rectification_service
 from cunzhi_topics.service import build_service as topics_service
 
+from . import notices
 from .campaign_round import campaign_round, campaign_summary
 from .cycle import CYCLE_START, TOWNSHIP_NAME, CycleResult, forum_cycle, migrate_ledger
 
@@ -108,13 +110,20 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
             serving(topics_service(), config, clock) as topics_url,
             serving(meetings_service(), config, clock) as meetings_url,
             serving(rectification_service(), config, clock) as rectification_url,
+            notices.channels() as channels,
+            serving(notifications_service(channels.channels), config, clock) as notifications_url,
             httpx.AsyncClient(base_url=topics_url, timeout=30) as topics,
             httpx.AsyncClient(base_url=meetings_url, timeout=30) as meetings,
             httpx.AsyncClient(base_url=rectification_url, timeout=30) as rectification,
+            httpx.AsyncClient(base_url=notifications_url, timeout=30) as notifications,
         ):
             urls = {"topics": topics_url, "meetings": meetings_url}
             urls["rectification"] = rectification_url
+            urls["notifications"] = notifications_url
             print(f"{', '.join(f'{n} at {u}' for n, u in urls.items())}.")
+            await notices.prepare_recipients(
+                notifications, issuer, township_id, channels, lambda line: print(f"  • {line}")
+            )
             print(f"{TOWNSHIP_NAME}'s history:")
             await migrate_ledger(meetings, issuer, township_id, lambda line: print(f"  • {line}"))
             print("This month's forum cycle:")
@@ -127,6 +136,7 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
                 township_id,
                 lambda line: print(f"  • {line}"),
             )
+            await notices.after_cycle(notifications, issuer, result, channels)
             _summary(result, endpoints, urls, settings.data_dir)
             await _campaign(rectification, clock, issuer, township_id)
             if keep_running:

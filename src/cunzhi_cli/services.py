@@ -7,6 +7,9 @@ from collections.abc import Callable
 from cunzhi_meetings.events import registry as meetings_events
 from cunzhi_meetings.service import DESCRIPTION as MEETINGS
 from cunzhi_meetings.service import build_service as build_meetings
+from cunzhi_notifications.events import registry as notifications_events
+from cunzhi_notifications.service import DESCRIPTION as NOTIFICATIONS
+from cunzhi_notifications.service import build_service as build_notifications
 from cunzhi_platform.events import EventRegistry
 from cunzhi_platform.runtime import Service
 from cunzhi_rectification.events import registry as rectification_events
@@ -20,10 +23,12 @@ SERVICES: dict[str, tuple[EventRegistry, str]] = {
     "topics": (topics_events, TOPICS),
     "meetings": (meetings_events, MEETINGS),
     "rectification": (rectification_events, RECTIFICATION),
+    "notifications": (notifications_events, NOTIFICATIONS),
 }
 
 RUNNABLE: dict[str, Callable[[], Service]] = {
     "topics": build_topics,
     "meetings": build_meetings,
     "rectification": build_rectification,
+    "notifications": build_notifications,
 }

@@ -21,6 +21,7 @@ from cunzhi_meetings.events import (
 from cunzhi_platform.metrics import DLQ
 from cunzhi_platform.testing import eventually
 from cunzhi_rectification.events import TaskCompleted
+from cunzhi_rectification.events.tasks import TaskProgressReported
 from cunzhi_topics.domain import topic_stream_id
 
 if TYPE_CHECKING:
@@ -112,6 +113,16 @@ async def test_cycle_from_forum_planned_to_resolution(kit: Kit) -> None:
     )
     await kit.publish(MEETINGS, resolution, forum_key)
     await ledger_has(kit, forum, t2, "assigned")
+    progress = TaskProgressReported(
+        task_id=t2,
+        township_id=town,
+        percent=60,
+        previous_percent=0,
+        note="台账已建立",
+        reported_by="p-wang",
+        reported_on=dt.date.today(),
+    )
+    await kit.publish(RECTIFICATION, progress, f"task:{t2}")
     assert (await kit.topic(chosen, bool))["state"] == "selected"  # t2 is still to do
 
     done_id = await kit.publish(RECTIFICATION, completed(forum, town, t2), f"task:{t2}")
@@ -120,13 +131,17 @@ async def test_cycle_from_forum_planned_to_resolution(kit: Kit) -> None:
     assert resolved["forum_id"] == forum
 
     # The submitter follows every step in words, from submission to resolution.
-    timeline = await kit.until(f"/topics/{chosen}/timeline", lambda p: p["total"] == 7, wang)
+    timeline = await kit.until(f"/topics/{chosen}/timeline", lambda p: p["total"] == 8, wang)
     steps = [s["step"] for s in timeline["items"]]
     # In time order; here the other services' events carry the test's own clock, not the
     # service's manual one, so only each side's order is certain.
     own = {"submitted", "shortlisted", "selected", "resolved"}
     assert [s for s in steps if s in own] == ["submitted", "shortlisted", "selected", "resolved"]
-    assert sorted(steps) == sorted([*own, "resolution_adopted", "task_completed", "task_completed"])
+    assert sorted(steps) == sorted(
+        [*own, "resolution_adopted", "task_progress", "task_completed", "task_completed"]
+    )
+    (progressed,) = [s for s in timeline["items"] if s["step"] == "task_progress"]
+    assert progressed["description"] == f"任务 {t2} 进度 60%：台账已建立"
     (adopted,) = [s for s in timeline["items"] if s["step"] == "resolution_adopted"]
     assert adopted["description"] == "论坛通过《关于加强流动党员管理的决议》，部署任务2项"
     r = await kit.client.get(f"/topics/{chosen}/timeline", headers=kit.office(kit.fresh("town")))

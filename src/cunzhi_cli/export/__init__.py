@@ -25,8 +25,8 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from cunzhi_platform.clock import SystemClock
-from cunzhi_platform.envelope import Envelope, topic_for
-from cunzhi_platform.events import Event, EventRegistry
+from cunzhi_platform.envelope import Envelope, EnvelopeError, topic_for
+from cunzhi_platform.events import Event, EventRegistry, InvalidEventPayload, UnknownEventType
 from cunzhi_platform.eventstore import Checkpoint, EventStore, StoredEvent
 
 from .columns import TableSpec, table_spec
@@ -245,8 +245,26 @@ def _new(
     ids: set[str],
     run: _Export,
 ) -> bool:
-    """Export the record's event unless an earlier copy was; whether it was new."""
-    envelope = Envelope.from_headers(record.headers)
+    """Export the record's event unless an earlier copy was; whether it was new.
+
+    A record that is no event of the service (bad headers, an unknown type or version, a payload
+    that does not validate: what consumers dead-letter) is skipped with a warning: the topic
+    is not the source of truth, the event store is.
+    """
+    try:
+        envelope = Envelope.from_headers(record.headers)
+        event = service.registry.decode_json(
+            envelope.type, envelope.schema_version, record.value or b""
+        )
+    except (EnvelopeError, UnknownEventType, InvalidEventPayload) as exc:
+        _log.warning(
+            "export_record_skipped",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=str(exc)[:300],
+        )
+        return False
     version = envelope.stream_version
     if version is None:
         if envelope.id in ids:
@@ -256,7 +274,5 @@ def _new(
         if version <= streams.get(envelope.subject, 0) or envelope.id in ids:
             return False
         streams[envelope.subject] = version
-    assert record.value is not None
-    event = service.registry.decode_json(envelope.type, envelope.schema_version, record.value)
     run.add(service.name, envelope, event, None)
     return True

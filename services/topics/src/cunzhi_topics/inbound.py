@@ -75,6 +75,15 @@ class ForumClosed(Reader):
     topic_id: str
 
 
+@readers.register("cunzhi.rectification.TaskProgressReported", version=1)
+class TaskProgressReported(Reader):
+    """How far a task has gone (a step of its forum's topic's timeline)."""
+
+    task_id: str
+    percent: int
+    note: str = ""
+
+
 @readers.register("cunzhi.meetings.SpeakUpSessionHeld", version=1)
 class SpeakUpSessionHeld(Reader):
     """A village's speak-up session (逢五说事) and the issues raised at it, by id."""

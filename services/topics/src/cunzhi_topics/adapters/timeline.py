@@ -40,7 +40,13 @@ from ..events import (
     TopicSupported,
     TopicWithdrawn,
 )
-from ..inbound import ForumHeld, ResolutionAdopted, SpeakUpSessionHeld, TaskCompleted
+from ..inbound import (
+    ForumHeld,
+    ResolutionAdopted,
+    SpeakUpSessionHeld,
+    TaskCompleted,
+    TaskProgressReported,
+)
 
 
 def step(event: Event) -> tuple[str, str] | None:
@@ -84,6 +90,9 @@ def step(event: Event) -> tuple[str, str] | None:
             return "forum_held", f"第{event.number}期乡村干部论坛于{event.date}召开，研究本议题"
         case ResolutionAdopted():
             return "resolution_adopted", f"论坛通过《{event.title}》，部署任务{len(event.tasks)}项"
+        case TaskProgressReported():
+            progress = f"任务 {event.task_id} 进度 {event.percent}%"
+            return "task_progress", progress + (f"：{event.note}" if event.note else "")
         case TaskCompleted():
             done = f"任务 {event.task_id} 完成"
             return "task_completed", done + (f"：{event.summary}" if event.summary else "")
@@ -100,12 +109,17 @@ class Timeline(Consumer):
             seq bigint GENERATED ALWAYS AS IDENTITY,
             topic_id text,
             forum_id text,
+            task_id text,
             occurred_at timestamptz NOT NULL,
             step text NOT NULL,
             description text NOT NULL,
             actor text)""",
+        # A task's progress names the task only: its forum comes from the resolution.
+        "timeline_tasks": """CREATE TABLE IF NOT EXISTS {table} (
+            task_id text PRIMARY KEY,
+            forum_id text NOT NULL)""",
     }
-    indexes: ClassVar = {"topic_timeline": ["topic_id", "forum_id"]}
+    indexes: ClassVar = {"topic_timeline": ["topic_id", "forum_id", "task_id"]}
 
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
         found = step(event)
@@ -113,14 +127,22 @@ class Timeline(Consumer):
             return
         if isinstance(event, TaskCompleted) and event.forum_id is None:
             return  # a campaign's task, on no topic's timeline
+        if isinstance(event, ResolutionAdopted):
+            await tx.conn.execute(
+                f"INSERT INTO {tx.t('timeline_tasks')} SELECT unnest($1::text[]), $2 "
+                "ON CONFLICT DO NOTHING",
+                [task.task_id for task in event.tasks],
+                event.forum_id,
+            )
         topic_id: Any = getattr(event, "topic_id", None)
         await tx.conn.execute(
-            f"INSERT INTO {tx.t('topic_timeline')} (event_id, topic_id, forum_id, occurred_at, "
-            "step, description, actor) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            f"INSERT INTO {tx.t('topic_timeline')} (event_id, topic_id, forum_id, task_id, "
+            "occurred_at, step, description, actor) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
             "ON CONFLICT DO NOTHING",
             envelope.id,
             topic_id,
             getattr(event, "forum_id", None),
+            getattr(event, "task_id", None),
             envelope.time,
             *found,
             envelope.actor,

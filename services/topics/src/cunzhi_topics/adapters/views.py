@@ -127,11 +127,12 @@ class Views:
 
     async def timeline(self, topic_id: str, limit: int, offset: int) -> dict[str, Any]:
         """The topic's steps, oldest first; its forum's task steps are the topic's too."""
-        table = self.t["topic_timeline"]
+        table, tasks = self.t["topic_timeline"], self.t["timeline_tasks"]
+        forums = f"SELECT forum_id FROM {table} WHERE topic_id = {{0}} AND step = 'selected'"
         where = Filter()
         where.add(
-            f"(topic_id = {{0}} OR (topic_id IS NULL AND forum_id IN (SELECT forum_id FROM "
-            f"{table} WHERE topic_id = {{0}} AND step = 'selected')))",
+            f"(topic_id = {{0}} OR (topic_id IS NULL AND (forum_id IN ({forums}) OR task_id IN "
+            f"(SELECT task_id FROM {tasks} WHERE forum_id IN ({forums})))))",
             topic_id,
         )
         columns = "occurred_at, step, description, actor, forum_id"

@@ -1,0 +1,1 @@
+"""Adapters: the ledger, the sender, reminders, the directory, HTTP."""

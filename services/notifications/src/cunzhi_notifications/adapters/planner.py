@@ -1,0 +1,521 @@
+"""Consumers: the directory fed by meetings' roster, and the notices other services' events ask for.
+
+Everything a message causes is written in the consumer's transaction (``Tx``): directory rows,
+ledger rows, reminders and our ``NotificationRequested``, with the processed mark. A redelivered
+message is dropped by that mark; the ledger's unique key guards the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import asyncpg
+from cunzhi_platform.consumer import Consumer, Tx, caused_by
+from cunzhi_platform.envelope import Envelope, topic_for
+from cunzhi_platform.events import Event
+
+from .. import readers as r
+from ..domain.kinds import KINDS
+from ..domain.reminders import (
+    call_closing_due,
+    day_text,
+    forum_eve_due,
+    issue_unclaimed_due,
+    moment_text,
+    task_due,
+)
+from .ledger import Ledger, Notice, derived_id
+
+ROSTER_ROLES = {
+    "leadership": "township_leadership",
+    "middle_cadre": "middle_cadre",
+    "village_secretary": "village_secretary",
+}
+"""meetings' roster roles as directory roles (领导班子, 中层干部, 村党支部书记)."""
+
+CALL_RECIPIENT_ROLES = ["village_secretary", "station_head"]
+COUNTY = "county_organisation_department"
+TOWNSHIP_OFFICE = ["party_building_office", "township_committee"]
+"""Who a township's red lights and escalations reach: its party-building office and committee."""
+TASK_REMINDER_DAYS = (3, 1)
+"""Working days before a task is due that its assignee is reminded."""
+REPORTS = {
+    "weekly_on_duty": "周驻村考勤",
+    "monthly_progress": "月度进展报告",
+    "quarterly_visit": "季度暗访",
+    "half_year_review": "半年评估",
+}
+"""Who is asked for topics: every village secretary and station head (站所负责人)."""
+
+TOPIC_STATES: dict[type[r.TopicChange], str] = {
+    r.TopicMergedInto: "已与其他议题合并",
+    r.TopicSelected: "已被选为本期论坛议题",
+    r.TopicDeferred: "暂缓，转入下期征集",
+    r.TopicReferred: "已转交相关部门办理",
+    r.TopicDeclined: "未被采纳",
+    r.TopicResolved: "已解决",
+}
+
+
+class RosterDirectory(Consumer):
+    """meetings' roster → people in the directory, with their roster role."""
+
+    name = "roster_directory"
+    topics: ClassVar = [topic_for("meetings")]
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        s = f'"{tx.store.schema}"'
+        if isinstance(event, r.RosterMemberAdded | r.RosterMemberUpdated):
+            role = ROSTER_ROLES.get(event.role, event.role)
+            # Our own API may have added e-mail and robot ids: the roster only updates its part.
+            await tx.conn.execute(
+                f"""INSERT INTO {s}.people (person_id, name, roles, township_id, village_id, phone)
+                    VALUES ($1, $2, ARRAY[$3], $4, $5, $6)
+                    ON CONFLICT (person_id) DO UPDATE SET name = $2,
+                        roles = (SELECT array_agg(DISTINCT x) FROM unnest(
+                            people.roles || ARRAY[$3]) x),
+                        township_id = $4, village_id = $5,
+                        phone = coalesce($6, people.phone), active = true, updated_at = now()""",
+                event.person_id,
+                event.name,
+                role,
+                event.township_id,
+                event.village_id,
+                event.phone,
+            )
+        elif isinstance(event, r.RosterMemberRemoved):
+            await tx.conn.execute(
+                f"UPDATE {s}.people SET active = false, updated_at = now() WHERE person_id = $1",
+                event.person_id,
+            )
+
+
+class Planner(Consumer):
+    """Other services' events → notices in the ledger, reminders scheduled, moved, cancelled."""
+
+    name = "planner"
+    topics: ClassVar = [topic_for("topics"), topic_for("meetings"), topic_for("rectification")]
+
+    def __init__(self, channels: Sequence[str]) -> None:
+        self.channels = channels
+
+    async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        planner = _Planning(tx, envelope, Ledger(tx.store.schema, self.channels))
+        await planner.on(event)
+
+
+class _Planning:
+    def __init__(self, tx: Tx, envelope: Envelope, ledger: Ledger) -> None:
+        self.tx, self.envelope, self.ledger = tx, envelope, ledger
+        self.conn: asyncpg.Connection = tx.conn
+        self.s = f'"{tx.store.schema}"'
+        self.now = tx.store.clock.now()
+
+    async def notify(
+        self,
+        kind: str,
+        township_id: str | None,
+        subject_ref: str,
+        context: dict[str, Any],
+        recipients: Sequence[str],
+    ) -> None:
+        notice = Notice(
+            self.envelope.id,
+            self.envelope.type,
+            KINDS[kind],
+            township_id,
+            subject_ref,
+            context,
+            recipients,
+        )
+        await self.ledger.plan(self.conn, self.tx.store, notice, self.now, caused_by(self.envelope))
+
+    async def on(self, event: Event) -> None:
+        if isinstance(event, r.CallForTopicsOpened):
+            await self.call_opened(event)
+        elif isinstance(event, r.TopicSubmitted):
+            await self.submitted(event)
+        elif isinstance(event, r.TopicChange) and type(event) in TOPIC_STATES:
+            await self.topic_changed(event)
+        elif isinstance(event, r.ForumNoticeIssued):
+            await self.forum_notice(event)
+        elif isinstance(event, r.ForumPostponed):
+            await self.forum_postponed(event)
+        elif isinstance(event, r.ForumCancelled):
+            await self.forum_cancelled(event)
+        elif isinstance(event, r.IssueEvent):
+            await self.issue(event)
+        elif isinstance(event, r.TaskEvent):
+            await _Tasks(self).on(event)
+        elif isinstance(event, r.WorkTeamFormed):
+            await self.conn.executemany(
+                f"INSERT INTO {self.s}.team_members VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                [(event.team_id, m.person_id) for m in event.members],
+            )
+        elif isinstance(event, r.LightChanged) and event.light == "red":
+            await self.red_light(event)
+        elif isinstance(event, r.ReportLate):
+            await self.report_late(event)
+
+    async def call_opened(self, e: r.CallForTopicsOpened) -> None:
+        recipients = [
+            row["person_id"]
+            for row in await self.conn.fetch(
+                f"""SELECT person_id FROM {self.s}.people
+                    WHERE township_id = $1 AND active AND roles && $2::text[]
+                    ORDER BY person_id""",
+                e.township_id,
+                CALL_RECIPIENT_ROLES,
+            )
+        ]
+        context = {"forum_date": day_text(e.forum_date), "closes_at": moment_text(e.closes_at)}
+        await self.notify("call_opened", e.township_id, f"call:{e.forum_id}", context, recipients)
+        await self.schedule(
+            "call_closing",
+            f"forum:{e.forum_id}",
+            e.township_id,
+            call_closing_due(e.closes_at),
+            context,
+            recipients,
+            subject_ref=f"call:{e.forum_id}",
+        )
+
+    async def submitted(self, e: r.TopicSubmitted) -> None:
+        await self.conn.execute(
+            f"""INSERT INTO {self.s}.submissions (forum_id, topic_id, person_id, village_id,
+                    station_id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
+            e.forum_id,
+            e.topic_id,
+            e.submitted_by,
+            e.submitter_village_id,
+            e.submitter_station_id,
+        )
+        await self.conn.execute(
+            f"""INSERT INTO {self.s}.topic_titles VALUES ($1, $2, $3)
+                ON CONFLICT (topic_id) DO UPDATE SET title = $2, submitter_ids = $3""",
+            e.topic_id,
+            e.title,
+            e.submitter_ids,
+        )
+
+    async def topic_changed(self, e: r.TopicChange) -> None:
+        # Merges change who submitted a topic: keep the latest list for its tasks' progress.
+        title = await self.conn.fetchval(
+            f"""INSERT INTO {self.s}.topic_titles VALUES ($1, $2, $3)
+                ON CONFLICT (topic_id) DO UPDATE
+                    SET title = coalesce($2, topic_titles.title), submitter_ids = $3
+                RETURNING title""",
+            e.topic_id,
+            getattr(e, "title", None),
+            e.submitter_ids,
+        )
+        reason = None
+        if isinstance(e, r.TopicDeclined):
+            reason = e.reason
+        elif isinstance(e, r.TopicReferred):
+            reason = f"转交{e.department}"
+        elif isinstance(e, r.TopicMergedInto):
+            reason = f"并入议题{e.merged_into}"
+        context = {"title": title or e.topic_id, "state": TOPIC_STATES[type(e)], "reason": reason}
+        await self.notify(
+            "topic_progress", e.township_id, f"topic:{e.topic_id}", context, e.submitter_ids
+        )
+
+    async def forum_notice(self, e: r.ForumNoticeIssued) -> None:
+        await self.known(e.township_id, e.attendees)
+        context = {
+            "number": e.number,
+            "date": day_text(e.date),
+            "place": e.place,
+            "topic_title": e.topic_title,
+        }
+        recipients = [a.person_id for a in e.attendees]
+        await self.notify("forum_notice", e.township_id, f"forum:{e.forum_id}", context, recipients)
+        await self.schedule(
+            "forum_eve",
+            f"forum:{e.forum_id}",
+            e.township_id,
+            forum_eve_due(e.date),
+            context,
+            recipients,
+        )
+
+    async def forum_postponed(self, e: r.ForumPostponed) -> None:
+        context = {
+            "previous_date": day_text(e.previous_date),
+            "date": day_text(e.date),
+            "reason": e.reason,
+        }
+        recipients = [a.person_id for a in e.attendees_to_inform]
+        await self.notify(
+            "forum_postponed", e.township_id, f"forum:{e.forum_id}", context, recipients
+        )
+        await self.conn.execute(
+            f"""UPDATE {self.s}.reminders SET due_at = $3,
+                    context = context || jsonb_build_object('date', $4::text)
+                WHERE cancel_key = $1 AND kind = $2 AND status = 'scheduled'""",
+            f"forum:{e.forum_id}",
+            "forum_eve",
+            forum_eve_due(e.date),
+            day_text(e.date),
+        )
+
+    async def forum_cancelled(self, e: r.ForumCancelled) -> None:
+        recipients = [a.person_id for a in e.attendees_to_inform]
+        await self.notify(
+            "forum_cancelled",
+            e.township_id,
+            f"forum:{e.forum_id}",
+            {"reason": e.reason},
+            recipients,
+        )
+        await self.conn.execute(
+            f"""UPDATE {self.s}.reminders SET status = 'cancelled'
+                WHERE cancel_key = $1 AND status = 'scheduled'""",
+            f"forum:{e.forum_id}",
+        )
+        # A notice of the forum still held for quiet hours would now only mislead.
+        await self.conn.execute(
+            f"""UPDATE {self.s}.deliveries d SET status = 'cancelled'
+                FROM {self.s}.notices n
+                WHERE n.subject_ref = $1 AND n.kind IN ('forum_notice', 'forum_eve')
+                  AND d.source_event_id = n.source_event_id AND d.kind = n.kind
+                  AND d.status = 'pending'""",
+            f"forum:{e.forum_id}",
+        )
+
+    async def known(self, township_id: str, attendees: Sequence[r.Attendee]) -> None:
+        """Attendees the directory does not know yet (invited guests): inbox only for now."""
+        await self.conn.execute(
+            f"""INSERT INTO {self.s}.people (person_id, name, roles, township_id, village_id)
+                SELECT p, n, ARRAY[ro], $4, v
+                FROM unnest($1::text[], $2::text[], $3::text[], $5::text[]) AS t(p, n, ro, v)
+                ON CONFLICT (person_id) DO NOTHING""",
+            [a.person_id for a in attendees],
+            [a.name for a in attendees],
+            [a.role for a in attendees],
+            township_id,
+            [a.village_id for a in attendees],
+        )
+
+    async def schedule(
+        self,
+        kind: str,
+        key: str,
+        township_id: str,
+        due_at: dt.datetime,
+        context: dict[str, Any],
+        recipients: Sequence[str],
+        *,
+        subject_ref: str | None = None,
+        step: str = "",
+    ) -> None:
+        """A reminder under its cancellation key (``forum:{id}``, ``task:{id}``); scheduling it
+        again (a new notice after a postponement, a rescheduled task) moves it."""
+        if due_at <= self.now:
+            return  # the moment has passed: a late reminder would only confuse
+        await self.conn.execute(
+            f"""INSERT INTO {self.s}.reminders (reminder_id, cancel_key, kind, step, due_at,
+                    township_id, subject_ref, context, recipients)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                ON CONFLICT (cancel_key, kind, step) DO UPDATE SET due_at = $5, context = $8,
+                    recipients = $9, status = 'scheduled', fired_at = NULL""",
+            derived_id(key, kind, step),
+            key,
+            kind,
+            step,
+            due_at,
+            township_id,
+            subject_ref or key,
+            context,
+            list(recipients),
+        )
+
+    async def with_roles(self, roles: Sequence[str], township_id: str | None) -> list[str]:
+        """People of the directory holding one of ``roles`` (in the township, if given)."""
+        rows = await self.conn.fetch(
+            f"""SELECT person_id FROM {self.s}.people
+                WHERE active AND roles && $1::text[] AND ($2::text IS NULL OR township_id = $2)
+                ORDER BY person_id""",
+            list(roles),
+            township_id,
+        )
+        return [row["person_id"] for row in rows]
+
+    async def secretaries(self, village_id: str) -> list[str]:
+        rows = await self.conn.fetch(
+            f"""SELECT person_id FROM {self.s}.people WHERE active AND village_id = $1
+                AND 'village_secretary' = ANY(roles) ORDER BY person_id""",
+            village_id,
+        )
+        return [row["person_id"] for row in rows]
+
+    async def issue(self, e: r.IssueEvent) -> None:
+        """Speak-up issues (逢五说事, 领办): the village secretary hears of one nobody claims,
+        and of the claimant's progress."""
+        key = f"issue:{e.issue_id}"
+        if isinstance(e, r.IssueRaised):
+            await self.conn.execute(
+                f"INSERT INTO {self.s}.issues VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                e.issue_id,
+                e.village_id,
+                e.title,
+            )
+            await self.schedule(
+                "issue_unclaimed",
+                key,
+                e.township_id,
+                issue_unclaimed_due(e.raised_on),
+                {"title": e.title, "raised_on": day_text(e.raised_on)},
+                await self.secretaries(e.village_id),
+            )
+            return
+        if isinstance(e, r.IssueClaimed | r.IssuePromoted | r.IssueClosed):
+            await self.conn.execute(
+                f"""UPDATE {self.s}.reminders SET status = 'cancelled'
+                    WHERE cancel_key = $1 AND status = 'scheduled'""",
+                key,
+            )
+        if isinstance(e, r.IssueProgressReported | r.IssueClosed):
+            title = await self.conn.fetchval(
+                f"SELECT title FROM {self.s}.issues WHERE issue_id = $1", e.issue_id
+            )
+            closed = isinstance(e, r.IssueClosed)
+            context = {
+                "title": title or e.issue_id,
+                "progress": "已办结" if closed else "有新进展",
+                "note": e.outcome if isinstance(e, r.IssueClosed) else e.note,
+            }
+            await self.notify(
+                "issue_progress", e.township_id, key, context, await self.secretaries(e.village_id)
+            )
+
+    async def red_light(self, e: r.LightChanged) -> None:
+        """A village turned red: the county organisation department and the township, at once
+        (an urgent kind: quiet hours do not hold it)."""
+        recipients = await self.with_roles([COUNTY], None)
+        recipients += await self.with_roles(TOWNSHIP_OFFICE, e.township_id)
+        await self.notify(
+            "red_light",
+            e.township_id,
+            f"village:{e.village_id}",
+            {"village_id": e.village_id, "reason": e.reason},
+            recipients,
+        )
+
+    async def report_late(self, e: r.ReportLate) -> None:
+        team = await self.conn.fetch(
+            f"SELECT person_id FROM {self.s}.team_members WHERE team_id = $1", e.subject_id
+        )
+        recipients = [m["person_id"] for m in team]
+        recipients += await self.with_roles(TOWNSHIP_OFFICE, e.township_id)
+        context = {
+            "period": e.period,
+            "report": REPORTS.get(e.kind, e.kind),
+            "due_at": moment_text(e.due_at),
+        }
+        await self.notify("report_late", e.township_id, f"team:{e.subject_id}", context, recipients)
+
+
+class _Tasks:
+    """Tracked work items (rectification): due reminders, overdue, escalation, progress."""
+
+    def __init__(self, planning: _Planning) -> None:
+        self.p = planning
+        self.s = planning.s
+
+    async def on(self, e: r.TaskEvent) -> None:
+        if isinstance(e, r.TaskAssigned):
+            await self.p.conn.execute(
+                f"""INSERT INTO {self.s}.tasks VALUES ($1, $2, $3, $4, $5, $6, $7)
+                    ON CONFLICT (task_id) DO UPDATE SET title = $3, assignee_kind = $5,
+                        assignee_id = $6, due_on = $7""",
+                e.task_id,
+                e.township_id,
+                e.title,
+                e.topic_id,
+                e.assignee.kind,
+                e.assignee.id,
+                e.due_on,
+            )
+            await self.remind(e.task_id)
+            return
+        task = await self.p.conn.fetchrow(
+            f"SELECT * FROM {self.s}.tasks WHERE task_id = $1", e.task_id
+        )
+        if task is None:
+            return  # assigned before we listened; nothing to say about it by name
+        ref = f"task:{e.task_id}"
+        context: dict[str, Any] = {"title": task["title"], "due_on": day_text(task["due_on"])}
+        if isinstance(e, r.TaskRescheduled):
+            await self.p.conn.execute(
+                f"UPDATE {self.s}.tasks SET due_on = $2 WHERE task_id = $1", e.task_id, e.due_on
+            )
+            await self.remind(e.task_id)
+        elif isinstance(e, r.TaskCompleted):
+            await self.p.conn.execute(
+                f"""UPDATE {self.s}.reminders SET status = 'cancelled'
+                    WHERE cancel_key = $1 AND status = 'scheduled'""",
+                ref,
+            )
+            await self.progress(task, "已完成")
+        elif isinstance(e, r.TaskProgressReported):
+            await self.progress(task, f"进展至{e.percent}%")
+        elif isinstance(e, r.TaskOverdue):
+            await self.p.notify(
+                "task_overdue", e.township_id, ref, context, await self.assignees(task)
+            )
+        elif isinstance(e, r.TaskEscalated):
+            level = "县级" if e.level == "county" else "乡镇"
+            desk = [COUNTY] if e.level == "county" else TOWNSHIP_OFFICE
+            recipients = await self.p.with_roles(
+                desk, None if e.level == "county" else e.township_id
+            )
+            await self.p.notify(
+                "task_escalated",
+                e.township_id,
+                ref,
+                {**context, "days": e.working_days_overdue, "level": level},
+                [*await self.assignees(task), *recipients],
+            )
+
+    async def assignees(self, task: asyncpg.Record) -> list[str]:
+        """A person, or the secretary of the village the task is assigned to."""
+        if task["assignee_kind"] == "person":
+            return [task["assignee_id"]]
+        return await self.p.secretaries(task["assignee_id"])
+
+    async def remind(self, task_id: str) -> None:
+        task = await self.p.conn.fetchrow(
+            f"SELECT * FROM {self.s}.tasks WHERE task_id = $1", task_id
+        )
+        assert task is not None
+        recipients = await self.assignees(task)
+        for days in TASK_REMINDER_DAYS:
+            await self.p.schedule(
+                "task_due",
+                f"task:{task_id}",
+                task["township_id"],
+                task_due(task["due_on"], days),
+                {"title": task["title"], "due_on": day_text(task["due_on"]), "days": days},
+                recipients,
+                step=str(days),
+            )
+
+    async def progress(self, task: asyncpg.Record, progress: str) -> None:
+        """The submitters of the topic a forum task came from hear how it goes."""
+        if task["topic_id"] is None:
+            return
+        submitters = await self.p.conn.fetchval(
+            f"SELECT submitter_ids FROM {self.s}.topic_titles WHERE topic_id = $1",
+            task["topic_id"],
+        )
+        await self.p.notify(
+            "task_progress",
+            task["township_id"],
+            f"task:{task['task_id']}",
+            {"title": task["title"], "progress": progress},
+            list(submitters or []),
+        )

@@ -1,0 +1,182 @@
+"""The service's own tables: directory, preferences, the delivery ledger, reminders, templates.
+
+Not projections of the service's events (they hold what people told us and what the sender
+did), so they are migrations, not rebuildable read models.
+"""
+
+from __future__ import annotations
+
+from cunzhi_platform.migrations import Migration
+
+MIGRATIONS = [
+    Migration(
+        "0001_notifications",
+        """
+        CREATE TABLE {schema}.people (
+            person_id text PRIMARY KEY,
+            name text NOT NULL,
+            roles text[] NOT NULL DEFAULT '{}',
+            county_id text,
+            township_id text,
+            station_id text,
+            village_id text,
+            phone text,
+            email text,
+            wecom_id text,
+            dingtalk_id text,
+            active boolean NOT NULL DEFAULT true,
+            quiet_start time,
+            quiet_end time,
+            digest_at time,
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX people_township ON {schema}.people (township_id) WHERE active;
+        CREATE INDEX people_county ON {schema}.people (county_id) WHERE active;
+        CREATE TABLE {schema}.groups (
+            group_id text PRIMARY KEY,
+            name text NOT NULL,
+            township_id text NOT NULL,
+            village_id text,
+            channel text NOT NULL CHECK (channel IN ('wecom', 'dingtalk')),
+            webhook_url text NOT NULL,
+            secret text,
+            active boolean NOT NULL DEFAULT true,
+            last_sent_at timestamptz
+        );
+        CREATE INDEX groups_township ON {schema}.groups (township_id) WHERE active;
+        CREATE TABLE {schema}.preferences (
+            person_id text NOT NULL,
+            kind text NOT NULL,
+            channel text NOT NULL,
+            enabled boolean NOT NULL,
+            digest boolean NOT NULL DEFAULT false,
+            PRIMARY KEY (person_id, kind, channel)
+        );
+        -- One row per (source event, kind): what the templates render, shared by its deliveries.
+        CREATE TABLE {schema}.notices (
+            source_event_id uuid NOT NULL,
+            kind text NOT NULL,
+            source_type text NOT NULL,
+            township_id text,
+            subject_ref text NOT NULL,
+            context jsonb NOT NULL,
+            urgent boolean NOT NULL DEFAULT false,
+            created_at timestamptz NOT NULL,
+            PRIMARY KEY (source_event_id, kind)
+        );
+        CREATE INDEX notices_subject ON {schema}.notices (subject_ref);
+        -- The delivery ledger: exactly one row per (source event, recipient, kind, channel).
+        -- The delivery id is the unique key's digest, computed by PostgreSQL: the same delivery
+        -- has the same id everywhere (providers that dedupe on our id recognise a resend), and
+        -- the primary key is the exactly-once guard without a second, wide unique index.
+        CREATE TABLE {schema}.deliveries (
+            source_event_id uuid NOT NULL,
+            recipient_id text NOT NULL,
+            kind text NOT NULL,
+            channel text NOT NULL,
+            delivery_id uuid GENERATED ALWAYS AS (md5(
+                source_event_id::text || '|' || recipient_id || '|' || kind || '|' || channel
+            )::uuid) STORED PRIMARY KEY,
+            township_id text,
+            status text NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'sending', 'sent', 'delivered', 'failed',
+                                  'cancelled')),
+            not_before timestamptz NOT NULL,
+            held boolean NOT NULL DEFAULT false,
+            digest boolean NOT NULL DEFAULT false,
+            attempts integer NOT NULL DEFAULT 0,
+            unclear boolean NOT NULL DEFAULT false,
+            claim uuid,
+            lease_until timestamptz,
+            provider_id text,
+            digest_id uuid,
+            last_error text,
+            subject text,
+            body text,
+            stream_version integer NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL,
+            sent_at timestamptz,
+            failed_at timestamptz,
+            read_at timestamptz,
+            receipt_checked_at timestamptz
+        );
+        -- SMS sent but not yet known delivered: the receipts the sender asks providers for.
+        CREATE INDEX deliveries_receipts ON {schema}.deliveries (sent_at)
+            WHERE status = 'sent' AND channel = 'sms';
+        CREATE INDEX deliveries_source ON {schema}.deliveries (source_event_id);
+        CREATE INDEX deliveries_due ON {schema}.deliveries (not_before)
+            WHERE status IN ('pending', 'sending');
+        CREATE INDEX deliveries_inbox ON {schema}.deliveries (recipient_id, created_at DESC)
+            WHERE channel = 'inbox' AND status IN ('sent', 'delivered');
+        CREATE INDEX deliveries_township ON {schema}.deliveries (township_id, status);
+        CREATE TABLE {schema}.reminders (
+            reminder_id uuid PRIMARY KEY,
+            cancel_key text NOT NULL,
+            kind text NOT NULL,
+            due_at timestamptz NOT NULL,
+            township_id text,
+            subject_ref text NOT NULL,
+            context jsonb NOT NULL,
+            step text NOT NULL DEFAULT '',
+            recipients text[] NOT NULL,
+            status text NOT NULL DEFAULT 'scheduled'
+                CHECK (status IN ('scheduled', 'fired', 'cancelled')),
+            fired_at timestamptz,
+            UNIQUE (cancel_key, kind, step)
+        );
+        CREATE INDEX reminders_due ON {schema}.reminders (due_at) WHERE status = 'scheduled';
+        -- Who submitted what in a call (for the closing reminder to those who submitted nothing).
+        CREATE TABLE {schema}.submissions (
+            forum_id text NOT NULL,
+            topic_id text NOT NULL,
+            person_id text NOT NULL,
+            village_id text,
+            station_id text,
+            PRIMARY KEY (forum_id, topic_id)
+        );
+        CREATE TABLE {schema}.topic_titles (
+            topic_id text PRIMARY KEY,
+            title text,
+            submitter_ids text[] NOT NULL DEFAULT '{}'
+        );
+        -- Tracked work items (rectification), for reminders and for telling topic submitters.
+        CREATE TABLE {schema}.tasks (
+            task_id text PRIMARY KEY,
+            township_id text NOT NULL,
+            title text NOT NULL,
+            topic_id text,
+            assignee_kind text NOT NULL,
+            assignee_id text NOT NULL,
+            due_on date NOT NULL
+        );
+        CREATE TABLE {schema}.issues (
+            issue_id text PRIMARY KEY,
+            village_id text NOT NULL,
+            title text NOT NULL
+        );
+        CREATE TABLE {schema}.team_members (
+            team_id text NOT NULL,
+            person_id text NOT NULL,
+            PRIMARY KEY (team_id, person_id)
+        );
+        CREATE TABLE {schema}.templates (
+            kind text NOT NULL,
+            channel text NOT NULL,
+            subject text NOT NULL,
+            body text NOT NULL,
+            updated_by text NOT NULL,
+            updated_at timestamptz NOT NULL,
+            PRIMARY KEY (kind, channel)
+        );
+        CREATE TABLE {schema}.endpoints (
+            endpoint_id text PRIMARY KEY,
+            url text NOT NULL,
+            event_types text[] NOT NULL,
+            secret text NOT NULL,
+            active boolean NOT NULL DEFAULT true,
+            disabled_reason text,
+            created_at timestamptz NOT NULL
+        );
+        """,
+    ),
+]

@@ -1,0 +1,1 @@
+"""The notifications domain: kinds, preferences, quiet hours, digests, retries, templates."""

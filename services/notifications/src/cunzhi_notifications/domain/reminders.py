@@ -1,0 +1,63 @@
+"""When reminders fall due (提醒): working days, Asia/Shanghai.
+
+Ours, not the source reports': a reminder goes out at 09:00 on its day, the start of the
+township's working day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cunzhi_platform.clock import SHANGHAI, is_working_day, working_days_before
+
+REMIND_AT = dt.time(9, 0)
+
+
+def working_day_before(day: dt.date) -> dt.datetime:
+    """09:00 on the working day before ``day`` (holidays and adjusted work days counted)."""
+    return dt.datetime.combine(working_days_before(day, 1), REMIND_AT, SHANGHAI)
+
+
+def call_closing_due(closes_at: dt.datetime) -> dt.datetime:
+    """The working day before the call for topics closes."""
+    return working_day_before(closes_at.astimezone(SHANGHAI).date())
+
+
+def forum_eve_due(forum_date: dt.date) -> dt.datetime:
+    """The working day before the forum."""
+    return working_day_before(forum_date)
+
+
+def task_due(due_on: dt.date, days: int) -> dt.datetime:
+    """``days`` working days before a task's due day."""
+    return dt.datetime.combine(working_days_before(due_on, days), REMIND_AT, SHANGHAI)
+
+
+ISSUE_UNCLAIMED_DAYS = 3
+"""Ours: an issue nobody claimed within 3 working days is brought to the village secretary."""
+
+
+def working_days_after(day: dt.date, count: int) -> dt.date:
+    """The date ``count`` working days after ``day`` (``day`` itself not counted)."""
+    current = day
+    while count > 0:
+        current += dt.timedelta(days=1)
+        if is_working_day(current):
+            count -= 1
+    return current
+
+
+def issue_unclaimed_due(raised_on: dt.date) -> dt.datetime:
+    return dt.datetime.combine(
+        working_days_after(raised_on, ISSUE_UNCLAIMED_DAYS), REMIND_AT, SHANGHAI
+    )
+
+
+def day_text(day: dt.date) -> str:
+    """How a date reads in a notice: 10月30日."""
+    return f"{day.month}月{day.day}日"
+
+
+def moment_text(moment: dt.datetime) -> str:
+    local = moment.astimezone(SHANGHAI)
+    return f"{day_text(local.date())} {local:%H:%M}"

@@ -1,0 +1,56 @@
+"""The notifications service as the platform runs it: readers, ledger, sender, reminders, API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cunzhi_platform.runtime import Service
+
+from .adapters.http import router
+from .adapters.inbox import InboxChannel
+from .adapters.ledger import Ledger
+from .adapters.planner import Planner, RosterDirectory
+from .adapters.reminders import reminder_timer
+from .adapters.schema import MIGRATIONS
+from .adapters.sender import Sender
+from .channels.base import Channel
+from .events import SERVICE, registry
+from .readers import meetings, rectification, topics
+
+DESCRIPTION = (
+    "Every notice, reminder and alert of the other services delivered once, on the channels "
+    "people use (in-app inbox, SMS, WeCom/DingTalk group robots, e-mail, outbound webhooks): "
+    "a delivery ledger exactly once per (source event, recipient, kind, channel), preferences, "
+    "quiet hours, digests and durable reminders. Recipients are person ids: phone numbers and "
+    "e-mail addresses never appear in these events.\n\n"
+    "Rules that are ours, not the source reports': reminders go out at 09:00 Asia/Shanghai on "
+    "working days (tasks 3 and 1 working days before they are due, a call for topics the "
+    "working day before it closes, a forum the working day before it is held, a speak-up issue "
+    "nobody claimed after 3 working days); the daily digest is at 18:00 unless a person chooses "
+    "another time; a send is tried 6 times, 30 s apart doubling to at most 1 hour, with jitter, "
+    "a provider's own wait honoured when longer; SMS status reports are asked for every 5 "
+    "minutes for a day; the role notifications_admin (county IT) manages templates, endpoints "
+    "and anyone's directory entry, and with the person alone sees phone numbers and e-mail "
+    "addresses whole."
+)
+
+
+def build_service(
+    channels: Mapping[str, Channel] | None = None,
+    *,
+    name: str = SERVICE,
+    sender: Sender | None = None,
+) -> Service:
+    """``channels``: the adapters by channel name; the inbox is always there."""
+    adapters: dict[str, Channel] = {"inbox": InboxChannel(), **(channels or {})}
+    sender = sender or Sender(name, adapters)
+    return Service(
+        name=name,
+        registry=registry,
+        consumes=[topics, meetings, rectification],
+        consumers=[RosterDirectory(), Planner(sorted(adapters))],
+        migrations=MIGRATIONS,
+        routers=[router],
+        background=[sender.loop(), reminder_timer(Ledger(name, adapters))],
+        description=DESCRIPTION,
+    )

@@ -1,0 +1,150 @@
+"""The directory (roster events, API, CSV) and the call for topics with its closing reminder."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+async def test_roster_events_feed_the_directory_and_personal_data_is_masked(kit):
+    township = kit.fresh("tw")
+    person = kit.fresh("p")
+    await kit.publish(
+        "meetings",
+        "RosterMemberAdded",
+        {
+            "township_id": township,
+            "person_id": person,
+            "name": "赵主任",
+            "role": "middle_cadre",
+            "village_id": None,
+            "phone": "13812345678",
+        },
+        f"roster:{township}",
+    )
+
+    async def known():
+        r = await kit.client.get(f"/people/{person}", headers=kit.admin())
+        return r if r.status_code == 200 else None
+
+    r = await kit.until_ready(known)
+    assert r.json()["phone"] == "13812345678" and r.json()["roles"] == ["middle_cadre"]
+    office = await kit.client.get(f"/people/{person}", headers=kit.office(township))
+    assert office.json()["phone"] == "138****5678"
+    mine = await kit.client.get(f"/people/{person}", headers=kit.me(person))
+    assert mine.json()["phone"] == "13812345678"
+    elsewhere = await kit.client.get(f"/people/{person}", headers=kit.office(kit.fresh("tw")))
+    assert elsewhere.status_code == 403
+    listing = await kit.client.get(f"/townships/{township}/people", headers=kit.office(township))
+    assert [p["phone"] for p in listing.json()] == ["138****5678"]
+
+
+async def test_bad_people_are_refused_with_the_field_and_nothing_is_stored(kit):
+    township = kit.fresh("tw")
+    r = await kit.client.put(
+        f"/people/{kit.fresh('p')}",
+        json={"name": "王", "township_id": township, "phone": "12345"},
+        headers=kit.office(township),
+    )
+    assert r.status_code == 422 and "phone" in r.text
+    other = await kit.client.put(
+        f"/people/{kit.fresh('p')}",
+        json={"name": "王", "township_id": kit.fresh("tw")},
+        headers=kit.office(township),
+    )
+    assert other.status_code == 403
+    csv_text = (
+        "person_id,name,roles,township_id,phone,email\n"
+        f"{kit.fresh('a')},甲,village_secretary,{township},13800000001,a@example.cn\n"
+        f"{kit.fresh('b')},乙,station_head;party_member,{township},13800000002,not-an-email\n"
+    )
+    r = await kit.client.post(
+        "/people/import",
+        content=csv_text.encode(),
+        headers={**kit.office(township), "content-type": "text/csv"},
+    )
+    assert r.status_code == 422 and "line 3" in r.json()["detail"], r.text
+    assert (
+        await kit.pool.fetchval(
+            f"SELECT count(*) FROM {kit.s}.people WHERE township_id = $1", township
+        )
+        == 0
+    )
+
+
+async def test_call_opened_to_villages_and_stations_then_a_reminder_to_who_submitted_nothing(kit):
+    township, forum = kit.fresh("tw"), kit.fresh("forum")
+    csv_text = (
+        "person_id,name,roles,township_id,village_id,station_id,phone\n"
+        + "".join(
+            f"{township}-{n},书记{n},village_secretary,{township},v{n},,1380000000{n}\n"
+            for n in range(1, 4)
+        )
+        + f"{township}-nj,站长,station_head,{township},,nongjing,13900000009\n"
+        + (f"{township}-m,党员,party_member,{township},v1,,13900000008\n")
+    )
+    r = await kit.client.post(
+        "/people/import",
+        content=csv_text.encode(),
+        headers={**kit.office(township), "content-type": "text/csv"},
+    )
+    assert r.json() == {"imported": 5}, r.text
+    closes = dt.datetime(2026, 10, 23, 17, 30, tzinfo=kit.start.tzinfo)
+    event_id = await kit.publish(
+        "topics",
+        "CallForTopicsOpened",
+        {
+            "township_id": township,
+            "forum_id": forum,
+            "forum_date": "2026-10-30",
+            "opened_at": kit.start.isoformat(),
+            "closes_at": closes.isoformat(),
+        },
+        f"call:{township}:{forum}",
+    )
+    rows = await kit.settled("source_event_id = $1", event_id, count=8)  # 4 people × inbox, sms
+    assert {r["recipient_id"] for r in rows} == {f"{township}-{x}" for x in ("1", "2", "3", "nj")}
+    sms = kit.channels["sms"].to("13800000001")[0]
+    assert "10月23日 17:30" in sms.body
+
+    # village 1 submits (by someone else of the village), the station submits
+    for person, village, station in [("x", "v1", None), (f"{township}-nj", None, "nongjing")]:
+        await kit.publish(
+            "topics",
+            "TopicSubmitted",
+            {
+                "topic_id": kit.fresh("t"),
+                "township_id": township,
+                "forum_id": forum,
+                "village_ids": [],
+                "submitter_ids": [person],
+                "title": "道路硬化",
+                "description": "d",
+                "category": "c",
+                "submitted_by": person,
+                "submitter_role": "village_secretary",
+                "submitter_village_id": village,
+                "submitter_station_id": station,
+                "submitted_at": kit.start.isoformat(),
+            },
+            f"topic:{forum}",
+        )
+    assert await kit.until_ready(
+        lambda: kit.pool.fetchval(
+            f"SELECT count(*) = 2 FROM {kit.s}.submissions WHERE forum_id = $1", forum
+        )
+    )
+    reminder = await kit.pool.fetchrow(
+        f"SELECT * FROM {kit.s}.reminders WHERE cancel_key = $1", f"forum:{forum}"
+    )
+    assert reminder["due_at"] == dt.datetime(2026, 10, 22, 9, 0, tzinfo=kit.start.tzinfo)
+    kit.clock.set(reminder["due_at"] + dt.timedelta(minutes=1))
+    rows = await kit.until_rows(
+        "kind = 'call_closing' AND township_id = $1",
+        township,
+        check=lambda rows: len(rows) == 4 and all(r["status"] == "sent" for r in rows),
+    )
+    assert {r["recipient_id"] for r in rows} == {f"{township}-2", f"{township}-3"}
+    fired = await kit.pool.fetchval(
+        f"SELECT status FROM {kit.s}.reminders WHERE cancel_key = $1", f"forum:{forum}"
+    )
+    assert fired == "fired"

@@ -1,0 +1,147 @@
+"""Faults: a service killed mid-delivery, a redelivered batch, restarts around a reminder.
+
+Each ends with every notice delivered exactly once to our side of the provider: the test
+channels outlive the service instances, as a provider outlives our processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from cunzhi_platform.testing import consume
+
+
+class Hang:
+    """A channel that passes messages to ``inner`` and then never answers (the process dies
+    before it can record the outcome)."""
+
+    def __init__(self, inner, send_first: bool) -> None:
+        self.inner, self.send_first = inner, send_first
+        self.name, self.max_batch = inner.name, inner.max_batch
+        self.reached = asyncio.Event()
+
+    async def send(self, messages):
+        if self.send_first:
+            await self.inner.send(messages)
+        self.reached.set()
+        await asyncio.Event().wait()
+
+    async def receipt(self, message, provider_id):
+        return await self.inner.receipt(message, provider_id)
+
+
+@pytest.mark.parametrize("sent_before_death", [False, True])
+async def test_killed_between_claiming_and_marking_sends_once(
+    settings, pool, clock, start_kit, sent_before_death
+):
+    name = "nkill" + ("a" if sent_before_death else "b") + start_kit.fresh("x")[-8:]
+    sms = start_kit.recorder("sms")
+    hang = Hang(sms, send_first=sent_before_death)
+    async with start_kit(name, channels={"sms": hang}) as a:
+        township, forum = a.fresh("tw"), a.fresh("forum")
+        people = [await a.person(township, phone=f"1380000{n:04d}") for n in range(5)]
+        event_id = await a.publish(
+            "meetings",
+            "ForumNoticeIssued",
+            a.forum_notice(forum, township, [a.attendee(p) for p in people]),
+            forum,
+        )
+        await asyncio.wait_for(hang.reached.wait(), 90)
+        claimed = await a.rows("source_event_id = $1 AND channel = 'sms'", event_id)
+        assert {r["status"] for r in claimed} == {"sending"}
+    # the first instance is gone with its claims; its lease runs out
+    clock.advance(dt.timedelta(minutes=3))
+    async with start_kit(name, channels={"sms": sms}) as b:
+        rows = await b.settled("source_event_id = $1", event_id, count=10)
+    assert {r["status"] for r in rows} == {"sent"}
+    assert len(sms.accepted) == 5 and sms.doubles() == {}
+    # each one asked about before sending again (and status reports asked for after)
+    assert sms.receipts >= 5
+    assert all(r["attempts"] == 2 for r in rows if r["channel"] == "sms")
+
+
+async def test_a_redelivered_batch_plans_and_sends_nothing_twice(kit):
+    township = kit.fresh("tw")
+    people = [await kit.person(township, phone=f"1390000{n:04d}") for n in range(3)]
+    events = []
+    for n in range(4):
+        forum = kit.fresh("forum")
+        payload = kit.forum_notice(forum, township, [kit.attendee(p) for p in people], number=n)
+        events.append(
+            (forum, payload, await kit.publish("meetings", "ForumNoticeIssued", payload, forum))
+        )
+    ids = [e[2] for e in events]
+    await kit.settled("source_event_id = ANY($1::uuid[])", ids, count=24)
+    # the consumer forgets it processed them (a restore, a rebuild gone wrong) and they come back
+    await kit.pool.execute(f"DELETE FROM {kit.s}.planner__processed")
+    for forum, payload, event_id in events:
+        await kit.publish("meetings", "ForumNoticeIssued", payload, forum, event_id=event_id)
+    await kit.until_ready(
+        lambda: kit.pool.fetchval(
+            f"SELECT count(*) = 4 FROM {kit.s}.planner__processed WHERE event_id = ANY($1::uuid[])",
+            ids,
+        )
+    )
+    rows = await kit.settled("source_event_id = ANY($1::uuid[])", ids, count=24)
+    assert {r["status"] for r in rows} == {"sent"}
+    assert len(kit.channels["sms"].accepted) == 12 and kit.channels["sms"].doubles() == {}
+    requested = [
+        e for e in await kit.events("NotificationRequested") if e["source_event_id"] in ids
+    ]
+    assert len(requested) == 4
+
+
+async def test_a_reminder_survives_restarts_and_fires_once(settings, pool, clock, start_kit):
+    name = "nrem" + start_kit.fresh("x")[-8:]
+    sms = start_kit.recorder("sms")
+    async with start_kit(name, channels={"sms": sms}) as a:
+        township, forum = a.fresh("tw"), a.fresh("forum")
+        p = await a.person(township, phone="13812345678")
+        await a.publish(
+            "meetings",
+            "ForumNoticeIssued",
+            a.forum_notice(forum, township, [a.attendee(p)]),
+            forum,
+        )
+        await a.until_rows(
+            "kind = 'forum_notice' AND recipient_id = $1", p, check=lambda rows: len(rows) == 2
+        )
+    clock.set(dt.datetime(2026, 10, 29, 9, 1, tzinfo=clock.now().tzinfo))
+    async with start_kit(name, channels={"sms": sms}) as b:
+        await b.settled("kind = 'forum_eve' AND recipient_id = $1", p, count=2)
+    async with start_kit(name, channels={"sms": sms}) as c:
+        clock.advance(dt.timedelta(days=1))
+        await c.settled("kind = 'forum_eve' AND recipient_id = $1", p, count=2)
+        status = await c.pool.fetchval(
+            f"SELECT status FROM {c.s}.reminders WHERE cancel_key = $1", f"forum:{forum}"
+        )
+    assert status == "fired"
+    eve = [m for m in sms.to("13812345678") if m.subject == "明日论坛提醒"]
+    assert len(eve) == 1 and sms.doubles() == {}
+
+
+async def test_a_poison_event_is_dead_lettered_and_the_next_one_planned(kit, settings):
+    township, forum = kit.fresh("tw"), kit.fresh("forum")
+    p = await kit.person(township)
+    bad = kit.forum_notice(forum, township, [kit.attendee(p)])
+    del bad["attendees"]  # a producer bug: the notice names nobody
+    bad_id = await kit.publish("meetings", "ForumNoticeIssued", bad, forum)
+    good_id = await kit.publish(
+        "meetings",
+        "ForumNoticeIssued",
+        kit.forum_notice(forum, township, [kit.attendee(p)]),
+        forum,
+    )
+    await kit.settled("source_event_id = $1", good_id, count=1)
+    assert await kit.rows("source_event_id = $1", bad_id) == []
+    dlq = await consume(
+        settings.kafka_bootstrap_servers, "cunzhi.meetings.events.dlq", 10_000, timeout=10
+    )
+    ours = [
+        dict((k, v.decode()) for k, v in r.headers)
+        for r in dlq
+        if dict(r.headers).get("ce_id", b"").decode() == bad_id
+    ]
+    assert [h["dlq_reason"] for h in ours if h["dlq_consumer"].startswith(f"cunzhi.{kit.name}.")]

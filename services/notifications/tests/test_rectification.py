@@ -1,0 +1,257 @@
+"""Rectification's events as notices: task reminders, overdue, escalation, red lights, reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def task_assigned(kit, township: str, task: str, village: str, **kw):
+    return {
+        "task_id": task,
+        "source": "forum_resolution",
+        "township_id": township,
+        "assignee": {"kind": "village", "id": village, "name": "后关堤村"},
+        "title": "建立流动党员台账",
+        "starts_on": "2026-10-30",
+        "due_on": "2026-11-30",
+        "deadline": "2026-11-30T23:59:59+08:00",
+        "weight": 1.0,
+        **kw,
+    }
+
+
+async def test_a_task_reminds_its_village_moves_with_its_due_date_and_tells_submitters(kit):
+    township, village, task, topic = (kit.fresh(x) for x in ("tw", "v", "T", "t"))
+    secretary = await kit.person(township, village_id=village, phone="13812340001")
+    submitter = await kit.person(township, name="孙书记")
+    await kit.publish(
+        "topics",
+        "TopicSubmitted",
+        {
+            "topic_id": topic,
+            "township_id": township,
+            "forum_id": "f",
+            "village_ids": [],
+            "submitter_ids": [submitter],
+            "title": "流动党员管理难",
+            "description": "d",
+            "category": "c",
+            "submitted_by": submitter,
+            "submitter_role": "village_secretary",
+            "submitted_at": kit.start.isoformat(),
+        },
+        f"topic:{topic}",
+    )
+    await kit.publish(
+        "rectification",
+        "TaskAssigned",
+        task_assigned(kit, township, task, village, topic_id=topic),
+        task,
+    )
+    reminders = await kit.until_ready(
+        lambda: kit.pool.fetch(
+            f"SELECT step, due_at FROM {kit.s}.reminders WHERE cancel_key = $1 ORDER BY step",
+            f"task:{task}",
+        )
+    )
+    shanghai = kit.start.tzinfo
+    # due Monday 30 November: 3 working days before is Wednesday 25th, 1 is Friday 27th
+    assert [(r["step"], r["due_at"]) for r in reminders] == [
+        ("1", dt.datetime(2026, 11, 27, 9, 0, tzinfo=shanghai)),
+        ("3", dt.datetime(2026, 11, 25, 9, 0, tzinfo=shanghai)),
+    ]
+    kit.clock.set(dt.datetime(2026, 11, 25, 9, 5, tzinfo=shanghai))
+    rows = await kit.settled("kind = 'task_due' AND recipient_id = $1", secretary, count=2)
+    by_channel = {r["channel"]: r for r in rows}
+    assert "还有3个工作日" in by_channel["inbox"]["body"]
+    assert "11月30日到期" in by_channel["sms"]["body"]
+
+    await kit.publish(
+        "rectification",
+        "TaskRescheduled",
+        {
+            "task_id": task,
+            "township_id": township,
+            "previous_due_on": "2026-11-30",
+            "due_on": "2026-12-14",
+            "deadline": "2026-12-14T23:59:59+08:00",
+            "reason": "天气",
+            "rescheduled_by": "office",
+        },
+        task,
+    )
+    moved = await kit.until_ready(
+        lambda: kit.pool.fetchval(
+            f"""SELECT due_at FROM {kit.s}.reminders WHERE cancel_key = $1 AND step = '1'
+                AND due_at > '2026-12-01'""",
+            f"task:{task}",
+        )
+    )
+    assert moved == dt.datetime(2026, 12, 11, 9, 0, tzinfo=shanghai)
+    await kit.publish(
+        "rectification",
+        "TaskProgressReported",
+        {
+            "task_id": task,
+            "township_id": township,
+            "percent": 60,
+            "previous_percent": 0,
+            "reported_by": secretary,
+            "reported_on": "2026-11-26",
+            "note": "已建档",
+        },
+        task,
+    )
+    await kit.publish(
+        "rectification",
+        "TaskCompleted",
+        {"task_id": task, "township_id": township, "completed_on": "2026-12-01"},
+        task,
+    )
+    rows = await kit.settled("kind = 'task_progress' AND recipient_id = $1", submitter, count=2)
+    bodies = sorted(r["body"] for r in rows)
+    assert "进展至60%" in bodies[1] and "已完成" in bodies[0]
+    statuses = await kit.pool.fetch(
+        f"SELECT status FROM {kit.s}.reminders WHERE cancel_key = $1", f"task:{task}"
+    )
+    assert {r["status"] for r in statuses} == {"cancelled"}
+
+
+async def test_overdue_and_escalation_reach_the_assignee_and_the_level_above(kit):
+    township, village, task = kit.fresh("tw"), kit.fresh("v"), kit.fresh("T")
+    secretary = await kit.person(township, village_id=village)
+    office = await kit.person(township, roles=["party_building_office"])
+    county = await kit.person(None, name="组织部", roles=["county_organisation_department"])
+    await kit.publish(
+        "rectification", "TaskAssigned", task_assigned(kit, township, task, village), task
+    )
+    await kit.until_ready(
+        lambda: kit.pool.fetchval(f"SELECT true FROM {kit.s}.tasks WHERE task_id = $1", task)
+    )
+    assignee = {"kind": "village", "id": village, "name": "后关堤村"}
+    await kit.publish(
+        "rectification",
+        "TaskOverdue",
+        {
+            "task_id": task,
+            "township_id": township,
+            "assignee": assignee,
+            "due_on": "2026-11-30",
+            "deadline": "2026-11-30T23:59:59+08:00",
+            "percent": 40,
+        },
+        task,
+    )
+    await kit.publish(
+        "rectification",
+        "TaskEscalated",
+        {
+            "task_id": task,
+            "township_id": township,
+            "level": "county",
+            "previous_level": "township",
+            "working_days_overdue": 5,
+            "due_on": "2026-11-30",
+        },
+        task,
+    )
+    overdue = await kit.settled(
+        "kind = 'task_overdue' AND recipient_id = ANY($1)", [secretary, office, county], count=1
+    )
+    assert overdue[0]["recipient_id"] == secretary
+    escalated = await kit.settled(
+        "kind = 'task_escalated' AND recipient_id = ANY($1)", [secretary, office, county], count=2
+    )
+    assert {r["recipient_id"] for r in escalated} == {secretary, county}
+    body = (await kit.client.get("/inbox", headers=kit.me(county))).json()["items"][0]["body"]
+    assert "逾期5个工作日" in body and "县级" in body
+
+
+async def test_a_red_light_goes_through_quiet_hours_to_county_and_township(kit):
+    township, village = kit.fresh("tw"), kit.fresh("v")
+    county = await kit.person(
+        None, name="组织部", roles=["county_organisation_department"], phone="13812340002"
+    )
+    office = await kit.person(township, roles=["party_building_office"], phone="13812340003")
+    for p in (county, office):
+        r = await kit.client.put(
+            f"/people/{p}/schedule",
+            json={"quiet_start": "09:00", "quiet_end": "12:00"},
+            headers=kit.me(p),
+        )
+        assert r.status_code == 200
+    light = {
+        "campaign_id": "c3",
+        "village_id": village,
+        "township_id": township,
+        "previous": "yellow",
+        "light": "red",
+        "reason": "2项任务逾期",
+        "progress": 0.2,
+        "planned": 0.5,
+        "overdue_tasks": 2,
+        "late_reports": 0,
+    }
+    await kit.publish(
+        "rectification", "LightChanged", {**light, "light": "yellow", "previous": "green"}, village
+    )
+    event_id = await kit.publish("rectification", "LightChanged", light, village)
+    rows = await kit.settled("source_event_id = $1", event_id, count=4)
+    assert {(r["recipient_id"], r["channel"]) for r in rows} == {
+        (county, "inbox"),
+        (county, "sms"),
+        (office, "inbox"),
+        (office, "sms"),
+    }
+    assert not any(r["held"] for r in rows)  # urgent: quiet hours do not hold it
+    yellow = await kit.pool.fetchval(
+        f"SELECT count(*) FROM {kit.s}.deliveries WHERE kind = 'red_light' AND township_id = $1",
+        township,
+    )
+    assert yellow == 4
+
+
+async def test_a_late_report_tells_the_work_team_and_the_office(kit):
+    township, team = kit.fresh("tw"), kit.fresh("team")
+    leader = await kit.person(township, name="张组长", roles=["cadre"])
+    office = await kit.person(township, roles=["party_building_office"])
+    await kit.publish(
+        "rectification",
+        "WorkTeamFormed",
+        {
+            "campaign_id": "c3",
+            "team_id": team,
+            "level": "district",
+            "township_id": township,
+            "village_ids": ["v1"],
+            "departments": [],
+            "members": [{"person_id": leader, "name": "张组长", "department_id": "d1"}],
+            "patrons": [],
+            "township_assistant": None,
+            "warnings": [],
+            "formed_on": "2026-10-01",
+        },
+        team,
+    )
+    await kit.until_ready(
+        lambda: kit.pool.fetchval(f"SELECT true FROM {kit.s}.team_members WHERE team_id = $1", team)
+    )
+    event_id = await kit.publish(
+        "rectification",
+        "ReportLate",
+        {
+            "campaign_id": "c3",
+            "subject_id": team,
+            "township_id": township,
+            "village_ids": ["v1"],
+            "kind": "monthly_progress",
+            "period": 3,
+            "period_start": "2026-10-01",
+            "period_end": "2026-10-31",
+            "due_at": "2026-11-05T17:30:00+08:00",
+        },
+        team,
+    )
+    rows = await kit.settled("source_event_id = $1", event_id, count=2)
+    assert {r["recipient_id"] for r in rows} == {leader, office}
+    assert "第3期月度进展报告" in rows[0]["body"]
