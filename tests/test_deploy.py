@@ -61,7 +61,7 @@ def test_the_validator_refuses_a_misspelt_field() -> None:
 def test_every_service_runs_in_kubernetes_and_compose_from_the_one_image() -> None:
     deployments = {d["metadata"]["name"]: d for _, d in manifests() if d["kind"] == "Deployment"}
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
-    for service in ("topics", "meetings", "rectification"):
+    for service in ("topics", "meetings", "rectification", "notifications"):
         (container,) = deployments[service]["spec"]["template"]["spec"]["containers"]
         assert container["command"] == [f"cunzhi-{service}"]
         assert compose[service]["command"] == [f"cunzhi-{service}"]

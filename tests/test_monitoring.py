@@ -165,6 +165,7 @@ def test_the_rules_cover_what_county_it_must_be_told() -> None:
         "cunzhi_consumer_paused",
         "cunzhi_dlq_total",
         "cunzhi_dlq_unpublished_total",
+        "cunzhi_notifications_sends_total",
         "cunzhi_rectification_deadline_steps_total",
         "kube_pod_container_status_ready",
         "kafka_consumergroup_lag",
