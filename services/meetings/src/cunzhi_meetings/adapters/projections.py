@@ -45,6 +45,10 @@ from ..events import (
 from ..inbound import IssueRaised
 
 OWN_TOPIC = topic_for(SERVICE)
+EARLIER_FORUM = "least(r.first_forum_id, excluded.first_forum_id)"
+"""One forum's events may arrive before an earlier forum's (each forum is its own partition
+key): the first forum is the earlier id (``<township>-F<nnn>``, numbers zero-padded), not the
+first seen, so the record is the same however it was folded."""
 
 
 def _json(values: object) -> object:
@@ -334,9 +338,10 @@ class TownshipRecordProjection(Consumer):
         )
         lectures = [a for a in e.activities if isinstance(a, ExpertLecture)]
         await tx.conn.execute(
-            f"INSERT INTO {tx.t('record_experts')} "
+            f"INSERT INTO {tx.t('record_experts')} AS r "
             "SELECT $1, name, affiliation, $2 FROM unnest($3::text[], $4::text[]) "
-            "AS x(name, affiliation) ON CONFLICT DO NOTHING",
+            "AS x(name, affiliation) ON CONFLICT (township_id, expert_name) DO UPDATE "
+            f"SET first_forum_id = {EARLIER_FORUM}",
             e.township_id,
             e.forum_id,
             [a.expert_name.strip() for a in lectures],
@@ -351,8 +356,9 @@ class TownshipRecordProjection(Consumer):
             (guest_key(g), g.name, None, g.affiliation) for a in exchanges for g in a.guests
         ]
         await tx.conn.executemany(
-            f"INSERT INTO {tx.t('record_sharers')} "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            f"INSERT INTO {tx.t('record_sharers')} AS r "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (township_id, person_id) DO UPDATE "
+            f"SET first_forum_id = {EARLIER_FORUM}",
             [(e.township_id, *sharer, e.forum_id) for sharer in sharers],
         )
 
