@@ -204,7 +204,7 @@ async def campaign_round(
         await steps.until(
             "candidates listed",
             client,
-            f"{base}/ranking?candidates_only=true&limit=1000",
+            f"{base}/ranking?candidates_only=true&limit=500",
             county,
             lambda page: page["total"] == ranked["candidates"],
         )

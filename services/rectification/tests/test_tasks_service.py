@@ -474,8 +474,19 @@ async def test_lists_are_scoped_to_the_callers_jurisdiction_and_filterable(kit: 
     # by due date: v2's task (5 days) first
     first = (await kit.client.get(f"/tasks?township_id={town}&limit=1", headers=county)).json()
     assert ids(first) == set(b)
-    r = await kit.client.get("/tasks?status=lost&limit=500", headers=county)
+    r = await kit.client.get("/tasks?status=lost&limit=501", headers=county)
     assert r.status_code == 422 and "status" in r.text and "limit" in r.text
+
+
+async def test_list_parameters_are_bounded_by_the_shared_edge(kit: Kit) -> None:
+    """Found by fuzzing: a NUL in an id answered 500, ``due_before=0`` was accepted."""
+    county = kit.county()
+    r = await kit.client.get("/tasks?village_id=%00", headers=county)
+    assert r.status_code == 422 and r.json()["field"] == "village_id"
+    r = await kit.client.get("/tasks?due_before=0", headers=county)
+    assert r.status_code == 422 and r.json()["field"] == "due_before"
+    r = await kit.client.get("/tasks?due_before=1999-12-31", headers=county)
+    assert r.status_code == 422 and "outside" in r.json()["detail"]
 
 
 async def test_a_campaign_assigns_its_targets_in_bulk_all_or_nothing(kit: Kit) -> None:

@@ -55,7 +55,10 @@ def parse_register_csv(
 ) -> list[RegisteredVillage]:
     """Villages of the file, in file order; ``townships`` maps the campaign's ids to names."""
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))  # Excel writes a BOM
-    header = [h.strip().lower() for h in next(reader, [])]
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+    except csv.Error as exc:  # a bare CR in the header line, a NUL
+        raise RegisterCsvError([CsvProblem(1, None, f"unreadable CSV: {exc}")]) from None
     missing = [c for c in REGISTER_COLUMNS if c not in header]
     if missing:
         raise RegisterCsvError(

@@ -19,19 +19,19 @@ one's role or jurisdiction, 404 for what does not exist; nothing stored changes.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from cunzhi_platform.aggregate import Forbidden, NotFound
+from cunzhi_platform import edge
+from cunzhi_platform.aggregate import DomainError, Forbidden, NotFound
 from cunzhi_platform.auth import COUNTY_ORG_DEPT, CurrentPrincipal, Principal
 from cunzhi_platform.clock import today
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.runtime import Runtime, runtime
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import Field, ValidationError
 
 from ...application import campaign as app
 from ...application import tasks
@@ -63,7 +63,7 @@ from ...events.campaign import (
 from ...events.campaign import (
     Township as TownshipModel,
 )
-from ..tasks.http import CompletionIn, ProgressIn
+from ..tasks.http import CompletionIn, ProgressIn, Remark
 from .export import ledger_xlsx, ranking_xlsx, review_xlsx
 from .queries import CampaignReads, Scope
 
@@ -101,29 +101,20 @@ indicators; graduation at score ≥ 70 and dissatisfaction ≤ 50 % with a revie
 (回头看), else carried into the next round; a team missing an age band is a warning.
 """
 
-router = APIRouter(prefix="/campaigns", tags=["campaign"])
+router = edge.router(prefix="/campaigns", tags=["campaign"])
 Rt = Annotated[Runtime, Depends(runtime)]
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TownshipIn(edge.Body):
+    township_id: edge.Id
+    name: edge.Title
 
 
-class TownshipIn(Body):
-    township_id: Id
-    name: Text
-
-
-class OpenCampaign(Body):
-    county_id: Id
+class OpenCampaign(edge.Body):
+    county_id: edge.Id
     round_number: int = Field(ge=1, le=100)
-    name: Text
-    start_date: dt.date
+    name: edge.Title
+    start_date: edge.PlausibleDate
     period_years: int = Field(2, ge=1, le=5)
     budget_per_year_yuan: int = Field(ge=0, le=10_000_000_000)
     townships: list[TownshipIn] = Field(min_length=1, max_length=200)
@@ -132,25 +123,25 @@ class OpenCampaign(Body):
     )
 
 
-class VillageIn(Body):
-    village_id: Id
-    name: Text
+class VillageIn(edge.Body):
+    village_id: edge.Id
+    name: edge.Title
     kind: VillageKind = "village"
-    township_id: Id
+    township_id: edge.Id
 
 
-class AssessmentIn(Body):
-    village_id: Id
-    symptoms: dict[Id, int] = Field(default_factory=dict, max_length=50)
+class AssessmentIn(edge.Body):
+    village_id: edge.Id
+    symptoms: dict[edge.Id, int] = Field(default_factory=dict, max_length=50)
     last_year_score: float = Field(ge=0, le=100)
 
 
-class Verdict(Body):
-    reason: Text
+class Verdict(edge.Body):
+    reason: edge.Title
 
 
-class OpinionIn(Body):
-    opinion: LongText
+class OpinionIn(edge.Body):
+    opinion: edge.Text
     recommends: Literal["confirm", "remove", "none"] = "none"
     source: Literal["earlier_rounds", "site_check"] | None = Field(
         None,
@@ -159,95 +150,95 @@ class OpinionIn(Body):
     )
 
 
-class TownVillageIn(Body):
-    village_id: Id
-    reason: Text
+class TownVillageIn(edge.Body):
+    village_id: edge.Id
+    reason: edge.Title
 
 
-class ProblemIn(Body):
-    problem_id: Id
+class ProblemIn(edge.Body):
+    problem_id: edge.Id
     kind: ProblemKind
-    description: LongText
+    description: edge.Text
 
 
-class DepartmentIn(Body):
-    department_id: Id
-    name: Text
+class DepartmentIn(edge.Body):
+    department_id: edge.Id
+    name: edge.Title
     type: DepartmentType
 
 
-class MemberIn(Body):
-    person_id: Id
-    name: Text
-    department_id: Id
+class MemberIn(edge.Body):
+    person_id: edge.Id
+    name: edge.Title
+    department_id: edge.Id
     age_band: AgeBand | None = None
     role: Literal["leader", "member"] = "member"
 
 
-class PatronIn(Body):
-    person_id: Id
-    name: Text
+class PatronIn(edge.Body):
+    person_id: edge.Id
+    name: edge.Title
 
 
-class TeamIn(Body):
-    team_id: Id
+class TeamIn(edge.Body):
+    team_id: edge.Id
     level: Tier
-    village_ids: list[Id] = Field(min_length=1, max_length=20)
+    village_ids: list[edge.Id] = Field(min_length=1, max_length=20)
     departments: list[DepartmentIn] = Field(max_length=50)
     members: list[MemberIn] = Field(min_length=1, max_length=100)
     patrons: list[PatronIn] = Field(default_factory=list, max_length=20)
-    township_assistant: Text | None = None
+    township_assistant: edge.Title | None = None
 
 
-class ProposalIn(Body):
-    village_id: Id
+class ProposalIn(edge.Body):
+    village_id: edge.Id
     departments: list[DepartmentIn] = Field(min_length=1, max_length=500)
 
 
-class TargetIn(Body):
-    target_id: Id
-    title: Text
-    area: Text
-    task_kind: Text
+class TargetIn(edge.Body):
+    target_id: edge.Id
+    title: edge.Title
+    area: edge.Title
+    task_kind: edge.Title
     weight: float = Field(1.0, gt=0, le=100)
-    due_date: dt.date
-    owner: Text
+    due_date: edge.PlausibleDate
+    owner: edge.Title
     common: bool = False
 
 
-class ReportIn(Body):
+class ReportIn(edge.Body):
     kind: Literal["monthly_progress", "quarterly_visit", "half_year_review"]
     period: int = Field(ge=1, le=200)
-    summary: LongText
-    team_id: Id | None = None
+    summary: edge.Text
+    team_id: edge.Id | None = None
 
 
-class OnDutyIn(Body):
+class OnDutyIn(edge.Body):
     period: int = Field(ge=1, le=200)
-    on_duty_days: dict[Id, int] = Field(max_length=100)
-    summary: Annotated[str, StringConstraints(max_length=5000)] = ""
+    on_duty_days: dict[edge.Id, int] = Field(max_length=100)
+    summary: Remark = ""
 
 
-class SheetIn(Body):
-    period: Text
-    common: dict[Id, float] = Field(max_length=50)
+class SheetIn(edge.Body):
+    period: edge.Title
+    common: dict[edge.Id, float] = Field(max_length=50)
     differentiated: float = Field(0, ge=0, le=100)
     bonus: float = Field(0, ge=0, le=100)
     penalty: float = Field(0, ge=0, le=100)
 
 
-class EvaluationIn(Body):
+class EvaluationIn(edge.Body):
     score: float = Field(ge=0, le=200)
     dissatisfaction: float = Field(ge=0, le=1)
-    on: dt.date | None = None
+    on: edge.PlausibleDate | None = None
 
 
-class SendingUnitIn(Body):
-    unit_id: Id
-    name: Text
-    village_ids: list[Id] = Field(max_length=100)
+class SendingUnitIn(edge.Body):
+    unit_id: edge.Id
+    name: edge.Title
+    village_ids: list[edge.Id] = Field(max_length=100)
     funds_yuan: int = Field(ge=0, le=10_000_000_000)
-    projects: list[Text] = Field(default_factory=list, max_length=200)
+    projects: list[edge.Title] = Field(default_factory=list, max_length=200)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -347,12 +338,10 @@ async def open_campaign(
     try:
         settings = default_settings(**body.settings)
     except ValidationError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
-            [
-                {**e, "loc": ["body", "settings", *e["loc"]]}
-                for e in exc.errors(include_url=False, include_context=False)
-            ],
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(["settings", *(str(p) for p in first["loc"])])
+        raise DomainError(
+            f"{field}: {first['msg'].removeprefix('Value error, ')}", field=field
         ) from None
     c = await app.open_campaign(
         rt.store,
@@ -371,7 +360,7 @@ async def open_campaign(
 
 @router.post("/{campaign_id}/villages")
 async def register_villages(
-    campaign_id: str,
+    campaign_id: edge.IdPath,
     villages: Annotated[list[VillageIn], Field(min_length=1, max_length=100_000)],
     principal: CurrentPrincipal,
     request: Request,
@@ -381,10 +370,10 @@ async def register_villages(
     h = await _county(rt, principal, campaign_id)
     unknown = sorted({v.township_id for v in villages} - set(h.townships))
     if unknown:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise DomainError(
             f"unknown township(s) {', '.join(unknown)}; the campaign's are "
             f"{', '.join(h.townships)}",
+            field="township_id",
         )
     c = await app.register_villages(
         rt.store,
@@ -403,14 +392,12 @@ async def register_villages(
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
 async def register_villages_csv(
-    campaign_id: str, principal: CurrentPrincipal, request: Request, rt: Rt
+    campaign_id: edge.IdPath, principal: CurrentPrincipal, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Import ``village_id,name,kind,township_id`` rows (UTF-8 or GB18030); any bad line —
     a duplicate village id, an unknown township — refuses the file, naming every line."""
     await _county(rt, principal, campaign_id)
     body = await request.body()
-    if len(body) > 20_000_000:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "at most 20 MB")
     for encoding in ("utf-8", "gb18030"):
         try:
             text = body.decode(encoding)
@@ -418,7 +405,7 @@ async def register_villages_csv(
         except UnicodeDecodeError:
             continue
     else:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "neither UTF-8 nor GB18030")
+        raise DomainError("the file is neither UTF-8 nor GB18030; save it as UTF-8", field="body")
     c = await app.register_villages(
         rt.store, campaign_id, csv_text=text, ctx=_ctx(principal, request)
     )
@@ -427,7 +414,7 @@ async def register_villages_csv(
 
 @router.post("/{campaign_id}/assessments", description=RULES)
 async def assess(
-    campaign_id: str,
+    campaign_id: edge.IdPath,
     assessments: Annotated[list[AssessmentIn], Field(min_length=1, max_length=100_000)],
     principal: CurrentPrincipal,
     request: Request,
@@ -446,7 +433,7 @@ async def assess(
 
 @router.post("/{campaign_id}/ranking", description=RULES)
 async def rank(
-    campaign_id: str, principal: CurrentPrincipal, request: Request, rt: Rt
+    campaign_id: edge.IdPath, principal: CurrentPrincipal, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Rank every village best to worst and take the bottom share as candidates."""
     await _county(rt, principal, campaign_id)
@@ -460,14 +447,14 @@ async def rank(
 
 @router.get("/{campaign_id}/ranking", description=RULES)
 async def ranking(
-    campaign_id: str,
+    campaign_id: edge.IdPath,
     principal: CurrentPrincipal,
     rt: Rt,
-    township_id: Annotated[str | None, Query(max_length=64)] = None,
+    township_id: edge.IdQuery = None,
     candidates_only: bool = False,
     tier: Tier | None = None,
-    limit: Limit = 100,
-    offset: Offset = 0,
+    limit: edge.Limit = 100,
+    offset: edge.Offset = 0,
 ) -> dict[str, Any]:
     scope = await _scope(rt, principal, campaign_id)
     return await _reads(rt).ranking(
@@ -483,7 +470,7 @@ async def ranking(
 
 @router.get("/{campaign_id}/ranking.xlsx", response_class=Response)
 async def ranking_export(
-    campaign_id: str,
+    campaign_id: edge.IdPath,
     principal: CurrentPrincipal,
     rt: Rt,
     candidates_only: bool = False,
@@ -501,8 +488,8 @@ async def ranking_export(
 
 @router.post("/{campaign_id}/candidates/{village_id}/opinions")
 async def give_opinion(
-    campaign_id: str,
-    village_id: str,
+    campaign_id: edge.IdPath,
+    village_id: edge.IdPath,
     body: OpinionIn,
     principal: CurrentPrincipal,
     request: Request,
@@ -536,8 +523,8 @@ async def give_opinion(
 
 @router.post("/{campaign_id}/candidates/{village_id}/confirm")
 async def confirm(
-    campaign_id: str,
-    village_id: str,
+    campaign_id: edge.IdPath,
+    village_id: edge.IdPath,
     body: Verdict,
     principal: CurrentPrincipal,
     request: Request,
@@ -561,8 +548,8 @@ async def confirm(
 
 @router.post("/{campaign_id}/candidates/{village_id}/remove")
 async def remove(
-    campaign_id: str,
-    village_id: str,
+    campaign_id: edge.IdPath,
+    village_id: edge.IdPath,
     body: Verdict,
     principal: CurrentPrincipal,
     request: Request,
@@ -582,7 +569,7 @@ async def remove(
 
 @router.post("/{campaign_id}/tiers", description=RULES)
 async def tier(
-    campaign_id: str, principal: CurrentPrincipal, request: Request, rt: Rt
+    campaign_id: edge.IdPath, principal: CurrentPrincipal, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Every confirmed village onto its tier: the worst N district-level, the rest town-level."""
     await _county(rt, principal, campaign_id)
@@ -597,7 +584,11 @@ async def tier(
 
 @router.post("/{campaign_id}/town-list")
 async def add_town_village(
-    campaign_id: str, body: TownVillageIn, principal: CurrentPrincipal, request: Request, rt: Rt
+    campaign_id: edge.IdPath,
+    body: TownVillageIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
 ) -> dict[str, Any]:
     """A village joins its township's list during the round (动态出现), with the reason."""
     await _township_office(rt, principal, campaign_id, body.village_id)
@@ -614,9 +605,9 @@ async def add_town_village(
 
 @router.delete("/{campaign_id}/town-list/{village_id}")
 async def remove_town_village(
-    campaign_id: str,
-    village_id: str,
-    reason: Annotated[str, Query(min_length=1, max_length=200)],
+    campaign_id: edge.IdPath,
+    village_id: edge.IdPath,
+    reason: Annotated[str, Query(), edge.TextRules(200)],
     principal: CurrentPrincipal,
     request: Request,
     rt: Rt,
@@ -633,8 +624,8 @@ async def remove_town_village(
 
 @router.post("/{campaign_id}/villages/{village_id}/problems")
 async def list_problems(
-    campaign_id: str,
-    village_id: str,
+    campaign_id: edge.IdPath,
+    village_id: edge.IdPath,
     problems: Annotated[list[ProblemIn], Field(min_length=1, max_length=100)],
     principal: CurrentPrincipal,
     request: Request,
@@ -654,7 +645,7 @@ async def list_problems(
 
 @router.post("/{campaign_id}/team-proposals")
 async def propose_team(
-    campaign_id: str, body: ProposalIn, principal: CurrentPrincipal, rt: Rt
+    campaign_id: edge.IdPath, body: ProposalIn, principal: CurrentPrincipal, rt: Rt
 ) -> dict[str, Any]:
     """Departments matching the village's problem kinds (党委联弱、政法联乱、经济联穷、业务联专业).
 
@@ -674,7 +665,7 @@ async def propose_team(
 
 @router.post("/{campaign_id}/teams", status_code=status.HTTP_201_CREATED, description=RULES)
 async def form_team(
-    campaign_id: str, body: TeamIn, principal: CurrentPrincipal, request: Request, rt: Rt
+    campaign_id: edge.IdPath, body: TeamIn, principal: CurrentPrincipal, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """A district-level team (the county) or a township working group (its township)."""
     if body.level == "district":
@@ -700,8 +691,8 @@ async def form_team(
 
 @router.post("/{campaign_id}/villages/{village_id}/targets")
 async def set_targets(
-    campaign_id: str,
-    village_id: str,
+    campaign_id: edge.IdPath,
+    village_id: edge.IdPath,
     targets: Annotated[list[TargetIn], Field(min_length=1, max_length=200)],
     principal: CurrentPrincipal,
     request: Request,
@@ -726,7 +717,11 @@ async def set_targets(
 
 @router.post("/{campaign_id}/sending-units")
 async def record_sending_unit(
-    campaign_id: str, body: SendingUnitIn, principal: CurrentPrincipal, request: Request, rt: Rt
+    campaign_id: edge.IdPath,
+    body: SendingUnitIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    rt: Rt,
 ) -> dict[str, Any]:
     """A sending unit (派出单位), the villages it helps, its funds and projects."""
     await _county(rt, principal, campaign_id)
@@ -741,8 +736,8 @@ async def record_sending_unit(
 
 @router.post("/{campaign_id}/villages/{village_id}/reports", description=RULES)
 async def submit_report(
-    campaign_id: str,
-    village_id: str,
+    campaign_id: edge.IdPath,
+    village_id: edge.IdPath,
     body: ReportIn,
     principal: CurrentPrincipal,
     request: Request,
@@ -777,8 +772,8 @@ async def submit_report(
 
 @router.post("/{campaign_id}/teams/{team_id}/on-duty")
 async def submit_on_duty(
-    campaign_id: str,
-    team_id: str,
+    campaign_id: edge.IdPath,
+    team_id: edge.IdPath,
     body: OnDutyIn,
     principal: CurrentPrincipal,
     request: Request,
@@ -820,9 +815,9 @@ def _evidence(body: ProgressIn | CompletionIn) -> list[Evidence]:
 
 @router.post("/{campaign_id}/teams/{team_id}/targets/{target_id}/progress")
 async def report_target_progress(
-    campaign_id: str,
-    team_id: str,
-    target_id: str,
+    campaign_id: edge.IdPath,
+    team_id: edge.IdPath,
+    target_id: edge.IdPath,
     body: ProgressIn,
     principal: CurrentPrincipal,
     request: Request,
@@ -849,9 +844,9 @@ async def report_target_progress(
 
 @router.post("/{campaign_id}/teams/{team_id}/targets/{target_id}/completion")
 async def complete_target(
-    campaign_id: str,
-    team_id: str,
-    target_id: str,
+    campaign_id: edge.IdPath,
+    team_id: edge.IdPath,
+    target_id: edge.IdPath,
     body: CompletionIn,
     principal: CurrentPrincipal,
     request: Request,
@@ -877,8 +872,8 @@ async def complete_target(
 
 @router.post("/{campaign_id}/teams/{team_id}/assessments", description=RULES)
 async def assess_team(
-    campaign_id: str,
-    team_id: str,
+    campaign_id: edge.IdPath,
+    team_id: edge.IdPath,
     body: SheetIn,
     principal: CurrentPrincipal,
     request: Request,
@@ -894,8 +889,8 @@ async def assess_team(
 
 @router.post("/{campaign_id}/villages/{village_id}/evaluation", description=RULES)
 async def evaluate(
-    campaign_id: str,
-    village_id: str,
+    campaign_id: edge.IdPath,
+    village_id: edge.IdPath,
     body: EvaluationIn,
     principal: CurrentPrincipal,
     request: Request,
@@ -919,7 +914,9 @@ async def evaluate(
 
 
 @router.get("/{campaign_id}/dashboard")
-async def dashboard(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
+async def dashboard(
+    campaign_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
+) -> dict[str, Any]:
     """Tiers, lights, overdue targets, late reports, progress (target → village → township →
     campaign, weights normalised, unweighted levels averaged: ours)."""
     scope = await _scope(rt, principal, campaign_id)
@@ -928,7 +925,7 @@ async def dashboard(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> di
 
 @router.get("/{campaign_id}/villages/{village_id}")
 async def village_card(
-    campaign_id: str, village_id: str, principal: CurrentPrincipal, rt: Rt
+    campaign_id: edge.IdPath, village_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
 ) -> dict[str, Any]:
     await _may_read_village(rt, principal, campaign_id, village_id)
     card = await _reads(rt).village(campaign_id, village_id)
@@ -939,12 +936,12 @@ async def village_card(
 
 @router.get("/{campaign_id}/villages/{village_id}/ledger")
 async def village_ledger(
-    campaign_id: str,
-    village_id: str,
+    campaign_id: edge.IdPath,
+    village_id: edge.IdPath,
     principal: CurrentPrincipal,
     rt: Rt,
-    limit: Limit = 200,
-    offset: Offset = 0,
+    limit: edge.Limit = 200,
+    offset: edge.Offset = 0,
 ) -> dict[str, Any]:
     """The village's ledger (整顿台账): opinions, tier, problems, team, targets, reports,
     lights, outcome — oldest first."""
@@ -953,7 +950,7 @@ async def village_ledger(
 
 
 @router.get("/{campaign_id}/ledger.xlsx", response_class=Response)
-async def ledger_export(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> Response:
+async def ledger_export(campaign_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt) -> Response:
     """The ledger of every target village in the caller's jurisdiction, as county offices
     file it: villages, problem lists, targets, ledger entries."""
     scope = await _scope(rt, principal, campaign_id)
@@ -964,7 +961,7 @@ async def ledger_export(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -
 
 @router.get("/{campaign_id}/teams/{team_id}")
 async def team_card(
-    campaign_id: str, team_id: str, principal: CurrentPrincipal, rt: Rt
+    campaign_id: edge.IdPath, team_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
 ) -> dict[str, Any]:
     card = await _reads(rt).team(campaign_id, team_id)
     if card is None:
@@ -982,7 +979,9 @@ async def team_card(
 
 
 @router.get("/{campaign_id}/patrons")
-async def patrons(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> list[dict[str, Any]]:
+async def patrons(
+    campaign_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
+) -> list[dict[str, Any]]:
     """The district leaders patroning (包靠) the villages: a leader may patron several villages
     and a village have several patrons (seed 003: 36 leaders for 25 villages)."""
     scope = await _scope(rt, principal, campaign_id)
@@ -991,7 +990,7 @@ async def patrons(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> list
 
 @router.get("/{campaign_id}/townships/{township_id}")
 async def township_view(
-    campaign_id: str, township_id: str, principal: CurrentPrincipal, rt: Rt
+    campaign_id: edge.IdPath, township_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
 ) -> dict[str, Any]:
     scope = await _scope(rt, principal, campaign_id)
     if scope is not None and township_id not in scope:
@@ -1001,7 +1000,7 @@ async def township_view(
 
 @router.get("/{campaign_id}/township-review")
 async def township_review(
-    campaign_id: str, principal: CurrentPrincipal, rt: Rt
+    campaign_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
 ) -> list[dict[str, Any]]:
     """Team assessment totals per township, for the township party secretaries' annual review
     of their party-building work (述职评议考核)."""
@@ -1010,7 +1009,9 @@ async def township_review(
 
 
 @router.get("/{campaign_id}/township-review.xlsx", response_class=Response)
-async def township_review_export(campaign_id: str, principal: CurrentPrincipal, rt: Rt) -> Response:
+async def township_review_export(
+    campaign_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
+) -> Response:
     """The same as XLSX, as the county files it."""
     scope = await _scope(rt, principal, campaign_id)
     townships = await _reads(rt).township_review(campaign_id, scope)

@@ -16,16 +16,16 @@ completed already, a concurrent change), 403 (not the assignee nor the township'
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
-from cunzhi_platform.aggregate import Forbidden
+from cunzhi_platform import edge
+from cunzhi_platform.aggregate import Forbidden, NotFound
 from cunzhi_platform.auth import CurrentPrincipal, Principal
 from cunzhi_platform.clock import today
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.runtime import Runtime, runtime
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from fastapi import Depends, Request
+from pydantic import Field
 
 from ...application import tasks as application
 from ...domain.tasks import Actor, Task, TaskStatus
@@ -36,40 +36,36 @@ OFFICE = "party_building_office"
 COMMITTEE = "township_committee"
 VILLAGE_SECRETARY = "village_secretary"
 
-router = APIRouter(tags=["tasks"])
+router = edge.router(tags=["tasks"])
 Rt = Annotated[Runtime, Depends(runtime)]
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
-Limit = Annotated[int, Query(ge=1, le=200)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+Remark = Annotated[str, edge.TextRules(4000, required=False)]
+"""A progress note or a completion summary: may be empty when evidence says it."""
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class EvidenceIn(Body):
+class EvidenceIn(edge.Body):
     kind: EvidenceKind = Field(description="text: the text itself; file: a reference (id or URL)")
-    value: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
-    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
+    value: edge.Text
+    title: Annotated[str, edge.TextRules(200, required=False)] = ""
 
 
-class ProgressIn(Body):
+class ProgressIn(edge.Body):
     percent: int = Field(
         ge=0, le=100, description="whole percent done, 0–100, never below the last report"
     )
-    note: Text = ""
+    note: Remark = ""
     evidence: list[EvidenceIn] = Field(default_factory=list, max_length=20)
 
 
-class CompletionIn(Body):
-    summary: Text = Field("", description="what was done; evidence or a summary is required")
+class CompletionIn(edge.Body):
+    summary: Remark = Field("", description="what was done; evidence or a summary is required")
     evidence: list[EvidenceIn] = Field(default_factory=list, max_length=20)
 
 
-class RescheduleIn(Body):
-    due_on: dt.date = Field(description="not before the task's start, and not a day already past")
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+class RescheduleIn(edge.Body):
+    due_on: edge.PlausibleDate = Field(
+        description="not before the task's start, and not a day already past"
+    )
+    reason: Annotated[str, edge.TextRules(500)]
 
 
 def actor_of(p: Principal) -> Actor:
@@ -118,12 +114,12 @@ def _evidence(items: list[EvidenceIn]) -> list[Evidence]:
     return [Evidence(**e.model_dump()) for e in items]
 
 
-async def _visible_task(task_id: str, principal: Principal, rt: Runtime) -> Task:
+async def _visible_task(task_id: edge.IdPath, principal: Principal, rt: Runtime) -> Task:
     task = await application.load_task(rt.store, task_id)
     a = task.assigned
     assert a is not None
     if not scope_of(principal).sees(a.township_id, a.village_id, (a.assignee.kind, a.assignee.id)):
-        raise Forbidden(f"task {task_id} is outside your jurisdiction")
+        raise Forbidden(f"task {task_id} is outside your jurisdiction", field="task_id")
     return task
 
 
@@ -133,12 +129,12 @@ async def _visible_task(task_id: str, principal: Principal, rt: Runtime) -> Task
 # domain checks again when it decides.
 
 
-async def reporter(task_id: str, principal: CurrentPrincipal, rt: Rt) -> Principal:
+async def reporter(task_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt) -> Principal:
     (await application.load_task(rt.store, task_id)).require_reporter(actor_of(principal))
     return principal
 
 
-async def scheduler(task_id: str, principal: CurrentPrincipal, rt: Rt) -> Principal:
+async def scheduler(task_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt) -> Principal:
     (await application.load_task(rt.store, task_id)).require_scheduler(actor_of(principal))
     return principal
 
@@ -149,7 +145,7 @@ Scheduler = Annotated[Principal, Depends(scheduler)]
 
 @router.post("/tasks/{task_id}/progress")
 async def report_progress(
-    task_id: str, principal: Reporter, body: ProgressIn, request: Request, rt: Rt
+    task_id: edge.IdPath, principal: Reporter, body: ProgressIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Report how far the task is (进展), with a note and evidence by reference.
 
@@ -172,7 +168,7 @@ async def report_progress(
 
 @router.post("/tasks/{task_id}/completion")
 async def complete(
-    task_id: str, principal: Reporter, body: CompletionIn, request: Request, rt: Rt
+    task_id: edge.IdPath, principal: Reporter, body: CompletionIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Complete the task with evidence or a summary; publishes ``TaskCompleted`` (once).
 
@@ -194,7 +190,7 @@ async def complete(
 
 @router.post("/tasks/{task_id}/due-date")
 async def reschedule(
-    task_id: str, principal: Scheduler, body: RescheduleIn, request: Request, rt: Rt
+    task_id: edge.IdPath, principal: Scheduler, body: RescheduleIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Move the due date (township office or county, with a reason; our rule).
 
@@ -220,17 +216,17 @@ async def reschedule(
 async def list_tasks(
     principal: CurrentPrincipal,
     rt: Rt,
-    township_id: Id | None = None,
-    village_id: Id | None = None,
-    assignee_id: Id | None = None,
-    forum_id: Id | None = None,
-    campaign_id: Id | None = None,
+    township_id: edge.IdQuery = None,
+    village_id: edge.IdQuery = None,
+    assignee_id: edge.IdQuery = None,
+    forum_id: edge.IdQuery = None,
+    campaign_id: edge.IdQuery = None,
     status: TaskStatus | None = None,
     source: TaskSource | None = None,
     escalation_level: EscalationLevel | None = None,
-    due_before: dt.date | None = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
+    due_before: edge.PlausibleDate | None = None,
+    limit: edge.Limit = 50,
+    offset: edge.Offset = 0,
 ) -> dict[str, Any]:
     """Tasks you may see, by due date; filter by township, village, assignee, forum, campaign,
     status (open, overdue, completed), source, escalation level, due before a day."""
@@ -254,11 +250,11 @@ async def list_tasks(
 async def overdue(
     principal: CurrentPrincipal,
     rt: Rt,
-    township_id: Id | None = None,
-    village_id: Id | None = None,
+    township_id: edge.IdQuery = None,
+    village_id: edge.IdQuery = None,
     escalation_level: EscalationLevel | None = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
+    limit: edge.Limit = 50,
+    offset: edge.Offset = 0,
 ) -> dict[str, Any]:
     """The overdue list (逾期清单) you may see, longest overdue first.
 
@@ -282,9 +278,9 @@ async def overdue(
 async def forum_task_counts(
     principal: CurrentPrincipal,
     rt: Rt,
-    township_id: Id | None = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
+    township_id: edge.IdQuery = None,
+    limit: edge.Limit = 50,
+    offset: edge.Offset = 0,
 ) -> dict[str, Any]:
     """Per forum: its resolutions' tasks you may see — total, open, overdue, completed."""
     return await _queries(rt).forum_counts(
@@ -293,19 +289,19 @@ async def forum_task_counts(
 
 
 @router.get("/tasks/{task_id}")
-async def task_card(task_id: str, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
+async def task_card(task_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
     """The task as the read model has it (follows the event store within moments)."""
     row = await _queries(rt).task(task_id)
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no task {task_id}")
+        raise NotFound(f"there is no task {task_id}", field="task_id")
     assignee = (row["assignee"]["kind"], row["assignee"]["id"])
     if not scope_of(principal).sees(row["township_id"], row["village_id"], assignee):
-        raise Forbidden(f"task {task_id} is outside your jurisdiction")
+        raise Forbidden(f"task {task_id} is outside your jurisdiction", field="task_id")
     return row
 
 
 @router.get("/tasks/{task_id}/history")
-async def history(task_id: str, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
+async def history(task_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
     """Everything that happened to the task, in order, from its own event stream."""
     task = await _visible_task(task_id, principal, rt)
     stored = await rt.store.load(task.id)
