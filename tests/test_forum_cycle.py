@@ -323,9 +323,10 @@ async def test_the_demo_runs_the_cycle_and_says_where_to_look(
     assert out.count("/docs") == 4 and out.count("/metrics") == 4
     # notifications: the roster told of the forum in the app, two of them read it
     assert "ledger, forum" in out and "15 recipients" in out and "read in the app by 2" in out
-    # one group message per notice to the group (the call, the notice; the cadence may open the
-    # next forum's call before the demo ends)
-    assert re.search(r"[23] messages in the township's DingTalk group \(one per notice", out)
+    # one group message per notice, never one per person (15 on the roster): the call and the
+    # notice, digested when close together; the cadence may open the next forum's call too
+    robot = re.search(r"(\d+) messages in the township's DingTalk group \(one per notice", out)
+    assert robot and 1 <= int(robot.group(1)) <= 4, robot
     assert bootstrap in out and "cunzhi.meetings.events" in out
     # The services are stopped by now: no "try:" pointing at them (only with --keep-running).
     assert "curl" not in out and "try:" not in out
