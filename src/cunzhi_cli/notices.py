@@ -131,9 +131,13 @@ async def prepare_recipients(
     )
 
 
+ROBOT_PACING_S = 60.0
+
+
 async def _settled(client: httpx.AsyncClient, headers: dict[str, str], subject: str) -> Json:
     """The ledger of ``subject`` once nothing in it waits to be sent."""
-    deadline = time.monotonic() + STEP_TIMEOUT_S
+    # A group robot takes one message a minute: its next one may wait that long.
+    deadline = time.monotonic() + STEP_TIMEOUT_S + ROBOT_PACING_S
     while True:
         r = await client.get(f"/subjects/{subject}/deliveries", headers=headers)
         body: Json = r.json() if r.status_code == 200 else {}
