@@ -113,7 +113,7 @@ def forum_cycle(roster: Roster, number: int, held: bool = True) -> list[Event]:
     ]
     run(forum.adopt_resolutions([ResolutionDraft("拆迁攻坚", tasks=tasks)], today=forum.date))
     for t in tasks:
-        run(forum.complete_task(t.task_id, completed_on=due))
+        run(forum.complete_task(f"{forum.forum_id}-{t.task_id}", completed_on=due))
     return events
 
 

@@ -44,6 +44,8 @@ from cunzhi_platform.clock import SHANGHAI, is_working_day
 from cunzhi_platform.events import Event
 
 TOWNSHIP = "guandi"
+F18 = "guandi-F018-"
+"""What the 18th forum puts in front of its task ids."""
 TODAY = dt.date(2026, 9, 1)
 FORUM_DAY = dt.date(2026, 9, 30)
 LECTURE = ExpertLecture(expert_name="陈教授", affiliation="市委党校", subject="基层治理")
@@ -217,16 +219,16 @@ def test_the_whole_cycle_from_plan_to_close(roster: Roster) -> None:
     assert adopted[0].topic_id == "t-7" and adopted[0].tasks[1].assignee_village_id == "v02"
 
     done = dt.date(2026, 10, 20)
-    assert [type(e) for e in run(forum, forum.complete_task("T1", completed_on=done))] == [
+    assert [type(e) for e in run(forum, forum.complete_task(F18 + "T1", completed_on=done))] == [
         ForumTaskCompleted
     ]
-    assert forum.complete_task("T1", completed_on=done) == []  # redelivery
-    [stranger] = run(forum, forum.complete_task("T9", completed_on=done))
+    assert forum.complete_task(F18 + "T1", completed_on=done) == []  # redelivery
+    [stranger] = run(forum, forum.complete_task(F18 + "T9", completed_on=done))
     assert isinstance(stranger, ForumTaskCompleted) and not stranger.known
-    run(forum, forum.complete_task("T2", completed_on=done))
-    assert forum.open_task_ids == {"T3"}
+    run(forum, forum.complete_task(F18 + "T2", completed_on=done))
+    assert forum.open_task_ids == {F18 + "T3"}
 
-    last = run(forum, forum.complete_task("T3", completed_on=dt.date(2026, 10, 25)))
+    last = run(forum, forum.complete_task(F18 + "T3", completed_on=dt.date(2026, 10, 25)))
     assert [type(e) for e in last] == [ForumTaskCompleted, ForumClosed]
     assert last[1] == ForumClosed(
         forum_id="guandi-F018",
@@ -235,7 +237,7 @@ def test_the_whole_cycle_from_plan_to_close(roster: Roster) -> None:
         closed_on=dt.date(2026, 10, 25),
     )
     assert forum.status == ForumStatus.CLOSED
-    assert forum.complete_task("T3", completed_on=done) == []
+    assert forum.complete_task(F18 + "T3", completed_on=done) == []
 
 
 def test_stored_payloads_decode_to_the_same_events_and_state(roster: Roster) -> None:
@@ -257,7 +259,7 @@ def test_stored_payloads_decode_to_the_same_events_and_state(roster: Roster) -> 
     events += run(forum, forum.hold(marks, speakers=["s-01"], minutes="m", today=FORUM_DAY))
     draft = ResolutionDraft("办法", policies=[POLICY], tasks=[task("T1")])
     events += run(forum, forum.adopt_resolutions([draft], today=FORUM_DAY))
-    events += run(forum, forum.complete_task("T1", completed_on=FORUM_DAY))
+    events += run(forum, forum.complete_task(F18 + "T1", completed_on=FORUM_DAY))
 
     replay = Forum(forum.id)
     for e in events:
@@ -520,7 +522,7 @@ def test_resolutions_come_after_the_forum_is_held(roster: Roster) -> None:
 def test_a_task_due_before_the_forum_date_is_refused(roster: Roster) -> None:
     forum = held(roster)
     with pytest.raises(
-        DomainError, match="task T2 is due 2026-09-29, before the forum date"
+        DomainError, match="task guandi-F018-T2 is due 2026-09-29, before the forum date"
     ) as exc:
         forum.adopt_resolutions(
             [ResolutionDraft("r", tasks=[task("T1"), task("T2", due=dt.date(2026, 9, 29))])],
@@ -552,13 +554,13 @@ def test_resolution_refusals(roster: Roster) -> None:
             ],
             today=FORUM_DAY,
         )
-    with pytest.raises(DomainError, match="task T1 is already a task of forum guandi-F018"):
+    with pytest.raises(DomainError, match=f"task {F18}T1 is already a task of forum guandi-F018"):
         adopt(
             [ResolutionDraft("a", tasks=[task("T1")]), ResolutionDraft("b", tasks=[task("T1")])],
             today=FORUM_DAY,
         )
     run(forum, adopt([ResolutionDraft("a", tasks=[task("T1")])], today=FORUM_DAY))
-    with pytest.raises(DomainError, match="task T1 is already a task"):
+    with pytest.raises(DomainError, match="task guandi-F018-T1 is already a task"):
         forum.adopt_resolutions([ResolutionDraft("b", tasks=[task("T1")])], today=FORUM_DAY)
 
 
@@ -570,10 +572,10 @@ def test_several_resolutions_over_time_all_count_towards_closing(roster: Roster)
         forum, forum.adopt_resolutions([ResolutionDraft("b", tasks=[task("T2")])], today=later)
     )
     assert isinstance(r2, ResolutionAdopted) and r2.resolution_id == "guandi-F018-R2"
-    assert [type(e) for e in run(forum, forum.complete_task("T1", completed_on=later))] == [
+    assert [type(e) for e in run(forum, forum.complete_task(F18 + "T1", completed_on=later))] == [
         ForumTaskCompleted
     ]
-    assert [type(e) for e in run(forum, forum.complete_task("T2", completed_on=later))] == [
+    assert [type(e) for e in run(forum, forum.complete_task(F18 + "T2", completed_on=later))] == [
         ForumTaskCompleted,
         ForumClosed,
     ]
@@ -606,9 +608,9 @@ def test_an_unknown_task_reported_early_does_not_close_the_forum(roster: Roster)
             [ResolutionDraft("a", tasks=[task("T1"), task("T2")])], today=FORUM_DAY
         ),
     )
-    [e] = run(forum, forum.complete_task("T9", completed_on=FORUM_DAY))
+    [e] = run(forum, forum.complete_task(F18 + "T9", completed_on=FORUM_DAY))
     assert isinstance(e, ForumTaskCompleted) and not e.known
-    assert forum.open_task_ids == {"T1", "T2"} and forum.status == ForumStatus.HELD
+    assert forum.open_task_ids == {F18 + "T1", F18 + "T2"} and forum.status == ForumStatus.HELD
 
 
 def test_commands_on_an_unplanned_forum_are_refused(roster: Roster) -> None:
@@ -616,7 +618,7 @@ def test_commands_on_an_unplanned_forum_are_refused(roster: Roster) -> None:
     with pytest.raises(InvalidTransition, match="guandi-F030 has not been planned"):
         forum.set_topic(topic_id="t", title="t", category="c")
     with pytest.raises(InvalidTransition, match="has not been planned"):
-        forum.complete_task("T1", completed_on=TODAY)
+        forum.complete_task(F18 + "T1", completed_on=TODAY)
 
 
 def test_a_year_is_planned_month_by_month_at_month_end_skipping_what_is_planned() -> None:
@@ -629,3 +631,20 @@ def test_a_year_is_planned_month_by_month_at_month_end_skipping_what_is_planned(
     # after this month's forum day, a forum planned today takes next month's
     assert next_forum_date(dt.date(2026, 9, 30)) == default_forum_date(2026, 9)
     assert next_forum_date(dt.date(2026, 10, 31)) == default_forum_date(2026, 11)
+
+
+def test_task_ids_are_made_unique_county_wide_with_the_forum_id_in_front(roster: Roster) -> None:
+    forum = held(roster)
+    [adopted] = run(
+        forum,
+        forum.adopt_resolutions(
+            [ResolutionDraft("a", tasks=[task("T1"), task(F18 + "T2")])], today=FORUM_DAY
+        ),
+    )
+    assert isinstance(adopted, ResolutionAdopted)
+    assert [t.task_id for t in adopted.tasks] == [F18 + "T1", F18 + "T2"]  # given whole: kept
+    with pytest.raises(DomainError, match="longer than 64 characters") as exc:
+        forum.adopt_resolutions([ResolutionDraft("b", tasks=[task("T" * 60)])], today=FORUM_DAY)
+    assert exc.value.field == "tasks"
+    with pytest.raises(DomainError, match="every task needs a task_id"):
+        forum.adopt_resolutions([ResolutionDraft("b", tasks=[task(" ")])], today=FORUM_DAY)

@@ -517,19 +517,20 @@ async def test_a_forum_from_notice_to_close(client, settings, broker, pool, cloc
         lambda: _has(published(settings, pool, stream), "cunzhi.meetings.ResolutionAdopted")
     )
     adopted = next(p for t, p in events if t == "cunzhi.meetings.ResolutionAdopted")
-    assert [t["task_id"] for t in adopted["tasks"]] == ["K1", "K2"]
+    # the forum's id goes in front: K1 of another township's forum is another task
+    assert [t["task_id"] for t in adopted["tasks"]] == [f"{forum_id}-K1", f"{forum_id}-K2"]
     assert adopted["policies"][0]["document_number"] == "乡发〔2026〕9号"
 
-    env = await complete(broker, township, forum_id, "K1")
+    env = await complete(broker, township, forum_id, f"{forum_id}-K1")
     view = await forum_view(client, settings, forum_id, lambda f: f["task_progress"]["completed"])
     assert view["status"] == "held" and view["task_progress"] == {
         "total": 2,
         "completed": 1,
         "open": 1,
     }
-    await complete(broker, township, forum_id, "K1", event_id=env.id)  # redelivered
-    await complete(broker, township, forum_id, "K1")  # reported twice
-    await complete(broker, township, forum_id, "K2")
+    await complete(broker, township, forum_id, f"{forum_id}-K1", event_id=env.id)  # redelivered
+    await complete(broker, township, forum_id, f"{forum_id}-K1")  # reported twice
+    await complete(broker, township, forum_id, f"{forum_id}-K2")
     view = await forum_view(client, settings, forum_id, lambda f: f["status"] == "closed")
     assert view["closed_on"] == FORUM_DAY.isoformat()
     assert await stream_types(client, forum_id) == [

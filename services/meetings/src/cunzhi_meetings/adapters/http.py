@@ -226,7 +226,11 @@ class PolicyIn(Body):
 
 
 class TaskIn(Body):
-    task_id: Id
+    task_id: Id = Field(
+        description="the task's id within the forum; the forum's id and a dash are put in "
+        "front (unless it already begins with them), so that it is unique county-wide, where "
+        "rectification tracks it (ours). The adopted resolution answers the full id"
+    )
     assignee_village_id: Id | None = None
     assignee_person_id: Id | None = None
     description: LongText

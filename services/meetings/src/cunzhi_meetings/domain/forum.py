@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from cunzhi_platform.aggregate import Aggregate, DomainError, Forbidden, InvalidTransition
@@ -51,7 +51,7 @@ from ..events import (
     RemarksPrepared,
     ResolutionAdopted,
 )
-from .ids import forum_id, parse_forum_stream_id
+from .ids import MAX_ID_LENGTH, forum_id, parse_forum_stream_id, task_id
 from .roster import Roster
 
 NOTICE_WORKING_DAYS = 3
@@ -543,6 +543,7 @@ class Forum(Aggregate):
         task_ids = set(self.tasks)
         events: list[Event] = []
         for draft in resolutions:
+            draft = self._with_task_ids(draft)
             self._check_resolution(draft, task_ids)
             task_ids |= {t.task_id for t in draft.tasks}
             events.append(
@@ -603,6 +604,21 @@ class Forum(Aggregate):
             n += 1
         return f"{self.forum_id}-G{n:02d}"
 
+    def _with_task_ids(self, draft: ResolutionDraft) -> ResolutionDraft:
+        tasks = []
+        for task in draft.tasks:
+            if not task.task_id.strip():
+                raise DomainError("every task needs a task_id", field="tasks")
+            qualified = task_id(self.forum_id, task.task_id)
+            if len(qualified) > MAX_ID_LENGTH:
+                raise DomainError(
+                    f"task id {qualified} is longer than {MAX_ID_LENGTH} characters with the "
+                    "forum's id in front: give a shorter one",
+                    field="tasks",
+                )
+            tasks.append(task.model_copy(update={"task_id": qualified}))
+        return replace(draft, tasks=tuple(tasks))
+
     def _check_resolution(self, draft: ResolutionDraft, task_ids: set[str]) -> None:
         if not draft.title.strip():
             raise DomainError("a resolution needs a title", field="title")
@@ -619,8 +635,6 @@ class Forum(Aggregate):
                 )
         seen: set[str] = set()
         for task in draft.tasks:
-            if not task.task_id.strip():
-                raise DomainError("every task needs a task_id", field="tasks")
             if task.task_id in task_ids or task.task_id in seen:
                 raise DomainError(
                     f"task {task.task_id} is already a task of forum {self.forum_id}",

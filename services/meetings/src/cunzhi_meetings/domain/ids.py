@@ -30,6 +30,20 @@ def forum_id(township_id: str, number: int) -> str:
     return f"{township_id}-F{number:03d}"
 
 
+MAX_ID_LENGTH = 64
+"""The longest id other services accept (the platform's shared id pattern)."""
+
+
+def task_id(forum_id: str, given: str) -> str:
+    """A resolution's task id, unique county-wide: the forum's id, a dash, the id given.
+
+    Rectification tracks every task of every forum under its id, so ``T1`` of two forums must
+    not be the same task. An id that already begins with the forum's id is kept as it is.
+    """
+    prefix = f"{forum_id}-"
+    return given if given.startswith(prefix) else prefix + given
+
+
 def parse_forum_id(value: str) -> tuple[str, int]:
     """``(township_id, number)`` of a forum id, e.g. from a rectification ``TaskCompleted``."""
     township_id, sep, number = value.rpartition("-F")
