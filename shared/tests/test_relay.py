@@ -26,6 +26,7 @@ from cunzhi_platform.relay import OutboxRelay
 from cunzhi_platform.republish import republish
 from cunzhi_platform.runtime import Service
 from cunzhi_platform.testing import consume, eventually, running
+from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.slow
 
@@ -92,9 +93,11 @@ async def test_ten_thousand_events_keep_per_key_order_and_cloudevents_headers(
     task = asyncio.create_task(relay.run())
     try:
         assert await eventually(lambda: _zero(store), timeout=120)
+        assert await eventually(lambda: _lag_zero(schema))
     finally:
         relay.stop()
         await task
+    assert _lag_reported(schema) is None  # no longer leading: no stale figure left behind
 
     records = await consume(bootstrap, topic_for(schema), 10_000)
     assert len(records) == 10_000  # nothing published twice in a clean run
@@ -105,6 +108,14 @@ async def test_ten_thousand_events_keep_per_key_order_and_cloudevents_headers(
     assert headers["ce_source"] == f"/cunzhi/{schema}".encode()
     assert headers["ce_subject"] == records[0].key
     assert headers["ce_time"] and headers["ce_correlationid"]
+
+
+async def _lag_zero(schema: str) -> bool:
+    return _lag_reported(schema) == 0
+
+
+def _lag_reported(schema: str) -> float | None:
+    return REGISTRY.get_sample_value("cunzhi_relay_lag_rows", {"service": schema})
 
 
 async def _zero(store):

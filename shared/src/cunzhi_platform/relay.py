@@ -183,6 +183,9 @@ class OutboxRelay:
                         await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
         finally:
             self.is_leader = False
+            # A standby's last figure would be stale for good: only the leader reports a lag.
+            with contextlib.suppress(KeyError):
+                RELAY_LAG.remove(self.service)
             if producer is not None:
                 await _quietly_stop(producer)
             with contextlib.suppress(Exception):
