@@ -54,6 +54,8 @@ KINDS: dict[str, Kind] = {
         Kind("task_progress", "议题任务进展", ("inbox",)),
         Kind("red_light", "亮红灯", ("inbox", "sms"), groups=True, mandatory=True, urgent=True),
         Kind("report_late", "报告逾期", ("inbox", "sms"), mandatory=True),
+        Kind("report_due", "报告提醒", ("inbox", "sms")),
+        Kind("verification_requested", "征求核查意见", ("inbox", "sms", "email")),
     )
 }
 
