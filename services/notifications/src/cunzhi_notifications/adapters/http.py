@@ -632,6 +632,8 @@ def _delivery(r: asyncpg.Record) -> dict[str, Any]:
         "read_at": r["read_at"],
         "failed_at": r["failed_at"],
         "last_error": r["last_error"],
+        # ours: a robot's unclear send, recorded as sent and not posted again (CHANNELS.md)
+        "unconfirmed": r["status"] == "sent" and r["unclear"],
     }
 
 
