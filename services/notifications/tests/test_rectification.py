@@ -336,29 +336,40 @@ async def test_a_report_due_tells_the_team_at_once_and_the_working_day_before(ki
         f"薄弱村{village}第2期月度进展报告（10月1日至10月31日）请于11月4日 17:30前报送"
         in inbox["body"]
     )
-    # the fourth quarter's visit and the team's week: reminders too
+    # the fourth quarter's visit, said due in the day too
     quarterly = due("quarterly_visit", 2, "2026-12-31", "2027-01-08T17:30:00+08:00")
-    await kit.publish("rectification", "ReportDue", quarterly, village)
-    weekly = due("weekly_on_duty", 8, "2026-10-26", "2026-10-27T17:30:00+08:00")
-    await kit.publish("rectification", "ReportDue", weekly, team)
+    quarterly_id = await kit.publish("rectification", "ReportDue", quarterly, village)
+    await kit.settled("source_event_id = $1", quarterly_id, count=3)
+    # the team's week ended at midnight: told at 09:00, not in the night
+    shanghai = kit.start.tzinfo
+    kit.clock.set(dt.datetime(2026, 10, 22, 0, 5, tzinfo=shanghai))
+    weekly = due("weekly_on_duty", 8, "2026-10-21", "2026-10-22T17:30:00+08:00")
+    weekly_id = await kit.publish("rectification", "ReportDue", weekly, team)
 
     async def reminders():
         rows = await kit.pool.fetch(
-            f"SELECT cancel_key, due_at, status, recipients FROM {kit.s}.reminders "
+            f"SELECT cancel_key, step, due_at, status, recipients FROM {kit.s}.reminders "
             "WHERE kind = 'report_due' AND cancel_key LIKE $1 ORDER BY cancel_key",
             "report:c3:%",
         )
         mine = [r for r in rows if r["cancel_key"].split(":")[2] in (team, village)]
         return mine if len(mine) == 3 else None
 
-    shanghai = kit.start.tzinfo
     by_key = {r["cancel_key"]: r for r in await kit.until_ready(reminders)}
     month_key = f"report:c3:{village}:monthly_progress:2"
     quarter_key = f"report:c3:{village}:quarterly_visit:2"
     week_key = f"report:c3:{team}:weekly_on_duty:8"
-    assert by_key[month_key]["due_at"] == dt.datetime(2026, 11, 3, 9, 0, tzinfo=shanghai)
-    assert by_key[week_key]["due_at"] == dt.datetime(2026, 10, 26, 9, 0, tzinfo=shanghai)
-    assert sorted(by_key[month_key]["recipients"]) == sorted([leader, member])
+    month, week = by_key[month_key], by_key[week_key]
+    assert (month["step"], month["due_at"]) == (
+        "eve",
+        dt.datetime(2026, 11, 3, 9, 0, tzinfo=shanghai),
+    )
+    assert sorted(month["recipients"]) == sorted([leader, member])
+    # the week's eve (21 October) has passed: only the morning notice is left
+    assert (week["step"], week["due_at"]) == (
+        "ended",
+        dt.datetime(2026, 10, 22, 9, 0, tzinfo=shanghai),
+    )
     # the month's report comes in, the quarter's is late: their reminders are cancelled
     submitted = report(team, township, village, "monthly_progress", 2)
     await kit.publish("rectification", "ReportSubmitted", {**submitted, "late": False}, village)
@@ -376,7 +387,7 @@ async def test_a_report_due_tells_the_team_at_once_and_the_working_day_before(ki
         return states if states[month_key] == states[quarter_key] == "cancelled" else None
 
     assert (await kit.until_ready(cancelled))[week_key] == "scheduled"
-    kit.clock.set(dt.datetime(2026, 10, 26, 9, 5, tzinfo=shanghai))
+    kit.clock.set(dt.datetime(2026, 10, 22, 9, 5, tzinfo=shanghai))
     fired = await kit.settled(
         f"kind = 'report_due' AND recipient_id = ANY($1) AND source_event_id IN "
         f"(SELECT source_event_id FROM {kit.s}.notices WHERE source_type = 'reminder')",
@@ -384,6 +395,7 @@ async def test_a_report_due_tells_the_team_at_once_and_the_working_day_before(ki
         count=3,
     )
     assert all("本工作组第8期周驻村考勤" in r["body"] for r in fired if r["channel"] == "inbox")
+    assert await kit.rows("source_event_id = $1", weekly_id) == []  # nothing in the night
     assert not await kit.rows("kind = 'report_due' AND recipient_id = $1", stranger)
     assert not await kit.rows("kind = 'report_due' AND recipient_id = $1", office)
 

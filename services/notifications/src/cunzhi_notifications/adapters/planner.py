@@ -26,6 +26,7 @@ from ..domain.reminders import (
     moment_text,
     report_due,
     task_due,
+    waking,
 )
 from .ledger import Ledger, Notice, derived_id
 from .roles import settle_roles
@@ -462,8 +463,9 @@ class _Planning:
 class _Reports:
     """Cadence reports of the weak-village campaign, told to the team that owes them.
 
-    Due: at once, and again the working day before its due time (ours; a durable reminder
-    cancelled when the report comes in or is late). Late: also the township's office.
+    Due: at once (or at 09:00 when the period ended in the night), and again the working day
+    before its due time (ours); both are reminders cancelled when the report comes in or is
+    late. Late: also the township's office.
     """
 
     def __init__(self, planning: _Planning) -> None:
@@ -487,16 +489,20 @@ class _Reports:
             "due_at": moment_text(e.due_at),
         }
         team = await self.team(e)
-        await self.p.notify("report_due", e.township_id, self.ref(e), context, team)
-        await self.p.schedule(
-            "report_due",
-            key,
-            e.township_id,
-            report_due(e.due_at),
-            context,
-            team,
-            subject_ref=self.ref(e),
-        )
+        at_once = waking(self.p.now)
+        if at_once <= self.p.now:
+            await self.p.notify("report_due", e.township_id, self.ref(e), context, team)
+        for step, when in (("ended", at_once), ("eve", report_due(e.due_at))):
+            await self.p.schedule(
+                "report_due",
+                key,
+                e.township_id,
+                when,
+                context,
+                team,
+                subject_ref=self.ref(e),
+                step=step,
+            )
 
     async def late(self, e: r.ReportLate) -> None:
         recipients = await self.team(e)

@@ -28,6 +28,17 @@ def call_closing_due(closes_at: dt.datetime) -> dt.datetime:
     return eve_of(closes_at)
 
 
+def waking(moment: dt.datetime) -> dt.datetime:
+    """``moment``, or 09:00 that day if it is earlier: a reminder wakes no one (ours).
+
+    A report's period ends at midnight, when rectification says it is due.
+    """
+    local = moment.astimezone(SHANGHAI)
+    if local.time() >= REMIND_AT:
+        return moment
+    return dt.datetime.combine(local.date(), REMIND_AT, SHANGHAI)
+
+
 def report_due(due_at: dt.datetime) -> dt.datetime:
     """Ours: a campaign report is recalled the working day before it is due."""
     return eve_of(due_at)
