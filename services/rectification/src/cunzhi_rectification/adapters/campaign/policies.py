@@ -91,7 +91,9 @@ class LightsPolicy(Consumer):
                 submitted boolean NOT NULL DEFAULT false,
                 reminded boolean NOT NULL DEFAULT false,
                 PRIMARY KEY (campaign_id, subject_id, kind, period)
-            )""",
+            );
+            -- a table created before reports were said due (ReportDue) gains the column
+            ALTER TABLE {table} ADD COLUMN IF NOT EXISTS reminded boolean NOT NULL DEFAULT false""",
     }
     indexes: ClassVar = {"watch_targets": ["campaign_id, village_id"]}
 
