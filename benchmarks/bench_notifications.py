@@ -54,6 +54,7 @@ class Accepting:
 
     def __init__(self, name: str) -> None:
         self.name, self.max_batch = name, 500
+        self.at_most_once = False
 
     async def send(self, messages: Sequence[Message]) -> list[SendResult]:
         return [SendResult(Outcome.SENT, provider_id=m.delivery_id) for m in messages]

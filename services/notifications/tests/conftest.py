@@ -23,6 +23,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from cunzhi_notifications.channels.base import Message, Outcome, SendResult
+from cunzhi_notifications.domain.kinds import GROUP_CHANNELS
 from cunzhi_notifications.fakes import FakeProviders
 from cunzhi_notifications.service import build_service
 from cunzhi_platform.clock import SHANGHAI, ManualClock
@@ -73,6 +74,10 @@ class Recorder:
                 delivered=self.report_delivered,
             )
         return None
+
+    @property
+    def at_most_once(self) -> bool:
+        return self.name in GROUP_CHANNELS  # as the real robots
 
     def to(self, address: str) -> list[Message]:
         return [m for m in self.accepted if m.address == address]

@@ -148,3 +148,43 @@ async def test_call_opened_to_villages_and_stations_then_a_reminder_to_who_submi
         f"SELECT status FROM {kit.s}.reminders WHERE cancel_key = $1", f"forum:{forum}"
     )
     assert fired == "fired"
+
+
+async def test_a_roster_update_replaces_the_roster_role_and_keeps_those_given_here(kit):
+    township, elsewhere, person = kit.fresh("tw"), kit.fresh("tw"), kit.fresh("p")
+
+    def roster(type_name: str, where: str, role: str | None = None):
+        body = {"township_id": where, "person_id": person, "name": "赵书记"}
+        if role is not None:
+            body |= {"role": role, "village_id": None, "phone": None}
+        return kit.publish("meetings", type_name, body, f"roster:{where}")
+
+    async def roles_become(expected: list[str]) -> None:
+        async def check():
+            return await kit.pool.fetchval(
+                f"SELECT roles = $2::text[] FROM {kit.s}.people WHERE person_id = $1",
+                person,
+                expected,
+            )
+
+        await kit.until_ready(check)
+
+    await roster("RosterMemberAdded", township, "village_secretary")
+    await roster("RosterMemberAdded", elsewhere, "leadership")
+    await roles_become(["township_leadership", "village_secretary"])
+    # the office edits the person as read back, adding a role of its own
+    r = await kit.client.put(
+        f"/people/{person}",
+        json={
+            "name": "赵书记",
+            "township_id": township,
+            "roles": ["village_secretary", "township_leadership", "party_member"],
+        },
+        headers=kit.admin(),
+    )
+    assert r.status_code == 200
+    assert r.json()["roles"] == ["party_member", "township_leadership", "village_secretary"]
+    await roster("RosterMemberUpdated", township, "middle_cadre")
+    await roles_become(["middle_cadre", "party_member", "township_leadership"])
+    await roster("RosterMemberRemoved", elsewhere)
+    await roles_become(["middle_cadre", "party_member"])

@@ -20,6 +20,7 @@ class Hang:
     def __init__(self, inner, send_first: bool) -> None:
         self.inner, self.send_first = inner, send_first
         self.name, self.max_batch = inner.name, inner.max_batch
+        self.at_most_once = inner.at_most_once
         self.reached = asyncio.Event()
 
     async def send(self, messages):
@@ -60,6 +61,40 @@ async def test_killed_between_claiming_and_marking_sends_once(
     # each one asked about before sending again (and status reports asked for after)
     assert sms.receipts >= 5
     assert all(r["attempts"] == 2 for r in rows if r["channel"] == "sms")
+
+
+async def test_a_robot_post_held_by_a_sender_that_died_is_not_posted_again(
+    settings, pool, clock, start_kit
+):
+    """Ours: a robot keeps no receipt, so the next sender records it sent, unconfirmed."""
+    name = "nkillrobot" + start_kit.fresh("x")[-8:]
+    robot = start_kit.recorder("dingtalk")
+    hang = Hang(robot, send_first=True)
+    async with start_kit(name, channels={"dingtalk": hang}) as a:
+        township, forum = a.fresh("tw"), a.fresh("forum")
+        r = await a.client.put(
+            f"/groups/{township}-dd",
+            json={
+                "name": "党建群",
+                "township_id": township,
+                "channel": "dingtalk",
+                "webhook_url": "https://oapi.dingtalk.com/robot/send?access_token=t1",
+            },
+            headers=a.office(township),
+        )
+        assert r.status_code == 200, r.text
+        event_id = await a.publish(
+            "meetings",
+            "ForumNoticeIssued",
+            a.forum_notice(forum, township, [a.attendee(await a.person(township))]),
+            forum,
+        )
+        await asyncio.wait_for(hang.reached.wait(), 90)
+    clock.advance(dt.timedelta(minutes=3))
+    async with start_kit(name, channels={"dingtalk": robot}) as b:
+        (row,) = await b.settled("source_event_id = $1 AND channel = 'dingtalk'", event_id, count=1)
+    assert (row["status"], row["unclear"], row["attempts"]) == ("sent", True, 2)
+    assert len(robot.accepted) == 1 and robot.receipts == 0
 
 
 async def test_a_redelivered_batch_plans_and_sends_nothing_twice(kit):

@@ -241,7 +241,7 @@ async def test_a_late_report_tells_the_work_team_and_the_office(kit):
         "ReportLate",
         {
             "campaign_id": "c3",
-            "subject_id": team,
+            "subject_id": "v1",  # a village's report: the team working for it is told
             "township_id": township,
             "village_ids": ["v1"],
             "kind": "monthly_progress",
@@ -255,3 +255,182 @@ async def test_a_late_report_tells_the_work_team_and_the_office(kit):
     rows = await kit.settled("source_event_id = $1", event_id, count=2)
     assert {r["recipient_id"] for r in rows} == {leader, office}
     assert "第3期月度进展报告" in rows[0]["body"]
+
+
+def team_formed(team: str, township: str, village: str, members: list[str]) -> dict:
+    return {
+        "campaign_id": "c3",
+        "team_id": team,
+        "level": "district",
+        "township_id": township,
+        "village_ids": [village],
+        "departments": [],
+        "members": [{"person_id": m, "name": "组员", "department_id": "d1"} for m in members],
+        "patrons": [],
+        "township_assistant": None,
+        "warnings": [],
+        "formed_on": "2026-09-01",
+    }
+
+
+def report(team: str, township: str, village: str, kind: str, period: int, **dates: str) -> dict:
+    subject = team if kind == "weekly_on_duty" else village
+    return {
+        "campaign_id": "c3",
+        "subject_id": subject,
+        "township_id": township,
+        "village_ids": [village],
+        "kind": kind,
+        "period": period,
+        **dates,
+    }
+
+
+async def test_a_report_due_tells_the_team_at_once_and_the_working_day_before(kit):
+    township, team, village = kit.fresh("tw"), kit.fresh("team"), kit.fresh("v")
+    leader = await kit.person(township, name="张组长", roles=["cadre"], phone="13812340011")
+    member = await kit.person(township, name="李组员", roles=["cadre"])
+    office = await kit.person(township, roles=["party_building_office"])
+    other_team = kit.fresh("team")
+    stranger = await kit.person(township, roles=["cadre"])
+    await kit.publish(
+        "rectification",
+        "WorkTeamFormed",
+        team_formed(team, township, village, [leader, member]),
+        team,
+    )
+    await kit.publish(
+        "rectification",
+        "WorkTeamFormed",
+        team_formed(other_team, township, kit.fresh("v"), [stranger]),
+        other_team,
+    )
+
+    def due(kind: str, period: int, end: str, due_at: str) -> dict:
+        return report(
+            team,
+            township,
+            village,
+            kind,
+            period,
+            period_start="2026-10-01",
+            period_end=end,
+            due_at=due_at,
+        )
+
+    # the October summary: due 17:30 on Wednesday 4 November, recalled on Tuesday the 3rd
+    monthly = await kit.publish(
+        "rectification",
+        "ReportDue",
+        due("monthly_progress", 2, "2026-10-31", "2026-11-04T17:30:00+08:00"),
+        village,
+    )
+    rows = await kit.settled("source_event_id = $1", monthly, count=3)
+    assert {(r["recipient_id"], r["channel"]) for r in rows} == {
+        (leader, "inbox"),
+        (leader, "sms"),
+        (member, "inbox"),
+    }
+    inbox = next(r for r in rows if r["channel"] == "inbox")
+    assert (
+        f"薄弱村{village}第2期月度进展报告（10月1日至10月31日）请于11月4日 17:30前报送"
+        in inbox["body"]
+    )
+    # the fourth quarter's visit, said due in the day too
+    quarterly = due("quarterly_visit", 2, "2026-12-31", "2027-01-08T17:30:00+08:00")
+    quarterly_id = await kit.publish("rectification", "ReportDue", quarterly, village)
+    await kit.settled("source_event_id = $1", quarterly_id, count=3)
+    # the team's week ended at midnight: told at 09:00, not in the night
+    shanghai = kit.start.tzinfo
+    kit.clock.set(dt.datetime(2026, 10, 22, 0, 5, tzinfo=shanghai))
+    weekly = due("weekly_on_duty", 8, "2026-10-21", "2026-10-22T17:30:00+08:00")
+    weekly_id = await kit.publish("rectification", "ReportDue", weekly, team)
+
+    async def reminders():
+        rows = await kit.pool.fetch(
+            f"SELECT cancel_key, step, due_at, status, recipients FROM {kit.s}.reminders "
+            "WHERE kind = 'report_due' AND cancel_key LIKE $1 ORDER BY cancel_key",
+            "report:c3:%",
+        )
+        mine = [r for r in rows if r["cancel_key"].split(":")[2] in (team, village)]
+        return mine if len(mine) == 3 else None
+
+    by_key = {r["cancel_key"]: r for r in await kit.until_ready(reminders)}
+    month_key = f"report:c3:{village}:monthly_progress:2"
+    quarter_key = f"report:c3:{village}:quarterly_visit:2"
+    week_key = f"report:c3:{team}:weekly_on_duty:8"
+    month, week = by_key[month_key], by_key[week_key]
+    assert (month["step"], month["due_at"]) == (
+        "eve",
+        dt.datetime(2026, 11, 3, 9, 0, tzinfo=shanghai),
+    )
+    assert sorted(month["recipients"]) == sorted([leader, member])
+    # the week's eve (21 October) has passed: only the morning notice is left
+    assert (week["step"], week["due_at"]) == (
+        "ended",
+        dt.datetime(2026, 10, 22, 9, 0, tzinfo=shanghai),
+    )
+    # the month's report comes in, the quarter's is late: their reminders are cancelled
+    submitted = report(team, township, village, "monthly_progress", 2)
+    await kit.publish("rectification", "ReportSubmitted", {**submitted, "late": False}, village)
+    late = due("quarterly_visit", 2, "2026-12-31", "2027-01-08T17:30:00+08:00")
+    late_id = await kit.publish("rectification", "ReportLate", late, village)
+    told = await kit.settled("source_event_id = $1", late_id, count=4)
+    assert {r["recipient_id"] for r in told} == {leader, member, office}
+
+    async def cancelled():
+        rows = await kit.pool.fetch(
+            f"SELECT cancel_key, status FROM {kit.s}.reminders WHERE cancel_key = ANY($1)",
+            [month_key, quarter_key, week_key],
+        )
+        states = {r["cancel_key"]: r["status"] for r in rows}
+        return states if states[month_key] == states[quarter_key] == "cancelled" else None
+
+    assert (await kit.until_ready(cancelled))[week_key] == "scheduled"
+    kit.clock.set(dt.datetime(2026, 10, 22, 9, 5, tzinfo=shanghai))
+    fired = await kit.settled(
+        f"kind = 'report_due' AND recipient_id = ANY($1) AND source_event_id IN "
+        f"(SELECT source_event_id FROM {kit.s}.notices WHERE source_type = 'reminder')",
+        [leader, member],
+        count=3,
+    )
+    assert all("本工作组第8期周驻村考勤" in r["body"] for r in fired if r["channel"] == "inbox")
+    assert await kit.rows("source_event_id = $1", weekly_id) == []  # nothing in the night
+    assert not await kit.rows("kind = 'report_due' AND recipient_id = $1", stranger)
+    assert not await kit.rows("kind = 'report_due' AND recipient_id = $1", office)
+
+
+async def test_verification_asks_the_departments_and_the_county(kit):
+    township = kit.fresh("tw")
+    discipline = await kit.person(
+        None, name="区纪委", roles=["discipline_commission"], email="jw@example.cn"
+    )
+    petitions = await kit.person(None, name="区信访局", roles=["petitions_bureau"])
+    county = await kit.person(None, name="组织部", roles=["county_organisation_department"])
+    await kit.person(township)  # a village secretary: not asked
+    event_id = await kit.publish(
+        "rectification",
+        "VerificationRequested",
+        {
+            "campaign_id": "c3",
+            "county_id": "bincheng",
+            "sources": ["discipline", "petitions"],
+            "village_ids": ["v1", "v2", "v3"],
+            "respond_by": "2026-10-30",
+        },
+        "campaign:c3",
+    )
+    rows = await kit.settled("source_event_id = $1", event_id, count=4)
+    assert {(r["recipient_id"], r["channel"]) for r in rows} == {
+        (discipline, "inbox"),
+        (discipline, "email"),
+        (petitions, "inbox"),
+        (county, "inbox"),
+    }
+    body = (await kit.client.get("/inbox", headers=kit.me(petitions))).json()["items"][0]
+    assert "共3个村居" in body["body"] and "10月30日前" in body["body"]
+    notice = await kit.pool.fetchrow(
+        f"SELECT subject_ref, township_id FROM {kit.s}.notices WHERE source_event_id = $1",
+        event_id,
+    )
+    assert tuple(notice) == ("campaign:c3", None)

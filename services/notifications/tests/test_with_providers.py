@@ -18,7 +18,7 @@ from cunzhi_notifications.fakes import Fault
 
 @pytest_asyncio.fixture
 async def live(settings, pool, clock, start_kit, fakes):
-    channels = build_channels(fakes.settings(sms="aliyun", sms_timeout_s=0.5))
+    channels = build_channels(fakes.settings(sms="aliyun", sms_timeout_s=0.5, robot_timeout_s=0.5))
     try:
         async with start_kit(
             start_kit.fresh("nlive").replace("-", ""), channels=dict(channels)
@@ -168,6 +168,65 @@ async def test_a_lost_answer_is_checked_against_the_provider_not_sent_again(live
     (row,) = await kit.settled("source_event_id = $1 AND channel = 'sms'", event_id, count=1)
     assert row["status"] == "delivered" and row["attempts"] == 2
     assert len(fakes.aliyun.sent_to("13811119999")) == 1
+
+
+async def test_a_robot_that_answers_too_late_is_not_posted_to_again(live, fakes):
+    """Ours: a robot has no receipt and takes no idempotency key, so an unclear post is recorded
+    as sent, unconfirmed, and never repeated: the group sees each notice once at most."""
+    kit = live
+    township = kit.fresh("tw")
+    secretary = await kit.person(township)
+    robot = fakes.wecom.add_robot()
+    key = robot.rsplit("=", 1)[1]
+    r = await kit.client.put(
+        f"/groups/{township}-wx",
+        json={
+            "name": "关堤乡书记群",
+            "township_id": township,
+            "channel": "wecom",
+            "webhook_url": robot,
+        },
+        headers=kit.office(township),
+    )
+    assert r.status_code == 200, r.text
+    fakes.wecom.fail(Fault(delay_s=1.5))  # the robot posts it, its answer comes too late
+    first = kit.fresh("forum")
+    notice = await kit.publish(
+        "meetings",
+        "ForumNoticeIssued",
+        kit.forum_notice(first, township, [kit.attendee(secretary)]),
+        first,
+    )
+    (row,) = await kit.settled("source_event_id = $1 AND channel = 'wecom'", notice, count=1)
+    assert (row["status"], row["unclear"], row["attempts"]) == ("sent", True, 1)
+    assert "unconfirmed" in row["last_error"]
+
+    async def landed() -> bool:
+        return len(fakes.wecom.messages[key]) == 1
+
+    assert await kit.until_ready(landed)  # it did reach the group
+    (sent,) = [
+        e
+        for e in await kit.events("NotificationSent")
+        if e["delivery_id"] == str(row["delivery_id"])
+    ]
+    assert sent["unconfirmed"] is True
+    r = await kit.client.get(f"/subjects/forum:{first}/deliveries", headers=kit.office(township))
+    told = {d["channel"]: d for p in r.json()["recipients"] for d in p["deliveries"]}
+    assert told["wecom"]["unconfirmed"] and not told["inbox"]["unconfirmed"]
+    # the next notice to the group is posted once, and the first never again
+    kit.clock.advance(dt.timedelta(hours=1))
+    second = kit.fresh("forum")
+    again = await kit.publish(
+        "meetings",
+        "ForumNoticeIssued",
+        kit.forum_notice(second, township, [kit.attendee(secretary)]),
+        second,
+    )
+    (row,) = await kit.settled("source_event_id = $1 AND channel = 'wecom'", again, count=1)
+    assert (row["status"], row["unclear"]) == ("sent", False)
+    posted = [m["markdown"]["content"] for m in fakes.wecom.messages[key]]
+    assert len(posted) == 2 and all("第18期" in text for text in posted)
 
 
 async def test_an_endpoint_that_is_gone_is_disabled(live, fakes):

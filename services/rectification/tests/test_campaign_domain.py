@@ -9,7 +9,7 @@ from cunzhi_platform.aggregate import DomainError, InvalidTransition, NotFound
 from cunzhi_platform.clock import SHANGHAI
 from cunzhi_platform.events import Event
 from cunzhi_rectification.domain.campaign import AssessmentInput, Campaign
-from cunzhi_rectification.domain.campaign_cadence import period, periods_due
+from cunzhi_rectification.domain.campaign_cadence import period, periods_due, periods_ended
 from cunzhi_rectification.domain.campaign_ids import (
     campaign_stream_id,
     light_stream_id,
@@ -38,14 +38,18 @@ from cunzhi_rectification.events.campaign import (
     Member,
     Patron,
     RegisteredVillage,
+    ReportDue,
+    ReportLate,
     ReportSubmitted,
     Township,
+    VerificationRequested,
     VillageCarriedOver,
     VillageGraduated,
     WorkTeamFormed,
 )
 
 START = dt.date(2026, 9, 1)
+SELECTED_ON = dt.date(2026, 9, 25)
 RULES = default_settings()
 TOWNSHIPS = [Township(township_id=f"t{n}", name=f"镇{n}") for n in range(10)]
 
@@ -92,7 +96,7 @@ def ranked(n: int, settings: object = RULES) -> Campaign:
     c = opened(settings)
     run(c, c.register(villages(n)))
     run(c, c.assess([AssessmentInput(f"v{i:03d}", {}, 100 * i / n) for i in range(n)]))
-    run(c, c.select_candidates())
+    run(c, c.select_candidates(SELECTED_ON))
     return c
 
 
@@ -222,11 +226,11 @@ def test_bincheng_ranks_602_villages_into_90_candidates_worst_last() -> None:
 def test_ranking_refuses_an_empty_or_unassessed_register() -> None:
     c = opened()
     with pytest.raises(InvalidTransition, match="no villages"):
-        c.select_candidates()
+        c.select_candidates(SELECTED_ON)
     run(c, c.register(villages(3)))
     run(c, c.assess([AssessmentInput("v000", {}, 10)]))
     with pytest.raises(InvalidTransition, match="2 registered village"):
-        c.select_candidates()
+        c.select_candidates(SELECTED_ON)
     with pytest.raises(NotFound):
         c.assess([AssessmentInput("v999", {}, 10)])
 
@@ -243,7 +247,7 @@ def test_no_register_or_assessment_after_selection() -> None:
     with pytest.raises(InvalidTransition):
         c.register(villages(25)[20:])
     with pytest.raises(InvalidTransition):
-        c.select_candidates()
+        c.select_candidates(SELECTED_ON)
 
 
 # --- verification and tiering ---
@@ -529,9 +533,12 @@ def test_a_missing_report_becomes_late_once_and_a_late_one_says_so() -> None:
     v, h = village(), opened().header()
     before = dt.datetime(2026, 10, 10, 17, 0, tzinfo=SHANGHAI)
     after = dt.datetime(2026, 10, 12, 9, 0, tzinfo=SHANGHAI)
-    assert v.mark_late(h, kind="monthly_progress", period=1, now=before) == []
-    run(v, v.mark_late(h, kind="monthly_progress", period=1, now=after))
-    assert v.mark_late(h, kind="monthly_progress", period=1, now=after) == []
+    (late,) = run(v, v.chase_report(h, kind="monthly_progress", period=1, now=after))
+    assert isinstance(late, ReportLate)
+    assert v.chase_report(h, kind="monthly_progress", period=1, now=after) == []
+    # first looked at once past due, it was never said to be due: a reminder comes too late
+    assert v.reports.reminded == set()
+    assert v.chase_report(h, kind="monthly_progress", period=1, now=before) == []
     assert v.reports.outstanding_late == 1
     (e,) = run(
         v, v.submit_report(h, kind="monthly_progress", period=1, now=after, by="m1", summary="进展")
@@ -544,6 +551,40 @@ def test_a_missing_report_becomes_late_once_and_a_late_one_says_so() -> None:
         v.submit_report(h, kind="monthly_progress", period=3, now=after, by="m1", summary="x")
     with pytest.raises(DomainError, match="team's report"):
         v.submit_report(h, kind="weekly_on_duty", period=1, now=after, by="m1", summary="x")
+
+
+def test_an_owed_report_is_due_once_when_its_period_ends_then_late_once() -> None:
+    v, h = village(), opened().header()
+    last_evening = dt.datetime(2026, 9, 30, 23, 59, tzinfo=SHANGHAI)
+    assert v.chase_report(h, kind="monthly_progress", period=1, now=last_evening) == []
+    ended = dt.datetime(2026, 9, 30, 16, 30, tzinfo=dt.UTC)  # 00:30 on 1 October in Shanghai
+    (due,) = run(v, v.chase_report(h, kind="monthly_progress", period=1, now=ended))
+    assert isinstance(due, ReportDue)
+    assert (due.subject_id, due.village_ids, due.period) == ("v001", ("v001",), 1)
+    assert (due.period_start, due.period_end) == (START, dt.date(2026, 9, 30))
+    assert due.due_at == dt.datetime(2026, 10, 10, 17, 30, tzinfo=SHANGHAI)
+    assert v.chase_report(h, kind="monthly_progress", period=1, now=ended) == []
+    past_due = dt.datetime(2026, 10, 10, 17, 31, tzinfo=SHANGHAI)
+    (late,) = run(v, v.chase_report(h, kind="monthly_progress", period=1, now=past_due))
+    assert isinstance(late, ReportLate)
+    assert v.chase_report(h, kind="monthly_progress", period=1, now=past_due) == []
+    end = dt.date(2028, 8, 31)
+    assert [p.index for p in periods_ended("monthly_progress", START, end, 3, ended)] == [1]
+    assert periods_due("monthly_progress", START, end, 3, ended) == []
+
+
+def test_a_report_in_before_its_period_ends_is_never_due() -> None:
+    v, h = village(), opened().header()
+    on_time = dt.datetime(2026, 9, 29, 10, 0, tzinfo=SHANGHAI)
+    run(
+        v,
+        v.submit_report(h, kind="monthly_progress", period=1, now=on_time, by="m1", summary="x"),
+    )
+    for now in (
+        dt.datetime(2026, 10, 2, tzinfo=SHANGHAI),
+        dt.datetime(2026, 10, 12, tzinfo=SHANGHAI),
+    ):
+        assert v.chase_report(h, kind="monthly_progress", period=1, now=now) == []
 
 
 def test_weekly_on_duty_counts_members_only() -> None:
@@ -597,11 +638,21 @@ def test_candidates_selected_event_carries_the_whole_ranking() -> None:
     c = opened()
     run(c, c.register(villages(7)))
     run(c, c.assess([AssessmentInput(f"v{i:03d}", {}, 50) for i in range(7)]))
-    (e,) = c.select_candidates()
+    e, asked = c.select_candidates(SELECTED_ON)
     assert isinstance(e, CandidatesSelected)
     # all tie: ordered by id, the last one (v006) the single candidate (7·0.15 = 1.05 → 1)
     assert e.ranking == tuple(f"v{i:03d}" for i in range(7))
     assert e.candidate_ids == ("v006",)
+    assert isinstance(asked, VerificationRequested)
+    assert asked.sources == ("discipline", "political_legal", "petitions")
+    assert asked.village_ids == ("v006",) and asked.county_id == "bincheng"
+    # five working days after Friday 25 September (Mid-Autumn): 28, 29, 30 September, then
+    # National Day (1–7 October off), 8 and 9 October
+    assert asked.respond_by == dt.date(2026, 10, 9)
+    quicker = opened(default_settings(verification_respond_working_days=1))
+    run(quicker, quicker.register(villages(7)))
+    run(quicker, quicker.assess([AssessmentInput(f"v{i:03d}", {}, 50) for i in range(7)]))
+    assert quicker.select_candidates(SELECTED_ON)[1].respond_by == dt.date(2026, 9, 28)
 
 
 def test_a_village_joining_late_owes_no_earlier_report() -> None:
@@ -615,7 +666,37 @@ def test_a_village_joining_late_owes_no_earlier_report() -> None:
         ),
     )
     now = dt.datetime(2026, 12, 10, 9, 0, tzinfo=SHANGHAI)  # September–November all past due
-    assert v.mark_late(h, kind="monthly_progress", period=1, now=now) == []  # September
-    assert v.mark_late(h, kind="monthly_progress", period=2, now=now) == []  # October
-    (late,) = v.mark_late(h, kind="monthly_progress", period=3, now=now)  # November: owed
+    assert v.chase_report(h, kind="monthly_progress", period=1, now=now) == []  # September
+    assert v.chase_report(h, kind="monthly_progress", period=2, now=now) == []  # October
+    (late,) = v.chase_report(h, kind="monthly_progress", period=3, now=now)  # November: owed
     assert late.period_start == dt.date(2026, 11, 1)
+    first_of_december = dt.datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
+    assert v.chase_report(h, kind="monthly_progress", period=2, now=first_of_december) == []
+    (due,) = v.chase_report(h, kind="monthly_progress", period=3, now=first_of_december)
+    assert isinstance(due, ReportDue) and due.period_end == dt.date(2026, 11, 30)
+
+
+def test_a_team_formed_late_owes_weekly_reports_from_its_week_on() -> None:
+    h = opened().header()
+    t = WorkTeam(team_stream_id("bincheng-R3", "team-9"))
+    m = Member(person_id="m1", name="a", department_id="zzb", age_band="young")
+    run(
+        t,
+        t.form(
+            level="town",
+            township_id="t1",
+            village_ids=["v001"],
+            departments=DEPARTMENTS,
+            members=[m.model_copy(update={"role": "leader"})],
+            patrons=[],
+            township_assistant="w",
+            on=dt.date(2026, 9, 10),  # in the second week (8–14 September)
+        ),
+    )
+    now = dt.datetime(2026, 9, 15, 8, 0, tzinfo=SHANGHAI)  # both weeks ended, neither due
+    assert t.chase_report(h, period=1, now=now) == []
+    (due,) = run(t, t.chase_report(h, period=2, now=now))
+    assert isinstance(due, ReportDue) and due.subject_id == "team-9"
+    assert due.kind == "weekly_on_duty" and due.village_ids == ("v001",)
+    assert t.chase_report(h, period=2, now=now) == []
+    assert WorkTeam(team_stream_id("bincheng-R3", "none")).chase_report(h, period=2, now=now) == []

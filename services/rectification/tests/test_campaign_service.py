@@ -18,7 +18,11 @@ from cunzhi_platform.clock import SHANGHAI, ManualClock
 from cunzhi_platform.rebuild import rebuild
 from cunzhi_platform.testing import eventually, running, token
 from cunzhi_rectification.adapters.campaign.projections import CAMPAIGN_PROJECTIONS
-from cunzhi_rectification.domain.campaign_ids import campaign_stream_id, village_stream_id
+from cunzhi_rectification.domain.campaign_ids import (
+    campaign_stream_id,
+    team_stream_id,
+    village_stream_id,
+)
 from cunzhi_rectification.service import build_service
 
 pytestmark = pytest.mark.slow
@@ -638,3 +642,76 @@ async def test_the_read_model_rebuilds_to_the_same_rows(client, settings, clock)
     folded = await rebuild(CAMPAIGN_PROJECTIONS[0], client.app.state.runtime.store)
     assert folded > 20
     assert await views() == before
+
+
+async def test_ranking_asks_the_departments_and_reports_are_said_due_once(
+    client, settings, clock
+) -> None:
+    clock.set(dt.datetime(2026, 9, 1, 10, 0, tzinfo=SHANGHAI))  # a Tuesday
+    cid, _ = await tiered(client, settings)
+    store = client.app.state.runtime.store
+
+    async def events(stream: str, kind: str) -> list[Any]:
+        return [s.event for s in await store.load(stream) if s.envelope.type.endswith(kind)]
+
+    (asked,) = await events(campaign_stream_id(cid), "VerificationRequested")
+    assert asked.village_ids == ("v02", "v01", "v00")
+    assert asked.sources == ("discipline", "political_legal", "petitions")
+    assert asked.respond_by == dt.date(2026, 9, 8)  # five working days on
+    office = token(settings, sub="o1", roles=["party_building_office"], township_ids=[T1])
+    r = await client.post(
+        f"/campaigns/{cid}/teams",
+        headers=office,
+        json={
+            "team_id": "group-v01",
+            "level": "town",
+            "village_ids": ["v01"],
+            "departments": [{"department_id": "sd", "name": "市东街道", "type": "party_committee"}],
+            "members": [
+                {"person_id": "w1", "name": "副书记", "department_id": "sd", "role": "leader"}
+            ],
+        },
+    )
+    assert r.status_code == 201, r.text
+    group = team_stream_id(cid, "group-v01")
+
+    async def said(stream: str, kind: str, count: int = 1) -> list[Any]:
+        async def found() -> list[Any] | None:
+            got = await events(stream, kind)
+            return got if len(got) >= count else None
+
+        got = await eventually(found)
+        assert got is not None, f"no {kind} on {stream}"
+        return got
+
+    # the first week has ended: its on-duty report is due at 17:30, then late
+    clock.set(dt.datetime(2026, 9, 8, 9, 0, tzinfo=SHANGHAI))
+    (due,) = await said(group, "ReportDue")
+    assert (due.kind, due.period, due.subject_id) == ("weekly_on_duty", 1, "group-v01")
+    assert due.due_at == dt.datetime(2026, 9, 8, 17, 30, tzinfo=SHANGHAI)
+    clock.set(dt.datetime(2026, 9, 8, 18, 0, tzinfo=SHANGHAI))
+    (late,) = await said(group, "ReportLate")
+    assert late.period == 1
+    # v01's September summary comes in during September; v00's does not
+    member = token(settings, sub="w1", roles=["work_team_member"])
+    clock.set(dt.datetime(2026, 9, 29, 10, 0, tzinfo=SHANGHAI))
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v01/reports",
+        headers=member,
+        json={"kind": "monthly_progress", "period": 1, "summary": "x", "team_id": "group-v01"},
+    )
+    assert r.status_code == 200, r.text
+    clock.set(dt.datetime(2026, 10, 1, 9, 0, tzinfo=SHANGHAI))
+    v00, v01 = village_stream_id(cid, "v00"), village_stream_id(cid, "v01")
+    september = await said(v00, "ReportDue", count=2)  # the month's and the quarter's
+    assert sorted((e.kind, e.period) for e in september) == [
+        ("monthly_progress", 1),
+        ("quarterly_visit", 1),
+    ]
+    clock.set(dt.datetime(2026, 10, 12, 9, 0, tzinfo=SHANGHAI))  # the month's is past due
+    (late,) = await said(v00, "ReportLate")
+    assert late.kind == "monthly_progress"
+    assert len(await events(v00, "ReportDue")) == 2  # each said once
+    # v01's summary is in: nothing due or late for September but the quarter's visit
+    assert [(e.kind, e.period) for e in await events(v01, "ReportDue")] == [("quarterly_visit", 1)]
+    assert await events(v01, "ReportLate") == []

@@ -60,6 +60,9 @@ class NotificationSent(DeliveryEvent):
     provider_id: str | None = None
     digest_id: str | None = None
     sent_at: dt.datetime
+    unconfirmed: bool = False
+    """Sent without the channel's word (a group robot that did not answer after the request
+    left): it may not have arrived and is not sent again (at most once, CHANNELS.md)."""
 
 
 @registry.register("cunzhi.notifications.NotificationDelivered", version=1)

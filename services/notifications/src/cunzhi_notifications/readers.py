@@ -241,19 +241,48 @@ class TeamMember(Reader):
 
 @rectification.register("cunzhi.rectification.WorkTeamFormed", version=1)
 class WorkTeamFormed(Reader):
+    campaign_id: str
     team_id: str
     township_id: str
     village_ids: list[str]
     members: list[TeamMember]
 
 
-@rectification.register("cunzhi.rectification.ReportLate", version=1)
-class ReportLate(Reader):
+class ReportEvent(Reader):
+    """A cadence report of a village, or of a team (``weekly_on_duty``), for one period."""
+
     campaign_id: str
     subject_id: str
-    """The work team whose report it is."""
+    """The team (``weekly_on_duty``) or the village whose report it is."""
     township_id: str
     village_ids: list[str]
     kind: str
     period: int
+
+
+@rectification.register("cunzhi.rectification.ReportDue", version=1)
+class ReportDue(ReportEvent):
+    period_start: dt.date
+    period_end: dt.date
     due_at: dt.datetime
+
+
+@rectification.register("cunzhi.rectification.ReportLate", version=1)
+class ReportLate(ReportEvent):
+    due_at: dt.datetime
+
+
+@rectification.register("cunzhi.rectification.ReportSubmitted", version=1)
+class ReportSubmitted(ReportEvent):
+    pass
+
+
+@rectification.register("cunzhi.rectification.VerificationRequested", version=1)
+class VerificationRequested(Reader):
+    campaign_id: str
+    county_id: str
+    sources: list[str]
+    """Whose opinions are asked: ``discipline`` (纪委), ``political_legal`` (政法委),
+    ``petitions`` (信访)…"""
+    village_ids: list[str]
+    respond_by: dt.date

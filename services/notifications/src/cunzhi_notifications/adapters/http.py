@@ -35,7 +35,7 @@ from ..domain.privacy import mask_email, mask_phone, mask_url
 from ..domain.routing import Preference, check_preference
 from ..domain.templates import Template, check, default, render, sample
 from ..events import NotificationRead, registry
-from . import webhooks
+from . import roles, webhooks
 
 ADMIN = "notifications_admin"
 OFFICE = "party_building_office"
@@ -91,7 +91,12 @@ def _may_read_township(who: Principal, township_id: str | None) -> None:
 
 
 class PersonIn(edge.Body):
-    """A person in the directory. ``phone`` is a mainland mobile number (11 digits)."""
+    """A person in the directory. ``phone`` is a mainland mobile number (11 digits).
+
+    ``roles`` are the roles given here; the person also holds the role meetings' roster gives
+    them in each township (ours: such a role is the roster's, replaced when the roster changes
+    it, even if it was given here too).
+    """
 
     name: Name
     roles: list[Id] = Field(default_factory=list, max_length=20)
@@ -146,13 +151,15 @@ def _person_out(row: asyncpg.Record, who: Principal) -> dict[str, Any]:
 
 
 async def _upsert(conn: asyncpg.Connection, s: str, person_id: str, p: PersonIn) -> None:
+    """The person as given; their roles are the given ones and their rosters' (``roles``)."""
     await conn.execute(
-        f"""INSERT INTO {s}.people (person_id, name, roles, county_id, township_id, station_id,
-                village_id, phone, email, wecom_id, dingtalk_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-            ON CONFLICT (person_id) DO UPDATE SET name = $2, roles = $3, county_id = $4,
-                township_id = $5, station_id = $6, village_id = $7, phone = $8, email = $9,
-                wecom_id = $10, dingtalk_id = $11, active = true, updated_at = now()""",
+        f"""INSERT INTO {s}.people (person_id, name, manual_roles, county_id, township_id,
+                station_id, village_id, phone, email, wecom_id, dingtalk_id)
+            VALUES ($1, $2, {roles.manual(s, "$3", "$1")}, $4, $5, $6, $7, $8, $9, $10, $11)
+            ON CONFLICT (person_id) DO UPDATE SET name = $2, manual_roles = excluded.manual_roles,
+                county_id = $4, township_id = $5, station_id = $6, village_id = $7, phone = $8,
+                email = $9, wecom_id = $10, dingtalk_id = $11, active = true,
+                updated_at = now()""",
         person_id,
         p.name,
         sorted(set(p.roles)),
@@ -165,6 +172,7 @@ async def _upsert(conn: asyncpg.Connection, s: str, person_id: str, p: PersonIn)
         p.wecom_id,
         p.dingtalk_id,
     )
+    await roles.settle_roles(conn, s, person_id)
 
 
 @router.put("/people/{person_id}", tags=["directory"])
@@ -624,6 +632,8 @@ def _delivery(r: asyncpg.Record) -> dict[str, Any]:
         "read_at": r["read_at"],
         "failed_at": r["failed_at"],
         "last_error": r["last_error"],
+        # ours: a robot's unclear send, recorded as sent and not posted again (CHANNELS.md)
+        "unconfirmed": r["status"] == "sent" and r["unclear"],
     }
 
 

@@ -10,6 +10,7 @@ from ..channels.base import Message, Outcome, SendResult
 class InboxChannel:
     name = "inbox"
     max_batch = 1000
+    at_most_once = False  # recording is the send: never unclear
 
     async def send(self, messages: Sequence[Message]) -> list[SendResult]:
         return [SendResult(Outcome.SENT) for _ in messages]

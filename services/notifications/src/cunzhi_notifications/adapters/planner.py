@@ -24,9 +24,12 @@ from ..domain.reminders import (
     forum_eve_due,
     issue_unclaimed_due,
     moment_text,
+    report_due,
     task_due,
+    waking,
 )
 from .ledger import Ledger, Notice, derived_id
+from .roles import settle_roles
 
 ROSTER_ROLES = {
     "leadership": "township_leadership",
@@ -48,6 +51,15 @@ REPORTS = {
     "half_year_review": "半年评估",
 }
 """Who is asked for topics: every village secretary and station head (站所负责人)."""
+TEAM_REPORTS = frozenset({"weekly_on_duty"})
+"""Report kinds a work team owes (the report's subject is the team); a village owes the others."""
+OPINION_ROLES = {
+    "discipline": "discipline_commission",
+    "political_legal": "political_legal_committee",
+    "petitions": "petitions_bureau",
+}
+"""The departments whose verification opinions rectification asks for (纪委, 政法委, 信访), as
+directory roles."""
 
 TOPIC_STATES: dict[type[r.TopicChange], str] = {
     r.TopicMergedInto: "已与其他议题合并",
@@ -60,7 +72,11 @@ TOPIC_STATES: dict[type[r.TopicChange], str] = {
 
 
 class RosterDirectory(Consumer):
-    """meetings' roster → people in the directory, with their roster role."""
+    """meetings' roster → people in the directory, with their roster role.
+
+    A roster gives a person one role in its township: an update replaces it, a removal takes it
+    away (``roles.py``); roles given through our own API stay.
+    """
 
     name = "roster_directory"
     topics: ClassVar = [topic_for("meetings")]
@@ -68,28 +84,39 @@ class RosterDirectory(Consumer):
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
         s = f'"{tx.store.schema}"'
         if isinstance(event, r.RosterMemberAdded | r.RosterMemberUpdated):
-            role = ROSTER_ROLES.get(event.role, event.role)
             # Our own API may have added e-mail and robot ids: the roster only updates its part.
             await tx.conn.execute(
-                f"""INSERT INTO {s}.people (person_id, name, roles, township_id, village_id, phone)
-                    VALUES ($1, $2, ARRAY[$3], $4, $5, $6)
-                    ON CONFLICT (person_id) DO UPDATE SET name = $2,
-                        roles = (SELECT array_agg(DISTINCT x) FROM unnest(
-                            people.roles || ARRAY[$3]) x),
-                        township_id = $4, village_id = $5,
-                        phone = coalesce($6, people.phone), active = true, updated_at = now()""",
+                f"""INSERT INTO {s}.people (person_id, name, township_id, village_id, phone)
+                    VALUES ($1, $2, $3, $4, $5)
+                    ON CONFLICT (person_id) DO UPDATE SET name = $2, township_id = $3,
+                        village_id = $4, phone = coalesce($5, people.phone), active = true,
+                        updated_at = now()""",
                 event.person_id,
                 event.name,
-                role,
                 event.township_id,
                 event.village_id,
                 event.phone,
+            )
+            await tx.conn.execute(
+                f"""INSERT INTO {s}.roster_roles VALUES ($1, $2, $3)
+                    ON CONFLICT (person_id, township_id) DO UPDATE SET role = $3""",
+                event.person_id,
+                event.township_id,
+                ROSTER_ROLES.get(event.role, event.role),
             )
         elif isinstance(event, r.RosterMemberRemoved):
             await tx.conn.execute(
                 f"UPDATE {s}.people SET active = false, updated_at = now() WHERE person_id = $1",
                 event.person_id,
             )
+            await tx.conn.execute(
+                f"DELETE FROM {s}.roster_roles WHERE person_id = $1 AND township_id = $2",
+                event.person_id,
+                event.township_id,
+            )
+        else:
+            return
+        await settle_roles(tx.conn, s, event.person_id)
 
 
 class Planner(Consumer):
@@ -150,14 +177,13 @@ class _Planning:
         elif isinstance(event, r.TaskEvent):
             await _Tasks(self).on(event)
         elif isinstance(event, r.WorkTeamFormed):
-            await self.conn.executemany(
-                f"INSERT INTO {self.s}.team_members VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                [(event.team_id, m.person_id) for m in event.members],
-            )
+            await self.team_formed(event)
         elif isinstance(event, r.LightChanged) and event.light == "red":
             await self.red_light(event)
-        elif isinstance(event, r.ReportLate):
-            await self.report_late(event)
+        elif isinstance(event, r.ReportEvent):
+            await _Reports(self).on(event)
+        elif isinstance(event, r.VerificationRequested):
+            await self.verification_requested(event)
 
     async def call_opened(self, e: r.CallForTopicsOpened) -> None:
         recipients = [
@@ -271,11 +297,7 @@ class _Planning:
             {"reason": e.reason},
             recipients,
         )
-        await self.conn.execute(
-            f"""UPDATE {self.s}.reminders SET status = 'cancelled'
-                WHERE cancel_key = $1 AND status = 'scheduled'""",
-            f"forum:{e.forum_id}",
-        )
+        await self.cancel(f"forum:{e.forum_id}")
         # A notice of the forum still held for quiet hours would now only mislead.
         await self.conn.execute(
             f"""UPDATE {self.s}.deliveries d SET status = 'cancelled'
@@ -289,8 +311,9 @@ class _Planning:
     async def known(self, township_id: str, attendees: Sequence[r.Attendee]) -> None:
         """Attendees the directory does not know yet (invited guests): inbox only for now."""
         await self.conn.execute(
-            f"""INSERT INTO {self.s}.people (person_id, name, roles, township_id, village_id)
-                SELECT p, n, ARRAY[ro], $4, v
+            f"""INSERT INTO {self.s}.people (person_id, name, roles, manual_roles, township_id,
+                    village_id)
+                SELECT p, n, ARRAY[ro], ARRAY[ro], $4, v
                 FROM unnest($1::text[], $2::text[], $3::text[], $5::text[]) AS t(p, n, ro, v)
                 ON CONFLICT (person_id) DO NOTHING""",
             [a.person_id for a in attendees],
@@ -333,6 +356,14 @@ class _Planning:
             list(recipients),
         )
 
+    async def cancel(self, key: str) -> None:
+        """Every reminder still scheduled under ``key``."""
+        await self.conn.execute(
+            f"""UPDATE {self.s}.reminders SET status = 'cancelled'
+                WHERE cancel_key = $1 AND status = 'scheduled'""",
+            key,
+        )
+
     async def with_roles(self, roles: Sequence[str], township_id: str | None) -> list[str]:
         """People of the directory holding one of ``roles`` (in the township, if given)."""
         rows = await self.conn.fetch(
@@ -373,11 +404,7 @@ class _Planning:
             )
             return
         if isinstance(e, r.IssueClaimed | r.IssuePromoted | r.IssueClosed):
-            await self.conn.execute(
-                f"""UPDATE {self.s}.reminders SET status = 'cancelled'
-                    WHERE cancel_key = $1 AND status = 'scheduled'""",
-                key,
-            )
+            await self.cancel(key)
         if isinstance(e, r.IssueProgressReported | r.IssueClosed):
             title = await self.conn.fetchval(
                 f"SELECT title FROM {self.s}.issues WHERE issue_id = $1", e.issue_id
@@ -405,18 +432,110 @@ class _Planning:
             recipients,
         )
 
-    async def report_late(self, e: r.ReportLate) -> None:
-        team = await self.conn.fetch(
-            f"SELECT person_id FROM {self.s}.team_members WHERE team_id = $1", e.subject_id
+    async def team_formed(self, e: r.WorkTeamFormed) -> None:
+        await self.conn.executemany(
+            f"INSERT INTO {self.s}.team_members VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(e.team_id, m.person_id) for m in e.members],
         )
-        recipients = [m["person_id"] for m in team]
-        recipients += await self.with_roles(TOWNSHIP_OFFICE, e.township_id)
+        await self.conn.executemany(
+            f"INSERT INTO {self.s}.team_villages VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            [(e.campaign_id, v, e.team_id) for v in e.village_ids],
+        )
+
+    async def verification_requested(self, e: r.VerificationRequested) -> None:
+        """The departments asked for opinions on the candidates (纪委, 政法委, 信访), anywhere
+        in the directory, and the county organisation department that asks them."""
+        asked = [OPINION_ROLES[s] for s in e.sources if s in OPINION_ROLES]
         context = {
-            "period": e.period,
-            "report": REPORTS.get(e.kind, e.kind),
+            "villages": len(e.village_ids),
+            "respond_by": day_text(e.respond_by),
+            "campaign_id": e.campaign_id,
+        }
+        await self.notify(
+            "verification_requested",
+            None,
+            f"campaign:{e.campaign_id}",
+            context,
+            await self.with_roles([*asked, COUNTY], None),
+        )
+
+
+class _Reports:
+    """Cadence reports of the weak-village campaign, told to the team that owes them.
+
+    Due: at once (or at 09:00 when the period ended in the night), and again the working day
+    before its due time (ours); both are reminders cancelled when the report comes in or is
+    late. Late: also the township's office.
+    """
+
+    def __init__(self, planning: _Planning) -> None:
+        self.p = planning
+        self.s = planning.s
+
+    async def on(self, e: r.ReportEvent) -> None:
+        key = f"report:{e.campaign_id}:{e.subject_id}:{e.kind}:{e.period}"
+        if isinstance(e, r.ReportDue):
+            await self.due(e, key)
+            return
+        await self.p.cancel(key)
+        if isinstance(e, r.ReportLate):
+            await self.late(e)
+
+    async def due(self, e: r.ReportDue, key: str) -> None:
+        context = {
+            **self.context(e),
+            "period_start": day_text(e.period_start),
+            "period_end": day_text(e.period_end),
             "due_at": moment_text(e.due_at),
         }
-        await self.notify("report_late", e.township_id, f"team:{e.subject_id}", context, recipients)
+        team = await self.team(e)
+        at_once = waking(self.p.now)
+        if at_once <= self.p.now:
+            await self.p.notify("report_due", e.township_id, self.ref(e), context, team)
+        for step, when in (("ended", at_once), ("eve", report_due(e.due_at))):
+            await self.p.schedule(
+                "report_due",
+                key,
+                e.township_id,
+                when,
+                context,
+                team,
+                subject_ref=self.ref(e),
+                step=step,
+            )
+
+    async def late(self, e: r.ReportLate) -> None:
+        recipients = await self.team(e)
+        recipients += await self.p.with_roles(TOWNSHIP_OFFICE, e.township_id)
+        context = {**self.context(e), "due_at": moment_text(e.due_at)}
+        await self.p.notify("report_late", e.township_id, self.ref(e), context, recipients)
+
+    @staticmethod
+    def context(e: r.ReportEvent) -> dict[str, Any]:
+        mine = "本工作组" if e.kind in TEAM_REPORTS else f"薄弱村{e.subject_id}"
+        return {"period": e.period, "report": REPORTS.get(e.kind, e.kind), "subject": mine}
+
+    @staticmethod
+    def ref(e: r.ReportEvent) -> str:
+        return f"{'team' if e.kind in TEAM_REPORTS else 'village'}:{e.subject_id}"
+
+    async def team(self, e: r.ReportEvent) -> list[str]:
+        """The members of the team whose report it is, or of the teams working for the village."""
+        if e.kind in TEAM_REPORTS:
+            rows = await self.p.conn.fetch(
+                f"""SELECT person_id FROM {self.s}.team_members WHERE team_id = $1
+                    ORDER BY person_id""",
+                e.subject_id,
+            )
+        else:
+            rows = await self.p.conn.fetch(
+                f"""SELECT DISTINCT m.person_id FROM {self.s}.team_villages v
+                    JOIN {self.s}.team_members m USING (team_id)
+                    WHERE v.campaign_id = $1 AND v.village_id = $2 ORDER BY m.person_id""",
+                e.campaign_id,
+                e.subject_id,
+            )
+        return [row["person_id"] for row in rows]
 
 
 class _Tasks:
@@ -455,11 +574,7 @@ class _Tasks:
             )
             await self.remind(e.task_id)
         elif isinstance(e, r.TaskCompleted):
-            await self.p.conn.execute(
-                f"""UPDATE {self.s}.reminders SET status = 'cancelled'
-                    WHERE cancel_key = $1 AND status = 'scheduled'""",
-                ref,
-            )
+            await self.p.cancel(ref)
             await self.progress(task, "已完成")
         elif isinstance(e, r.TaskProgressReported):
             await self.progress(task, f"进展至{e.percent}%")

@@ -179,4 +179,27 @@ MIGRATIONS = [
         );
         """,
     ),
+    Migration(
+        "0002_report_teams_and_roster_roles",
+        """
+        -- Which teams work for a village: its reports' notices go to their members.
+        CREATE TABLE {schema}.team_villages (
+            campaign_id text NOT NULL,
+            village_id text NOT NULL,
+            team_id text NOT NULL,
+            PRIMARY KEY (campaign_id, village_id, team_id)
+        );
+        -- A person's roles are the roles given here (API, CSV: manual_roles) and the one role
+        -- each township's roster (meetings) gives them, which a roster update replaces.
+        CREATE TABLE {schema}.roster_roles (
+            person_id text NOT NULL,
+            township_id text NOT NULL,
+            role text NOT NULL,
+            PRIMARY KEY (person_id, township_id)
+        );
+        ALTER TABLE {schema}.people ADD COLUMN manual_roles text[] NOT NULL DEFAULT '{}';
+        -- Where the roles came from is not known for people already here: all stay as given.
+        UPDATE {schema}.people SET manual_roles = roles;
+        """,
+    ),
 ]

@@ -10,6 +10,12 @@ the ledger's unique key, so one that dedupes recognises a resend too.
 
 Group robots and digests: the due deliveries of one group (or of one person's digest) on one
 channel go out as one message, never one per person.
+
+At most once where nothing can tell (ours, CHANNELS.md): group robots take no idempotency key
+and keep no receipt, so a message whose send was unclear (no answer after the request left, or a
+sender that died holding it) is recorded as sent, unconfirmed, and never posted again — a
+digest twice in a group is worse than one perhaps lost, and every notice is in each member's
+inbox as well.
 """
 
 from __future__ import annotations
@@ -286,7 +292,10 @@ class Sender:
         todo: list[_Send] = []
         for item in sends:
             known = None
-            if item.unclear:
+            if item.unclear and channel.at_most_once:
+                last = item.rows[0]["last_error"] or "a sender stopped while holding it"
+                known = _unconfirmed(SendResult(Outcome.UNCLEAR, error=last))
+            elif item.unclear:
                 # Perhaps sent by a sender that died or timed out: ask before sending again.
                 provider_id = item.rows[0]["provider_id"]
                 known = await _safely(channel.receipt(item.message, provider_id))
@@ -303,6 +312,8 @@ class Sender:
                 results = [SendResult(Outcome.UNCLEAR, error=f"the adapter raised {exc!r}")] * len(
                     chunk
                 )
+            if channel.at_most_once:
+                results = [_unconfirmed(r) if r.outcome is Outcome.UNCLEAR else r for r in results]
             out += list(zip(chunk, results, strict=True))
         return out
 
@@ -405,12 +416,14 @@ class Sender:
             str(r["delivery_id"]): r["stream_version"]
             for r in await conn.fetch(
                 f"""UPDATE {self.s}.deliveries d SET status = u.status, sent_at = $2,
-                        provider_id = u.provider_id, unclear = false, digest_id = u.digest_id,
+                        provider_id = u.provider_id, unclear = u.unconfirmed,
+                        last_error = coalesce(u.note, d.last_error), digest_id = u.digest_id,
                         subject = u.subject, body = u.body, lease_until = NULL, claim = NULL,
                         stream_version = d.stream_version + u.bump
                     FROM unnest($3::uuid[], $4::text[], $5::text[], $6::uuid[], $7::text[],
-                                $8::text[], $9::int[])
-                         AS u(id, status, provider_id, digest_id, subject, body, bump)
+                                $8::text[], $9::int[], $10::bool[], $11::text[])
+                         AS u(id, status, provider_id, digest_id, subject, body, bump,
+                              unconfirmed, note)
                     WHERE d.delivery_id = u.id AND d.claim = $1
                     RETURNING d.delivery_id, d.stream_version""",
                 claim,
@@ -422,6 +435,8 @@ class Sender:
                 [item.message.subject for item, _, _ in rows],
                 [item.message.body for item, _, _ in rows],
                 [2 if res.delivered else 1 for _, res, _ in rows],
+                [res.unconfirmed for _, res, _ in rows],
+                [res.error if res.unconfirmed else None for _, res, _ in rows],
             )
         }
         groups = sorted(
@@ -451,6 +466,7 @@ class Sender:
                     attempt=row["attempts"],
                     provider_id=result.provider_id,
                     digest_id=item.digest_id,
+                    unconfirmed=result.unconfirmed,
                     sent_at=now,
                 )
             ]
@@ -617,6 +633,16 @@ def _by_channel(sends: Sequence[_Send]) -> list[tuple[str, list[_Send]]]:
     for item in sends:
         grouped.setdefault(item.channel, []).append(item)
     return list(grouped.items())
+
+
+def _unconfirmed(unclear: SendResult) -> SendResult:
+    """An unclear send on an at-most-once channel: sent, unconfirmed, never sent again."""
+    return SendResult(
+        Outcome.SENT,
+        provider_id=unclear.provider_id,
+        error=f"sent, unconfirmed (not sent again: the channel cannot tell): {unclear.error}",
+        unconfirmed=True,
+    )
 
 
 async def _safely(call: Coroutine[Any, Any, SendResult | None]) -> SendResult | None:

@@ -58,12 +58,22 @@ class SendResult:
     """The address will never take anything again (a webhook endpoint answering 410 Gone)."""
     delivered: bool = False
     """A receipt says it reached the person's phone (SMS status report), not only the provider."""
+    unconfirmed: bool = False
+    """Recorded as sent without the provider's word (an unclear send on an at-most-once
+    channel): it may not have arrived, and it is not sent again."""
 
 
 class Channel(Protocol):
     name: str
     """``sms``, ``wecom``, ``dingtalk``, ``email`` or ``webhook``; ``inbox`` needs no adapter."""
     max_batch: int
+
+    @property
+    def at_most_once(self) -> bool:
+        """True where a resend after an unclear outcome could arrive twice and nothing can tell
+        (no idempotency key, no receipt: group robots). The sender then records an unclear
+        send as sent, unconfirmed, instead of sending it again."""
+        ...
 
     async def send(self, messages: Sequence[Message]) -> list[SendResult]:
         """One result per message, in order; never raises for what a provider answers."""

@@ -33,6 +33,7 @@ def outcome_of_reply(code: int, text: str, what: str) -> SendResult:
 class EmailChannel:
     name = "email"
     max_batch = 50
+    at_most_once = False  # a resend keeps its Message-ID, which mail clients fold
 
     def __init__(
         self,

@@ -43,6 +43,8 @@ class Robot:
     max_bytes: int
     codes: ClassVar[Mapping[int, Rule]]
     max_batch = 20
+    at_most_once = True
+    """Robots take no idempotency key and keep no record to ask: a resend could post twice."""
 
     def __init__(
         self,

@@ -89,6 +89,7 @@ class SmsChannel(abc.ABC):
     """Groups messages into provider requests and spreads each answer over its messages."""
 
     name = "sms"
+    at_most_once = False  # the receipt finds an earlier send (OutId, SessionContext)
     provider: str
     max_batch: int
     """Messages per ``send`` call (the sender's claim size)."""

@@ -37,6 +37,7 @@ def sign(secret: str, msg_id: str, timestamp: dt.datetime, body: str) -> str:
 class WebhookChannel:
     name = "webhook"
     max_batch = 50
+    at_most_once = False  # receivers dedupe on ``webhook-id``
 
     def __init__(
         self,

@@ -54,6 +54,13 @@ KINDS: dict[str, Kind] = {
         Kind("task_progress", "议题任务进展", ("inbox",)),
         Kind("red_light", "亮红灯", ("inbox", "sms"), groups=True, mandatory=True, urgent=True),
         Kind("report_late", "报告逾期", ("inbox", "sms"), mandatory=True),
+        # To the team owing a campaign report, once its period ends (at 09:00 if that is in the
+        # night) and again at 09:00 the working day before it is due (ours); no more once the
+        # report is in or late.
+        Kind("report_due", "报告提醒", ("inbox", "sms")),
+        # To 纪委, 政法委 and 信访 (the roles asked) and the county organisation department when
+        # the candidate villages are selected; ``respond_by`` is rectification's setting.
+        Kind("verification_requested", "征求核查意见", ("inbox", "sms", "email")),
     )
 }
 

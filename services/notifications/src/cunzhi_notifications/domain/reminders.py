@@ -18,9 +18,30 @@ def working_day_before(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(working_days_before(day, 1), REMIND_AT, SHANGHAI)
 
 
+def eve_of(moment: dt.datetime) -> dt.datetime:
+    """09:00 on the working day before the day of ``moment``."""
+    return working_day_before(moment.astimezone(SHANGHAI).date())
+
+
 def call_closing_due(closes_at: dt.datetime) -> dt.datetime:
     """The working day before the call for topics closes."""
-    return working_day_before(closes_at.astimezone(SHANGHAI).date())
+    return eve_of(closes_at)
+
+
+def waking(moment: dt.datetime) -> dt.datetime:
+    """``moment``, or 09:00 that day if it is earlier: a reminder wakes no one (ours).
+
+    A report's period ends at midnight, when rectification says it is due.
+    """
+    local = moment.astimezone(SHANGHAI)
+    if local.time() >= REMIND_AT:
+        return moment
+    return dt.datetime.combine(local.date(), REMIND_AT, SHANGHAI)
+
+
+def report_due(due_at: dt.datetime) -> dt.datetime:
+    """Ours: a campaign report is recalled the working day before it is due."""
+    return eve_of(due_at)
 
 
 def forum_eve_due(forum_date: dt.date) -> dt.datetime:

@@ -161,9 +161,37 @@ _TEXTS: dict[str, Text] = {
     ),
     "report_late": Text(
         "报告逾期",
-        "{{ name }}：工作组第{{ period }}期{{ report }}应于{{ due_at }}前报送，至今未报。",
-        "{{ name }}：第{{ period }}期{{ report }}已逾期，请尽快报送。",
-        {"name": "张组长", "period": 3, "report": "月度进展报告", "due_at": "11月5日 17:30"},
+        "{{ name }}：{{ subject }}第{{ period }}期{{ report }}应于{{ due_at }}前报送，至今未报。",
+        "{{ name }}：{{ subject }}第{{ period }}期{{ report }}已逾期，请尽快报送。",
+        {
+            "name": "张组长",
+            "subject": "薄弱村v-12",
+            "period": 3,
+            "report": "月度进展报告",
+            "due_at": "11月5日 17:30",
+        },
+    ),
+    "report_due": Text(
+        "{{ report }}待报送",
+        "{{ name }}：{{ subject }}第{{ period }}期{{ report }}"
+        "（{{ period_start }}至{{ period_end }}）请于{{ due_at }}前报送。",
+        "{{ name }}：{{ subject }}第{{ period }}期{{ report }}请于{{ due_at }}前报送。",
+        {
+            "name": "张组长",
+            "subject": "薄弱村v-12",
+            "period": 3,
+            "report": "月度进展报告",
+            "period_start": "11月1日",
+            "period_end": "11月30日",
+            "due_at": "12月3日 17:30",
+        },
+    ),
+    "verification_requested": Text(
+        "征求薄弱村候选名单核查意见",
+        "{{ name }}：软弱涣散村整顿候选名单已产生，共{{ villages }}个村居，请于{{ respond_by }}前"
+        "逐村提出核查意见（{{ campaign_id }}）。",
+        "{{ name }}：薄弱村候选名单{{ villages }}个村居待核查，请于{{ respond_by }}前反馈意见。",
+        {"name": "区纪委", "villages": 90, "respond_by": "10月9日", "campaign_id": "bincheng-R3"},
     ),
 }
 

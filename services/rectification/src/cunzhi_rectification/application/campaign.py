@@ -15,6 +15,7 @@ import asyncpg
 from cunzhi_platform.aggregate import Forbidden, InvalidTransition, NotFound
 from cunzhi_platform.application import execute, load
 from cunzhi_platform.auth import Principal
+from cunzhi_platform.clock import today
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.events import Event
 from cunzhi_platform.eventstore import EventStore, StreamWrite
@@ -141,7 +142,8 @@ async def assess_villages(
 
 
 async def select_candidates(store: EventStore, campaign_id: str, ctx: CommandContext) -> Campaign:
-    return await _on_campaign(store, campaign_id, lambda c: c.select_candidates(), ctx)
+    on = today(store.clock)
+    return await _on_campaign(store, campaign_id, lambda c: c.select_candidates(on), ctx)
 
 
 async def verify_candidate(
@@ -446,7 +448,7 @@ async def recompute_light(
     )
 
 
-async def mark_village_report_late(
+async def chase_village_report(
     store: EventStore,
     campaign_id: str,
     village_id: str,
@@ -458,7 +460,7 @@ async def mark_village_report_late(
 ) -> list[Event]:
     h = await header(store, campaign_id)
     v = await _village(store, campaign_id, village_id)
-    events = v.mark_late(h, kind=kind, period=period, now=now)
+    events = v.chase_report(h, kind=kind, period=period, now=now)
     if events:
         await store.append(v.id, v.version, events, ctx)
     return events
@@ -555,7 +557,7 @@ async def submit_on_duty(
     return t
 
 
-async def mark_team_report_late(
+async def chase_team_report(
     store: EventStore,
     campaign_id: str,
     team_id: str,
@@ -566,7 +568,7 @@ async def mark_team_report_late(
 ) -> list[Event]:
     h = await header(store, campaign_id)
     t = await load(store, WorkTeam, team_stream_id(campaign_id, team_id))
-    events = t.mark_late(h, period=period, now=now)
+    events = t.chase_report(h, period=period, now=now)
     if events:
         await store.append(t.id, t.version, events, ctx)
     return events

@@ -21,16 +21,21 @@ from ..events.campaign import (
     CandidateConfirmed,
     CandidateRemoved,
     CandidatesSelected,
+    OpinionSource,
     RegisteredVillage,
     SendingUnitRecorded,
     Tier,
     Township,
+    VerificationRequested,
     VillageAssessed,
     VillagesRegistered,
 )
+from .campaign_cadence import working_days_after
 from .campaign_ids import campaign_id
 from .ranking import Assessment, assess, candidates, rank
 
+DEPARTMENT_SOURCES: tuple[OpinionSource, ...] = ("discipline", "political_legal", "petitions")
+"""Seed 003: the candidates are verified with the opinions of 纪委, 政法委 and 信访."""
 MAX_PERIOD_YEARS = 5
 MAX_REGISTER = 20_000
 """Villages in one round's register: a county has hundreds, a prefecture-level city some
@@ -236,7 +241,8 @@ class Campaign(Aggregate):
             )
         return events
 
-    def select_candidates(self) -> list[Event]:
+    def select_candidates(self, on: dt.date) -> list[Event]:
+        """The ranking and its bottom share (倒排); the departments are asked to verify them."""
         rules = self.rules()
         self._before_selection("rank again")
         if not self.villages:
@@ -259,7 +265,14 @@ class Campaign(Aggregate):
                 candidate_ids=tuple(a.village_id for a in chosen),
                 share=rules.candidate_share,
                 rounding=rules.candidate_rounding,
-            )
+            ),
+            VerificationRequested(
+                campaign_id=self.campaign_id,
+                county_id=self.county_id,
+                sources=DEPARTMENT_SOURCES,
+                village_ids=tuple(a.village_id for a in chosen),
+                respond_by=working_days_after(on, rules.verification_respond_working_days),
+            ),
         ]
 
     def confirm(self, village_id: str, reason: str) -> list[Event]:
@@ -354,6 +367,9 @@ class Campaign(Aggregate):
         self.ranking = e.ranking
         self.ranks = {v: n for n, v in enumerate(e.ranking, start=1)}
         self.candidate_ranks = {v: self.ranks[v] for v in e.candidate_ids}
+
+    def _on_VerificationRequested(self, e: VerificationRequested) -> None:
+        pass  # a request to the departments: their opinions, not the request, decide
 
     def _on_CandidateConfirmed(self, e: CandidateConfirmed) -> None:
         self.confirmed[e.village_id] = e.reason

@@ -72,13 +72,21 @@ def period(
     return Period(kind, index, first, last, _due(last, due_days))
 
 
+def periods_ended(
+    kind: ReportKind, start: dt.date, end: dt.date, due_days: int, now: dt.datetime
+) -> list[Period]:
+    """Every period of the round that has ended by ``now``: its report is owed."""
+    day = now.astimezone(SHANGHAI).date()
+    found: list[Period] = []
+    index = 1
+    while (p := period(kind, index, start, end, due_days)) is not None and p.end < day:
+        found.append(p)
+        index += 1
+    return found
+
+
 def periods_due(
     kind: ReportKind, start: dt.date, end: dt.date, due_days: int, now: dt.datetime
 ) -> list[Period]:
     """Every period of the round whose report was due by ``now``."""
-    found: list[Period] = []
-    index = 1
-    while (p := period(kind, index, start, end, due_days)) is not None and p.due_at <= now:
-        found.append(p)
-        index += 1
-    return found
+    return [p for p in periods_ended(kind, start, end, due_days, now) if p.due_at <= now]

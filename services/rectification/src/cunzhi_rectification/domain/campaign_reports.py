@@ -6,8 +6,9 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 from cunzhi_platform.aggregate import DomainError, InvalidTransition
+from cunzhi_platform.clock import SHANGHAI
 
-from ..events.campaign import ReportKind, ReportLate, ReportSubmitted
+from ..events.campaign import ReportDue, ReportKind, ReportLate, ReportOwed, ReportSubmitted
 from .campaign import CampaignHeader
 from .campaign_cadence import Period, period
 
@@ -16,6 +17,7 @@ class ReportBook:
     def __init__(self) -> None:
         self.submitted: dict[tuple[ReportKind, int], ReportSubmitted] = {}
         self.late: set[tuple[ReportKind, int]] = set()
+        self.reminded: set[tuple[ReportKind, int]] = set()
 
     @property
     def outstanding_late(self) -> int:
@@ -70,7 +72,7 @@ class ReportBook:
             on_duty_days=dict(on_duty_days or {}),
         )
 
-    def late_report(
+    def chase(
         self,
         h: CampaignHeader,
         *,
@@ -81,18 +83,26 @@ class ReportBook:
         index: int,
         now: dt.datetime,
         owed_from: dt.date,
-    ) -> list[ReportLate]:
-        """``ReportLate`` if the period's report is past due and not in (and not marked yet).
+    ) -> list[ReportOwed]:
+        """What a report not in calls for at ``now``, each once: ``ReportDue`` when its period
+        has ended (催报), ``ReportLate`` when its due time has passed.
 
         Nothing is owed for a period that ended before the village or team joined the round.
+        A report first looked at past its due time is only late: a reminder would come too late.
         """
         p = self.period(h, kind, index)
-        if p.end < owed_from or now <= p.due_at:
+        key = (kind, index)
+        if p.end < owed_from or key in self.submitted or key in self.late:
             return []
-        if (kind, index) in self.submitted or (kind, index) in self.late:
+        owed: type[ReportOwed]
+        if now > p.due_at:
+            owed = ReportLate
+        elif now.astimezone(SHANGHAI).date() > p.end and key not in self.reminded:
+            owed = ReportDue
+        else:
             return []
         return [
-            ReportLate(
+            owed(
                 campaign_id=h.campaign_id,
                 subject_id=subject_id,
                 township_id=township_id,
@@ -110,3 +120,6 @@ class ReportBook:
 
     def on_late(self, e: ReportLate) -> None:
         self.late.add((e.kind, e.period))
+
+    def on_due(self, e: ReportDue) -> None:
+        self.reminded.add((e.kind, e.period))

@@ -3,7 +3,10 @@
 The seed (滨城区薄弱村集中整顿攻坚) names: four of the ten symptoms, the 15 % share, 25
 district-level villages, four of the six target areas, the four report cadences, "eight common
 indicators" (unnamed), differentiated indicators and bonus/penalty items. Everything else here
-is **ours**, a setting a county may change when it opens a round.
+is **ours**, a setting a county may change when it opens a round — among them
+``verification_respond_working_days`` (5), the time the departments asked for verification
+opinions have to answer (its default lives on ``CampaignSettings``, so rounds opened before it
+existed read it too).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from ..events.campaign import (
     Member,
     Patron,
     ProblemKind,
+    ReportDue,
     ReportLate,
     ReportSubmitted,
     TeamAssessed,
@@ -218,11 +219,12 @@ class WorkTeam(Aggregate):
             )
         ]
 
-    def mark_late(self, h: CampaignHeader, *, period: int, now: dt.datetime) -> list[Event]:
+    def chase_report(self, h: CampaignHeader, *, period: int, now: dt.datetime) -> list[Event]:
+        """The weekly on-duty report due or late (``ReportBook.chase``)."""
         if not self.exists:
             return []
         return list(
-            self.reports.late_report(
+            self.reports.chase(
                 h,
                 subject_id=self.team_id,
                 township_id=self.township_id,
@@ -280,6 +282,9 @@ class WorkTeam(Aggregate):
 
     def _on_ReportLate(self, e: ReportLate) -> None:
         self.reports.on_late(e)
+
+    def _on_ReportDue(self, e: ReportDue) -> None:
+        self.reports.on_due(e)
 
     def _on_TeamAssessed(self, e: TeamAssessed) -> None:
         self.assessments[e.period] = e

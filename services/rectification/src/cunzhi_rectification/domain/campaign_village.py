@@ -21,6 +21,7 @@ from ..events.campaign import (
     ProblemKind,
     ProblemListed,
     Recommendation,
+    ReportDue,
     ReportKind,
     ReportLate,
     ReportSubmitted,
@@ -261,13 +262,14 @@ class CampaignVillage(Aggregate):
             )
         ]
 
-    def mark_late(
+    def chase_report(
         self, h: CampaignHeader, *, kind: ReportKind, period: int, now: dt.datetime
     ) -> list[Event]:
+        """A report of the village due or late (``ReportBook.chase``)."""
         if not self.active:
             return []
         return list(
-            self.reports.late_report(
+            self.reports.chase(
                 h,
                 subject_id=self.village_id,
                 township_id=self.township_id,
@@ -334,6 +336,9 @@ class CampaignVillage(Aggregate):
 
     def _on_ReportLate(self, e: ReportLate) -> None:
         self.reports.on_late(e)
+
+    def _on_ReportDue(self, e: ReportDue) -> None:
+        self.reports.on_due(e)
 
     def _on_VillageGraduated(self, e: VillageGraduated) -> None:
         self.outcome = "graduated"

@@ -109,6 +109,13 @@ class CampaignSettings(ValueObject):
     pass_score: float = Field(ge=0, le=200)
     max_dissatisfaction: float = Field(ge=0, le=1)
     follow_up_after_days: int = Field(ge=1, le=3650)
+    verification_respond_working_days: int = Field(
+        5,
+        ge=1,
+        le=60,
+        description="Ours: working days the departments asked for verification opinions "
+        "(纪委, 政法委, 信访) have to answer, counted from the day the candidates are selected.",
+    )
 
 
 class Township(ValueObject):
@@ -203,6 +210,21 @@ class CandidatesSelected(Event):
     candidate_ids: tuple[str, ...]
     share: float
     rounding: Rounding
+
+
+@registry.register("cunzhi.rectification.VerificationRequested", version=1)
+class VerificationRequested(Event):
+    """The candidates' verification opinions are asked of the departments (征求核查意见).
+
+    Seed 003: the candidate list is checked against the opinions of 纪委, 政法委 and 信访.
+    ``respond_by`` is ours: ``verification_respond_working_days`` after selection.
+    """
+
+    campaign_id: str
+    county_id: str
+    sources: tuple[OpinionSource, ...]
+    village_ids: tuple[str, ...]
+    respond_by: dt.date
 
 
 @registry.register("cunzhi.rectification.CandidateConfirmed", version=1)
@@ -330,9 +352,8 @@ class ReportSubmitted(Event):
     on_duty_days: dict[str, int] = Field(default_factory=dict)
 
 
-@registry.register("cunzhi.rectification.ReportLate", version=1)
-class ReportLate(Event):
-    """A report not in by its due time (working days, Asia/Shanghai)."""
+class ReportOwed(Event):
+    """A report a subject (a village, or a team for ``weekly_on_duty``) owes for a period."""
 
     campaign_id: str
     subject_id: str
@@ -343,6 +364,16 @@ class ReportLate(Event):
     period_start: dt.date
     period_end: dt.date
     due_at: dt.datetime
+
+
+@registry.register("cunzhi.rectification.ReportDue", version=1)
+class ReportDue(ReportOwed):
+    """A period has ended and its report is owed by ``due_at`` (a reminder, once a period)."""
+
+
+@registry.register("cunzhi.rectification.ReportLate", version=1)
+class ReportLate(ReportOwed):
+    """A report not in by its due time (working days, Asia/Shanghai)."""
 
 
 @registry.register("cunzhi.rectification.LightChanged", version=1)

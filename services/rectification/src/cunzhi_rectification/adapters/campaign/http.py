@@ -99,6 +99,9 @@ count rounded to the nearest (0.15 × 602 = 90.3 → 90, the seed's figure; `up`
 red 25 points behind; 1/3 overdue targets; 1/2 late reports); the names and marks of the
 indicators; graduation at score ≥ 70 and dissatisfaction ≤ 50 % with a review a year later
 (回头看), else carried into the next round; a team missing an age band is a warning.
+Selecting the candidates asks 纪委, 政法委 and 信访 for their opinions, to be given within
+`verification_respond_working_days` (5) working days; reminders of each report when its period
+ends (the notifications service adds one the working day before it is due).
 """
 
 router = edge.router(prefix="/campaigns", tags=["campaign"])

@@ -1,11 +1,11 @@
-"""The campaign's automatic decisions: lights on every relevant event, late reports by time.
+"""The campaign's automatic decisions: lights on every relevant event, reports chased by time.
 
 ``LightsPolicy`` keeps its own small tables of what a light depends on (each target's weight,
 progress, due date; each report's state) and, in the transaction that updates them, appends
 ``LightChanged`` when the rule gives another light — so a redelivered event appends nothing
-twice. ``campaign_timer`` runs in one instance of the service: it marks reports late once
-their due time passes, and recomputes lights that time alone changes (the plan moves every
-day; a target falls overdue at midnight).
+twice. ``campaign_timer`` runs in one instance of the service: it says a report is owed once
+its period ends and marks it late once its due time passes, and recomputes lights that time
+alone changes (the plan moves every day; a target falls overdue at midnight).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import ClassVar
 import asyncpg
 import structlog
 from cunzhi_platform.aggregate import DomainError
-from cunzhi_platform.clock import today
+from cunzhi_platform.clock import SHANGHAI, today
 from cunzhi_platform.consumer import Consumer, Tx, caused_by, table_names
 from cunzhi_platform.envelope import CommandContext, Envelope, topic_for
 from cunzhi_platform.events import Event
@@ -28,11 +28,12 @@ from cunzhi_platform.runtime import Runtime
 
 from ...application import campaign as app
 from ...domain.campaign import CampaignHeader
-from ...domain.campaign_cadence import VILLAGE_KINDS, Period, periods_due
+from ...domain.campaign_cadence import VILLAGE_KINDS, Period, periods_due, periods_ended
 from ...domain.campaign_progress import LightInputs, light_for, planned
 from ...events import SERVICE, TaskCompleted, TaskProgressReported, TaskRescheduled
 from ...events.campaign import (
     LightChanged,
+    ReportDue,
     ReportKind,
     ReportLate,
     ReportSubmitted,
@@ -88,8 +89,11 @@ class LightsPolicy(Consumer):
                 village_ids text[] NOT NULL,
                 late boolean NOT NULL DEFAULT false,
                 submitted boolean NOT NULL DEFAULT false,
+                reminded boolean NOT NULL DEFAULT false,
                 PRIMARY KEY (campaign_id, subject_id, kind, period)
-            )""",
+            );
+            -- a table created before reports were said due (ReportDue) gains the column
+            ALTER TABLE {table} ADD COLUMN IF NOT EXISTS reminded boolean NOT NULL DEFAULT false""",
     }
     indexes: ClassVar = {"watch_targets": ["campaign_id, village_id"]}
 
@@ -159,8 +163,8 @@ class LightsPolicy(Consumer):
                     event.campaign_id,
                     event.team_id,
                 )
-            case ReportSubmitted() | ReportLate():
-                column = "submitted" if isinstance(event, ReportSubmitted) else "late"
+            case ReportSubmitted() | ReportLate() | ReportDue():
+                column = _REPORT_STATE[type(event)]
                 await tx.conn.execute(
                     f"INSERT INTO {tx.t('watch_reports')} AS r (campaign_id, subject_id, kind, "
                     f"period, village_ids, {column}) VALUES ($1, $2, $3, $4, $5, true) "
@@ -172,8 +176,16 @@ class LightsPolicy(Consumer):
                     event.period,
                     list(event.village_ids),
                 )
-                return event.campaign_id, list(event.village_ids)
+                if not isinstance(event, ReportDue):  # a reminder changes no light
+                    return event.campaign_id, list(event.village_ids)
         return None
+
+
+_REPORT_STATE: dict[type[Event], str] = {
+    ReportSubmitted: "submitted",
+    ReportLate: "late",
+    ReportDue: "reminded",
+}
 
 
 _TARGET_CHANGE: dict[type[Event], tuple[str, str]] = {
@@ -268,14 +280,14 @@ CAMPAIGN_POLICIES: tuple[Consumer, ...] = (LIGHTS,)
 
 
 async def campaign_timer(rt: Runtime) -> None:
-    """Late reports and time-driven lights, each ``scheduler_interval_s``.
+    """Reports owed, due or late, and time-driven lights, each ``scheduler_interval_s``.
 
-    Only time changes what events do not: a due time passing, the day turning (the plan moves,
-    targets fall overdue). So a campaign is swept when its date or its count of due periods
-    changed since its last complete sweep — a province's lights take seconds to recompute
-    (benchmarks/bench_rectification.py). Candidates come from the policy's tables; the loaded
-    aggregate decides, so a row not yet updated (a report marked late a moment ago) does
-    nothing twice.
+    Only time changes what events do not: a due time passing, the day turning (a period ends,
+    the plan moves, targets fall overdue). So a campaign is swept when its date or its count of
+    due periods changed since its last complete sweep — a province's lights take seconds to
+    recompute (benchmarks/bench_rectification.py). Candidates come from the policy's tables;
+    the loaded aggregate decides, so a row not yet updated (a report marked late a moment ago)
+    does nothing twice.
     """
     ctx = CommandContext(actor=SCHEDULER)
     names = table_names(rt.store.schema, LIGHTS)
@@ -288,7 +300,10 @@ async def campaign_timer(rt: Runtime) -> None:
         for row in campaigns:
             campaign_id = row["campaign_id"]
             h = await app.header(rt.store, campaign_id)
-            moment = (now.date(), *(len(_due(h, kind, now)) for kind in KINDS))
+            moment = (
+                now.astimezone(SHANGHAI).date(),
+                *(len(_due(h, kind, now)) for kind in KINDS),
+            )
             if swept.get(campaign_id) == moment:
                 continue
             try:
@@ -307,15 +322,22 @@ def _due(h: CampaignHeader, kind: ReportKind, now: dt.datetime) -> list[Period]:
     return periods_due(kind, h.start_date, h.end_date, due_days, now)
 
 
+def _ended(h: CampaignHeader, kind: ReportKind, now: dt.datetime) -> list[Period]:
+    due_days = h.settings.report_due_working_days[kind]
+    return periods_ended(kind, h.start_date, h.end_date, due_days, now)
+
+
 async def _sweep(
     rt: Runtime, names: dict[str, str], h: CampaignHeader, now: dt.datetime, ctx: CommandContext
 ) -> None:
     campaign_id = h.campaign_id
-    done = {
-        (r["subject_id"], r["kind"], r["period"])
+    # (subject, kind, period) → nothing more to say about it (late or in), or only once late
+    seen = {
+        (r["subject_id"], r["kind"], r["period"]): r["finished"]
         for r in await rt.pool.fetch(
-            f"SELECT subject_id, kind, period FROM {names['watch_reports']} "
-            "WHERE campaign_id = $1 AND (late OR submitted)",
+            f"SELECT subject_id, kind, period, late OR submitted AS finished "
+            f"FROM {names['watch_reports']} WHERE campaign_id = $1 AND (late OR submitted "
+            "OR reminded)",
             campaign_id,
         )
     }
@@ -334,16 +356,17 @@ async def _sweep(
     ]
     for report_kind in KINDS:
         subjects = teams if report_kind == "weekly_on_duty" else villages
-        for p in _due(h, report_kind, now):
+        for p in _ended(h, report_kind, now):
             for subject in subjects:
-                if (subject, report_kind, p.index) in done:
+                finished = seen.get((subject, report_kind, p.index))
+                if finished or (finished is not None and now <= p.due_at):
                     continue
                 if report_kind == "weekly_on_duty":
-                    await app.mark_team_report_late(
+                    await app.chase_team_report(
                         rt.store, campaign_id, subject, period=p.index, now=now, ctx=ctx
                     )
                 else:
-                    await app.mark_village_report_late(
+                    await app.chase_village_report(
                         rt.store,
                         campaign_id,
                         subject,
