@@ -255,3 +255,30 @@ async def test_the_flows_are_linked_in_the_openapi_document(client) -> None:
             for response in op["responses"].values():
                 for link in response.get("links", {}).values():
                     assert link["operationId"] in ids, link
+
+
+@pytest.mark.parametrize(
+    ("settings_", "field"),
+    [
+        ({"areas": ["班子\x00建设"]}, "settings.areas.0"),
+        ({"symptoms": [{"code": "a:b", "name": "x"}]}, "settings.symptoms.0.code"),
+        # a due time a billion working days on: the calendar would work for ever
+        ({"report_due_working_days": {"monthly_progress": 10**9}}, "settings"),
+        ({"no_such_setting": 1}, "settings.no_such_setting"),
+    ],
+)
+async def test_a_rounds_settings_are_bounded_like_any_field(
+    client, settings, settings_, field
+) -> None:
+    county = token(settings, sub="org", roles=["county_organisation_department"], county_id="s")
+    body = {
+        "county_id": "s",
+        "round_number": 1,
+        "name": "整顿",
+        "start_date": "2026-09-01",
+        "budget_per_year_yuan": 1,
+        "townships": [{"township_id": T1, "name": "东镇"}],
+        "settings": settings_,
+    }
+    r = await client.post("/campaigns", headers=county, json=body)
+    assert r.status_code == 422 and r.json()["field"].startswith(field), r.text

@@ -40,8 +40,9 @@ from ...application import campaign as app
 from ...application import tasks
 from ...domain.campaign import AssessmentInput, CampaignHeader
 from ...domain.campaign_settings import default_settings
-from ...domain.campaign_team import propose_departments
+from ...domain.campaign_team import MAX_DAYS_A_WEEK, propose_departments
 from ...domain.campaign_village import ProblemDraft, TargetDraft
+from ...domain.ranking import SEVERITY_MAX
 from ...domain.tasks import Actor, Task
 from ...events import Evidence
 from ...events.campaign import (
@@ -51,6 +52,7 @@ from ...events.campaign import (
     ProblemKind,
     RegisteredVillage,
     ReportKind,
+    Rounding,
     Tier,
     VillageKind,
 )
@@ -204,6 +206,53 @@ class TownshipIn(edge.Body):
     name: edge.Title
 
 
+Share = Annotated[float | None, Field(ge=0, le=1)]
+Count = Annotated[int | None, Field(ge=1, le=1000)]
+Marks = Annotated[float | None, Field(ge=0, le=100)]
+
+
+class SymptomIn(edge.Body):
+    code: edge.Id
+    name: edge.Title
+    weight: float = Field(1.0, gt=0, le=10)
+    from_seed: bool = False
+
+
+class IndicatorIn(edge.Body):
+    code: edge.Id
+    name: edge.Title
+    max_points: float = Field(gt=0, le=100)
+
+
+class SettingsIn(edge.Body):
+    """Overrides of a round's settings, by name (``GET /campaigns/settings/defaults`` shows
+    them); one left out keeps its default. Text follows the edge's rules, and every number is
+    bounded (report due days at most 60 working days: a rule of ours)."""
+
+    symptoms: list[SymptomIn] | None = Field(None, min_length=1, max_length=50)
+    symptom_weight: Share = None
+    last_year_weight: Share = None
+    candidate_share: Share = None
+    candidate_rounding: Rounding | None = None
+    district_level_count: int | None = Field(None, ge=0, le=10_000)
+    areas: list[edge.Title] | None = Field(None, min_length=1, max_length=50)
+    task_kinds: list[edge.Title] | None = Field(None, min_length=1, max_length=100)
+    report_due_working_days: dict[ReportKind, Annotated[int, Field(ge=0, le=60)]] | None = None
+    light_yellow_gap: Share = None
+    light_red_gap: Share = None
+    light_yellow_overdue: Count = None
+    light_red_overdue: Count = None
+    light_yellow_late: Count = None
+    light_red_late: Count = None
+    common_indicators: list[IndicatorIn] | None = Field(None, min_length=1, max_length=50)
+    differentiated_max: Marks = None
+    bonus_max: Marks = None
+    penalty_max: Marks = None
+    pass_score: float | None = Field(None, ge=0, le=200)
+    max_dissatisfaction: Share = None
+    follow_up_after_days: int | None = Field(None, ge=1, le=3650)
+
+
 class OpenCampaign(edge.Body):
     county_id: edge.Id
     round_number: int = Field(ge=1, le=100)
@@ -212,9 +261,7 @@ class OpenCampaign(edge.Body):
     period_years: int = Field(2, ge=1, le=5)
     budget_per_year_yuan: int = Field(ge=0, le=10_000_000_000)
     townships: list[TownshipIn] = Field(min_length=1, max_length=200)
-    settings: dict[str, Any] = Field(
-        default_factory=dict, description="overrides of the default settings, by name"
-    )
+    settings: SettingsIn = Field(default_factory=SettingsIn)
 
 
 class VillageIn(edge.Body):
@@ -226,7 +273,9 @@ class VillageIn(edge.Body):
 
 class AssessmentIn(edge.Body):
     village_id: edge.Id
-    symptoms: dict[edge.Id, int] = Field(default_factory=dict, max_length=50)
+    symptoms: dict[edge.Id, Annotated[int, Field(ge=0, le=SEVERITY_MAX)]] = Field(
+        default_factory=dict, max_length=50, description="severity by symptom code, 0 absent … 3"
+    )
     last_year_score: float = Field(ge=0, le=100)
 
 
@@ -309,13 +358,17 @@ class ReportIn(edge.Body):
 
 class OnDutyIn(edge.Body):
     period: int = Field(ge=1, le=200)
-    on_duty_days: dict[edge.Id, int] = Field(max_length=100)
+    on_duty_days: dict[edge.Id, Annotated[int, Field(ge=0, le=MAX_DAYS_A_WEEK)]] = Field(
+        max_length=100
+    )
     summary: Remark = ""
 
 
 class SheetIn(edge.Body):
     period: edge.Title
-    common: dict[edge.Id, float] = Field(max_length=50)
+    common: dict[edge.Id, Annotated[float, Field(ge=0, le=100)]] = Field(
+        max_length=50, description="points by indicator code, within its full marks"
+    )
     differentiated: float = Field(0, ge=0, le=100)
     bonus: float = Field(0, ge=0, le=100)
     penalty: float = Field(0, ge=0, le=100)
@@ -494,7 +547,7 @@ async def open_campaign(
     if principal.county_id != body.county_id:
         raise Forbidden(f"county {body.county_id} is not yours", field="county_id")
     try:
-        settings = default_settings(**body.settings)
+        settings = default_settings(**body.settings.model_dump(exclude_none=True))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(["settings", *(str(p) for p in first["loc"])])
