@@ -8,13 +8,13 @@ from typing import Any, cast
 import pytest
 from cunzhi_meetings.domain import (
     Roster,
-    RosterCsvError,
     RosterMember,
     parse_roster_csv,
     roster_stream_id,
 )
 from cunzhi_meetings.events import RosterMemberAdded, RosterMemberRemoved, RosterMemberUpdated
 from cunzhi_platform.aggregate import DomainError, NotFound
+from cunzhi_platform.csvfile import CsvRefused
 
 CSV = """\ufeffperson_id,name,role,village_id,phone
 p-wang,王书记,领导班子,,138-0000-0001
@@ -89,7 +89,7 @@ def test_member_refusals(member: Callable[[], object], field: str, message: str)
 
 
 def problems(text: str) -> list[str]:
-    with pytest.raises(RosterCsvError) as exc:
+    with pytest.raises(CsvRefused) as exc:
         parse_roster_csv(text)
     assert exc.value.status == 422
     assert exc.value.message.startswith("roster CSV refused, nothing imported: ")
@@ -131,7 +131,7 @@ def test_csv_header_errors() -> None:
         "line 1, column name: column given twice",
         "line 1, column role: required column is missing",
     ]
-    assert problems("person_id,name,role\n\n") == ["line 1: the file has a header but no members"]
+    assert problems("person_id,name,role\n\n") == ["line 1: the file has a header but no rows"]
 
 
 def test_csv_line_numbers_count_quoted_line_breaks() -> None:

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 from cunzhi_platform.aggregate import DomainError, InvalidTransition, NotFound
 from cunzhi_platform.clock import SHANGHAI
+from cunzhi_platform.csvfile import CsvRefused
 from cunzhi_platform.events import Event
 from cunzhi_rectification.domain.campaign import AssessmentInput, Campaign
 from cunzhi_rectification.domain.campaign_cadence import period, periods_due, periods_ended
@@ -17,7 +18,7 @@ from cunzhi_rectification.domain.campaign_ids import (
     village_stream_id,
 )
 from cunzhi_rectification.domain.campaign_progress import LightInputs, light_for, planned, roll_up
-from cunzhi_rectification.domain.campaign_register import RegisterCsvError, parse_register_csv
+from cunzhi_rectification.domain.campaign_register import parse_register_csv
 from cunzhi_rectification.domain.campaign_settings import default_settings
 from cunzhi_rectification.domain.campaign_team import (
     WorkTeam,
@@ -149,7 +150,7 @@ def test_register_csv_reads_villages_and_communities() -> None:
 
 def test_register_csv_reports_every_bad_line() -> None:
     text = CSV_HEAD + "v1,西王,居,t1\nv2,肖家,村,nowhere\nv1,重复,村,t1\nv4,x,镇,t1\nold,y,村,t1\n"
-    with pytest.raises(RegisterCsvError) as err:
+    with pytest.raises(CsvRefused) as err:
         parse_register_csv(text, {"t1": "市东街道"}, registered={"old"})
     problems = [(p.line, p.column) for p in err.value.problems]
     assert problems == [
@@ -163,7 +164,7 @@ def test_register_csv_reports_every_bad_line() -> None:
 
 
 def test_register_csv_needs_the_header() -> None:
-    with pytest.raises(RegisterCsvError, match="header lacks township_id"):
+    with pytest.raises(CsvRefused, match="column township_id: required column is missing"):
         parse_register_csv("village_id,name,kind\nv1,a,村\n", {"t1": "a"})
 
 

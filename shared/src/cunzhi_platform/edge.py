@@ -44,8 +44,8 @@ Refuse with the platform's errors (``aggregate.DomainError`` 422, ``InvalidTrans
 ``HTTPException`` with a body of your own. Operation ids are the route functions' names (keep
 them unique within a service), so links name them. Nothing else to wire: ``runtime.create_app``
 installs the error handlers, the body limit, the clock and the document's error responses for
-every router; add the service's name to ``FUZZED`` in ``tests/test_fuzz.py`` (and its roles to
-``tokens`` there) and the suite fuzzes it.
+every router; add the service's name to ``FUZZED`` in ``tests/test_fuzz.py`` (its own roles to
+``ROLES_OF`` there, and to ``SEEDS`` what the fuzz's ids must name) and the suite fuzzes it.
 
 What a service gets:
 
@@ -62,7 +62,8 @@ What a service gets:
 - **Authorise before validating**: FastAPI solves dependencies before it validates the body,
   so a dependency that checks role and jurisdiction from the path (and the token) refuses with
   403 before a malformed body could answer 422. A route that reads a raw body
-  (``await request.body()``) reads it after such a dependency.
+  (``await request.body()``) reads it after such a dependency; an uploaded CSV is read with
+  ``cunzhi_platform.csvfile`` (its cells under the text rules below).
 
 Rules that are ours, not the source reports' (the OpenAPI descriptions say so too):
 ids match ``ID_PATTERN``; dates lie in ``DATE_WINDOW_START`` … today + ``DATE_WINDOW_YEARS``

@@ -18,13 +18,10 @@ token that names none is not checked, as this service keeps no register of villa
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import email.parser
-import email.policy
 from typing import Annotated, Any
 
-from cunzhi_platform import edge
+from cunzhi_platform import csvfile, edge
 from cunzhi_platform.aggregate import DomainError, NotFound
 from cunzhi_platform.auth import (
     COUNTY_ORG_DEPT,
@@ -309,40 +306,10 @@ def _forum(forum: Forum) -> dict[str, Any]:
     }
 
 
-def _csv_text(content_type: str, body: bytes) -> str:
-    """The roster file from a raw ``text/csv`` body or a form upload (field ``file``).
-
-    Multipart is parsed with the standard library: FastAPI's form support needs the
-    python-multipart package for this one endpoint. Excel in Chinese locales saves GB18030
-    rather than UTF-8, so that is tried second.
-    """
-    if content_type.startswith("multipart/form-data"):
-        head = f"Content-Type: {content_type}\r\n\r\n".encode()
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-        files = [
-            part.get_payload(decode=True)
-            for part in message.iter_parts()
-            if part.get_param("name", header="content-disposition") == "file"
-        ]
-        if not files or not isinstance(files[0], bytes):
-            raise DomainError("upload the CSV as 'file'", field="file")
-        body = files[0]
-    for encoding in ("utf-8", "gb18030"):
-        try:
-            return body.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise DomainError("the roster file is neither UTF-8 nor GB18030 text", field="file")
-
-
 def _roster_csv(text: str) -> list[RosterMember]:
     """The file's members, each held to the same rules as a JSON roster entry."""
-    try:
-        members = parse_roster_csv(text)
-    except csv.Error as exc:
-        raise DomainError(f"the roster file is not readable CSV: {exc}", field="file") from exc
     checked = []
-    for number, member in enumerate(members, start=1):
+    for number, member in enumerate(parse_roster_csv(text), start=1):
         try:
             entry = RosterMemberIn.model_validate(member.__dict__)
         except ValidationError as exc:
@@ -404,16 +371,7 @@ async def import_roster(
 @router.post(
     "/townships/{township_id}/roster.csv",
     tags=["roster"],
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "text/csv": {"schema": {"type": "string"}},
-                "multipart/form-data": {
-                    "schema": {"type": "object", "properties": {"file": {"type": "string"}}}
-                },
-            }
-        }
-    },
+    openapi_extra=csvfile.UPLOAD_BODY,
 )
 async def import_roster_csv(
     township_id: IdPath, principal: Organiser, request: Request, rt: Rt
@@ -421,7 +379,7 @@ async def import_roster_csv(
     """Import ``person_id,name,role,village_id,phone`` rows; any bad row refuses the file.
 
     The file is read only once the caller may import this township's roster."""
-    text = _csv_text(request.headers.get("content-type", ""), await request.body())
+    text = csvfile.upload_text(request.headers.get("content-type", ""), await request.body())
     return await _import(rt, principal, request, township_id, _roster_csv(text))
 
 

@@ -37,9 +37,7 @@ from .record import (
 from .roster import (
     ROSTER_CSV_COLUMNS,
     ROSTER_ROLES,
-    CsvProblem,
     Roster,
-    RosterCsvError,
     RosterMember,
     parse_roster_csv,
 )
@@ -53,13 +51,11 @@ __all__ = [
     "AttendanceMark",
     "AttendanceTally",
     "Contest",
-    "CsvProblem",
     "Forum",
     "ForumStatus",
     "RaisedIssue",
     "ResolutionDraft",
     "Roster",
-    "RosterCsvError",
     "RosterMember",
     "SpeakUpSession",
     "Topic",

@@ -7,14 +7,13 @@ changes nothing, so an import can be retried safely.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast, get_args
 
 from cunzhi_platform.aggregate import Aggregate, DomainError, NotFound
+from cunzhi_platform.csvfile import CsvProblem, CsvRefused, CsvRow, read_csv
 from cunzhi_platform.events import Event
 
 from ..events import RosterMemberAdded, RosterMemberRemoved, RosterMemberUpdated, RosterRole
@@ -146,101 +145,40 @@ _ROLE_ALIASES: dict[str, RosterRole] = {
 }
 
 
-@dataclass(frozen=True)
-class CsvProblem:
-    line: int
-    column: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}" + (f", column {self.column}" if self.column else "")
-        return f"{where}: {self.message}"
-
-
-class RosterCsvError(DomainError):
-    """Every problem of a roster file at once, so the office can fix them in one pass."""
-
-    def __init__(self, problems: Iterable[CsvProblem]) -> None:
-        self.problems = tuple(problems)
-        listed = "; ".join(str(p) for p in self.problems)
-        super().__init__(f"roster CSV refused, nothing imported: {listed}", field="file")
-
-
 def parse_roster_csv(text: str) -> list[RosterMember]:
-    """Parse a roster file with header ``person_id,name,role,village_id,phone``.
+    """Parse a roster file with header ``person_id,name,role,village_id,phone`` (read as
+    ``cunzhi_platform.csvfile`` reads every upload).
 
     Roles may be given in English or Chinese (领导班子, 中层干部, 支部书记). A person listed twice
-    with identical data counts once. Raises ``RosterCsvError`` naming every bad line and column.
+    with identical data counts once. Raises ``CsvRefused`` naming every bad line and column.
     """
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))  # Excel writes a BOM
-    header = [h.strip().lower() for h in next(reader, [])]
-    problems = _header_problems(header)
-    if problems:
-        raise RosterCsvError(problems)
-
+    problems: list[CsvProblem] = []
     members: dict[str, tuple[int, RosterMember]] = {}
-    while True:
-        line = reader.line_num + 1  # a quoted cell may span lines: report where the row starts
-        try:
-            row = next(reader, None)
-        except csv.Error as exc:
-            problems.append(CsvProblem(line, None, f"unreadable CSV: {exc}"))
-            break
-        if row is None:
-            break
-        if not any(cell.strip() for cell in row):
-            continue
-        parsed = _parse_row(line, header, row, problems)
+    for row in read_csv(text, ROSTER_CSV_COLUMNS, _REQUIRED_COLUMNS, problems):
+        parsed = _parse_row(row, problems)
         if parsed is None:
             continue
         seen = members.get(parsed.person_id)
         if seen is None:
-            members[parsed.person_id] = (line, parsed)
+            members[parsed.person_id] = (row.line, parsed)
         elif seen[1] != parsed:
             problems.append(
                 CsvProblem(
-                    line,
+                    row.line,
                     "person_id",
                     f"{parsed.person_id} is already on line {seen[0]} with different data",
                 )
             )
-    if not problems and not members:
-        problems.append(CsvProblem(1, None, "the file has a header but no members"))
     if problems:
-        raise RosterCsvError(problems)
+        raise CsvRefused("roster CSV", problems)
     return [member for _, member in members.values()]
 
 
-def _header_problems(header: list[str]) -> list[CsvProblem]:
-    expected = ",".join(ROSTER_CSV_COLUMNS)
-    if not any(header):
-        return [CsvProblem(1, None, f"empty file; the first line must be the header {expected}")]
-    problems = [
-        CsvProblem(1, h or None, f"unknown column {h!r}; the header is {expected}")
-        for h in header
-        if h not in ROSTER_CSV_COLUMNS
-    ]
-    problems += [
-        CsvProblem(1, h, "column given twice") for h in ROSTER_CSV_COLUMNS if header.count(h) > 1
-    ]
-    problems += [
-        CsvProblem(1, h, "required column is missing") for h in _REQUIRED_COLUMNS if h not in header
-    ]
-    return problems
-
-
-def _parse_row(
-    line: int, header: list[str], row: list[str], problems: list[CsvProblem]
-) -> RosterMember | None:
-    if len(row) > len(header):
-        problems.append(
-            CsvProblem(line, None, f"{len(row)} values but the header has {len(header)} columns")
-        )
-        return None
-    cells = {h: cell.strip() for h, cell in zip(header, row, strict=False)}
+def _parse_row(row: CsvRow, problems: list[CsvProblem]) -> RosterMember | None:
+    cells = row.cells
     missing = [c for c in _REQUIRED_COLUMNS if not cells.get(c)]
     for column in missing:
-        problems.append(CsvProblem(line, column, "required value is empty"))
+        problems.append(CsvProblem(row.line, column, "required value is empty"))
     if missing:
         return None
     role = _ROLE_ALIASES.get(cells["role"], cells["role"])
@@ -253,5 +191,5 @@ def _parse_row(
             phone=cells.get("phone") or None,
         )
     except DomainError as exc:
-        problems.append(CsvProblem(line, exc.field, exc.message))
+        problems.append(CsvProblem(row.line, exc.field, exc.message))
         return None

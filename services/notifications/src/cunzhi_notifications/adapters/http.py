@@ -10,9 +10,7 @@ and is the only role besides the person who sees phone numbers and e-mail addres
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
-import io
 import json
 import re
 import uuid
@@ -20,13 +18,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from cunzhi_platform import edge
+from cunzhi_platform import csvfile, edge
 from cunzhi_platform.aggregate import DomainError, Forbidden, NotFound
-from cunzhi_platform.auth import CurrentPrincipal, Principal
+from cunzhi_platform.auth import CurrentPrincipal, Principal, with_role
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.eventstore import StreamWrite
 from cunzhi_platform.runtime import Runtime, runtime
-from fastapi import Body, Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, field_validator
 
@@ -222,34 +220,38 @@ async def township_people(
     return [_person_out(r, who) for r in rows]
 
 
-@router.post("/people/import", tags=["directory"])
-async def import_people(
-    who: CurrentPrincipal,
-    rt: Rt,
-    csv_text: Annotated[str, Body(media_type="text/csv")],
-) -> dict[str, int]:
+@router.post(
+    "/people/import",
+    tags=["directory"],
+    openapi_extra=csvfile.UPLOAD_BODY,
+    dependencies=[Depends(with_role(OFFICE, ADMIN))],
+)
+async def import_people(who: CurrentPrincipal, request: Request, rt: Rt) -> dict[str, int]:
     """CSV with a header row of ``person_id,name,roles,…`` (see ``CSV_FIELDS``; ``roles``
-    separated by ``;``); all or nothing: the first bad row is answered with 422 naming the line
-    and the field, and nothing is stored. At most ``CUNZHI_HTTP_MAX_BODY_BYTES`` (2 MB, some
-    20,000 people) per import: split a county's directory by township."""
-    reader = csv.DictReader(io.StringIO(csv_text))
-    missing = {"person_id", "name"} - set(reader.fieldnames or ())
-    if missing:
-        raise DomainError(f"the header lacks {', '.join(sorted(missing))}", field="header")
+    separated by ``;``), read as every upload is (``cunzhi_platform.csvfile``); all or
+    nothing: every bad line is answered in one 422 naming the line and the column, and nothing
+    is stored. At most ``CUNZHI_HTTP_MAX_BODY_BYTES`` (2 MB, some 20,000 people) per import:
+    split a county's directory by township. The file is read only once the caller's role may
+    import; each person's township is checked as it is read."""
+    text = csvfile.upload_text(request.headers.get("content-type", ""), await request.body())
+    problems: list[csvfile.CsvProblem] = []
     people: list[tuple[str, PersonIn]] = []
-    for line, raw in enumerate(reader, start=2):
-        values = {k: (v or None) for k, v in raw.items() if k in CSV_FIELDS}
-        values["roles"] = [x for x in (raw.get("roles") or "").split(";") if x]
-        person_id = values.pop("person_id") or ""
+    for row in csvfile.read_csv(text, CSV_FIELDS, ("person_id", "name"), problems):
+        values: dict[str, Any] = {k: v or None for k, v in row.cells.items() if k != "person_id"}
+        values["roles"] = [x for x in (row.cells.get("roles") or "").split(";") if x]
         try:
-            pid = _ID_ADAPTER.validate_python(person_id)
+            pid = _ID_ADAPTER.validate_python(row.cells.get("person_id", ""))
             person = PersonIn.model_validate(values)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(x) for x in err["loc"]) or "person_id"
-            raise DomainError(f"line {line}: {where}: {err['msg']}", field=where) from exc
+            for err in exc.errors():
+                column = ".".join(str(x) for x in err["loc"]) or "person_id"
+                words = err["msg"].removeprefix("Value error, ")
+                problems.append(csvfile.CsvProblem(row.line, column, words))
+            continue
         _may_manage(who, person.township_id)
         people.append((pid, person))
+    if problems:
+        raise csvfile.CsvRefused("people CSV", problems)
     async with rt.pool.acquire() as conn, conn.transaction():
         for pid, person in people:
             await _upsert(conn, _s(rt), pid, person)

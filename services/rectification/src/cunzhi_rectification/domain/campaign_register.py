@@ -1,19 +1,20 @@
 """The campaign's village register (信息库) from CSV, every problem reported with its line.
 
-Header: ``village_id,name,kind,township_id``. ``kind`` is 村/village or 居/社区/community.
-A township must be one of the campaign's; a village id may appear once in the file and must not
-be registered already. The whole file is refused at the first reading if any line is bad, so an
-office fixes everything in one pass and nothing half-imports.
+Header: ``village_id,name,kind,township_id``, read as ``cunzhi_platform.csvfile`` reads every
+upload (cells cleaned like any text field; unknown columns refused). ``kind`` is 村/village or
+居/社区/community. A township must be one of the campaign's; a village id follows the ids'
+pattern, may appear once in the file and must not be registered already. The whole file is
+refused at the first reading if any line is bad, so an office fixes everything in one pass and
+nothing half-imports.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Collection, Mapping
 
-from cunzhi_platform.aggregate import DomainError
+from cunzhi_platform.csvfile import CsvProblem, CsvRefused, read_csv
+from cunzhi_platform.edge import ID_PATTERN
 
 from ..events.campaign import RegisteredVillage, VillageKind
 
@@ -25,73 +26,23 @@ _KINDS: dict[str, VillageKind] = {
     "社区": "community",
     "community": "community",
 }
-MAX_ID = 64
 MAX_NAME = 100
-
-
-@dataclass(frozen=True)
-class CsvProblem:
-    line: int
-    column: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = f"line {self.line}" + (f", column {self.column}" if self.column else "")
-        return f"{where}: {self.message}"
-
-
-class RegisterCsvError(DomainError):
-    """Every problem of a register file at once."""
-
-    def __init__(self, problems: Iterable[CsvProblem]) -> None:
-        self.problems = tuple(problems)
-        listed = "; ".join(str(p) for p in self.problems[:50])
-        more = f" (and {len(self.problems) - 50} more)" if len(self.problems) > 50 else ""
-        super().__init__(f"register CSV refused, nothing imported: {listed}{more}", field="file")
 
 
 def parse_register_csv(
     text: str, townships: Mapping[str, str], registered: Collection[str] = ()
 ) -> list[RegisteredVillage]:
-    """Villages of the file, in file order; ``townships`` maps the campaign's ids to names."""
-    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))  # Excel writes a BOM
-    try:
-        header = [h.strip().lower() for h in next(reader, [])]
-    except csv.Error as exc:  # a bare CR in the header line, a NUL
-        raise RegisterCsvError([CsvProblem(1, None, f"unreadable CSV: {exc}")]) from None
-    missing = [c for c in REGISTER_COLUMNS if c not in header]
-    if missing:
-        raise RegisterCsvError(
-            [
-                CsvProblem(
-                    1,
-                    None,
-                    f"the header lacks {', '.join(missing)}; expected {','.join(REGISTER_COLUMNS)}",
-                )
-            ]
-        )
+    """Villages of the file, in file order; ``townships`` maps the campaign's ids to names.
+    Raises ``CsvRefused`` naming every bad line and column."""
     problems: list[CsvProblem] = []
     seen: dict[str, int] = {}
     villages: list[RegisteredVillage] = []
-    while True:
-        line = reader.line_num + 1
-        try:
-            row = next(reader, None)
-        except csv.Error as exc:
-            problems.append(CsvProblem(line, None, f"unreadable CSV: {exc}"))
-            break
-        if row is None:
-            break
-        if not any(cell.strip() for cell in row):
-            continue
-        cells = dict(zip(header, (c.strip() for c in row), strict=False))
-        village = _row(line, cells, townships, registered, seen, problems)
+    for row in read_csv(text, REGISTER_COLUMNS, REGISTER_COLUMNS, problems):
+        village = _row(row.line, row.cells, townships, registered, seen, problems)
         if village is not None:
             villages.append(village)
-    if not problems and not villages:
-        problems.append(CsvProblem(1, None, "the file has a header but no villages"))
     if problems:
-        raise RegisterCsvError(problems)
+        raise CsvRefused("register CSV", problems)
     return villages
 
 
@@ -106,8 +57,15 @@ def _row(
     before = len(problems)
     village_id, name = cells.get("village_id", ""), cells.get("name", "")
     kind, township_id = cells.get("kind", ""), cells.get("township_id", "")
-    if not village_id or len(village_id) > MAX_ID:
-        problems.append(CsvProblem(line, "village_id", f"a village id of 1–{MAX_ID} characters"))
+    if not re.fullmatch(ID_PATTERN, village_id):
+        problems.append(
+            CsvProblem(
+                line,
+                "village_id",
+                f"{village_id!r} is not a village id: 1–64 of A–Z a–z 0–9 _ . - "
+                "(starting with a letter or digit)",
+            )
+        )
     elif village_id in seen:
         problems.append(
             CsvProblem(

@@ -13,20 +13,23 @@ Who may do what (JWT roles, jurisdiction from the token):
   reads their cards.
 
 Refusals: 422 with the field and the reason, 409 for a state the domain refuses, 403 outside
-one's role or jurisdiction, 404 for what does not exist; nothing stored changes.
+one's role or jurisdiction, 404 for what does not exist; nothing stored changes. Role and
+jurisdiction are decided from the token and the path before the body is validated (or an
+uploaded file read), so an outsider hears 403 whatever their body holds; what only the body
+names (a village in it, a team's level) is checked once it is valid.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from cunzhi_platform import edge
+from cunzhi_platform import csvfile, edge
 from cunzhi_platform.aggregate import DomainError, Forbidden, NotFound
-from cunzhi_platform.auth import COUNTY_ORG_DEPT, CurrentPrincipal, Principal
+from cunzhi_platform.auth import COUNTY_ORG_DEPT, CurrentPrincipal, Principal, with_role
 from cunzhi_platform.clock import today
+from cunzhi_platform.edge import link, links
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.runtime import Runtime, runtime
 from fastapi import Depends, Query, Request, Response, status
@@ -37,8 +40,9 @@ from ...application import campaign as app
 from ...application import tasks
 from ...domain.campaign import AssessmentInput, CampaignHeader
 from ...domain.campaign_settings import default_settings
-from ...domain.campaign_team import propose_departments
+from ...domain.campaign_team import MAX_DAYS_A_WEEK, propose_departments
 from ...domain.campaign_village import ProblemDraft, TargetDraft
+from ...domain.ranking import SEVERITY_MAX
 from ...domain.tasks import Actor, Task
 from ...events import Evidence
 from ...events.campaign import (
@@ -48,6 +52,7 @@ from ...events.campaign import (
     ProblemKind,
     RegisteredVillage,
     ReportKind,
+    Rounding,
     Tier,
     VillageKind,
 )
@@ -63,7 +68,7 @@ from ...events.campaign import (
 from ...events.campaign import (
     Township as TownshipModel,
 )
-from ..tasks.http import CompletionIn, ProgressIn, Remark
+from ..tasks.http import CompletionIn, ProgressIn, Remark, task_links
 from .export import ledger_xlsx, ranking_xlsx, review_xlsx
 from .queries import CampaignReads, Scope
 
@@ -107,10 +112,148 @@ ends (the notifications service adds one the working day before it is due).
 router = edge.router(prefix="/campaigns", tags=["campaign"])
 Rt = Annotated[Runtime, Depends(runtime)]
 
+# --- links: a round's flow, for clients and the stateful fuzz ------------------------------
+# open → register → assess → rank → opinions → confirm/remove → tiers → problems, teams,
+# targets (tasks) → reports, on-duty, assessments → evaluation. ``campaign_id`` comes from the
+# answer where it says it, else from the path; a village or team from the answer or the body.
+_THIS = "$request.path.campaign_id"
+_ITS = "$response.body#/campaign_id"
+
+
+def _round_links(campaign_id: str) -> dict[str, Any]:
+    return {
+        "register": link("register_villages", campaign_id=campaign_id),
+        "register_csv": link("register_villages_csv", campaign_id=campaign_id),
+        "assess": link("assess", campaign_id=campaign_id),
+        "rank": link("rank", campaign_id=campaign_id),
+        "ranking": link("ranking", campaign_id=campaign_id),
+        "tiers": link("tier", campaign_id=campaign_id),
+        "dashboard": link("dashboard", campaign_id=campaign_id),
+        "sending_unit": link("record_sending_unit", campaign_id=campaign_id),
+    }
+
+
+def _village_links(village_id: str) -> dict[str, Any]:
+    """What follows an answer naming a village of the path's campaign."""
+    return {
+        name: link(operation, campaign_id=_THIS, village_id=village_id)
+        for name, operation in [
+            ("read", "village_card"),
+            ("ledger", "village_ledger"),
+            ("problems", "list_problems"),
+            ("targets", "set_targets"),
+            ("report", "submit_report"),
+            ("evaluate", "evaluate"),
+        ]
+    }
+
+
+def _candidate_links(campaign_id: str, village_id: str) -> dict[str, Any]:
+    return {
+        name: link(operation, campaign_id=campaign_id, village_id=village_id)
+        for name, operation in [
+            ("opinion", "give_opinion"),
+            ("confirm", "confirm"),
+            ("remove", "remove"),
+        ]
+    }
+
+
+def _team_links(team_id: str) -> dict[str, Any]:
+    return {
+        name: link(operation, campaign_id=_THIS, team_id=team_id)
+        for name, operation in [
+            ("read", "team_card"),
+            ("on_duty", "submit_on_duty"),
+            ("assess", "assess_team"),
+        ]
+    }
+
+
+OPENED = links(201, **_round_links(_ITS))
+REGISTERED = links(
+    200,
+    **_round_links(_ITS),
+    **_candidate_links(_ITS, "$request.body#/0/village_id"),
+)
+RANKED = links(200, **_round_links(_ITS))
+RANKING = links(200, **_candidate_links(_THIS, "$response.body#/items/0/village_id"))
+VERIFIED = links(
+    200,
+    **_candidate_links(_THIS, "$response.body#/village_id"),
+    tiers=link("tier", campaign_id=_THIS),
+)
+TIERED = links(200, **_village_links("$response.body#/district/0"))
+ON_VILLAGE = links(200, **_village_links("$response.body#/village_id"))
+TARGETS_SET = links(
+    200,
+    **_village_links("$response.body#/village_id"),
+    **{f"task_{k}": v for k, v in task_links("$request.body#/0/target_id").items()},
+)
+TEAM_FORMED = links(201, **_team_links("$response.body#/team_id"))
+ON_TEAM = links(200, **_team_links("$response.body#/team_id"))
+TARGET_REPORTED = links(
+    200,
+    complete=link(
+        "complete_target",
+        campaign_id=_THIS,
+        team_id="$request.path.team_id",
+        target_id="$response.body#/target_id",
+    ),
+    task=link("task_card", task_id="$response.body#/target_id"),
+)
+
 
 class TownshipIn(edge.Body):
     township_id: edge.Id
     name: edge.Title
+
+
+Share = Annotated[float | None, Field(ge=0, le=1)]
+Count = Annotated[int | None, Field(ge=1, le=1000)]
+Marks = Annotated[float | None, Field(ge=0, le=100)]
+
+
+class SymptomIn(edge.Body):
+    code: edge.Id
+    name: edge.Title
+    weight: float = Field(1.0, gt=0, le=10)
+    from_seed: bool = False
+
+
+class IndicatorIn(edge.Body):
+    code: edge.Id
+    name: edge.Title
+    max_points: float = Field(gt=0, le=100)
+
+
+class SettingsIn(edge.Body):
+    """Overrides of a round's settings, by name (``GET /campaigns/settings/defaults`` shows
+    them); one left out keeps its default. Text follows the edge's rules, and every number is
+    bounded (report due days at most 60 working days: a rule of ours)."""
+
+    symptoms: list[SymptomIn] | None = Field(None, min_length=1, max_length=50)
+    symptom_weight: Share = None
+    last_year_weight: Share = None
+    candidate_share: Share = None
+    candidate_rounding: Rounding | None = None
+    district_level_count: int | None = Field(None, ge=0, le=10_000)
+    areas: list[edge.Title] | None = Field(None, min_length=1, max_length=50)
+    task_kinds: list[edge.Title] | None = Field(None, min_length=1, max_length=100)
+    report_due_working_days: dict[ReportKind, Annotated[int, Field(ge=0, le=60)]] | None = None
+    light_yellow_gap: Share = None
+    light_red_gap: Share = None
+    light_yellow_overdue: Count = None
+    light_red_overdue: Count = None
+    light_yellow_late: Count = None
+    light_red_late: Count = None
+    common_indicators: list[IndicatorIn] | None = Field(None, min_length=1, max_length=50)
+    differentiated_max: Marks = None
+    bonus_max: Marks = None
+    penalty_max: Marks = None
+    pass_score: float | None = Field(None, ge=0, le=200)
+    max_dissatisfaction: Share = None
+    follow_up_after_days: int | None = Field(None, ge=1, le=3650)
 
 
 class OpenCampaign(edge.Body):
@@ -121,9 +264,7 @@ class OpenCampaign(edge.Body):
     period_years: int = Field(2, ge=1, le=5)
     budget_per_year_yuan: int = Field(ge=0, le=10_000_000_000)
     townships: list[TownshipIn] = Field(min_length=1, max_length=200)
-    settings: dict[str, Any] = Field(
-        default_factory=dict, description="overrides of the default settings, by name"
-    )
+    settings: SettingsIn = Field(default_factory=SettingsIn)
 
 
 class VillageIn(edge.Body):
@@ -135,7 +276,9 @@ class VillageIn(edge.Body):
 
 class AssessmentIn(edge.Body):
     village_id: edge.Id
-    symptoms: dict[edge.Id, int] = Field(default_factory=dict, max_length=50)
+    symptoms: dict[edge.Id, Annotated[int, Field(ge=0, le=SEVERITY_MAX)]] = Field(
+        default_factory=dict, max_length=50, description="severity by symptom code, 0 absent … 3"
+    )
     last_year_score: float = Field(ge=0, le=100)
 
 
@@ -218,13 +361,17 @@ class ReportIn(edge.Body):
 
 class OnDutyIn(edge.Body):
     period: int = Field(ge=1, le=200)
-    on_duty_days: dict[edge.Id, int] = Field(max_length=100)
+    on_duty_days: dict[edge.Id, Annotated[int, Field(ge=0, le=MAX_DAYS_A_WEEK)]] = Field(
+        max_length=100
+    )
     summary: Remark = ""
 
 
 class SheetIn(edge.Body):
     period: edge.Title
-    common: dict[edge.Id, float] = Field(max_length=50)
+    common: dict[edge.Id, Annotated[float, Field(ge=0, le=100)]] = Field(
+        max_length=50, description="points by indicator code, within its full marks"
+    )
     differentiated: float = Field(0, ge=0, le=100)
     bonus: float = Field(0, ge=0, le=100)
     penalty: float = Field(0, ge=0, le=100)
@@ -313,6 +460,71 @@ async def _may_read_village(
         raise Forbidden(f"village {village_id} is outside your jurisdiction", field="village_id")
 
 
+# --- who may act ---------------------------------------------------------------------------
+# Decided in dependencies, from the token and the path, before the body is validated: someone
+# outside the campaign's county or township hears 403, not what was wrong with their body.
+# What only the body names (a village in it, a team's level) is checked once it is read.
+
+
+async def _county_dept(campaign_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt) -> Principal:
+    await _county(rt, principal, campaign_id)
+    return principal
+
+
+async def _village_office(
+    campaign_id: edge.IdPath, village_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
+) -> Principal:
+    await _township_office(rt, principal, campaign_id, village_id)
+    return principal
+
+
+async def _organiser(campaign_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt) -> Principal:
+    """The county, or the office of one of the campaign's townships (the villages the body
+    names are checked with the body)."""
+    h = await app.header(rt.store, campaign_id)
+    if principal.has_role(COUNTY_ORG_DEPT) and _in_county(principal, h):
+        return principal
+    principal.require_role(OFFICE, COMMITTEE, COUNTY_ORG_DEPT)
+    if not principal.township_ids & set(h.townships):
+        raise Forbidden(f"campaign {campaign_id} is outside your jurisdiction", field="campaign_id")
+    return principal
+
+
+async def _verifier(campaign_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt) -> Principal:
+    """纪委, 政法委, 信访 or the county organisation department, of the campaign's county."""
+    h = await app.header(rt.store, campaign_id)
+    if not _in_county(principal, h):
+        raise Forbidden(f"campaign {campaign_id} is outside your county", field="campaign_id")
+    principal.require_role(COUNTY_ORG_DEPT, *VERIFIERS)
+    return principal
+
+
+async def _village_reporter(
+    campaign_id: edge.IdPath, village_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
+) -> Principal:
+    """The county, the office of the village's township, or a work team member (whose team,
+    named in the body, is checked with it)."""
+    if not principal.has_role(TEAM_MEMBER):
+        await _township_office(rt, principal, campaign_id, village_id)
+    return principal
+
+
+async def _team_actor(
+    campaign_id: edge.IdPath, team_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
+) -> Actor:
+    """The caller as a member of the path's team."""
+    return await app.team_actor(rt.store, campaign_id, team_id, principal)
+
+
+CountyDept = Annotated[Principal, Depends(with_role(COUNTY_ORG_DEPT))]
+County = Annotated[Principal, Depends(_county_dept)]
+VillageOffice = Annotated[Principal, Depends(_village_office)]
+Organiser = Annotated[Principal, Depends(_organiser)]
+Verifier = Annotated[Principal, Depends(_verifier)]
+VillageReporter = Annotated[Principal, Depends(_village_reporter)]
+TeamMember = Annotated[Actor, Depends(_team_actor)]
+
+
 def _xlsx(content: bytes, filename: str) -> Response:
     return Response(
         content,
@@ -330,16 +542,15 @@ async def default_campaign_settings(principal: CurrentPrincipal) -> dict[str, An
     return default_settings().model_dump(mode="json")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, description=RULES)
+@router.post("", status_code=status.HTTP_201_CREATED, description=RULES, openapi_extra=OPENED)
 async def open_campaign(
-    body: OpenCampaign, principal: CurrentPrincipal, request: Request, rt: Rt
+    body: OpenCampaign, principal: CountyDept, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Open a round for a county (the county organisation department of that county)."""
-    principal.require_role(COUNTY_ORG_DEPT)
     if principal.county_id != body.county_id:
         raise Forbidden(f"county {body.county_id} is not yours", field="county_id")
     try:
-        settings = default_settings(**body.settings)
+        settings = default_settings(**body.settings.model_dump(exclude_none=True))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(["settings", *(str(p) for p in first["loc"])])
@@ -361,16 +572,16 @@ async def open_campaign(
     return {"campaign_id": c.campaign_id, "start_date": c.start_date, "end_date": c.end_date}
 
 
-@router.post("/{campaign_id}/villages")
+@router.post("/{campaign_id}/villages", openapi_extra=REGISTERED)
 async def register_villages(
     campaign_id: edge.IdPath,
     villages: Annotated[list[VillageIn], Field(min_length=1, max_length=100_000)],
-    principal: CurrentPrincipal,
+    principal: County,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
     """Add villages and communities (村/居) to the register (信息库)."""
-    h = await _county(rt, principal, campaign_id)
+    h = await app.header(rt.store, campaign_id)
     unknown = sorted({v.township_id for v in villages} - set(h.townships))
     if unknown:
         raise DomainError(
@@ -390,41 +601,30 @@ async def register_villages(
     return {"campaign_id": campaign_id, "registered": len(c.villages)}
 
 
-@router.post(
-    "/{campaign_id}/villages.csv",
-    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
-)
+@router.post("/{campaign_id}/villages.csv", openapi_extra={**csvfile.UPLOAD_BODY, **REGISTERED})
 async def register_villages_csv(
-    campaign_id: edge.IdPath, principal: CurrentPrincipal, request: Request, rt: Rt
+    campaign_id: edge.IdPath, principal: County, request: Request, rt: Rt
 ) -> dict[str, Any]:
-    """Import ``village_id,name,kind,township_id`` rows (UTF-8 or GB18030); any bad line —
-    a duplicate village id, an unknown township — refuses the file, naming every line."""
-    await _county(rt, principal, campaign_id)
-    body = await request.body()
-    for encoding in ("utf-8", "gb18030"):
-        try:
-            text = body.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise DomainError("the file is neither UTF-8 nor GB18030; save it as UTF-8", field="body")
+    """Import ``village_id,name,kind,township_id`` rows (UTF-8 or GB18030, raw or as the form
+    field ``file``); any bad line — a duplicate village id, an unknown township, a control
+    character in a name — refuses the file, naming every line. The file is read only once the
+    caller may register villages of this campaign."""
+    text = csvfile.upload_text(request.headers.get("content-type", ""), await request.body())
     c = await app.register_villages(
         rt.store, campaign_id, csv_text=text, ctx=_ctx(principal, request)
     )
     return {"campaign_id": campaign_id, "registered": len(c.villages)}
 
 
-@router.post("/{campaign_id}/assessments", description=RULES)
+@router.post("/{campaign_id}/assessments", description=RULES, openapi_extra=RANKED)
 async def assess(
     campaign_id: edge.IdPath,
     assessments: Annotated[list[AssessmentIn], Field(min_length=1, max_length=100_000)],
-    principal: CurrentPrincipal,
+    principal: County,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
     """Score villages: symptom severities 0 (absent) to 3 (severe) and last year's score."""
-    await _county(rt, principal, campaign_id)
     c = await app.assess_villages(
         rt.store,
         campaign_id,
@@ -434,12 +634,11 @@ async def assess(
     return {"campaign_id": campaign_id, "assessed": len(c.assessments)}
 
 
-@router.post("/{campaign_id}/ranking", description=RULES)
+@router.post("/{campaign_id}/ranking", description=RULES, openapi_extra=RANKED)
 async def rank(
-    campaign_id: edge.IdPath, principal: CurrentPrincipal, request: Request, rt: Rt
+    campaign_id: edge.IdPath, principal: County, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Rank every village best to worst and take the bottom share as candidates."""
-    await _county(rt, principal, campaign_id)
     c = await app.select_candidates(rt.store, campaign_id, _ctx(principal, request))
     return {
         "campaign_id": campaign_id,
@@ -448,7 +647,7 @@ async def rank(
     }
 
 
-@router.get("/{campaign_id}/ranking", description=RULES)
+@router.get("/{campaign_id}/ranking", description=RULES, openapi_extra=RANKING)
 async def ranking(
     campaign_id: edge.IdPath,
     principal: CurrentPrincipal,
@@ -489,20 +688,17 @@ async def ranking_export(
 # --- verification and tiers ----------------------------------------------------------------
 
 
-@router.post("/{campaign_id}/candidates/{village_id}/opinions")
+@router.post("/{campaign_id}/candidates/{village_id}/opinions", openapi_extra=VERIFIED)
 async def give_opinion(
     campaign_id: edge.IdPath,
     village_id: edge.IdPath,
     body: OpinionIn,
-    principal: CurrentPrincipal,
+    principal: Verifier,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
     """纪委/政法委/信访 opinion on a candidate (their role is the source), or the county's
     record of earlier rounds or of an on-site check."""
-    h = await app.header(rt.store, campaign_id)
-    if not _in_county(principal, h):
-        raise Forbidden(f"campaign {campaign_id} is outside your county", field="campaign_id")
     roles = [VERIFIERS[r] for r in sorted(principal.roles) if r in VERIFIERS]
     source: OpinionSource
     if body.source is not None:
@@ -524,16 +720,15 @@ async def give_opinion(
     return {"village_id": village_id, "opinions": len(v.opinions)}
 
 
-@router.post("/{campaign_id}/candidates/{village_id}/confirm")
+@router.post("/{campaign_id}/candidates/{village_id}/confirm", openapi_extra=VERIFIED)
 async def confirm(
     campaign_id: edge.IdPath,
     village_id: edge.IdPath,
     body: Verdict,
-    principal: CurrentPrincipal,
+    principal: County,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
-    await _county(rt, principal, campaign_id)
     c = await app.verify_candidate(
         rt.store,
         campaign_id,
@@ -549,16 +744,15 @@ async def confirm(
     }
 
 
-@router.post("/{campaign_id}/candidates/{village_id}/remove")
+@router.post("/{campaign_id}/candidates/{village_id}/remove", openapi_extra=VERIFIED)
 async def remove(
     campaign_id: edge.IdPath,
     village_id: edge.IdPath,
     body: Verdict,
-    principal: CurrentPrincipal,
+    principal: County,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
-    await _county(rt, principal, campaign_id)
     c = await app.verify_candidate(
         rt.store,
         campaign_id,
@@ -570,12 +764,11 @@ async def remove(
     return {"village_id": village_id, "removed": len(c.removed), "undecided": len(c.undecided())}
 
 
-@router.post("/{campaign_id}/tiers", description=RULES)
+@router.post("/{campaign_id}/tiers", description=RULES, openapi_extra=TIERED)
 async def tier(
-    campaign_id: edge.IdPath, principal: CurrentPrincipal, request: Request, rt: Rt
+    campaign_id: edge.IdPath, principal: County, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """Every confirmed village onto its tier: the worst N district-level, the rest town-level."""
-    await _county(rt, principal, campaign_id)
     placed = await app.tier_villages(
         rt.store, campaign_id, on=today(rt.clock), ctx=_ctx(principal, request)
     )
@@ -585,11 +778,11 @@ async def tier(
     }
 
 
-@router.post("/{campaign_id}/town-list")
+@router.post("/{campaign_id}/town-list", openapi_extra=ON_VILLAGE)
 async def add_town_village(
     campaign_id: edge.IdPath,
     body: TownVillageIn,
-    principal: CurrentPrincipal,
+    principal: Organiser,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
@@ -611,11 +804,10 @@ async def remove_town_village(
     campaign_id: edge.IdPath,
     village_id: edge.IdPath,
     reason: Annotated[str, Query(), edge.TextRules(200)],
-    principal: CurrentPrincipal,
+    principal: VillageOffice,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
-    await _township_office(rt, principal, campaign_id, village_id)
     await app.remove_town_village(
         rt.store, campaign_id, village_id, reason, _ctx(principal, request)
     )
@@ -625,17 +817,16 @@ async def remove_town_village(
 # --- problems, teams, targets --------------------------------------------------------------
 
 
-@router.post("/{campaign_id}/villages/{village_id}/problems")
+@router.post("/{campaign_id}/villages/{village_id}/problems", openapi_extra=ON_VILLAGE)
 async def list_problems(
     campaign_id: edge.IdPath,
     village_id: edge.IdPath,
     problems: Annotated[list[ProblemIn], Field(min_length=1, max_length=100)],
-    principal: CurrentPrincipal,
+    principal: VillageOffice,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
     """The village's problem list (问题清单), each typed 弱/乱/穷/专业."""
-    await _township_office(rt, principal, campaign_id, village_id)
     v = await app.list_problems(
         rt.store,
         campaign_id,
@@ -648,7 +839,7 @@ async def list_problems(
 
 @router.post("/{campaign_id}/team-proposals")
 async def propose_team(
-    campaign_id: edge.IdPath, body: ProposalIn, principal: CurrentPrincipal, rt: Rt
+    campaign_id: edge.IdPath, body: ProposalIn, principal: Organiser, rt: Rt
 ) -> dict[str, Any]:
     """Departments matching the village's problem kinds (党委联弱、政法联乱、经济联穷、业务联专业).
 
@@ -666,9 +857,14 @@ async def propose_team(
     }
 
 
-@router.post("/{campaign_id}/teams", status_code=status.HTTP_201_CREATED, description=RULES)
+@router.post(
+    "/{campaign_id}/teams",
+    status_code=status.HTTP_201_CREATED,
+    description=RULES,
+    openapi_extra=TEAM_FORMED,
+)
 async def form_team(
-    campaign_id: edge.IdPath, body: TeamIn, principal: CurrentPrincipal, request: Request, rt: Rt
+    campaign_id: edge.IdPath, body: TeamIn, principal: Organiser, request: Request, rt: Rt
 ) -> dict[str, Any]:
     """A district-level team (the county) or a township working group (its township)."""
     if body.level == "district":
@@ -692,17 +888,16 @@ async def form_team(
     return {"team_id": t.team_id, "warnings": list(t.warnings)}
 
 
-@router.post("/{campaign_id}/villages/{village_id}/targets")
+@router.post("/{campaign_id}/villages/{village_id}/targets", openapi_extra=TARGETS_SET)
 async def set_targets(
     campaign_id: edge.IdPath,
     village_id: edge.IdPath,
     targets: Annotated[list[TargetIn], Field(min_length=1, max_length=200)],
-    principal: CurrentPrincipal,
+    principal: VillageOffice,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
     """Targets of the village (common from the template, or its own), each a tracked task."""
-    await _township_office(rt, principal, campaign_id, village_id)
     v = await app.set_targets(
         rt.store,
         campaign_id,
@@ -722,12 +917,11 @@ async def set_targets(
 async def record_sending_unit(
     campaign_id: edge.IdPath,
     body: SendingUnitIn,
-    principal: CurrentPrincipal,
+    principal: County,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
     """A sending unit (派出单位), the villages it helps, its funds and projects."""
-    await _county(rt, principal, campaign_id)
     c = await app.record_sending_unit(
         rt.store, campaign_id, **body.model_dump(), ctx=_ctx(principal, request)
     )
@@ -737,12 +931,14 @@ async def record_sending_unit(
 # --- reports, assessment, graduation -------------------------------------------------------
 
 
-@router.post("/{campaign_id}/villages/{village_id}/reports", description=RULES)
+@router.post(
+    "/{campaign_id}/villages/{village_id}/reports", description=RULES, openapi_extra=ON_VILLAGE
+)
 async def submit_report(
     campaign_id: edge.IdPath,
     village_id: edge.IdPath,
     body: ReportIn,
-    principal: CurrentPrincipal,
+    principal: VillageReporter,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
@@ -773,7 +969,11 @@ async def submit_report(
     }
 
 
-@router.post("/{campaign_id}/teams/{team_id}/on-duty")
+@router.post(
+    "/{campaign_id}/teams/{team_id}/on-duty",
+    dependencies=[Depends(_team_actor)],
+    openapi_extra=ON_TEAM,
+)
 async def submit_on_duty(
     campaign_id: edge.IdPath,
     team_id: edge.IdPath,
@@ -798,17 +998,7 @@ async def submit_on_duty(
     return {"team_id": team_id, "period": body.period, "late": report.late, "due_at": report.due_at}
 
 
-async def _as_team_member(
-    rt: Runtime,
-    principal: Principal,
-    request: Request,
-    where: tuple[str, str, str],
-    act: Callable[[Actor, CommandContext], Awaitable[Task]],
-) -> dict[str, Any]:
-    """Act on a target (its task) as a member of the village's team."""
-    campaign_id, team_id, target_id = where
-    actor = await app.team_actor(rt.store, campaign_id, team_id, principal)
-    task = await act(actor, _ctx(principal, request))
+def _target(target_id: str, task: Task) -> dict[str, Any]:
     return {"target_id": target_id, "percent": task.percent, "status": task.status}
 
 
@@ -816,33 +1006,32 @@ def _evidence(body: ProgressIn | CompletionIn) -> list[Evidence]:
     return [Evidence(**e.model_dump()) for e in body.evidence]
 
 
-@router.post("/{campaign_id}/teams/{team_id}/targets/{target_id}/progress")
+@router.post(
+    "/{campaign_id}/teams/{team_id}/targets/{target_id}/progress",
+    openapi_extra=TARGET_REPORTED,
+)
 async def report_target_progress(
     campaign_id: edge.IdPath,
     team_id: edge.IdPath,
     target_id: edge.IdPath,
     body: ProgressIn,
+    actor: TeamMember,
     principal: CurrentPrincipal,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
     """A team member reports on a target of one of the team's villages (the target's task)."""
-    return await _as_team_member(
-        rt,
-        principal,
-        request,
-        (campaign_id, team_id, target_id),
-        lambda actor, ctx: tasks.report_progress(
-            rt.store,
-            target_id,
-            actor,
-            percent=body.percent,
-            note=body.note,
-            evidence=_evidence(body),
-            today=today(rt.clock),
-            ctx=ctx,
-        ),
+    task = await tasks.report_progress(
+        rt.store,
+        target_id,
+        actor,
+        percent=body.percent,
+        note=body.note,
+        evidence=_evidence(body),
+        today=today(rt.clock),
+        ctx=_ctx(principal, request),
     )
+    return _target(target_id, task)
 
 
 @router.post("/{campaign_id}/teams/{team_id}/targets/{target_id}/completion")
@@ -851,56 +1040,54 @@ async def complete_target(
     team_id: edge.IdPath,
     target_id: edge.IdPath,
     body: CompletionIn,
+    actor: TeamMember,
     principal: CurrentPrincipal,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
     """A team member completes a target of one of the team's villages, with evidence."""
-    return await _as_team_member(
-        rt,
-        principal,
-        request,
-        (campaign_id, team_id, target_id),
-        lambda actor, ctx: tasks.complete_task(
-            rt.store,
-            target_id,
-            actor,
-            summary=body.summary,
-            evidence=_evidence(body),
-            today=today(rt.clock),
-            ctx=ctx,
-        ),
+    task = await tasks.complete_task(
+        rt.store,
+        target_id,
+        actor,
+        summary=body.summary,
+        evidence=_evidence(body),
+        today=today(rt.clock),
+        ctx=_ctx(principal, request),
     )
+    return _target(target_id, task)
 
 
-@router.post("/{campaign_id}/teams/{team_id}/assessments", description=RULES)
+@router.post("/{campaign_id}/teams/{team_id}/assessments", description=RULES, openapi_extra=ON_TEAM)
 async def assess_team(
     campaign_id: edge.IdPath,
     team_id: edge.IdPath,
     body: SheetIn,
-    principal: CurrentPrincipal,
+    principal: County,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
     """The team's sheet (《工作组考核办法》): every common indicator, differentiated, ±items."""
-    await _county(rt, principal, campaign_id)
     t = await app.assess_team(
         rt.store, campaign_id, team_id, **body.model_dump(), ctx=_ctx(principal, request)
     )
     return {"team_id": team_id, "period": body.period, "total": t.assessments[body.period].total}
 
 
-@router.post("/{campaign_id}/villages/{village_id}/evaluation", description=RULES)
+@router.post(
+    "/{campaign_id}/villages/{village_id}/evaluation",
+    description=RULES,
+    openapi_extra=ON_VILLAGE,
+)
 async def evaluate(
     campaign_id: edge.IdPath,
     village_id: edge.IdPath,
     body: EvaluationIn,
-    principal: CurrentPrincipal,
+    principal: County,
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
     """Final evaluation: graduates (摘帽, 回头看 a year later) or is carried over (ours)."""
-    await _county(rt, principal, campaign_id)
     v = await app.evaluate_village(
         rt.store,
         campaign_id,

@@ -42,6 +42,22 @@ Remark = Annotated[str, edge.TextRules(4000, required=False)]
 """A progress note or a completion summary: may be empty when evidence says it."""
 
 
+def task_links(task_id: str) -> dict[str, Any]:
+    """What can follow an answer naming a task (``task_id`` a runtime expression): read it,
+    its history, report on it, complete it, move its due date."""
+    return {
+        "read": edge.link("task_card", task_id=task_id),
+        "history": edge.link("history", task_id=task_id),
+        "progress": edge.link("report_progress", task_id=task_id),
+        "complete": edge.link("complete", task_id=task_id),
+        "reschedule": edge.link("reschedule", task_id=task_id),
+    }
+
+
+TASK_LINKS = edge.links(200, **task_links("$response.body#/task_id"))
+FIRST_TASK_LINKS = edge.links(200, **task_links("$response.body#/items/0/task_id"))
+
+
 class EvidenceIn(edge.Body):
     kind: EvidenceKind = Field(description="text: the text itself; file: a reference (id or URL)")
     value: edge.Text
@@ -143,7 +159,7 @@ Reporter = Annotated[Principal, Depends(reporter)]
 Scheduler = Annotated[Principal, Depends(scheduler)]
 
 
-@router.post("/tasks/{task_id}/progress")
+@router.post("/tasks/{task_id}/progress", openapi_extra=TASK_LINKS)
 async def report_progress(
     task_id: edge.IdPath, principal: Reporter, body: ProgressIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
@@ -166,7 +182,14 @@ async def report_progress(
     return _state(task)
 
 
-@router.post("/tasks/{task_id}/completion")
+@router.post(
+    "/tasks/{task_id}/completion",
+    openapi_extra=edge.links(
+        200,
+        read=edge.link("task_card", task_id="$response.body#/task_id"),
+        history=edge.link("history", task_id="$response.body#/task_id"),
+    ),
+)
 async def complete(
     task_id: edge.IdPath, principal: Reporter, body: CompletionIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
@@ -188,7 +211,7 @@ async def complete(
     return _state(task)
 
 
-@router.post("/tasks/{task_id}/due-date")
+@router.post("/tasks/{task_id}/due-date", openapi_extra=TASK_LINKS)
 async def reschedule(
     task_id: edge.IdPath, principal: Scheduler, body: RescheduleIn, request: Request, rt: Rt
 ) -> dict[str, Any]:
@@ -212,7 +235,7 @@ async def reschedule(
 # --- queries -------------------------------------------------------------------------------
 
 
-@router.get("/tasks")
+@router.get("/tasks", openapi_extra=FIRST_TASK_LINKS)
 async def list_tasks(
     principal: CurrentPrincipal,
     rt: Rt,
@@ -246,7 +269,7 @@ async def list_tasks(
     )
 
 
-@router.get("/tasks/overdue")
+@router.get("/tasks/overdue", openapi_extra=FIRST_TASK_LINKS)
 async def overdue(
     principal: CurrentPrincipal,
     rt: Rt,
@@ -288,7 +311,7 @@ async def forum_task_counts(
     )
 
 
-@router.get("/tasks/{task_id}")
+@router.get("/tasks/{task_id}", openapi_extra=TASK_LINKS)
 async def task_card(task_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
     """The task as the read model has it (follows the event store within moments)."""
     row = await _queries(rt).task(task_id)
