@@ -184,7 +184,9 @@ class Consumer:
     DDL uses ``{table}`` for the (schema-qualified) table name and must not name indexes or
     constraints, so a rebuild can create fresh copies beside the live ones. Secondary indexes
     go in ``indexes`` (logical table → column lists, or ``USING gin (col)``): the platform
-    names them after the table and carries them through a rebuild.
+    names them after the table and carries them through a rebuild, which builds them after
+    folding the bulk of the store, so ``apply`` should find rows by a table's keys (primary
+    key or UNIQUE in the DDL), not through a secondary index.
     """
 
     name: ClassVar[str]
@@ -221,16 +223,20 @@ def index_specs(consumer: Consumer) -> list[tuple[str, str, str]]:
 
 
 async def create_tables(
-    conn: asyncpg.Connection, schema: str, consumer: Consumer, suffix: str = ""
+    conn: asyncpg.Connection,
+    schema: str,
+    consumer: Consumer,
+    suffix: str = "",
+    *,
+    indexes: bool = True,
 ) -> None:
+    """Create ``consumer``'s tables and processed marks; its secondary indexes unless told not
+    to (a rebuild adds them after its bulk fold, ``create_indexes``)."""
     names = table_names(schema, consumer, suffix)
     for logical, ddl in consumer.tables.items():
         await conn.execute(ddl.format(table=names[logical]))
-    for logical, index, spec in index_specs(consumer):
-        columns = spec if spec.upper().startswith("USING ") else f"({spec})"
-        await conn.execute(
-            f'CREATE INDEX IF NOT EXISTS "{logical}{suffix}_{index}" ON {names[logical]} {columns}'
-        )
+    if indexes:
+        await create_indexes(conn, schema, consumer, suffix)
     # processed_at: marks are pruned by age (housekeeping.py), BRIN being nearly free to keep.
     await conn.execute(
         f"CREATE TABLE IF NOT EXISTS {names['__processed__']} (event_id uuid PRIMARY KEY, "
@@ -240,6 +246,17 @@ async def create_tables(
         f'CREATE INDEX IF NOT EXISTS "{consumer.name}__processed{suffix}_at" '
         f"ON {names['__processed__']} USING brin (processed_at)"
     )
+
+
+async def create_indexes(
+    conn: asyncpg.Connection, schema: str, consumer: Consumer, suffix: str = ""
+) -> None:
+    names = table_names(schema, consumer, suffix)
+    for logical, index, spec in index_specs(consumer):
+        columns = spec if spec.upper().startswith("USING ") else f"({spec})"
+        await conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "{logical}{suffix}_{index}" ON {names[logical]} {columns}'
+        )
 
 
 @dataclass

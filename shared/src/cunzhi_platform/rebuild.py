@@ -1,10 +1,11 @@
 """Rebuild a projection from the service's own event store while the live one keeps serving.
 
-1. Create empty copies of the projection's tables (``<table>__rebuild``).
+1. Create empty copies of the projection's tables (``<table>__rebuild``), keys but no
+   secondary indexes yet.
 2. Fold the store into them from one REPEATABLE READ snapshot, in ``global_position`` order:
    within a snapshot that is each stream's version order. (Commit-safe tailing order,
    ``(tx_id, position)``, is not: a policy's transaction takes its xid before it appends, so
-   version n+1 of a stream can sort before version n.)
+   version n+1 of a stream can sort before version n.) Then build the secondary indexes.
 3. Catch up, still unlocked, on what committed since the previous snapshot, until little is
    left: each round folds the events the previous snapshot could not see, from a new one.
 4. Lock the live tables with a short ``lock_timeout`` (a lock request waiting behind a long
@@ -25,7 +26,7 @@ import contextlib
 import asyncpg
 import structlog
 
-from .consumer import Consumer, Tx, create_tables, table_names
+from .consumer import Consumer, Tx, create_indexes, create_tables, table_names
 from .eventstore import EventStore, StoredEvent
 
 _log = structlog.get_logger(__name__)
@@ -123,9 +124,12 @@ async def rebuild(
     async with store.pool.acquire() as conn:
         for name in fresh.values():
             await conn.execute(f"DROP TABLE IF EXISTS {name}")
-        await create_tables(conn, schema, consumer, SUFFIX)
+        # Secondary indexes once the bulk is folded: built in one pass instead of kept up at
+        # every write (a sixth to a third of a rebuild's time); the folds find rows by key.
+        await create_tables(conn, schema, consumer, SUFFIX, indexes=False)
         try:
             folded, snapshot = await _catch_up(conn, consumer, fresh, store, None, batch_size)
+            await create_indexes(conn, schema, consumer, SUFFIX)
             for attempt in range(1, lock_attempts + 1):
                 # Unlocked rounds until a round finds less than a page: what is left to fold
                 # under the lock is then about what commits in one round trip.
