@@ -157,7 +157,9 @@ def topics_events(n: int) -> Iterator[tuple[str, Event]]:
                 )
                 yield (
                     stream,
-                    topics.IssueClosed(**where, claimant_id="pm1", outcome="已修复", closed_at=when),
+                    topics.IssueClosed(
+                        **where, claimant_id="pm1", outcome="已修复", closed_at=when
+                    ),
                 )
             yield (
                 call,
@@ -309,41 +311,68 @@ async def copy_rows(url: str, schema: str, consumer: Consumer) -> tuple[int, flo
     return sum(len(records) for _, _, records in tables), elapsed
 
 
-async def like_for_like(url: str, store: EventStore, consumer: Consumer) -> dict[str, float]:
-    """Rebuild ``consumer`` from ``store``, then read its events and COPY its rows alone."""
-    async with store.pool.acquire() as conn:
-        await create_tables(conn, store.schema, consumer)
-    began = time.perf_counter()
-    events = await rebuild(consumer, store, batch_size=BATCH)
-    rebuild_s = time.perf_counter() - began
-    rows, copy_s = await copy_rows(url, store.schema, consumer)
+async def floor(url: str, store: EventStore, consumer: Consumer) -> dict[str, float]:
+    """Read ``store``'s events and COPY the rows now in ``consumer``'s tables, each alone.
+
+    The best of two runs each: other work on the machine only ever slows a run down.
+    """
+    copies = [await copy_rows(url, store.schema, consumer) for _ in range(2)]
     return {
-        "events": events,
-        "rows": rows,
-        "rebuild_s": rebuild_s,
-        "raw_read_s": await read_raw(store.pool, store.schema),
-        "read_s": await read_decoded(store),
-        "copy_s": copy_s,
+        "rows": copies[0][0],
+        "copy_s": min(seconds for _, seconds in copies),
+        "raw_read_s": min([await read_raw(store.pool, store.schema) for _ in range(2)]),
+        "read_s": min([await read_decoded(store) for _ in range(2)]),
     }
 
 
-def report(title: str, r: dict[str, float]) -> None:
-    def line(label: str, seconds: float, count: float, unit: str, note: str = "") -> None:
-        print(f"  {label:<52}{seconds:>7.2f} s {count / seconds:>10,.0f} {unit:<7} {note}")
+async def like_for_like(url: str, store: EventStore, consumer: Consumer) -> dict[str, float]:
+    """Rebuild ``consumer`` from ``store`` into new tables (the better of two), then its
+    ``floor``."""
+    async with store.pool.acquire() as conn:
+        await create_tables(conn, store.schema, consumer)
+    runs = []
+    for _ in range(2):
+        began = time.perf_counter()
+        events = await rebuild(consumer, store, batch_size=BATCH)
+        runs.append(time.perf_counter() - began)
+    return {"events": events, "rebuild_s": min(runs), **await floor(url, store, consumer)}
 
-    floor, raw_floor = r["read_s"] + r["copy_s"], r["raw_read_s"] + r["copy_s"]
-    print(f"{title}: {r['events']:,.0f} events → {r['rows']:,.0f} rows (processed marks included)")
-    line("raw: read, the rebuild's SELECT and pages, not decoded", r["raw_read_s"], r["events"], "ev/s")
-    line("platform: read_snapshot, decoded", r["read_s"], r["events"], "ev/s")
-    line("raw: COPY of the same rows into the same tables", r["copy_s"], r["rows"], "rows/s")
-    line(
-        "projection rebuild",
-        r["rebuild_s"],
-        r["events"],
-        "ev/s",
-        f"{floor / r['rebuild_s']:.0%} of read + COPY "
-        f"({raw_floor / r['rebuild_s']:.0%} undecoded); aim ≥ 60 %",
-    )
+
+def lines(r: dict[str, float]) -> list[tuple[str, str, str]]:
+    """(label, figure, note) rows for a ``like_for_like`` result."""
+    read_copy, raw_read_copy = r["read_s"] + r["copy_s"], r["raw_read_s"] + r["copy_s"]
+    events, rows = r["events"], r["rows"]
+    return [
+        (
+            "raw: read the events as the rebuild does, not decoded",
+            f"{events / r['raw_read_s']:,.0f} ev/s",
+            f"{r['raw_read_s']:.2f} s",
+        ),
+        (
+            "platform: the same, decoded (read_snapshot)",
+            f"{events / r['read_s']:,.0f} ev/s",
+            f"{r['read_s']:.2f} s",
+        ),
+        (
+            f"raw: COPY of its {rows:,.0f} rows into the same tables",
+            f"{rows / r['copy_s']:,.0f} rows/s",
+            f"{r['copy_s']:.2f} s",
+        ),
+        (
+            "projection rebuild",
+            f"{events / r['rebuild_s']:,.0f} ev/s",
+            f"{r['rebuild_s']:.2f} s = {read_copy / r['rebuild_s']:.0%} of read + COPY "
+            f"({raw_read_copy / r['rebuild_s']:.0%} undecoded); aim ≥ 60 %",
+        ),
+    ]
+
+
+def report(title: str, r: dict[str, float]) -> None:
+    print(f"{title}: {r['events']:,.0f} events, {r['rows']:,.0f} rows (processed marks included)")
+    rows = lines(r)
+    width = max(len(label) for label, _, _ in rows)
+    for label, figure, note in rows:
+        print(f"  {label:<{width}}  {figure:>14}  {note}")
 
 
 async def main() -> None:
@@ -357,10 +386,20 @@ async def main() -> None:
             server = await pool.fetchval("SHOW server_version")
             print(f"PostgreSQL {server} ({ep.mode}); pages of {BATCH:,}")
             for title, schema, registry, consumer, events in (
-                ("tallies (toy, batched)", "bench_tallies", counting_registry, Tallies("x"),
-                 tallies_events(args.events)),
-                ("topics read model", "bench_topics", topics.registry, ReadModels(),
-                 topics_events(args.events)),
+                (
+                    "tallies (toy, batched)",
+                    "bench_tallies",
+                    counting_registry,
+                    Tallies("x"),
+                    tallies_events(args.events),
+                ),
+                (
+                    "topics read model",
+                    "bench_topics",
+                    topics.registry,
+                    ReadModels(),
+                    topics_events(args.events),
+                ),
             ):
                 await fill(pool, schema, events)
                 store = EventStore(pool, schema, registry, SystemClock())
