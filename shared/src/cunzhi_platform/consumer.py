@@ -37,6 +37,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -211,6 +212,16 @@ def table_names(schema: str, consumer: Consumer, suffix: str = "") -> dict[str, 
     names = {logical: f'"{schema}"."{logical}{suffix}"' for logical in consumer.tables}
     names["__processed__"] = f'"{schema}"."{consumer.name}__processed{suffix}"'
     return names
+
+
+def shape(consumer: Consumer) -> str:
+    """A fingerprint of the tables ``consumer`` declares, its DDL and indexes (whitespace
+    aside): a deploy that changes a read model's shape changes it."""
+    declared = {
+        "tables": {logical: " ".join(ddl.split()) for logical, ddl in consumer.tables.items()},
+        "indexes": {logical: list(specs) for logical, specs in consumer.indexes.items()},
+    }
+    return hashlib.sha256(json.dumps(declared, sort_keys=True).encode()).hexdigest()
 
 
 def index_specs(consumer: Consumer) -> list[tuple[str, str, str]]:
