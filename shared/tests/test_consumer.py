@@ -3,6 +3,7 @@
 import asyncio
 import json
 import uuid
+from typing import ClassVar
 
 import asyncpg
 import pytest
@@ -508,8 +509,44 @@ async def test_a_deploy_that_reshaped_a_projection_rebuilds_it_before_it_consume
             assert await tallies(pool, schema) == live
             # Its shape is on record again: the next start rebuilds nothing.
             assert not await rebuild_if_reshaped(runtime.runners[0].consumer, runtime.store)
+
+            # An instance of the previous deploy still running during the rollout writes
+            # nothing into the rebuilt tables: it pauses, and /readyz would say why.
+            previous = ConsumerRunner(
+                PreviousTallies(schema, batch=True),
+                broker=KafkaBroker(settings.kafka_bootstrap_servers, client_id="previous"),
+                pool=pool,
+                schema=schema,
+                registry=registry,
+                clock=SystemClock(),
+                group_id=f"{schema}.previous-deploy",
+                pause_retry_s=0.3,
+                session_timeout_ms=2000,
+                heartbeat_interval_ms=300,
+            )
+            await previous.setup()
+            await previous.broker.start()
+            try:
+                await append_increments(runtime.store, "b", [6])
+                assert await caught_up(pool, schema, {"a": (11, 4), "b": (10, 2)})
+                assert await eventually(lambda: _paused(previous))
+                assert "newer deploy" in (previous.paused or "")
+            finally:
+                await previous.broker.stop()
     [rebuilt] = [e for e in logs if e["event"] == "projection_rebuilt_on_shape_change"]
     assert (rebuilt["projection"], rebuilt["events"]) == ("tallies", 4)
+
+
+class PreviousTallies(Tallies):
+    """The tallies of a deploy before the increments column."""
+
+    tables: ClassVar = {
+        "tallies": "CREATE TABLE IF NOT EXISTS {table} (counter text PRIMARY KEY, total bigint)"
+    }
+
+
+async def _paused(runner: ConsumerRunner) -> bool:
+    return runner.paused is not None
 
 
 def _runner_of_its_own(schema, pool, bootstrap, **broker_options):

@@ -14,8 +14,9 @@ on an error depends on what it says about the message (``classify``):
 - *transient* (a database or network outage, a failover, lock or serialisation conflicts,
   ``ConcurrencyError``): not the message's fault, retried with backoff for as long as it lasts;
 - *schema drift* (SQLSTATE class 42: a projection's table does not match its code after a
-  deploy): every event would fail, so the consumer *pauses* — it seeks back, probes again every
-  ``pause_retry_s``, and ``/readyz`` says why — instead of dead-lettering the whole topic;
+  deploy; or a newer deploy rebuilt the tables to another shape, ``ShapeChanged``): every event
+  would fail, so the consumer *pauses* — it seeks back, probes again every ``pause_retry_s``,
+  and ``/readyz`` says why — instead of dead-lettering the whole topic;
 - *data* (classes 22 and 23): the event can never be written, dead-lettered at once;
 - anything else a handler raises: retried ``max_retries`` times (it may be a passing state of
   the world), then dead-lettered as ``handler_error``.
@@ -95,7 +96,13 @@ _TRANSIENT_CLASSES = frozenset({"08", "53", "57", "58"})
 _TRANSIENT_STATES = frozenset({"25006", "55P03", "40001", "40P01", "40003"})
 
 
+class ShapeChanged(Exception):
+    """A deploy rebuilt this projection's tables to another shape than this code writes."""
+
+
 def classify(exc: BaseException) -> Failure:
+    if isinstance(exc, ShapeChanged):
+        return Failure.SCHEMA_DRIFT
     if isinstance(exc, asyncpg.PostgresError):
         state = exc.sqlstate or ""
         if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES:
@@ -375,6 +382,9 @@ class ConsumerRunner:
         self.pause_retry_s = pause_retry_s
         self.group_id = group_id or f"cunzhi.{schema}.{consumer.name}"
         self.names = table_names(schema, consumer)
+        # Where the shape of a rebuildable projection's tables is recorded (``setup``).
+        self._shapes: str | None = None
+        self._shape = shape(consumer)
         # Why the consumer is paused (``/readyz`` shows it), or None while it consumes.
         self.paused: str | None = None
         self._probe_at = 0.0
@@ -399,6 +409,11 @@ class ConsumerRunner:
     async def setup(self) -> None:
         async with self.pool.acquire() as conn:
             await create_tables(conn, self.schema, self.consumer)
+            shapes = f'"{self.schema}".projection_shapes'
+            if self.consumer.rebuildable and await conn.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", shapes
+            ):
+                self._shapes = shapes
             async with conn.transaction():
                 # Several consumers (and instances) start at once; IF NOT EXISTS alone races.
                 await conn.execute(
@@ -513,6 +528,7 @@ class ConsumerRunner:
                     [i.envelope.id for i in items],
                 )
             }
+            await self._same_shape(conn)
             todo, seen, ignored = [], set(), 0
             for item in items:
                 # Also drops a duplicate inside the batch (the relay re-published it).
@@ -535,6 +551,24 @@ class ConsumerRunner:
         CONSUMED.labels(self.consumer.name, "ignored").inc(ignored)
         CONSUMED.labels(self.consumer.name, "duplicate").inc(len(items) - len(todo) - ignored)
         return len(todo)
+
+    async def _same_shape(self, conn: asyncpg.Connection) -> None:
+        """Write nothing into tables a newer deploy rebuilt to another shape (during its
+        rolling upgrade): this instance's rows would lack what the new code adds.
+
+        Read after the marks are locked: a rebuild swaps them and records the shape in one
+        transaction, so this sees the shape of the tables it is about to write.
+        """
+        if self._shapes is None:
+            return
+        recorded = await conn.fetchval(
+            f"SELECT fingerprint FROM {self._shapes} WHERE projection = $1", self.consumer.name
+        )
+        if recorded not in (None, self._shape):
+            raise ShapeChanged(
+                f"{self.consumer.name}: a newer deploy rebuilt its tables to another shape; "
+                "this instance's code no longer matches them (replace it with the new version)"
+            )
 
     async def _transient_retry(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """``attempt()``, again and again while it fails for a transient reason."""
