@@ -530,7 +530,7 @@ async def test_a_deploy_that_reshaped_a_projection_rebuilds_it_before_it_consume
                 await append_increments(runtime.store, "b", [6])
                 assert await caught_up(pool, schema, {"a": (11, 4), "b": (10, 2)})
                 assert await eventually(lambda: _paused(previous))
-                assert "newer deploy" in (previous.paused or "")
+                assert "rebuilt to another shape" in (previous.paused or "")
             finally:
                 await previous.broker.stop()
     [rebuilt] = [e for e in logs if e["event"] == "projection_rebuilt_on_shape_change"]

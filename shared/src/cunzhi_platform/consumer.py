@@ -97,7 +97,7 @@ _TRANSIENT_STATES = frozenset({"25006", "55P03", "40001", "40P01", "40003"})
 
 
 class ShapeChanged(Exception):
-    """A deploy rebuilt this projection's tables to another shape than this code writes."""
+    """Another deploy rebuilt this projection's tables to another shape than this code's."""
 
 
 def classify(exc: BaseException) -> Failure:
@@ -553,8 +553,8 @@ class ConsumerRunner:
         return len(todo)
 
     async def _same_shape(self, conn: asyncpg.Connection) -> None:
-        """Write nothing into tables a newer deploy rebuilt to another shape (during its
-        rolling upgrade): this instance's rows would lack what the new code adds.
+        """Write nothing into tables another deploy rebuilt to another shape (a newer one,
+        during its rolling upgrade): this instance's rows would lack what the new code adds.
 
         Read after the marks are locked: a rebuild swaps them and records the shape in one
         transaction, so this sees the shape of the tables it is about to write.
@@ -566,8 +566,9 @@ class ConsumerRunner:
         )
         if recorded not in (None, self._shape):
             raise ShapeChanged(
-                f"{self.consumer.name}: a newer deploy rebuilt its tables to another shape; "
-                "this instance's code no longer matches them (replace it with the new version)"
+                f"{self.consumer.name}: its tables were rebuilt to another shape than this "
+                "code declares (by another deploy): this instance must be replaced, or the "
+                "projection rebuilt by this version"
             )
 
     async def _transient_retry(self, attempt: Callable[[], Awaitable[Any]]) -> Any:

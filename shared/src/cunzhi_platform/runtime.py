@@ -181,8 +181,10 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
 async def _reshape(consumer: Consumer, store: EventStore) -> None:
     """Rebuild a projection whose tables this deploy changed, before it consumes.
 
-    If that fails the live tables are as they were: the consumer then pauses on them as it
-    would have without the check (``/readyz`` says so), and the next start-up tries again.
+    If that fails the live tables are as they were and their old shape stays on record: the
+    consumer pauses (``/readyz`` says so) rather than write into them — unless the new code's
+    indexes cannot even be created on them, which fails the start-up — and the next start-up
+    tries again.
     """
     try:
         await rebuild_if_reshaped(consumer, store)
