@@ -508,7 +508,12 @@ async def test_a_deploy_that_reshaped_a_projection_rebuilds_it_before_it_consume
             await rebuild(runtime.runners[0].consumer, runtime.store)
             assert await tallies(pool, schema) == live
             # Its shape is on record again: the next start rebuilds nothing.
-            assert not await rebuild_if_reshaped(runtime.runners[0].consumer, runtime.store)
+            tallies_now = runtime.runners[0].consumer
+            assert not await rebuild_if_reshaped(tallies_now, runtime.store)
+            # Tables without a record (the first start with this check) are taken as they are.
+            await pool.execute(f"DELETE FROM {shapes}")
+            assert not await rebuild_if_reshaped(tallies_now, runtime.store)
+            assert await pool.fetchval(f"SELECT fingerprint FROM {shapes}") == shape(tallies_now)
 
             # An instance of the previous deploy still running during the rollout writes
             # nothing into the rebuilt tables: it pauses, and /readyz would say why.
