@@ -3,6 +3,7 @@
 import asyncio
 import json
 import uuid
+from typing import ClassVar
 
 import asyncpg
 import pytest
@@ -11,17 +12,18 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaConnectionError
 from counting import Incremented, Tallies, registry
 from cunzhi_platform.clock import SystemClock
-from cunzhi_platform.consumer import ConsumerRunner
+from cunzhi_platform.consumer import ConsumerRunner, shape
 from cunzhi_platform.envelope import CommandContext, Envelope, dlq_for, topic_for
 from cunzhi_platform.eventstore import ConcurrencyError
 from cunzhi_platform.infra import EmbeddedTansu
 from cunzhi_platform.kafka import ensure_topics, make_broker
 from cunzhi_platform.metrics import CONSUMED, DLQ_UNPUBLISHED
-from cunzhi_platform.rebuild import rebuild
+from cunzhi_platform.rebuild import rebuild, rebuild_if_reshaped
 from cunzhi_platform.republish import republish
 from cunzhi_platform.runtime import Service
 from cunzhi_platform.testing import consume, eventually, running
 from faststream.kafka import KafkaBroker
+from structlog.testing import capture_logs
 
 pytestmark = pytest.mark.slow
 
@@ -188,6 +190,7 @@ async def test_rebuild_while_serving_equals_the_live_projection(pool, schema, se
             "events",
             "outbox",
             "schema_migrations",
+            "projection_shapes",
             "dead_letters",
             "tallies",
             "tallies__processed",
@@ -475,6 +478,80 @@ async def test_a_projection_table_that_drifted_pauses_the_consumer_and_fails_rea
         assert runner.paused is None
         topic = topic_for(schema)
         assert await consume(settings.kafka_bootstrap_servers, dlq_for(topic), 1, timeout=3) == []
+
+
+async def test_a_deploy_that_reshaped_a_projection_rebuilds_it_before_it_consumes(
+    pool, schema, settings
+):
+    """Upgrading a service whose read model gained a column: no paused consumer, no operator."""
+    async with running(counting_service(schema, batch=True), settings) as client:
+        store = client.app.state.runtime.store
+        await append_increments(store, "a", [1, 2, 3])
+        await append_increments(store, "b", [4])
+        assert await caught_up(pool, schema, {"a": (6, 3), "b": (4, 1)})
+    shapes = f'"{schema}".projection_shapes'
+    assert await pool.fetchval(f"SELECT fingerprint FROM {shapes}") == shape(Tallies(schema))
+
+    # The deploy before this one had no increments column, and its shape is on record.
+    await pool.execute(f'ALTER TABLE "{schema}".tallies DROP COLUMN increments')
+    await pool.execute(f"UPDATE {shapes} SET fingerprint = 'the previous deploy'")
+    with capture_logs() as logs:
+        async with running(counting_service(schema, batch=True), settings) as client:
+            runtime = client.app.state.runtime
+            # Rebuilt before the consumer started: the column is there and already counted.
+            assert await tallies(pool, schema) == {"a": (6, 3), "b": (4, 1)}
+            await append_increments(runtime.store, "a", [5])
+            assert await caught_up(pool, schema, {"a": (11, 4), "b": (4, 1)})
+            assert runtime.runners[0].paused is None
+            assert (await client.get("/readyz")).status_code == 200
+            live = await tallies(pool, schema)
+            await rebuild(runtime.runners[0].consumer, runtime.store)
+            assert await tallies(pool, schema) == live
+            # Its shape is on record again: the next start rebuilds nothing.
+            tallies_now = runtime.runners[0].consumer
+            assert not await rebuild_if_reshaped(tallies_now, runtime.store)
+            # Tables without a record (the first start with this check) are taken as they are.
+            await pool.execute(f"DELETE FROM {shapes}")
+            assert not await rebuild_if_reshaped(tallies_now, runtime.store)
+            assert await pool.fetchval(f"SELECT fingerprint FROM {shapes}") == shape(tallies_now)
+
+            # An instance of the previous deploy still running during the rollout writes
+            # nothing into the rebuilt tables: it pauses, and /readyz would say why.
+            previous = ConsumerRunner(
+                PreviousTallies(schema, batch=True),
+                broker=KafkaBroker(settings.kafka_bootstrap_servers, client_id="previous"),
+                pool=pool,
+                schema=schema,
+                registry=registry,
+                clock=SystemClock(),
+                group_id=f"{schema}.previous-deploy",
+                pause_retry_s=0.3,
+                session_timeout_ms=2000,
+                heartbeat_interval_ms=300,
+            )
+            await previous.setup()
+            await previous.broker.start()
+            try:
+                await append_increments(runtime.store, "b", [6])
+                assert await caught_up(pool, schema, {"a": (11, 4), "b": (10, 2)})
+                assert await eventually(lambda: _paused(previous))
+                assert "rebuilt to another shape" in (previous.paused or "")
+            finally:
+                await previous.broker.stop()
+    [rebuilt] = [e for e in logs if e["event"] == "projection_rebuilt_on_shape_change"]
+    assert (rebuilt["projection"], rebuilt["events"]) == ("tallies", 4)
+
+
+class PreviousTallies(Tallies):
+    """The tallies of a deploy before the increments column."""
+
+    tables: ClassVar = {
+        "tallies": "CREATE TABLE IF NOT EXISTS {table} (counter text PRIMARY KEY, total bigint)"
+    }
+
+
+async def _paused(runner: ConsumerRunner) -> bool:
+    return runner.paused is not None
 
 
 def _runner_of_its_own(schema, pool, bootstrap, **broker_options):

@@ -14,8 +14,9 @@ on an error depends on what it says about the message (``classify``):
 - *transient* (a database or network outage, a failover, lock or serialisation conflicts,
   ``ConcurrencyError``): not the message's fault, retried with backoff for as long as it lasts;
 - *schema drift* (SQLSTATE class 42: a projection's table does not match its code after a
-  deploy): every event would fail, so the consumer *pauses* — it seeks back, probes again every
-  ``pause_retry_s``, and ``/readyz`` says why — instead of dead-lettering the whole topic;
+  deploy; or a newer deploy rebuilt the tables to another shape, ``ShapeChanged``): every event
+  would fail, so the consumer *pauses* — it seeks back, probes again every ``pause_retry_s``,
+  and ``/readyz`` says why — instead of dead-lettering the whole topic;
 - *data* (classes 22 and 23): the event can never be written, dead-lettered at once;
 - anything else a handler raises: retried ``max_retries`` times (it may be a passing state of
   the world), then dead-lettered as ``handler_error``.
@@ -37,6 +38,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -94,7 +96,13 @@ _TRANSIENT_CLASSES = frozenset({"08", "53", "57", "58"})
 _TRANSIENT_STATES = frozenset({"25006", "55P03", "40001", "40P01", "40003"})
 
 
+class ShapeChanged(Exception):
+    """Another deploy rebuilt this projection's tables to another shape than this code's."""
+
+
 def classify(exc: BaseException) -> Failure:
+    if isinstance(exc, ShapeChanged):
+        return Failure.SCHEMA_DRIFT
     if isinstance(exc, asyncpg.PostgresError):
         state = exc.sqlstate or ""
         if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES:
@@ -184,7 +192,9 @@ class Consumer:
     DDL uses ``{table}`` for the (schema-qualified) table name and must not name indexes or
     constraints, so a rebuild can create fresh copies beside the live ones. Secondary indexes
     go in ``indexes`` (logical table → column lists, or ``USING gin (col)``): the platform
-    names them after the table and carries them through a rebuild.
+    names them after the table and carries them through a rebuild, which builds them after
+    folding the bulk of the store, so ``apply`` should find rows by a table's keys (primary
+    key or UNIQUE in the DDL), not through a secondary index.
     """
 
     name: ClassVar[str]
@@ -211,6 +221,16 @@ def table_names(schema: str, consumer: Consumer, suffix: str = "") -> dict[str, 
     return names
 
 
+def shape(consumer: Consumer) -> str:
+    """A fingerprint of the tables ``consumer`` declares, its DDL and indexes (whitespace
+    aside): a deploy that changes a read model's shape changes it."""
+    declared = {
+        "tables": {logical: " ".join(ddl.split()) for logical, ddl in consumer.tables.items()},
+        "indexes": {logical: list(specs) for logical, specs in consumer.indexes.items()},
+    }
+    return hashlib.sha256(json.dumps(declared, sort_keys=True).encode()).hexdigest()
+
+
 def index_specs(consumer: Consumer) -> list[tuple[str, str, str]]:
     """(logical table, index name suffix, spec) of every secondary index of ``consumer``."""
     return [
@@ -221,16 +241,20 @@ def index_specs(consumer: Consumer) -> list[tuple[str, str, str]]:
 
 
 async def create_tables(
-    conn: asyncpg.Connection, schema: str, consumer: Consumer, suffix: str = ""
+    conn: asyncpg.Connection,
+    schema: str,
+    consumer: Consumer,
+    suffix: str = "",
+    *,
+    indexes: bool = True,
 ) -> None:
+    """Create ``consumer``'s tables and processed marks; its secondary indexes unless told not
+    to (a rebuild adds them after its bulk fold, ``create_indexes``)."""
     names = table_names(schema, consumer, suffix)
     for logical, ddl in consumer.tables.items():
         await conn.execute(ddl.format(table=names[logical]))
-    for logical, index, spec in index_specs(consumer):
-        columns = spec if spec.upper().startswith("USING ") else f"({spec})"
-        await conn.execute(
-            f'CREATE INDEX IF NOT EXISTS "{logical}{suffix}_{index}" ON {names[logical]} {columns}'
-        )
+    if indexes:
+        await create_indexes(conn, schema, consumer, suffix)
     # processed_at: marks are pruned by age (housekeeping.py), BRIN being nearly free to keep.
     await conn.execute(
         f"CREATE TABLE IF NOT EXISTS {names['__processed__']} (event_id uuid PRIMARY KEY, "
@@ -240,6 +264,17 @@ async def create_tables(
         f'CREATE INDEX IF NOT EXISTS "{consumer.name}__processed{suffix}_at" '
         f"ON {names['__processed__']} USING brin (processed_at)"
     )
+
+
+async def create_indexes(
+    conn: asyncpg.Connection, schema: str, consumer: Consumer, suffix: str = ""
+) -> None:
+    names = table_names(schema, consumer, suffix)
+    for logical, index, spec in index_specs(consumer):
+        columns = spec if spec.upper().startswith("USING ") else f"({spec})"
+        await conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "{logical}{suffix}_{index}" ON {names[logical]} {columns}'
+        )
 
 
 @dataclass
@@ -347,6 +382,9 @@ class ConsumerRunner:
         self.pause_retry_s = pause_retry_s
         self.group_id = group_id or f"cunzhi.{schema}.{consumer.name}"
         self.names = table_names(schema, consumer)
+        # Where the shape of a rebuildable projection's tables is recorded (``setup``).
+        self._shapes: str | None = None
+        self._shape = shape(consumer)
         # Why the consumer is paused (``/readyz`` shows it), or None while it consumes.
         self.paused: str | None = None
         self._probe_at = 0.0
@@ -371,6 +409,11 @@ class ConsumerRunner:
     async def setup(self) -> None:
         async with self.pool.acquire() as conn:
             await create_tables(conn, self.schema, self.consumer)
+            shapes = f'"{self.schema}".projection_shapes'
+            if self.consumer.rebuildable and await conn.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", shapes
+            ):
+                self._shapes = shapes
             async with conn.transaction():
                 # Several consumers (and instances) start at once; IF NOT EXISTS alone races.
                 await conn.execute(
@@ -485,6 +528,7 @@ class ConsumerRunner:
                     [i.envelope.id for i in items],
                 )
             }
+            await self._same_shape(conn)
             todo, seen, ignored = [], set(), 0
             for item in items:
                 # Also drops a duplicate inside the batch (the relay re-published it).
@@ -507,6 +551,25 @@ class ConsumerRunner:
         CONSUMED.labels(self.consumer.name, "ignored").inc(ignored)
         CONSUMED.labels(self.consumer.name, "duplicate").inc(len(items) - len(todo) - ignored)
         return len(todo)
+
+    async def _same_shape(self, conn: asyncpg.Connection) -> None:
+        """Write nothing into tables another deploy rebuilt to another shape (a newer one,
+        during its rolling upgrade): this instance's rows would lack what the new code adds.
+
+        Read after the marks are locked: a rebuild swaps them and records the shape in one
+        transaction, so this sees the shape of the tables it is about to write.
+        """
+        if self._shapes is None:
+            return
+        recorded = await conn.fetchval(
+            f"SELECT fingerprint FROM {self._shapes} WHERE projection = $1", self.consumer.name
+        )
+        if recorded not in (None, self._shape):
+            raise ShapeChanged(
+                f"{self.consumer.name}: its tables were rebuilt to another shape than this "
+                "code declares (by another deploy): this instance must be replaced, or the "
+                "projection rebuilt by this version"
+            )
 
     async def _transient_retry(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """``attempt()``, again and again while it fails for a transient reason."""

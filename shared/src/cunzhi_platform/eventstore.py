@@ -90,6 +90,18 @@ PLATFORM_MIGRATIONS = [
         CREATE INDEX events_by_correlation ON {schema}.events ((metadata->>'correlation_id'));
         """,
     ),
+    # The shape (``consumer.shape``) each rebuildable projection's live tables were built to:
+    # a service that starts with another shape rebuilds them (``rebuild.rebuild_if_reshaped``).
+    Migration(
+        "0004_projection_shapes",
+        """
+        CREATE TABLE {schema}.projection_shapes (
+            projection text PRIMARY KEY,
+            fingerprint text NOT NULL,
+            recorded_at timestamptz NOT NULL DEFAULT now()
+        );
+        """,
+    ),
 ]
 
 

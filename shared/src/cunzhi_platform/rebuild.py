@@ -1,10 +1,11 @@
 """Rebuild a projection from the service's own event store while the live one keeps serving.
 
-1. Create empty copies of the projection's tables (``<table>__rebuild``).
+1. Create empty copies of the projection's tables (``<table>__rebuild``), keys but no
+   secondary indexes yet.
 2. Fold the store into them from one REPEATABLE READ snapshot, in ``global_position`` order:
    within a snapshot that is each stream's version order. (Commit-safe tailing order,
    ``(tx_id, position)``, is not: a policy's transaction takes its xid before it appends, so
-   version n+1 of a stream can sort before version n.)
+   version n+1 of a stream can sort before version n.) Then build the secondary indexes.
 3. Catch up, still unlocked, on what committed since the previous snapshot, until little is
    left: each round folds the events the previous snapshot could not see, from a new one.
 4. Lock the live tables with a short ``lock_timeout`` (a lock request waiting behind a long
@@ -25,7 +26,7 @@ import contextlib
 import asyncpg
 import structlog
 
-from .consumer import Consumer, Tx, create_tables, table_names
+from .consumer import Consumer, Tx, create_indexes, create_tables, shape, table_names
 from .eventstore import EventStore, StoredEvent
 
 _log = structlog.get_logger(__name__)
@@ -123,9 +124,12 @@ async def rebuild(
     async with store.pool.acquire() as conn:
         for name in fresh.values():
             await conn.execute(f"DROP TABLE IF EXISTS {name}")
-        await create_tables(conn, schema, consumer, SUFFIX)
+        # Secondary indexes once the bulk is folded: built in one pass instead of kept up at
+        # every write (a sixth to a third of a rebuild's time); the folds find rows by key.
+        await create_tables(conn, schema, consumer, SUFFIX, indexes=False)
         try:
             folded, snapshot = await _catch_up(conn, consumer, fresh, store, None, batch_size)
+            await create_indexes(conn, schema, consumer, SUFFIX)
             for attempt in range(1, lock_attempts + 1):
                 # Unlocked rounds until a round finds less than a page: what is left to fold
                 # under the lock is then about what commits in one round trip.
@@ -180,4 +184,68 @@ async def _locked_swap(
         await conn.execute("LOCK TABLE " + ", ".join(ordered) + " IN ACCESS EXCLUSIVE MODE")
         folded = await _fold(conn, consumer, fresh, store, snapshot, batch_size)
         await _swap(conn, store.schema, live, fresh)
+        await _record_shape(conn, store.schema, consumer)
     return folded
+
+
+async def _record_shape(conn: asyncpg.Connection, schema: str, consumer: Consumer) -> None:
+    """Note that ``consumer``'s live tables have the shape its code declares now.
+
+    A database whose service has not yet started with migration 0004 (an operator's rebuild
+    before the upgrade) has nowhere to note it: its next start-up notes the shape then.
+    """
+    shapes = f'"{schema}".projection_shapes'
+    if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", shapes):
+        await conn.execute(
+            f"INSERT INTO {shapes} (projection, fingerprint) VALUES ($1, $2) "
+            "ON CONFLICT (projection) DO UPDATE SET fingerprint = excluded.fingerprint, "
+            "recorded_at = now()",
+            consumer.name,
+            shape(consumer),
+        )
+
+
+async def rebuild_if_reshaped(consumer: Consumer, store: EventStore) -> bool:
+    """At start-up, before ``consumer`` consumes: rebuild its tables if their shape changed.
+
+    The live tables were built to the shape recorded in ``projection_shapes``; a deploy whose
+    code declares another (a new column, table or index) would otherwise pause the consumer
+    on SQLSTATE class 42 until an operator rebuilt it. Tables the code declares that do not
+    exist yet are created first (empty), so the blue/green rebuild has live tables to swap.
+    Nothing is recorded for a consumer that is not ``rebuildable`` (its shape is its own
+    migrations' business). Tables with no recorded shape — a new projection, or the first
+    start with this check — are taken to be the code's: the shape is recorded, nothing rebuilt.
+    Several instances starting at once: one rebuilds, the others wait and find it done.
+    Returns whether it rebuilt.
+    """
+    if not consumer.rebuildable:
+        return False
+    schema, declared = store.schema, shape(consumer)
+    live = table_names(schema, consumer)
+    async with store.pool.acquire() as conn:
+        lock = f"projection_shape:{schema}.{consumer.name}"
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", lock)
+        try:
+            recorded = await conn.fetchval(
+                f'SELECT fingerprint FROM "{schema}".projection_shapes WHERE projection = $1',
+                consumer.name,
+            )
+            if recorded == declared:
+                return False
+            built = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", live["__processed__"])
+            if recorded is None or not built:
+                await _record_shape(conn, schema, consumer)
+                return False
+            await create_tables(conn, schema, consumer, indexes=False)
+            folded = await rebuild(consumer, store)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
+    _log.warning(
+        "projection_rebuilt_on_shape_change",
+        service=schema,
+        projection=consumer.name,
+        events=folded,
+        recorded_shape=recorded[:12],
+        declared_shape=declared[:12],
+    )
+    return True

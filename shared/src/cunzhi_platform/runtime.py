@@ -1,7 +1,8 @@
 """The thin bootstrap of a service: one FastAPI app whose lifespan runs everything else.
 
-Start-up order: PostgreSQL pool and migrations, Kafka topics, consumers attached, broker
-connected, outbox relay and background tasks started; the consumer groups join meanwhile.
+Start-up order: PostgreSQL pool and migrations, Kafka topics, projections whose tables this
+deploy reshaped rebuilt from the event store, consumers attached, broker connected, outbox
+relay and background tasks started; the consumer groups join meanwhile.
 A database or broker that cannot be reached at start-up fails it with a message naming the
 setting; later outages are waited out by the relay and the consumers.
 """
@@ -37,6 +38,7 @@ from .infra import InfrastructureError
 from .kafka import TopicError, TopicPlan, ensure_topics, make_broker
 from .leadership import connect_for_leadership, still_leading, wait_for_leadership
 from .migrations import Migration, migrate
+from .rebuild import rebuild_if_reshaped
 from .relay import OutboxRelay
 from .republish import republish
 from .settings import Settings
@@ -159,6 +161,7 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
         for c in service.consumers
     ]
     for runner in runners:
+        await _reshape(runner.consumer, store)
         await runner.setup()
     await broker.connect()
     # A broker that lost what it had acknowledged gets the history again, ahead of the rest.
@@ -173,6 +176,26 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
         rt.tasks.append(asyncio.create_task(_guard(job, rt), name=f"{service.name}-{job.__name__}"))
     _log.info("service_started", service=service.name, topic=service.topic)
     return rt
+
+
+async def _reshape(consumer: Consumer, store: EventStore) -> None:
+    """Rebuild a projection whose tables this deploy changed, before it consumes.
+
+    If that fails the live tables are as they were and their old shape stays on record: the
+    consumer pauses (``/readyz`` says so) rather than write into them — unless the new code's
+    indexes cannot even be created on them, which fails the start-up — and the next start-up
+    tries again.
+    """
+    try:
+        await rebuild_if_reshaped(consumer, store)
+    except Exception as exc:
+        _log.exception(
+            "projection_rebuild_on_shape_change_failed",
+            service=store.schema,
+            projection=consumer.name,
+            error=repr(exc),
+            remedy=f"cunzhi rebuild {store.schema} {consumer.name}",
+        )
 
 
 async def _subscribe(rt: Runtime) -> None:
