@@ -162,6 +162,12 @@ async def test_refusals_share_one_body_and_authorisation_comes_before_validation
         as_json = {**office(settings), "Content-Type": "application/json"}
         r = await client.post(url, content=b'{"title": ', headers=as_json)
         assert r.status_code == 400 and "JSON" in r.json()["detail"]
+        # Not even a broken body tells an outsider more than that they may not.
+        outsider = {**office(settings, "t2"), "Content-Type": "application/json"}
+        r = await client.post(url, content=b'{"title": ', headers=outsider)
+        assert r.status_code == 403 and r.json()["field"] == "township_id"
+        r = await client.post(url, content=b"{", headers={"Content-Type": "application/json"})
+        assert r.status_code == 401
         r = await client.post(url, json=GOOD)
         assert r.status_code == 401 and r.json()["field"] is None
 
