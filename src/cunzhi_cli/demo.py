@@ -136,7 +136,7 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
                 township_id,
                 lambda line: print(f"  • {line}"),
             )
-            await notices.after_cycle(notifications, issuer, result, channels)
+            await notices.after_cycle(notifications, issuer, clock, result, channels)
             _summary(result, endpoints, urls, settings.data_dir)
             await _campaign(rectification, clock, issuer, township_id)
             if keep_running:

@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from cunzhi_notifications.adapters.sender import GROUP_SPACING
 from cunzhi_notifications.channels.base import Channel
 from cunzhi_notifications.channels.registry import build_channels
 from cunzhi_notifications.fakes import FakeProviders
 from cunzhi_platform.auth import Principal, TokenIssuer
+from cunzhi_platform.clock import ManualClock
 
 from .cycle import (
     LEADERSHIP,
@@ -131,21 +133,34 @@ async def prepare_recipients(
     )
 
 
-ROBOT_PACING_S = 60.0
+async def _settled(
+    client: httpx.AsyncClient, headers: dict[str, str], subject: str, clock: ManualClock
+) -> Json:
+    """The ledger of ``subject`` once nothing in it waits to be sent.
 
-
-async def _settled(client: httpx.AsyncClient, headers: dict[str, str], subject: str) -> Json:
-    """The ledger of ``subject`` once nothing in it waits to be sent."""
-    # A group robot takes one message a minute: its next one may wait that long.
-    deadline = time.monotonic() + STEP_TIMEOUT_S + ROBOT_PACING_S
+    A group robot takes one message a minute of the services' clock (``GROUP_SPACING``), which
+    stands still between the demo's steps: while only group deliveries wait, the demo lets that
+    minute pass, once a second at most.
+    """
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    paced_at = time.monotonic()
     while True:
         r = await client.get(f"/subjects/{subject}/deliveries", headers=headers)
         body: Json = r.json() if r.status_code == 200 else {}
-        waiting = {"pending", "sending"} & set(body.get("by_status", {}))
+        waiting = [
+            entry["recipient_id"]
+            for entry in body.get("recipients", [])
+            for d in entry["deliveries"]
+            if d["status"] in ("pending", "sending")
+        ]
         if body.get("notices") and not waiting:
             return body
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise CycleError(f"notifications: {subject} did not settle; last answer: {body}")
+        if waiting and all(r.startswith("group:") for r in waiting) and now - paced_at >= 1:
+            clock.advance(GROUP_SPACING)
+            paced_at = now
         await asyncio.sleep(0.1)
 
 
@@ -173,12 +188,19 @@ async def read_receipts(
 
 
 async def ledger_report(
-    client: httpx.AsyncClient, issuer: TokenIssuer, township_id: str, forum_id: str, report: Report
+    client: httpx.AsyncClient,
+    issuer: TokenIssuer,
+    clock: ManualClock,
+    result: CycleResult,
+    report: Report,
 ) -> Json:
     """What the delivery ledger says of the call for topics and of the forum."""
-    office = _headers(issuer, "ma-xiaodong", "party_building_office", township_id=township_id)
-    call = await _settled(client, office, f"call:{forum_id}")
-    forum = await _settled(client, office, f"forum:{forum_id}")
+    forum_id = result.forum_id
+    office = _headers(
+        issuer, "ma-xiaodong", "party_building_office", township_id=result.township_id
+    )
+    call = await _settled(client, office, f"call:{forum_id}", clock)
+    forum = await _settled(client, office, f"forum:{forum_id}", clock)
     for title, ledger in (("call for topics", call), (f"forum {forum_id}", forum)):
         kinds = ", ".join(sorted({n["kind"] for n in ledger["notices"]}))
         channels: dict[str, int] = {}
@@ -197,6 +219,7 @@ async def ledger_report(
 async def after_cycle(
     client: httpx.AsyncClient,
     issuer: TokenIssuer,
+    clock: ManualClock,
     result: CycleResult,
     demo: DemoChannels,
 ) -> None:
@@ -206,9 +229,9 @@ async def after_cycle(
     def report(line: str) -> None:
         print(f"  • {line}")
 
-    forum = await ledger_report(client, issuer, result.township_id, result.forum_id, lambda _: None)
+    forum = await ledger_report(client, issuer, clock, result, lambda _: None)
     await read_receipts(client, issuer, forum, report)
-    await ledger_report(client, issuer, result.township_id, result.forum_id, report)
+    await ledger_report(client, issuer, clock, result, report)
     fakes = demo.fakes
     robot = fakes.dingtalk.messages[demo.robot_url.rsplit("=", 1)[1]]
     report(
