@@ -186,6 +186,11 @@ class _Planning:
             await self.verification_requested(event)
 
     async def call_opened(self, e: r.CallForTopicsOpened) -> None:
+        if e.closes_at <= self.now:
+            # A forum planned under five working days ahead opens its call past its deadline
+            # (only deferred topics go into it): asking the villages for topics would tell them
+            # to submit by a day already gone (ours).
+            return
         recipients = [
             row["person_id"]
             for row in await self.conn.fetch(
