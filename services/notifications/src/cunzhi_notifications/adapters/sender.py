@@ -135,7 +135,9 @@ class Sender:
         if self.after_claim is not None:
             await self.after_claim()
         sends, failures = await self.prepare(pool, rows)
-        results = await asyncio.gather(*(self.send(ch, group) for ch, group in _by_channel(sends)))
+        results = await asyncio.gather(
+            *(self.send(ch, group, pool, claim) for ch, group in _by_channel(sends))
+        )
         outcomes = [pair for chunk in results for pair in chunk]
         for item, result in outcomes:
             SENDS.labels(item.channel, result.outcome.value).inc()
@@ -286,7 +288,9 @@ class Sender:
             )
         return sends, failures
 
-    async def send(self, name: str, sends: list[_Send]) -> list[tuple[_Send, SendResult]]:
+    async def send(
+        self, name: str, sends: list[_Send], pool: asyncpg.Pool, claim: str
+    ) -> list[tuple[_Send, SendResult]]:
         channel = self.channels[name]
         out: list[tuple[_Send, SendResult]] = []
         todo: list[_Send] = []
@@ -305,6 +309,7 @@ class Sender:
                 todo.append(item)
         for start in range(0, len(todo), channel.max_batch):
             chunk = todo[start : start + channel.max_batch]
+            await self.keep_send_ids(pool, claim, channel, chunk)
             try:
                 results = await channel.send([i.message for i in chunk])
             except Exception as exc:  # the contract says never; if it does, it may have sent
@@ -316,6 +321,29 @@ class Sender:
                 results = [_unconfirmed(r) if r.outcome is Outcome.UNCLEAR else r for r in results]
             out += list(zip(chunk, results, strict=True))
         return out
+
+    async def keep_send_ids(
+        self, pool: asyncpg.Pool, claim: str, channel: Channel, chunk: Sequence[_Send]
+    ) -> None:
+        """Where a channel says ahead what its receipt will look for (SMS: the batch's
+        context), keep that on the rows before sending, for a sender that takes them over."""
+        send_ids = getattr(channel, "send_ids", None)
+        if send_ids is None:
+            return
+        pairs = [
+            (str(row["delivery_id"]), send_id)
+            for item, send_id in zip(chunk, send_ids([i.message for i in chunk]), strict=True)
+            if send_id is not None
+            for row in item.rows
+        ]
+        await pool.execute(
+            f"""UPDATE {self.s}.deliveries d SET provider_id = u.send_id
+                FROM unnest($1::uuid[], $2::text[]) AS u(id, send_id)
+                WHERE d.delivery_id = u.id AND d.claim = $3""",
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            claim,
+        )
 
     async def record(
         self,
