@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from cunzhi_platform.runtime import Service
 
@@ -35,6 +36,12 @@ DESCRIPTION = (
 )
 
 
+@dataclass
+class NotificationsService(Service):
+    channels: Mapping[str, Channel] = field(default_factory=dict)
+    """The adapters, for the API to refuse an address they would never send to."""
+
+
 def build_service(
     channels: Mapping[str, Channel] | None = None,
     *,
@@ -44,7 +51,7 @@ def build_service(
     """``channels``: the adapters by channel name; the inbox is always there."""
     adapters: dict[str, Channel] = {"inbox": InboxChannel(), **(channels or {})}
     sender = sender or Sender(name, adapters)
-    return Service(
+    return NotificationsService(
         name=name,
         registry=registry,
         consumes=[topics, meetings, rectification],
@@ -53,4 +60,5 @@ def build_service(
         routers=[router],
         background=[sender.loop(), reminder_timer(Ledger(name, adapters))],
         description=DESCRIPTION,
+        channels=adapters,
     )
