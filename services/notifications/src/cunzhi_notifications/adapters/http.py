@@ -389,11 +389,12 @@ async def _refuse_unreachable(rt: Runtime, channel: str, url: str, field: str) -
     elif isinstance(adapter, WebhookChannel):
         try:
             _, host, port = adapter.policy.check_url(url)
-            await adapter.policy.resolve(host, port)
+            async with asyncio.timeout(adapter.timeout_s):
+                await adapter.policy.resolve(host, port)
         except ForbiddenAddress as exc:
             why = str(exc)
-        except httpcore.ConnectError:
-            pass  # a name that does not resolve yet may later: the send decides then
+        except (httpcore.ConnectError, TimeoutError):
+            pass  # a name that does not resolve (yet, or in time): the send decides then
     if why:
         raise DomainError(f"{channel} would never send there: {why}", field=field)
 
