@@ -188,3 +188,32 @@ async def test_a_roster_update_replaces_the_roster_role_and_keeps_those_given_he
     await roles_become(["middle_cadre", "party_member", "township_leadership"])
     await roster("RosterMemberRemoved", elsewhere)
     await roles_become(["middle_cadre", "party_member"])
+
+
+async def test_a_call_opened_past_its_deadline_asks_nobody_for_topics(kit):
+    """A forum planned a few days ahead gets a call already closed for submissions: nobody is
+    told to submit by a deadline gone, nor reminded of it."""
+    township, forum = kit.fresh("tw"), kit.fresh("forum")
+    await kit.person(township, roles=["village_secretary"], village_id="v1", phone="13800000001")
+    closes = kit.start - dt.timedelta(days=2)
+    event_id = await kit.publish(
+        "topics",
+        "CallForTopicsOpened",
+        {
+            "township_id": township,
+            "forum_id": forum,
+            "forum_date": (kit.start + dt.timedelta(days=4)).date().isoformat(),
+            "opened_at": kit.start.isoformat(),
+            "closes_at": closes.isoformat(),
+        },
+        f"call:{township}:{forum}",
+    )
+    assert await kit.until_ready(
+        lambda: kit.pool.fetchval(
+            f'SELECT true FROM {kit.s}."planner__processed" WHERE event_id = $1', event_id
+        )
+    )
+    assert await kit.rows("source_event_id = $1", event_id) == []
+    assert not await kit.pool.fetchval(
+        f"SELECT count(*) FROM {kit.s}.reminders WHERE cancel_key = $1", f"forum:{forum}"
+    )

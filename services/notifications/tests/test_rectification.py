@@ -413,8 +413,15 @@ async def test_verification_asks_the_departments_and_the_county(kit):
         None, name="区纪委", roles=["discipline_commission"], email="jw@example.cn"
     )
     petitions = await kit.person(None, name="区信访局", roles=["petitions_bureau"])
-    county = await kit.person(None, name="组织部", roles=["county_organisation_department"])
+    county = await kit.person(
+        None, name="组织部", roles=["county_organisation_department"], county_id="bincheng"
+    )
     await kit.person(township)  # a village secretary: not asked
+    # another county's departments are not told of Bincheng's candidate villages
+    await kit.person(None, name="邻县纪委", roles=["discipline_commission"], county_id="zhanhua")
+    await kit.person(
+        None, name="邻县组织部", roles=["county_organisation_department"], county_id="zhanhua"
+    )
     event_id = await kit.publish(
         "rectification",
         "VerificationRequested",

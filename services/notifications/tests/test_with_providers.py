@@ -254,3 +254,40 @@ async def test_an_endpoint_that_is_gone_is_disabled(live, fakes):
     assert len(events) == 1
     r = await kit.client.get("/endpoints", headers=kit.admin())
     assert {e["endpoint_id"]: e["active"] for e in r.json()}[endpoint] is False
+
+
+async def test_addresses_the_channels_would_never_send_to_are_refused_when_registered(live, fakes):
+    """Found operating it: an endpoint on the cloud metadata address or a robot URL off the
+    provider's host was stored (200) and only failed at the first notice."""
+    kit = live
+    township = kit.fresh("tw")
+    body = {
+        "event_types": ["cunzhi.notifications.NotificationRequested"],
+        "secret": "whsec_" + "k" * 32,
+    }
+    for url in ("http://169.254.169.254/latest/meta-data", "http://10.0.0.5/hook"):
+        r = await kit.client.put(
+            f"/endpoints/{kit.fresh('ep')}", json={**body, "url": url}, headers=kit.admin()
+        )
+        assert r.status_code == 422 and r.json()["field"] == "url", r.text
+        assert "CUNZHI_WEBHOOK_ALLOW" in r.json()["detail"]
+    hook, _ = fakes.webhooks.add_endpoint()
+    ok = await kit.client.put(
+        f"/endpoints/{kit.fresh('ep')}", json={**body, "url": hook}, headers=kit.admin()
+    )
+    assert ok.status_code == 200, ok.text
+    listed = (await kit.client.get("/endpoints", headers=kit.admin())).json()
+    assert {e["url"] for e in listed} & {"http://169.254.169.254/latest/meta-data"} == set()
+
+    group = {"name": "党建群", "township_id": township, "channel": "dingtalk"}
+    elsewhere = "http://169.254.169.254/robot/send?access_token=abc"
+    r = await kit.client.put(
+        f"/groups/{township}-a", json={**group, "webhook_url": elsewhere}, headers=kit.admin()
+    )
+    assert r.status_code == 422 and r.json()["field"] == "webhook_url", r.text
+    r = await kit.client.put(
+        f"/groups/{township}-b",
+        json={**group, "webhook_url": fakes.dingtalk.add_robot()},
+        headers=kit.admin(),
+    )
+    assert r.status_code == 200, r.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from cunzhi_platform.runtime import Service
 
@@ -26,13 +27,21 @@ DESCRIPTION = (
     "Rules that are ours, not the source reports': reminders go out at 09:00 Asia/Shanghai on "
     "working days (tasks 3 and 1 working days before they are due, a call for topics the "
     "working day before it closes, a forum the working day before it is held, a speak-up issue "
-    "nobody claimed after 3 working days); the daily digest is at 18:00 unless a person chooses "
+    "nobody claimed after 3 working days), and a call for topics opened past its deadline asks "
+    "nobody; the departments asked about a campaign's candidate villages are its county's (or "
+    "of no county in the directory); the daily digest is at 18:00 unless a person chooses "
     "another time; a send is tried 6 times, 30 s apart doubling to at most 1 hour, with jitter, "
     "a provider's own wait honoured when longer; SMS status reports are asked for every 5 "
     "minutes for a day; the role notifications_admin (county IT) manages templates, endpoints "
     "and anyone's directory entry, and with the person alone sees phone numbers and e-mail "
     "addresses whole."
 )
+
+
+@dataclass
+class NotificationsService(Service):
+    channels: Mapping[str, Channel] = field(default_factory=dict)
+    """The adapters, for the API to refuse an address they would never send to."""
 
 
 def build_service(
@@ -44,7 +53,7 @@ def build_service(
     """``channels``: the adapters by channel name; the inbox is always there."""
     adapters: dict[str, Channel] = {"inbox": InboxChannel(), **(channels or {})}
     sender = sender or Sender(name, adapters)
-    return Service(
+    return NotificationsService(
         name=name,
         registry=registry,
         consumes=[topics, meetings, rectification],
@@ -53,4 +62,5 @@ def build_service(
         routers=[router],
         background=[sender.loop(), reminder_timer(Ledger(name, adapters))],
         description=DESCRIPTION,
+        channels=adapters,
     )

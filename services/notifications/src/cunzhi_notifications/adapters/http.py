@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import asyncpg
+import httpcore
 from cunzhi_platform import csvfile, edge
 from cunzhi_platform.aggregate import DomainError, Forbidden, NotFound
 from cunzhi_platform.auth import CurrentPrincipal, Principal, with_role
@@ -28,6 +29,9 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, field_validator
 
+from ..channels.guard import ForbiddenAddress
+from ..channels.robots import Robot
+from ..channels.webhook import WebhookChannel
 from ..domain.kinds import CHANNELS, KINDS, PERSON_CHANNELS, kind
 from ..domain.privacy import mask_email, mask_phone, mask_url
 from ..domain.routing import Preference, check_preference
@@ -375,11 +379,32 @@ class GroupIn(edge.Body):
     secret: str | None = Field(default=None, max_length=200)
 
 
+async def _refuse_unreachable(rt: Runtime, channel: str, url: str, field: str) -> None:
+    """An address the channel would never send to is refused when it is registered (422), not
+    found out at the first notice (ours); the channel checks again at every send."""
+    adapter = getattr(rt.service, "channels", {}).get(channel)
+    why = None
+    if isinstance(adapter, Robot) and adapter.token(url) is None:
+        why = f"not a robot webhook of {adapter.endpoint}{adapter.path}"
+    elif isinstance(adapter, WebhookChannel):
+        try:
+            _, host, port = adapter.policy.check_url(url)
+            async with asyncio.timeout(adapter.timeout_s):
+                await adapter.policy.resolve(host, port)
+        except ForbiddenAddress as exc:
+            why = str(exc)
+        except (httpcore.ConnectError, TimeoutError):
+            pass  # a name that does not resolve (yet, or in time): the send decides then
+    if why:
+        raise DomainError(f"{channel} would never send there: {why}", field=field)
+
+
 @router.put("/groups/{group_id}", tags=["directory"])
 async def put_group(
     group_id: IdPath, body: GroupIn, who: CurrentPrincipal, rt: Rt
 ) -> dict[str, Any]:
     _may_manage(who, body.township_id)
+    await _refuse_unreachable(rt, body.channel, body.webhook_url, "webhook_url")
     await rt.pool.execute(
         f"""INSERT INTO {_s(rt)}.groups (group_id, name, township_id, village_id, channel,
                 webhook_url, secret) VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -906,7 +931,10 @@ class EndpointIn(edge.Body):
 
 @router.put("/endpoints/{endpoint_id}", tags=["webhooks"])
 async def put_endpoint(endpoint_id: IdPath, body: EndpointIn, who: CurrentPrincipal, rt: Rt) -> Any:
+    """Register or replace an endpoint; one the allow list (``CUNZHI_WEBHOOK_ALLOW``) does not
+    admit is refused (422, ``url``)."""
     who.require_role(ADMIN)
+    await _refuse_unreachable(rt, "webhook", body.url, "url")
     await rt.pool.execute(
         f"""INSERT INTO {_s(rt)}.endpoints VALUES ($1, $2, $3, $4, true, NULL, $5)
             ON CONFLICT (endpoint_id) DO UPDATE SET url = $2, event_types = $3, secret = $4,

@@ -186,6 +186,11 @@ class _Planning:
             await self.verification_requested(event)
 
     async def call_opened(self, e: r.CallForTopicsOpened) -> None:
+        if e.closes_at <= self.now:
+            # A forum planned under five working days ahead opens its call past its deadline
+            # (only deferred topics go into it): asking the villages for topics would tell them
+            # to submit by a day already gone (ours).
+            return
         recipients = [
             row["person_id"]
             for row in await self.conn.fetch(
@@ -364,14 +369,19 @@ class _Planning:
             key,
         )
 
-    async def with_roles(self, roles: Sequence[str], township_id: str | None) -> list[str]:
-        """People of the directory holding one of ``roles`` (in the township, if given)."""
+    async def with_roles(
+        self, roles: Sequence[str], township_id: str | None, county_id: str | None = None
+    ) -> list[str]:
+        """People of the directory holding one of ``roles`` (in the township, if given; of the
+        county, if given, or of no county: a one-county directory need not say it)."""
         rows = await self.conn.fetch(
             f"""SELECT person_id FROM {self.s}.people
                 WHERE active AND roles && $1::text[] AND ($2::text IS NULL OR township_id = $2)
+                  AND ($3::text IS NULL OR county_id IS NULL OR county_id = $3)
                 ORDER BY person_id""",
             list(roles),
             township_id,
+            county_id,
         )
         return [row["person_id"] for row in rows]
 
@@ -443,8 +453,8 @@ class _Planning:
         )
 
     async def verification_requested(self, e: r.VerificationRequested) -> None:
-        """The departments asked for opinions on the candidates (纪委, 政法委, 信访), anywhere
-        in the directory, and the county organisation department that asks them."""
+        """The departments asked for opinions on the candidates (纪委, 政法委, 信访) and the
+        county organisation department that asks them: the campaign's county's, not another's."""
         asked = [OPINION_ROLES[s] for s in e.sources if s in OPINION_ROLES]
         context = {
             "villages": len(e.village_ids),
@@ -456,7 +466,7 @@ class _Planning:
             None,
             f"campaign:{e.campaign_id}",
             context,
-            await self.with_roles([*asked, COUNTY], None),
+            await self.with_roles([*asked, COUNTY], None, e.county_id),
         )
 
 

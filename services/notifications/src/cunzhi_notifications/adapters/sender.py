@@ -1,4 +1,5 @@
-"""The sender: claims due deliveries, renders them, hands them to the channels, records outcomes.
+"""The sender: claims due deliveries, renders them, hands them to the channels, records outcomes
+(each provider call's as soon as it answers, so a death costs only the call in flight).
 
 Claiming sets a lease (``claim``, ``lease_until``) under ``FOR UPDATE SKIP LOCKED``, so several
 senders share the ledger without taking the same row. Sending happens outside any transaction;
@@ -135,11 +136,17 @@ class Sender:
         if self.after_claim is not None:
             await self.after_claim()
         sends, failures = await self.prepare(pool, rows)
-        results = await asyncio.gather(*(self.send(ch, group) for ch, group in _by_channel(sends)))
-        outcomes = [pair for chunk in results for pair in chunk]
-        for item, result in outcomes:
-            SENDS.labels(item.channel, result.outcome.value).inc()
-        await self.record(pool, store, clock.now(), claim, outcomes, failures)
+        if failures:
+            await self.record(pool, store, clock.now(), claim, [], failures)
+
+        async def record(outcomes: list[tuple[_Send, SendResult]]) -> None:
+            for item, result in outcomes:
+                SENDS.labels(item.channel, result.outcome.value).inc()
+            await self.record(pool, store, clock.now(), claim, outcomes, [])
+
+        await asyncio.gather(
+            *(self.send(ch, group, pool, claim, record) for ch, group in _by_channel(sends))
+        )
         return len(rows)
 
     async def prepare(
@@ -286,7 +293,17 @@ class Sender:
             )
         return sends, failures
 
-    async def send(self, name: str, sends: list[_Send]) -> list[tuple[_Send, SendResult]]:
+    async def send(
+        self,
+        name: str,
+        sends: list[_Send],
+        pool: asyncpg.Pool,
+        claim: str,
+        record: Callable[[list[tuple[_Send, SendResult]]], Coroutine[Any, Any, None]],
+    ) -> None:
+        """Send on one channel, recording each provider call's outcomes as soon as it answers:
+        a sender that dies then leaves only the call in flight to be asked about or resent
+        (an e-mail sent again carries its Message-ID; still, a mailbox may show it twice)."""
         channel = self.channels[name]
         out: list[tuple[_Send, SendResult]] = []
         todo: list[_Send] = []
@@ -303,8 +320,11 @@ class Sender:
                 out.append((item, known))
             else:
                 todo.append(item)
+        if out:
+            await record(out)
         for start in range(0, len(todo), channel.max_batch):
             chunk = todo[start : start + channel.max_batch]
+            await self.keep_send_ids(pool, claim, channel, chunk)
             try:
                 results = await channel.send([i.message for i in chunk])
             except Exception as exc:  # the contract says never; if it does, it may have sent
@@ -314,8 +334,30 @@ class Sender:
                 )
             if channel.at_most_once:
                 results = [_unconfirmed(r) if r.outcome is Outcome.UNCLEAR else r for r in results]
-            out += list(zip(chunk, results, strict=True))
-        return out
+            await record(list(zip(chunk, results, strict=True)))
+
+    async def keep_send_ids(
+        self, pool: asyncpg.Pool, claim: str, channel: Channel, chunk: Sequence[_Send]
+    ) -> None:
+        """Where a channel says ahead what its receipt will look for (SMS: the batch's
+        context), keep that on the rows before sending, for a sender that takes them over."""
+        send_ids = getattr(channel, "send_ids", None)
+        if send_ids is None:
+            return
+        pairs = [
+            (str(row["delivery_id"]), send_id)
+            for item, send_id in zip(chunk, send_ids([i.message for i in chunk]), strict=True)
+            if send_id is not None
+            for row in item.rows
+        ]
+        await pool.execute(
+            f"""UPDATE {self.s}.deliveries d SET provider_id = u.send_id
+                FROM unnest($1::uuid[], $2::text[]) AS u(id, send_id)
+                WHERE d.delivery_id = u.id AND d.claim = $3""",
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            claim,
+        )
 
     async def record(
         self,

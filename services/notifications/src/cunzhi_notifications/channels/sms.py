@@ -114,16 +114,22 @@ class SmsChannel(abc.ABC):
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def send(self, messages: Sequence[Message]) -> list[SendResult]:
-        results: list[SendResult | None] = [None] * len(messages)
+    def send_ids(self, messages: Sequence[Message]) -> list[str | None]:
+        """For ``receipt``, the context each message's request will carry (``ctx:…``; None:
+        no request), for the sender to keep before sending: the messages of a batch held by a
+        sender that died are found under the batch's context, not under their own ids."""
+        out: list[str | None] = [None] * len(messages)
+        for batch in self._requests(messages):
+            for i in batch:
+                out[i] = CONTEXT_PREFIX + messages[batch[0]].delivery_id
+        return out
+
+    def _requests(self, messages: Sequence[Message]) -> list[list[int]]:
+        """Indexes of ``messages`` per provider request: one template (and, for Tencent, one
+        parameter set) each, never one number twice; messages without a template in none."""
         requests: dict[Hashable, list[list[int]]] = {}
         for i, message in enumerate(messages):
             if not message.template_code:
-                results[i] = SendResult(
-                    Outcome.FAILED,
-                    error=f"{self.provider}: no SMS template for this notice "
-                    "(providers send registered templates only)",
-                )
                 continue
             chunks = requests.setdefault(self.batch_key(message), [])
             chunk = next(
@@ -139,14 +145,24 @@ class SmsChannel(abc.ABC):
                 chunks.append([i])
             else:
                 chunk.append(i)
-        batches = [chunk for chunks in requests.values() for chunk in chunks]
+        return [chunk for chunks in requests.values() for chunk in chunks]
+
+    async def send(self, messages: Sequence[Message]) -> list[SendResult]:
+        results = [
+            SendResult(
+                Outcome.FAILED,
+                error=f"{self.provider}: no SMS template for this notice "
+                "(providers send registered templates only)",
+            )
+        ] * len(messages)
+        batches = self._requests(messages)
         answers = await asyncio.gather(
             *(self._send_batch([messages[i] for i in b]) for b in batches)
         )
         for batch, answer in zip(batches, answers, strict=True):
             for i, result in zip(batch, answer, strict=True):
                 results[i] = result
-        return [r for r in results if r is not None]
+        return results
 
     async def _send_batch(self, batch: list[Message]) -> list[SendResult]:
         try:
