@@ -448,3 +448,54 @@ async def test_verification_asks_the_departments_and_the_county(kit):
         event_id,
     )
     assert tuple(notice) == ("campaign:c3", None)
+
+
+async def test_reports_that_come_before_their_team_are_told_once_it_is_formed(kit):
+    """The team's stream and the reports' are keyed apart: after a backlog a report said due or
+    late may be read before the team that owes it; it waits for the team, told under its own
+    event, and a report that came in meanwhile is not told at all."""
+    township, team, village = kit.fresh("tw"), kit.fresh("team"), kit.fresh("v")
+    member = await kit.person(township, name="李组员", roles=["cadre"])
+    office = await kit.person(township, roles=["party_building_office"])
+    dates = {"period_start": "2026-10-01", "period_end": "2026-10-31"}
+    monthly = report(team, township, village, "monthly_progress", 2, **dates)
+    due_id = await kit.publish(
+        "rectification", "ReportDue", {**monthly, "due_at": "2026-11-04T17:30:00+08:00"}, village
+    )
+    weekly = report(team, township, village, "weekly_on_duty", 5, **dates)
+    late_id = await kit.publish(
+        "rectification", "ReportLate", {**weekly, "due_at": "2026-11-03T17:30:00+08:00"}, team
+    )
+    quarterly = report(team, township, village, "quarterly_visit", 1, **dates)
+    await kit.publish(
+        "rectification", "ReportDue", {**quarterly, "due_at": "2026-11-06T17:30:00+08:00"}, village
+    )
+    await kit.publish(
+        "rectification",
+        "ReportSubmitted",
+        {**quarterly, "due_at": "2026-11-06T17:30:00+08:00", "submitted_by": member},
+        village,
+    )
+
+    async def waiting() -> list[str] | None:
+        rows = await kit.pool.fetch(
+            f"SELECT event_id FROM {kit.s}.reports_awaiting_team WHERE subject_id = ANY($1)",
+            [team, village],
+        )
+        return sorted(r["event_id"] for r in rows) if len(rows) == 2 else None
+
+    assert await kit.until_ready(waiting) == sorted([due_id, late_id])  # the submitted one left
+    assert await kit.rows("recipient_id = ANY($1)", [member, office]) == []
+
+    await kit.publish(
+        "rectification", "WorkTeamFormed", team_formed(team, township, village, [member]), team
+    )
+    due = await kit.settled("source_event_id = $1", due_id, count=1)
+    assert [(r["recipient_id"], r["kind"]) for r in due] == [(member, "report_due")]
+    late = await kit.settled("source_event_id = $1", late_id, count=2)
+    assert {(r["recipient_id"], r["kind"]) for r in late} == {
+        (member, "report_late"),
+        (office, "report_late"),
+    }
+    assert await kit.rows("recipient_id = $1 AND kind = 'report_due'", member) == due
+    assert await waiting() is None

@@ -7,7 +7,9 @@ message is dropped by that mark; the ledger's unique key guards the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -451,6 +453,7 @@ class _Planning:
             f"INSERT INTO {self.s}.team_villages VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             [(e.campaign_id, v, e.team_id) for v in e.village_ids],
         )
+        await _Reports(self).told_to_the_team(e)
 
     async def verification_requested(self, e: r.VerificationRequested) -> None:
         """The departments asked for opinions on the candidates (纪委, 政法委, 信访) and the
@@ -484,12 +487,68 @@ class _Reports:
 
     async def on(self, e: r.ReportEvent) -> None:
         key = f"report:{e.campaign_id}:{e.subject_id}:{e.kind}:{e.period}"
-        if isinstance(e, r.ReportDue):
-            await self.due(e, key)
+        if not isinstance(e, r.ReportDue):
+            await self.p.cancel(key)
+            await self.p.conn.execute(
+                f"DELETE FROM {self.s}.reports_awaiting_team WHERE cancel_key = $1", key
+            )
+        if isinstance(e, r.ReportSubmitted):
             return
-        await self.p.cancel(key)
-        if isinstance(e, r.ReportLate):
+        if not await self.team_known(e):
+            await self.await_team(e, key)
+        elif isinstance(e, r.ReportDue):
+            await self.due(e, key)
+        elif isinstance(e, r.ReportLate):
             await self.late(e)
+
+    async def team_known(self, e: r.ReportEvent) -> bool:
+        column = "team_id" if e.kind in TEAM_REPORTS else "village_id"
+        return bool(
+            await self.p.conn.fetchval(
+                f"""SELECT true FROM {self.s}.team_villages
+                    WHERE campaign_id = $1 AND {column} = $2 LIMIT 1""",
+                e.campaign_id,
+                e.subject_id,
+            )
+        )
+
+    async def await_team(self, e: r.ReportEvent, key: str) -> None:
+        """Hold the report until its team is formed: the team's events and the report's are
+        keyed apart, so after a backlog the report may come first."""
+        env = self.p.envelope
+        await self.p.conn.execute(
+            f"""INSERT INTO {self.s}.reports_awaiting_team VALUES
+                ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb)
+                ON CONFLICT (event_id) DO NOTHING""",
+            env.id,
+            env.type,
+            e.campaign_id,
+            e.subject_id,
+            e.kind in TEAM_REPORTS,
+            key,
+            json.dumps({**dataclasses.asdict(env), "time": env.time.isoformat()}),
+            e.model_dump_json(),
+        )
+
+    async def told_to_the_team(self, team: r.WorkTeamFormed) -> None:
+        """The reports that waited for ``team``, told now under their own events."""
+        rows = await self.p.conn.fetch(
+            f"""DELETE FROM {self.s}.reports_awaiting_team
+                WHERE campaign_id = $1 AND ((team_report AND subject_id = $2)
+                    OR (NOT team_report AND subject_id = ANY($3::text[])))
+                RETURNING *""",
+            team.campaign_id,
+            team.team_id,
+            list(team.village_ids),
+        )
+        envelopes = [
+            Envelope(**{**f, "time": dt.datetime.fromisoformat(f["time"])})
+            for f in (row["envelope"] for row in rows)
+        ]
+        for envelope, row in sorted(zip(envelopes, rows, strict=True), key=lambda p: p[0].time):
+            reader = r.ReportDue if row["event_type"].endswith(".ReportDue") else r.ReportLate
+            waited = _Planning(self.p.tx, envelope, self.p.ledger)
+            await _Reports(waited).on(reader.model_validate(row["payload"]))
 
     async def due(self, e: r.ReportDue, key: str) -> None:
         context = {

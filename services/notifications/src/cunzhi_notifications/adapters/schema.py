@@ -202,4 +202,23 @@ MIGRATIONS = [
         UPDATE {schema}.people SET manual_roles = roles;
         """,
     ),
+    Migration(
+        "0003_reports_awaiting_their_team",
+        """
+        -- A report said due or late before we heard of the team that owes it (the team's and
+        -- the report's streams are keyed apart): held here and told once the team is formed.
+        CREATE TABLE {schema}.reports_awaiting_team (
+            event_id text PRIMARY KEY,
+            event_type text NOT NULL,
+            campaign_id text NOT NULL,
+            subject_id text NOT NULL,
+            team_report boolean NOT NULL,
+            cancel_key text NOT NULL,
+            envelope jsonb NOT NULL,
+            payload jsonb NOT NULL
+        );
+        CREATE INDEX ON {schema}.reports_awaiting_team (campaign_id, subject_id);
+        CREATE INDEX ON {schema}.reports_awaiting_team (cancel_key);
+        """,
+    ),
 ]
