@@ -34,25 +34,33 @@ import heapq
 import itertools
 import random
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from cunzhi_notifications.adapters.sender import GROUP_SPACING
 from cunzhi_platform.auth import Principal
 from cunzhi_platform.clock import SHANGHAI, ManualClock, is_speak_up_day
 from cunzhi_platform.infra import infrastructure
 from cunzhi_platform.runtime import connect_database
 from cunzhi_platform.settings import Settings
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from . import rebuild_check
-from .campaign_round import Round, bincheng_round, open_round
+from .campaign_round import Round, Team, bincheng_round, open_round
 from .cycle import (
     COMMITTEE,
     COUNTY,
@@ -74,6 +82,10 @@ CONCURRENCY = 16
 QUIET_TIMEOUT_S = 120.0
 SCHEDULER_INTERVAL_S = 0.05
 SAMPLE_INTERVAL_S = 1.0
+LATE_WEEKLY = dt.timedelta(days=3, hours=6)
+"""A late weekly count comes three days on, past its due time (a working day after the week)."""
+LATE_MONTHLY = dt.timedelta(days=8, hours=7)
+"""A late monthly report comes eight days on, past its due time (three working days)."""
 PROBLEMS = (
     ("流动党员管理难", "member_management"),
     ("村集体经济薄弱、增收渠道单一", "collective_economy"),
@@ -95,6 +107,7 @@ DISPOSITIONS = (
 EVIDENCE = [{"kind": "file", "value": "evidence://simulation/ledger.pdf", "title": "台账"}]
 
 Json = dict[str, Any]
+T = TypeVar("T")
 Headers = dict[str, str]
 
 
@@ -232,13 +245,23 @@ class _Item:
 
 class Agenda:
     """Dated actions (a report, a speak-up day, a task completed); ``advance`` runs those due
-    in order, each at its moment, waiting for quiet after each move of the clock."""
+    in order, each at its moment, waiting for quiet before and after each move of the clock.
+    ``spent`` adds up the wall time of each kind of action (``what``) and of the waiting."""
 
     def __init__(self, clock: ManualClock, quiet: Callable[[bool], Awaitable[None]]) -> None:
         self.clock = clock
         self.quiet = quiet
+        self.spent: defaultdict[str, float] = defaultdict(float)
         self._items: list[_Item] = []
         self._seq = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def timed(self, what: str) -> AsyncIterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.spent[what] += time.monotonic() - started
 
     def at(self, moment: dt.datetime, what: str, action: Callable[[], Awaitable[None]]) -> None:
         heapq.heappush(self._items, _Item(moment, next(self._seq), what, action))
@@ -251,16 +274,18 @@ class Agenda:
                 due.append(heapq.heappop(self._items))
             await self._move(moment)
             for item in due:
-                await item.action()
+                async with self.timed(item.what):
+                    await item.action()
         await self._move(to)
 
     async def _move(self, to: dt.datetime) -> None:
-        # What was done settles at its own time (a submission reaches notifications before
-        # the reminder of those who submitted nothing), then timers see the new time.
-        await self.quiet(False)
-        if to > self.clock.now():
-            self.clock.set(to)
-            await self.quiet(True)
+        async with self.timed("waiting for quiet"):
+            # What was done settles at its own time (a submission reaches notifications
+            # before the reminder of those who submitted nothing), then timers see the new time.
+            await self.quiet(False)
+            if to > self.clock.now():
+                self.clock.set(to)
+                await self.quiet(True)
 
 
 # --- measuring: events, outbox and consumer lag ---------------------------------------------
@@ -359,12 +384,19 @@ class Probe:
             self.gauges.peak_consumer_lag = max(self.gauges.peak_consumer_lag, lag)
             await asyncio.sleep(SAMPLE_INTERVAL_S)
 
-    async def deliveries_due(self) -> int:
+    async def deliveries_due(self, spaced: bool = True) -> int:
+        """Deliveries of the simulated townships the sender would take now; ``spaced=False``
+        counts also those a group robot's pacing (``GROUP_SPACING``) holds back."""
         due: int = await self.pool.fetchval(
-            "SELECT count(*) FROM notifications.deliveries WHERE status IN ('pending', 'sending') "
-            "AND not_before <= $1 AND township_id = ANY($2::text[])",
+            "SELECT count(*) FROM notifications.deliveries d "
+            "WHERE status IN ('pending', 'sending') AND not_before <= $1 "
+            "AND township_id = ANY($2::text[]) AND NOT ($3 AND EXISTS ("
+            "    SELECT 1 FROM notifications.groups g WHERE d.recipient_id = 'group:' || g.group_id"
+            "    AND g.last_sent_at > $1::timestamptz - $4::interval))",
             self.clock.now(),
             self.townships,
+            spaced,
+            GROUP_SPACING,
         )
         return due
 
@@ -431,6 +463,8 @@ class Result:
     events: int
     gauges: Gauges
     tally: Tally
+    spent: dict[str, float]
+    """Wall time by what the simulation was doing (``Agenda.spent``)."""
 
 
 class Simulation:
@@ -446,6 +480,7 @@ class Simulation:
         self.s = stack
         self.clock = clock
         self.agenda = Agenda(clock, probe.quiet)
+        self.probe = probe
         self.o = options
         self.progress = progress
         self.county_id = options.county_id
@@ -471,8 +506,10 @@ class Simulation:
     def headers(self, principal: Principal) -> Headers:
         return {"Authorization": f"Bearer {self.s.issuer.issue(principal)}"}
 
-    async def each(self, items: Iterable[Any], act: Callable[[Any], Awaitable[None]]) -> None:
-        async def limited(item: Any) -> None:
+    async def each(self, items: Iterable[T], act: Callable[[T], Awaitable[None]]) -> None:
+        """``act`` on every item at once, ``CONCURRENCY`` requests at a time."""
+
+        async def limited(item: T) -> None:
             async with self.limit:
                 await act(item)
 
@@ -538,19 +575,21 @@ class Simulation:
             )
             self.forums[t.township_id] = planned["planned"]
 
-        await self.each(self.townships, township)
+        async with self.agenda.timed("set-up"):
+            await self.each(self.townships, township)
         self.progress.update(task, description="set-up: the weak-village campaign round")
         data = bincheng_round(self.county_id, self.o.seed, self.o.townships, self.o.villages)
-        self.round = await open_round(
-            self.s.rectification, self.clock, self.s.issuer, data, lambda _: None
-        )
+        async with self.agenda.timed("set-up"):
+            self.round = await open_round(
+                self.s.rectification, self.clock, self.s.issuer, data, lambda _: None
+            )
         self.progress.update(task, total=1, completed=1)
         self.schedule_campaign()
         self.schedule_speak_up_days()
 
     # forums
 
-    async def forum_month(self, month: int, task: Any) -> None:
+    async def forum_month(self, month: int, task: TaskID) -> None:
         ts = self.townships
         forums = {t.township_id: self.forums[t.township_id][month - 1] for t in ts}
         plans = {
@@ -571,7 +610,8 @@ class Simulation:
                 lambda c: c["state"] in ("scheduled", "open"),
             )
 
-        await self.each(ts, call)
+        async with self.agenda.timed("forums"):
+            await self.each(ts, call)
         opens = max(dt.datetime.fromisoformat(c["opens_at"]) for c in calls.values())
         await self.agenda.advance(max(opens, self.clock.now()) + dt.timedelta(minutes=1))
         self.progress.advance(task)
@@ -618,7 +658,8 @@ class Simulation:
                 )
             topic_ids[t.township_id] = ids
 
-        await self.each(ts, submit)
+        async with self.agenda.timed("forums"):
+            await self.each(ts, submit)
         closes = max(dt.datetime.fromisoformat(c["closes_at"]) for c in calls.values())
         await self.agenda.advance(closes + dt.timedelta(minutes=1))
         self.progress.advance(task)
@@ -647,7 +688,8 @@ class Simulation:
                 lambda f: f["topic"] is not None and f["topic"]["topic_id"] == first,
             )
 
-        await self.each(ts, select)
+        async with self.agenda.timed("forums"):
+            await self.each(ts, select)
         first_forum = await self.steps(ts[0]).until(
             "the forum",
             self.s.meetings,
@@ -712,7 +754,8 @@ class Simulation:
                 self.tally.tasks[fate] += 1
                 self.schedule_task(t, t.villages[v], spec, date, days, fate)
 
-        await self.each(ts, hold)
+        async with self.agenda.timed("forums"):
+            await self.each(ts, hold)
         self.progress.advance(task)
 
     async def carried(self, t: Township, forum_id: str, ours: set[str]) -> list[str]:
@@ -739,9 +782,16 @@ class Simulation:
     ) -> None:
         if fate == "never":
             return
-        rng = self.decide("task", spec["task_id"])
-        offset = -rng.randint(1, 5) if fate == "on_time" else rng.randint(5, 15)
-        when = dt.datetime.combine(held + dt.timedelta(days=days + offset), dt.time(10), SHANGHAI)
+        # On the township's weekly round (with the campaign's counts): the last one at least a
+        # day before the due date, or the first one at least five days after it (overdue,
+        # escalated to the township three working days after it).
+        due = held + dt.timedelta(days=days)
+        weeks = (due - START.date()).days // 7
+        when = self._at(START.date() + dt.timedelta(days=7 * weeks), 10)
+        while fate == "on_time" and when.date() >= due:
+            when -= dt.timedelta(days=7)
+        while fate == "late" and when.date() < due + dt.timedelta(days=5):
+            when += dt.timedelta(days=7)
 
         async def complete() -> None:
             path = f"/tasks/{spec['task_id']}"
@@ -755,7 +805,7 @@ class Simulation:
                 {"summary": "已按决议完成", "evidence": EVIDENCE},
             )
 
-        self.agenda.at(when, "a task completed", complete)
+        self.agenda.at(when, "forum tasks completed", complete)
 
     # speak-up days
 
@@ -847,14 +897,16 @@ class Simulation:
         start = START.date()
         week = 1
         while (day := start + dt.timedelta(days=7 * week)) <= end.date():
-            self.agenda.at(self._at(day, 10), f"week {week}", self._weekly(week))
+            reports = self._reports("weekly_on_duty", week, LATE_WEEKLY)
+            self.agenda.at(self._at(day, 10), "weekly on-duty counts", reports)
             week += 1
         for month in range(1, self.o.months + 1):
             first = _month_start(month + 1)
-            self.agenda.at(self._at(first, 9), f"monthly reports {month}", self._monthly(month))
+            reports = self._reports("monthly_progress", month, LATE_MONTHLY)
+            self.agenda.at(self._at(first, 9), "monthly progress reports", reports)
             self.agenda.at(
                 self._at(_month_start(month) + dt.timedelta(days=14), 11),
-                f"target progress {month}",
+                "target progress",
                 self._progress(month),
             )
 
@@ -864,84 +916,51 @@ class Simulation:
     def member(self, person_id: str) -> Headers:
         return self.headers(Principal(sub=person_id, roles=frozenset({"work_team_member"})))
 
-    def _weekly(self, week: int) -> Callable[[], Awaitable[None]]:
-        """Each team files its on-duty count for the week just ended: most at once, some
-        after the due time (late), a few never (the service marks them late)."""
+    def _reports(
+        self, kind: str, period: int, late_after: dt.timedelta
+    ) -> Callable[[], Awaitable[None]]:
+        """Each team files its report of the period just ended: most at once, some later, past
+        the due time (late), a few never (the service marks them late by itself)."""
+        file = self._on_duty if kind == "weekly_on_duty" else self._report
 
         async def run() -> None:
             assert self.round is not None
-            base = self.round.base
-            late: list[Any] = []
+            late: list[Team] = []
 
-            async def file(team: Any) -> None:
-                fate = _fate(self.decide("on-duty", team.team_id, week))
+            async def at_once(team: Team) -> None:
+                fate = _fate(self.decide(kind, team.team_id, period))
                 if fate == "late":
                     late.append(team)
-                if fate != "on_time":
-                    return
-                await self._on_duty(base, team, week)
+                elif fate == "on_time":
+                    await file(team, period)
 
-            await self.each(self.round.teams, file)
+            await self.each(self.round.teams, at_once)
             if late:
-                day = self.clock.now().date() + dt.timedelta(days=3)
-                agenda_late = self._late_on_duty(base, late, week)
-                self.agenda.at(self._at(day, 16), f"late on-duty {week}", agenda_late)
+
+                async def later() -> None:
+                    await self.each(late, lambda team: file(team, period))
+
+                self.agenda.at(self.clock.now() + late_after, f"late {kind}", later)
 
         return run
 
-    def _late_on_duty(
-        self, base: str, teams: list[Any], week: int
-    ) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
-            await self.each(teams, lambda team: self._on_duty(base, team, week))
-
-        return run
-
-    async def _on_duty(self, base: str, team: Any, week: int) -> None:
+    async def _on_duty(self, team: Team, week: int) -> None:
+        assert self.round is not None
         await _Steps(self.s.issuer, "").command(
             "on-duty count",
             self.s.rectification,
-            f"{base}/teams/{team.team_id}/on-duty",
+            f"{self.round.base}/teams/{team.team_id}/on-duty",
             self.member(team.reporter),
             {"period": week, "on_duty_days": {team.reporter: 5}, "summary": "驻村5天"},
         )
         self.tally.reports["weekly_on_duty"] += 1
 
-    def _monthly(self, month: int) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
-            assert self.round is not None
-            base = self.round.base
-            late: list[Any] = []
-
-            async def report(team: Any) -> None:
-                fate = _fate(self.decide("monthly", team.team_id, month))
-                if fate == "late":
-                    late.append(team)
-                if fate == "on_time":
-                    await self._report(base, team, month)
-
-            await self.each(self.round.teams, report)
-            if late:
-                day = self.clock.now().date() + dt.timedelta(days=8)
-                self.agenda.at(
-                    self._at(day, 16), f"late monthly {month}", self._late_monthly(late, month)
-                )
-
-        return run
-
-    def _late_monthly(self, teams: list[Any], month: int) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
-            assert self.round is not None
-            base = self.round.base
-            await self.each(teams, lambda team: self._report(base, team, month))
-
-        return run
-
-    async def _report(self, base: str, team: Any, month: int) -> None:
+    async def _report(self, team: Team, month: int) -> None:
+        assert self.round is not None
         await _Steps(self.s.issuer, "").command(
             "monthly progress",
             self.s.rectification,
-            f"{base}/villages/{team.village_id}/reports",
+            f"{self.round.base}/villages/{team.village_id}/reports",
             self.member(team.reporter),
             {
                 "kind": "monthly_progress",
@@ -953,8 +972,9 @@ class Simulation:
         self.tally.reports["monthly_progress"] += 1
 
     def _progress(self, month: int) -> Callable[[], Awaitable[None]]:
-        """Each team reports progress on its targets in step with the year; most targets due
-        by now are completed, the others go overdue and are escalated."""
+        """Each team reports progress on its targets in step with the year. A target is
+        stalled (no progress, overdue when due, then escalated), completed in the month before
+        it is due, or, by the same draw each month, never completed."""
 
         async def run() -> None:
             assert self.round is not None
@@ -962,7 +982,7 @@ class Simulation:
             steps = _Steps(self.s.issuer, "")
             today = self.clock.now().date()
 
-            async def team_work(team: Any) -> None:
+            async def team_work(team: Team) -> None:
                 path = f"{base}/teams/{team.team_id}/targets"
                 for target_id in team.target_ids:
                     rng = self.decide("target", target_id)
@@ -971,6 +991,7 @@ class Simulation:
                     r = await self.s.rectification.get(
                         f"/tasks/{target_id}", headers=self.round_county()
                     )
+                    r.raise_for_status()
                     card = r.json()
                     if card["status"] == "completed":
                         continue
@@ -1017,6 +1038,9 @@ class Simulation:
             await self.forum_month(month, task)
         self.progress.update(task, description="the year's last days")
         await self.agenda.advance(self.end())
+        # Group robots take a message a minute: the clock waits for the last ones.
+        while await self.probe.deliveries_due(spaced=False):
+            await self.agenda.advance(self.clock.now() + GROUP_SPACING)
 
     # the summary
 
@@ -1145,10 +1169,11 @@ async def simulate(settings: Settings, options: Options, console: Console | None
                     wall = time.monotonic() - started
                     events = await probe.events() - probe.gauges.events_at_start
                 summary = await sim.summary(pool)
-            differences = await _rebuild_check(pool, ids)
+            async with sim.agenda.timed("rebuild check"):
+                differences = await _rebuild_check(pool, ids)
         finally:
             await pool.close()
-    return Result(summary, differences, wall, events, probe.gauges, sim.tally)
+    return Result(summary, differences, wall, events, probe.gauges, sim.tally, sim.agenda.spent)
 
 
 async def _rebuild_check(pool: asyncpg.Pool, townships: Sequence[str]) -> list[str]:
@@ -1171,6 +1196,12 @@ def report(result: Result) -> list[str]:
     lines.append(
         f"{result.events} events in {result.wall_s:.0f}s ({rate:.0f} events/s); peak outbox "
         f"{g.peak_outbox} rows unsent, peak consumer lag {g.peak_consumer_lag} messages"
+    )
+    lines.append(
+        "where the time went: "
+        + ", ".join(
+            f"{what} {s:.0f}s" for what, s in sorted(result.spent.items(), key=lambda i: -i[1])
+        )
     )
     if result.differences:
         lines += ["read models that differ from their rebuild:", *result.differences]
