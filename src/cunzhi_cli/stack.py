@@ -27,6 +27,7 @@ from cunzhi_topics.service import build_service as topics_service
 from . import notices
 
 STARTUP_TIMEOUT_S = 60.0
+KEEP_ALIVE_S = 60
 
 
 class _Server(uvicorn.Server):
@@ -64,7 +65,15 @@ async def serving(service: Service, settings: Settings, clock: ManualClock) -> A
     app = create_app(service, settings, clock)
     async with app.router.lifespan_context(app):
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, lifespan="off", log_config=None, access_log=False
+            app,
+            host="127.0.0.1",
+            port=0,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            # Longer than the clients' keep-alive (httpx: 5 s): a server closing an idle
+            # connection as a client reuses it would fail the request (ReadError).
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         server = _Server(config)
         task = asyncio.create_task(server.serve(), name=f"{service.name}-http")
