@@ -44,12 +44,13 @@ async def test_a_small_county_through_two_months(settings: Settings) -> None:
     assert sum(s["lights"].values()) > 0 and s["campaign"]["targets"] > 0
     assert tally.reports["weekly_on_duty"] > 0 and tally.reports["monthly_progress"] > 0
     assert tally.sessions > 0 and tally.issues_raised >= tally.sessions
-    # Every notice reached its provider once: as many SMS, e-mails and robot messages at the
-    # fakes as deliveries the ledger counts sent there.
+    # Every notice reached its provider once: as many SMS and e-mails at the fakes as
+    # deliveries the ledger counts sent there.
     deliveries, fakes = s["deliveries"], s["at the fake providers"]
     assert fakes["sms"] == deliveries.get("sms delivered", 0) + deliveries.get("sms sent", 0) > 0
     assert fakes["email"] == deliveries.get("email sent", 0) > 0
-    assert fakes["dingtalk"] == deliveries.get("dingtalk sent", 0) > 0
+    # (a robot takes a message a minute: what waited for it goes as one digest)
+    assert 0 < fakes["dingtalk"] <= deliveries.get("dingtalk sent", 0)
     assert not any(k.endswith("failed") for k in deliveries)
     assert first.events > 0 and first.gauges.peak_outbox > 0
     # The same seed, the same year.

@@ -17,10 +17,11 @@ timers and consumers do the rest:
   marks late reports, lights villages and escalates overdue targets by itself;
 - notifications tell everyone concerned, through the local fake providers.
 
-After each move of the clock the simulation waits for quiet (outboxes sent, every consumer
-group at the end of its topics, no delivery due), so that timers and consumers act at the
-moment they would have. Every decision is drawn from ``random.Random`` seeded with the seed and
-what is decided (``decide``), so a seed gives the same year whatever order requests finish in.
+Before and after each move of the clock the simulation waits for quiet (outboxes sent, every
+consumer group at the end of its topics, no delivery the sender may take), so that consumers
+and timers act at the moment they would have. Every decision is drawn from ``random.Random``
+seeded with the seed and what is decided (``decide``), so a seed gives the same year whatever
+order requests finish in.
 The summary is read back from the read models, and every rebuildable read model is compared
 with its rebuild from the event store (``rebuild_check``).
 """
@@ -82,6 +83,9 @@ CONCURRENCY = 16
 QUIET_TIMEOUT_S = 120.0
 SCHEDULER_INTERVAL_S = 0.05
 SAMPLE_INTERVAL_S = 1.0
+LATENESS = ((0.0, 0.03, 0.25), (0.6, 0.3, 0.1))
+"""How often a team's report is not on time, and how many teams are so: most never late, a
+few often (the service lights a village yellow on its first late report, red on its second)."""
 LATE_WEEKLY = dt.timedelta(days=3, hours=6)
 """A late weekly count comes three days on, past its due time (a working day after the week)."""
 LATE_MONTHLY = dt.timedelta(days=8, hours=7)
@@ -928,7 +932,8 @@ class Simulation:
             late: list[Team] = []
 
             async def at_once(team: Team) -> None:
-                fate = _fate(self.decide(kind, team.team_id, period))
+                lateness = self.decide("diligence", team.team_id).choices(*LATENESS)[0]
+                fate = _fate(self.decide(kind, team.team_id, period), lateness)
                 if fate == "late":
                     late.append(team)
                 elif fate == "on_time":
@@ -986,7 +991,7 @@ class Simulation:
                 path = f"{base}/teams/{team.team_id}/targets"
                 for target_id in team.target_ids:
                     rng = self.decide("target", target_id)
-                    if rng.random() < 0.15:
+                    if rng.random() < 0.05:
                         continue  # a stalled target: no progress, overdue when due
                     r = await self.s.rectification.get(
                         f"/tasks/{target_id}", headers=self.round_county()
@@ -1121,8 +1126,11 @@ def _exists(_: Json) -> bool:
     return True
 
 
-def _fate(rng: random.Random) -> str:
-    return rng.choices(("on_time", "late", "never"), (0.88, 0.09, 0.03))[0]
+def _fate(rng: random.Random, lateness: float) -> str:
+    """A report filed on time, late, or never (a quarter of those not on time)."""
+    return rng.choices(("on_time", "late", "never"), (1 - lateness, lateness * 0.75, lateness / 4))[
+        0
+    ]
 
 
 def _month_start(month: int) -> dt.date:
