@@ -908,6 +908,10 @@ class Simulation:
             first = _month_start(month + 1)
             reports = self._reports("monthly_progress", month, LATE_MONTHLY)
             self.agenda.at(self._at(first, 9), "monthly progress reports", reports)
+            for kind, months in (("quarterly_visit", 3), ("half_year_review", 6)):
+                if month % months == 0:
+                    visits = self._county_reports(kind, month // months)
+                    self.agenda.at(self._at(first, 9), "the county's visits and reviews", visits)
             self.agenda.at(
                 self._at(_month_start(month) + dt.timedelta(days=14), 11),
                 "target progress",
@@ -946,6 +950,28 @@ class Simulation:
                     await self.each(late, lambda team: file(team, period))
 
                 self.agenda.at(self.clock.now() + late_after, f"late {kind}", later)
+
+        return run
+
+    def _county_reports(self, kind: str, period: int) -> Callable[[], Awaitable[None]]:
+        """The county's quarterly field visit (四不两直) or half-year joint review of every
+        village of the round, filed on time."""
+
+        async def run() -> None:
+            assert self.round is not None
+            base, county = self.round.base, self.round.county
+
+            async def report(team: Team) -> None:
+                await _Steps(self.s.issuer, "").command(
+                    kind,
+                    self.s.rectification,
+                    f"{base}/villages/{team.village_id}/reports",
+                    county,
+                    {"kind": kind, "period": period, "summary": "实地查看，整顿工作有序推进"},
+                )
+                self.tally.reports[kind] += 1
+
+            await self.each(self.round.teams, report)
 
         return run
 
