@@ -1109,11 +1109,14 @@ class Simulation:
             for level in ("township", "county")
         }
         townships = [t.township_id for t in self.townships]
+        # Sent or with the provider's report of delivery: which of the two depends on when
+        # the status reports were asked for, not on the year.
         deliveries = {
             f"{r['channel']} {r['status']}": r["n"]
             for r in await pool.fetch(
-                "SELECT channel, status, count(*) AS n FROM notifications.deliveries "
-                "WHERE township_id = ANY($1::text[]) GROUP BY channel, status ORDER BY 1, 2",
+                "SELECT channel, CASE WHEN status IN ('sent', 'delivered') THEN 'delivered' "
+                "ELSE status END AS status, count(*) AS n FROM notifications.deliveries "
+                "WHERE township_id = ANY($1::text[]) GROUP BY 1, 2 ORDER BY 1, 2",
                 townships,
             )
         }
