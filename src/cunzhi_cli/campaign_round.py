@@ -103,18 +103,27 @@ class RoundData:
     departments: list[Json]
     leaders: list[Json]
     cadres: list[Json]
+    villages: list[tuple[str, str, str]]
+    """(village id, name, township id) of every village, in register order."""
     rng: random.Random = field(repr=False)
 
 
-def bincheng_round(county_id: str, seed: int = 2019) -> RoundData:
-    """602 villages in 10 townships (61 in the first two, 60 in the others), seeded."""
+def bincheng_round(
+    county_id: str, seed: int = 2019, townships_count: int = 10, villages_count: int = 602
+) -> RoundData:
+    """602 villages in 10 townships (61 in the first two, 60 in the others), seeded; or as many
+    villages in the first ``townships_count`` townships, spread as evenly."""
+    if not 1 <= townships_count <= len(TOWNSHIPS) or villages_count < townships_count:
+        raise ValueError(f"between 1 and {len(TOWNSHIPS)} townships, at least a village in each")
     rng = random.Random(seed)
-    townships = [(f"{county_id}-{tid}", name) for tid, name in TOWNSHIPS]
+    townships = [(f"{county_id}-{tid}", name) for tid, name in TOWNSHIPS[:townships_count]]
     rows, assessments = ["village_id,name,kind,township_id"], []
+    villages: list[tuple[str, str, str]] = []
     used: set[str] = set()
+    each, extra = divmod(villages_count, townships_count)
     for n, (tid, name) in enumerate(townships):
         named = list(NAMED.get(TOWNSHIPS[n][0], []))
-        for i in range(61 if n < 2 else 60):
+        for i in range(each + 1 if n < extra else each):
             if named:
                 village = named.pop(0)
             else:
@@ -129,6 +138,7 @@ def bincheng_round(county_id: str, seed: int = 2019) -> RoundData:
                 else "村"
             )
             rows.append(f"{vid},{village},{kind},{tid}")
+            villages.append((vid, village, tid))
             weakness = rng.random() ** 3  # most villages sound, a few very weak
             assessments.append(
                 {
@@ -151,9 +161,32 @@ def bincheng_round(county_id: str, seed: int = 2019) -> RoundData:
         {"person_id": f"C{n:02d}", "name": f"区直干部{n:02d}", "age_band": bands[n % 3]}
         for n in range(1, 65)
     ]
+    csv = "\n".join(rows) + "\n"
     return RoundData(
-        county_id, townships, "\n".join(rows) + "\n", assessments, departments, leaders, cadres, rng
+        county_id, townships, csv, assessments, departments, leaders, cadres, villages, rng
     )
+
+
+@dataclass(frozen=True)
+class Team:
+    """A district team or township working group of one village, with a member who reports."""
+
+    team_id: str
+    reporter: str
+    village_id: str
+    target_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Round:
+    """An opened round, as ``open_round`` left it: every confirmed village with its team."""
+
+    base: str
+    """The round's path, ``/campaigns/{id}``."""
+    county: dict[str, str]
+    """The county organisation department's headers."""
+    teams: list[Team]
+    dashboard: Json
 
 
 async def campaign_round(
@@ -165,7 +198,32 @@ async def campaign_round(
 ) -> Json:
     """Run the round through the API; returns the dashboard as the read models give it, with
     the leaders' patronages (``patronages``)."""
-    data = bincheng_round(county_id)
+    steps = _Steps(issuer, "")
+    opened = await open_round(client, clock, issuer, bincheng_round(county_id), say)
+    say("every target village on green; a week passes, half the teams file their on-duty count")
+    dashboard = await _first_week(client, steps, issuer, clock, opened)
+    r = await client.get(f"{opened.base}/patrons", headers=opened.county)
+    r.raise_for_status()
+    return {**dashboard, "patronages": r.json()}
+
+
+def district_level_count(villages: int) -> int:
+    """Bincheng's 25 of 602, in proportion: about half of the 15 % candidates are confirmed
+    (``_verify``), and 25 of Bincheng's 45 confirmed became district-level."""
+    confirmed = (int(0.15 * villages + 0.5) + 1) // 2
+    return max(1, round(confirmed * 25 / 45))
+
+
+async def open_round(
+    client: httpx.AsyncClient,
+    clock: ManualClock,
+    issuer: TokenIssuer,
+    data: RoundData,
+    say: Callable[[str], None],
+) -> Round:
+    """Open round 3 on ``data`` and set it up to the first report: register, ranking,
+    verification, tiers, teams, targets, sending units; every target village then on green."""
+    county_id = data.county_id
     steps = _Steps(issuer, "")
     county = _token(
         issuer,
@@ -185,6 +243,7 @@ async def campaign_round(
             "period_years": 2,
             "budget_per_year_yuan": 2_100_000,
             "townships": [{"township_id": t, "name": n} for t, n in data.townships],
+            "settings": {"district_level_count": district_level_count(len(data.villages))},
         },
     )
     cid = opened["campaign_id"]
@@ -229,18 +288,20 @@ async def campaign_round(
                 "projects": [f"{unit['name']}帮扶项目"] * (2 if n < 3 else 1),
             },
         )
-    await steps.until(
+    targets = sum(len(t.target_ids) for t in teams)
+    units = len(data.departments)
+    dashboard = await steps.until(
         "dashboard",
         client,
         f"{base}/dashboard",
         county,
-        lambda d: d["targets"] == 364 and d["sending_units"]["units"] == 34 and d["green"] == 45,
+        lambda d: (
+            d["targets"] == targets
+            and d["sending_units"]["units"] == units
+            and d["green"] == len(teams)
+        ),
     )
-    say("every target village on green; a week passes, half the teams file their on-duty count")
-    dashboard = await _first_week(client, steps, issuer, clock, base, county, teams)
-    r = await client.get(f"{base}/patrons", headers=county)
-    r.raise_for_status()
-    return {**dashboard, "patronages": r.json()}
+    return Round(base, county, teams, dashboard)
 
 
 def _token(issuer: TokenIssuer, principal: Principal) -> dict[str, str]:
@@ -265,8 +326,10 @@ async def _verify(
         for role, words in VERIFIERS
     ]
     worst_first = sorted(candidates, key=lambda c: -c["rank"])
-    kept = set(c["village_id"] for c in worst_first[:30])
-    kept |= set(data.rng.sample([c["village_id"] for c in worst_first[30:]], 15))
+    keep = (len(candidates) + 1) // 2  # Bincheng: 45 of 90, the worst 30 and 15 others
+    worst = round(keep * 2 / 3)
+    kept = set(c["village_id"] for c in worst_first[:worst])
+    kept |= set(data.rng.sample([c["village_id"] for c in worst_first[worst:]], keep - worst))
     for n, c in enumerate(worst_first):
         headers, words = verifiers[n % 3]
         vid = c["village_id"]
@@ -306,12 +369,12 @@ async def _district_work(
     county: dict[str, str],
     villages: list[str],
     start: dt.date,
-) -> list[tuple[str, str]]:
+) -> list[Team]:
     """79 problems, 25 teams (36 patrons, 64 cadres), six common targets plus one per problem.
 
     Returns each team with a member who reports for it."""
     rng = data.rng
-    teams: list[tuple[str, str]] = []
+    teams: list[Team] = []
     kinds = ("weak", "disorderly", "poor", "specialised")
     cadres = iter(data.cadres)
     for n, vid in enumerate(sorted(villages)):
@@ -337,7 +400,6 @@ async def _district_work(
             for m in range(3 if n < 14 else 2)  # 14 × 3 + 11 × 2 = 64
         ]
         # 40 patronages of 36 leaders: the first four patron two villages each
-        teams.append((f"team-{vid}", members[0]["person_id"]))
         slots = (2 * n, 2 * n + 1) if n < 15 else (30 + (n - 15),)
         patrons = [data.leaders[s % 36] for s in slots]
         await steps.command(
@@ -368,6 +430,8 @@ async def _district_work(
             for p in problems
         ]
         await steps.command("targets", client, f"{base}/villages/{vid}/targets", county, targets)
+        ids = tuple(t["target_id"] for t in targets)
+        teams.append(Team(f"team-{vid}", members[0]["person_id"], vid, ids))
     return teams
 
 
@@ -379,13 +443,12 @@ async def _town_work(
     base: str,
     villages: list[str],
     start: dt.date,
-) -> list[tuple[str, str]]:
+) -> list[Team]:
     """A working group per town-level village, led by a township leadership member; six common
     targets each, and one more for the first fifteen (20 × 6 + 15 = 135; 229 + 135 = 364)."""
-    teams: list[tuple[str, str]] = []
+    teams: list[Team] = []
     for n, vid in enumerate(sorted(villages)):
         township = vid.rsplit("-", 1)[0]
-        teams.append((f"group-{vid}", f"{vid}-lead"))
         office = _token(
             issuer,
             Principal(
@@ -441,6 +504,8 @@ async def _town_work(
                 }
             )
         await steps.command("targets", client, f"{base}/villages/{vid}/targets", office, targets)
+        ids = tuple(t["target_id"] for t in targets)
+        teams.append(Team(f"group-{vid}", f"{vid}-lead", vid, ids))
     return teams
 
 
@@ -449,15 +514,15 @@ async def _first_week(
     steps: _Steps,
     issuer: TokenIssuer,
     clock: ManualClock,
-    base: str,
-    county: dict[str, str],
-    teams: list[tuple[str, str]],
+    opened: Round,
 ) -> Json:
     """Every other team files its first weekly on-duty count (每周统计在岗); the clock passes
     the due time; the service marks the others late by itself and their villages turn yellow."""
-    filed, missing = teams[::2], teams[1::2]
+    base, county = opened.base, opened.county
+    filed, missing = opened.teams[::2], opened.teams[1::2]
     due_at = ""
-    for team_id, person_id in filed:
+    for team in filed:
+        team_id, person_id = team.team_id, team.reporter
         member = _token(issuer, Principal(sub=person_id, roles=frozenset({"work_team_member"})))
         answer = await steps.command(
             "on-duty count",

@@ -3,10 +3,9 @@
 Infrastructure comes from ``cunzhi_platform.infra.infrastructure``: the servers named by
 ``CUNZHI_DATABASE_URL`` and ``CUNZHI_KAFKA_BOOTSTRAP_SERVERS`` when both are set, else an
 embedded PostgreSQL (data under ``--data-dir``, default ``.cunzhi``) and an in-memory Tansu
-broker. The topics, meetings and rectification services run in this process as real HTTP
-servers (uvicorn on free loopback ports), sharing one ``ManualClock`` so that a month passes in
-seconds; the cycle
-itself is ``cunzhi_cli.cycle.forum_cycle``, the same code the end-to-end test runs.
+broker. The four services run in this process (``stack.county_stack``) as real HTTP servers
+sharing one ``ManualClock`` so that a month passes in seconds; the cycle itself is
+``cunzhi_cli.cycle.forum_cycle``, the same code the end-to-end test runs.
 
 Guandi's paper ledger (its 18 forums since April 2020, ``cunzhi_cli.ledger``) is entered first,
 through meetings' API, and its record read back; this month's forum is then the 19th.
@@ -19,83 +18,21 @@ runs stay readable. Wipe the data directory to start from nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import signal
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
-import uvicorn
-from cunzhi_meetings.service import build_service as meetings_service
-from cunzhi_notifications.service import build_service as notifications_service
 from cunzhi_platform.auth import Principal, TokenIssuer
 from cunzhi_platform.clock import ManualClock
 from cunzhi_platform.envelope import dlq_for, topic_for
 from cunzhi_platform.infra import Endpoints, infrastructure
-from cunzhi_platform.runtime import Service, create_app
 from cunzhi_platform.settings import Settings
-from cunzhi_rectification.service import build_service as rectification_service
-from cunzhi_topics.service import build_service as topics_service
 
 from . import notices
 from .campaign_round import campaign_round, campaign_summary
 from .cycle import CYCLE_START, TOWNSHIP_NAME, CycleResult, forum_cycle, migrate_ledger
-
-STARTUP_TIMEOUT_S = 60.0
-
-
-class _Server(uvicorn.Server):
-    """The servers share the process, so signals are the demo's to handle, not uvicorn's."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def demo_settings(settings: Settings, endpoints: Endpoints) -> Settings:
-    """Fast timers and consumer groups, so that the cycle takes seconds, not minutes."""
-    return settings.model_copy(
-        update={
-            "database_url": endpoints.database_url,
-            "kafka_bootstrap_servers": endpoints.kafka_bootstrap_servers,
-            "scheduler_interval_s": 0.2,
-            "relay_poll_interval_s": 0.2,
-            "consumer_session_timeout_ms": 2_000,
-            "consumer_heartbeat_interval_ms": 300,
-            "log_json": False,
-            "log_level": "WARNING",
-        }
-    )
-
-
-@contextlib.asynccontextmanager
-async def serving(service: Service, settings: Settings, clock: ManualClock) -> AsyncIterator[str]:
-    """The service behind uvicorn on a free loopback port; yields its base URL.
-
-    The app's lifespan (database, broker, consumers, relay, timers) is entered here rather than
-    by uvicorn, so that a start-up failure raises its own error (``InfrastructureError`` naming
-    the setting) instead of uvicorn's ``SystemExit``.
-    """
-    app = create_app(service, settings, clock)
-    async with app.router.lifespan_context(app):
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, lifespan="off", log_config=None, access_log=False
-        )
-        server = _Server(config)
-        task = asyncio.create_task(server.serve(), name=f"{service.name}-http")
-        try:
-            async with asyncio.timeout(STARTUP_TIMEOUT_S):
-                while not server.started:
-                    if task.done():
-                        task.result()  # raises what stopped it
-                        raise RuntimeError(f"the {service.name} HTTP server did not start")
-                    await asyncio.sleep(0.05)
-            port = server.servers[0].sockets[0].getsockname()[1]
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await task
+from .stack import county_stack, demo_settings
 
 
 async def run_demo(settings: Settings, keep_running: bool = False) -> None:
@@ -105,21 +42,10 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
     with infrastructure(settings) as endpoints:
         config = demo_settings(settings, endpoints)
         clock = ManualClock(CYCLE_START)
-        issuer = TokenIssuer(config.jwt_secret, config.jwt_algorithm, config.jwt_audience)
-        async with (
-            serving(topics_service(), config, clock) as topics_url,
-            serving(meetings_service(), config, clock) as meetings_url,
-            serving(rectification_service(), config, clock) as rectification_url,
-            notices.channels() as channels,
-            serving(notifications_service(channels.channels), config, clock) as notifications_url,
-            httpx.AsyncClient(base_url=topics_url, timeout=30) as topics,
-            httpx.AsyncClient(base_url=meetings_url, timeout=30) as meetings,
-            httpx.AsyncClient(base_url=rectification_url, timeout=30) as rectification,
-            httpx.AsyncClient(base_url=notifications_url, timeout=30) as notifications,
-        ):
-            urls = {"topics": topics_url, "meetings": meetings_url}
-            urls["rectification"] = rectification_url
-            urls["notifications"] = notifications_url
+        async with county_stack(config, clock) as stack:
+            topics, meetings = stack.topics, stack.meetings
+            rectification, notifications = stack.rectification, stack.notifications
+            issuer, channels, urls = stack.issuer, stack.channels, stack.urls
             print(f"{', '.join(f'{n} at {u}' for n, u in urls.items())}.")
             await notices.prepare_recipients(
                 notifications, issuer, township_id, channels, lambda line: print(f"  • {line}")
@@ -140,7 +66,7 @@ async def run_demo(settings: Settings, keep_running: bool = False) -> None:
             _summary(result, endpoints, urls, settings.data_dir)
             await _campaign(rectification, clock, issuer, township_id)
             if keep_running:
-                _try_hint(issuer, meetings_url, result.township_id)
+                _try_hint(issuer, urls["meetings"], result.township_id)
                 print("\nEverything stays up until Ctrl-C.")
                 await _until_interrupted()
     print("cunzhi demo: done, everything stopped.")
