@@ -217,3 +217,25 @@ async def test_a_call_opened_past_its_deadline_asks_nobody_for_topics(kit):
     assert not await kit.pool.fetchval(
         f"SELECT count(*) FROM {kit.s}.reminders WHERE cancel_key = $1", f"forum:{forum}"
     )
+
+
+async def test_a_call_read_after_it_closed_is_still_told_of(kit):
+    """Judged when the call opened: a planner behind its topic (a backlog, an outage) still
+    tells of a call that was open then."""
+    township, forum = kit.fresh("tw"), kit.fresh("forum")
+    secretary = await kit.person(township, roles=["village_secretary"], village_id="v1")
+    opened = kit.start - dt.timedelta(days=6)
+    event_id = await kit.publish(
+        "topics",
+        "CallForTopicsOpened",
+        {
+            "township_id": township,
+            "forum_id": forum,
+            "forum_date": (kit.start + dt.timedelta(days=4)).date().isoformat(),
+            "opened_at": opened.isoformat(),
+            "closes_at": (opened + dt.timedelta(days=3)).isoformat(),
+        },
+        f"call:{township}:{forum}",
+    )
+    [told] = await kit.settled("source_event_id = $1", event_id, count=1)
+    assert (told["recipient_id"], told["kind"]) == (secretary, "call_opened")

@@ -22,6 +22,7 @@ class CallForTopicsOpened(Reader):
     township_id: str
     forum_id: str
     forum_date: dt.date
+    opened_at: dt.datetime
     closes_at: dt.datetime
 
 

@@ -188,10 +188,11 @@ class _Planning:
             await self.verification_requested(event)
 
     async def call_opened(self, e: r.CallForTopicsOpened) -> None:
-        if e.closes_at <= self.now:
+        if e.closes_at <= e.opened_at:
             # A forum planned under five working days ahead opens its call past its deadline
             # (only deferred topics go into it): asking the villages for topics would tell them
-            # to submit by a day already gone (ours).
+            # to submit by a day already gone (ours). Judged when the call opened, not when we
+            # read it: a planner behind its topic must still tell of a call that was open.
             return
         recipients = [
             row["person_id"]
