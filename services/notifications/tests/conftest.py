@@ -31,7 +31,7 @@ from cunzhi_platform.envelope import Envelope
 from cunzhi_platform.kafka import make_broker
 from cunzhi_platform.runtime import Runtime
 from cunzhi_platform.settings import Settings
-from cunzhi_platform.testing import eventually, running, start_at_the_end, token
+from cunzhi_platform.testing import eventually, running, token
 
 START = dt.datetime(2026, 10, 21, 10, 0, tzinfo=SHANGHAI)
 WAIT_S = 90
@@ -260,9 +260,7 @@ async def start(
     name = name or fresh("n").replace("-", "")
     channels = {c: Recorder(c) for c in ("sms", "email", "dingtalk")}
     channels.update(build.pop("channels", {}))
-    service = build_service(channels, name=name, **build)
-    await start_at_the_end(service, settings)
-    async with running(service, settings, clock) as client:
+    async with running(build_service(channels, name=name, **build), settings, clock) as client:
         yield Kit(client, settings, clock, pool, name, channels)
 
 

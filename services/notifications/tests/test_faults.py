@@ -41,6 +41,29 @@ class Hang:
         return await self.inner.receipt(message, provider_id)
 
 
+async def _through_a_sender_that_dies(start_kit, clock, name, hang, channels, addresses):
+    """A forum notice to one person per address (``{"phone": [...]}`` or ``{"email": [...]}``)
+    sent through ``hang`` by an instance that dies there, then finished by the next instance
+    with ``channels`` once the lease ran out; the ledger rows of the channel."""
+    [(field, values)] = addresses.items()
+    channel = "sms" if field == "phone" else field
+    async with start_kit(name, channels={channel: hang}) as a:
+        township, forum = a.fresh("tw"), a.fresh("forum")
+        people = [await a.person(township, **{field: value}) for value in values]
+        event_id = await a.publish(
+            "meetings",
+            "ForumNoticeIssued",
+            a.forum_notice(forum, township, [a.attendee(p) for p in people]),
+            forum,
+        )
+        await asyncio.wait_for(hang.reached.wait(), 90)
+    clock.advance(dt.timedelta(minutes=3))
+    async with start_kit(name, channels=dict(channels)) as b:
+        return await b.settled(
+            "source_event_id = $1 AND channel = $2", event_id, channel, count=len(values)
+        )
+
+
 @pytest.mark.parametrize("sent_before_death", [False, True])
 async def test_killed_between_claiming_and_marking_sends_once(
     settings, pool, clock, start_kit, sent_before_death
@@ -82,19 +105,9 @@ async def test_an_sms_batch_held_by_a_sender_that_died_is_found_at_the_provider(
     name = "nbatch" + start_kit.fresh("x")[-8:]
     phones = [f"1370000{n:04d}" for n in range(5)]
     try:
-        async with start_kit(name, channels={"sms": hang}) as a:
-            township, forum = a.fresh("tw"), a.fresh("forum")
-            people = [await a.person(township, phone=phone) for phone in phones]
-            event_id = await a.publish(
-                "meetings",
-                "ForumNoticeIssued",
-                a.forum_notice(forum, township, [a.attendee(p) for p in people]),
-                forum,
-            )
-            await asyncio.wait_for(hang.reached.wait(), 90)
-        clock.advance(dt.timedelta(minutes=3))
-        async with start_kit(name, channels=dict(channels)) as b:
-            rows = await b.settled("source_event_id = $1 AND channel = 'sms'", event_id, count=5)
+        rows = await _through_a_sender_that_dies(
+            start_kit, clock, name, hang, channels, {"phone": phones}
+        )
     finally:
         await channels.aclose()
     assert {r["status"] for r in rows} <= {"sent", "delivered"}
@@ -110,23 +123,11 @@ async def test_mail_already_answered_is_not_sent_again_after_the_sender_dies(
     hang = Hang(channels["email"], send_first=True, answered=1)
     name = "nmail" + start_kit.fresh("x")[-8:]
     count = channels["email"].max_batch + 5
+    addresses = [f"{name}-{n}@example.cn" for n in range(count)]
     try:
-        async with start_kit(name, channels={"email": hang}) as a:
-            township, forum = a.fresh("tw"), a.fresh("forum")
-            addresses = [f"{township}-{n}@example.cn" for n in range(count)]
-            people = [await a.person(township, email=address) for address in addresses]
-            event_id = await a.publish(
-                "meetings",
-                "ForumNoticeIssued",
-                a.forum_notice(forum, township, [a.attendee(p) for p in people]),
-                forum,
-            )
-            await asyncio.wait_for(hang.reached.wait(), 90)
-        clock.advance(dt.timedelta(minutes=3))
-        async with start_kit(name, channels=dict(channels)) as b:
-            rows = await b.settled(
-                "source_event_id = $1 AND channel = 'email'", event_id, count=count
-            )
+        rows = await _through_a_sender_that_dies(
+            start_kit, clock, name, hang, channels, {"email": addresses}
+        )
     finally:
         await channels.aclose()
     assert {r["status"] for r in rows} == {"sent"}

@@ -87,37 +87,6 @@ async def running(
             yield client
 
 
-async def start_at_the_end(service: Service, settings: Settings) -> None:
-    """Consumer groups of ``service`` that have no offsets yet start at the topics' end.
-
-    The suite's services share the other services' topics: a fresh test instance would
-    otherwise work through every earlier test's events first, its poison ones with their
-    retries, and its own events would wait behind them. A restarted instance keeps its offsets.
-    """
-    bootstrap = settings.kafka_bootstrap_servers or ""
-    for consumer in service.consumers:
-        group = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=f"cunzhi.{service.name}.{consumer.name}",
-            enable_auto_commit=False,
-        )
-        await group.start()
-        try:
-            await group.topics()
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in consumer.topics
-                for p in sorted(group.partitions_for_topic(topic) or ())
-            ]
-            group.assign(partitions)
-            ends = await group.end_offsets(partitions)
-            fresh = {tp: ends[tp] for tp in partitions if await group.committed(tp) is None}
-            if fresh:
-                await group.commit(fresh)
-        finally:
-            await group.stop()
-
-
 async def consume(
     bootstrap: str, topic: str, count: int, timeout: float = 60
 ) -> list[ConsumerRecord[bytes, bytes]]:
