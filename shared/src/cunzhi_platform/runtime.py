@@ -299,17 +299,33 @@ async def _guard(job: Background, rt: Runtime) -> None:
             await asyncio.sleep(1)
 
 
+RELAY_STOP_S = 10.0
+"""How long a stopping relay may take to finish its pass (and the pool to get its connections
+back). Past it the pass is cancelled: its rows are not marked sent and go again
+(at-least-once), and the process stays within the 30 s a container is given to stop."""
+
+
 async def stop(rt: Runtime) -> None:
     # The relay finishes its pass (a standby returns at once); the rest is cancelled.
     rt.relay.stop()
+    relays = [task for task in rt.tasks if task.get_name().endswith("-relay")]
     for task in rt.tasks:
-        if task.get_name().endswith("-relay"):
-            continue
-        task.cancel()
+        if task not in relays:
+            task.cancel()
+    if relays:
+        _, unfinished = await asyncio.wait(relays, timeout=RELAY_STOP_S)
+        for task in unfinished:
+            _log.warning("relay_pass_cancelled_at_stop", seconds=RELAY_STOP_S)
+            task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.gather(*rt.tasks, return_exceptions=True)
     await rt.broker.stop()
-    await rt.pool.close()
+    try:
+        await asyncio.wait_for(rt.pool.close(), RELAY_STOP_S)
+    except TimeoutError:
+        # a connection never given back (a query stuck on a lock) must not hold the exit
+        _log.warning("database_pool_terminated_at_stop", seconds=RELAY_STOP_S)
+        rt.pool.terminate()
 
 
 def create_app(
