@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import uuid
 from typing import Any
 
@@ -15,14 +16,17 @@ import openpyxl
 import pytest
 import pytest_asyncio
 from cunzhi_platform.clock import SHANGHAI, ManualClock
+from cunzhi_platform.envelope import Envelope, dlq_for
+from cunzhi_platform.kafka import make_broker
 from cunzhi_platform.rebuild import rebuild
-from cunzhi_platform.testing import eventually, running, token
+from cunzhi_platform.testing import consume, eventually, running, token
 from cunzhi_rectification.adapters.campaign.projections import CAMPAIGN_PROJECTIONS
 from cunzhi_rectification.domain.campaign_ids import (
     campaign_stream_id,
     team_stream_id,
     village_stream_id,
 )
+from cunzhi_rectification.events.campaign import Member, WorkTeamFormed
 from cunzhi_rectification.service import build_service
 
 pytestmark = pytest.mark.slow
@@ -715,3 +719,53 @@ async def test_ranking_asks_the_departments_and_reports_are_said_due_once(
     # v01's summary is in: nothing due or late for September but the quarter's visit
     assert [(e.kind, e.period) for e in await events(v01, "ReportDue")] == [("quarterly_visit", 1)]
     assert await events(v01, "ReportLate") == []
+
+
+async def test_an_event_of_a_round_this_store_does_not_hold_is_passed_over(client, settings):
+    """Something else publishing under our types (a test double, a misrouted copy) must not
+    hold up the lights: no retries, no dead letter, nothing recorded for it."""
+    store = client.app.state.runtime.store
+    event = WorkTeamFormed(
+        campaign_id=f"nowhere-{uuid.uuid4().hex[:6]}",
+        team_id="team-x",
+        level="district",
+        township_id=T1,
+        village_ids=("v01",),
+        departments=(),
+        members=(Member(person_id="w9", name="组员", department_id="d1"),),
+        patrons=(),
+        township_assistant=None,
+        warnings=(),
+        formed_on=START,
+    )
+    env = Envelope.new(
+        type=event.event_type,
+        source="/cunzhi/rectification",
+        subject="team-x",
+        time=dt.datetime.now(SHANGHAI),
+    )
+    broker = make_broker(settings.kafka_bootstrap_servers, client_id="rectification-tests")
+    await broker.start()
+    try:
+        await broker.publish(
+            json.dumps(event.to_payload()).encode(),
+            store.topic,
+            key=b"team-x",
+            headers={k: v.decode() for k, v in env.to_headers()},
+        )
+    finally:
+        await broker.stop()
+    marks = f'"{store.schema}"."campaign_lights__processed"'
+
+    async def processed() -> bool:
+        return bool(
+            await store.pool.fetchval(f"SELECT true FROM {marks} WHERE event_id = $1", env.id)
+        )
+
+    assert await eventually(processed)
+    watched = f'"{store.schema}"."watch_teams"'
+    assert not await store.pool.fetchval(
+        f"SELECT count(*) FROM {watched} WHERE campaign_id = $1", event.campaign_id
+    )
+    dead = await consume(settings.kafka_bootstrap_servers, dlq_for(store.topic), 10_000, timeout=5)
+    assert env.id not in {dict(r.headers).get("ce_id", b"").decode() for r in dead}

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import asyncpg
 import structlog
-from cunzhi_platform.aggregate import DomainError
+from cunzhi_platform.aggregate import DomainError, NotFound
 from cunzhi_platform.clock import SHANGHAI, today
 from cunzhi_platform.consumer import Consumer, Tx, caused_by, table_names
 from cunzhi_platform.envelope import CommandContext, Envelope, topic_for
@@ -98,6 +98,16 @@ class LightsPolicy(Consumer):
     indexes: ClassVar = {"watch_targets": ["campaign_id, village_id"]}
 
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
+        named = getattr(event, "campaign_id", None)
+        if named is not None:
+            try:
+                await app.header(tx.store, named)  # cached: a round never changes its header
+            except NotFound:
+                # Not a round of this store: written here it would be swept for ever, and
+                # retried it would hold up every event behind it. Our own events always come
+                # after their round's opening, which is in the store before they are sent.
+                _log.warning("campaign_event_of_unknown_round", campaign_id=named, id=envelope.id)
+                return
         touched = await self._record(tx, event)
         if touched is None:
             return
