@@ -75,9 +75,18 @@ def last_working_day_of_month(year: int, month: int) -> dt.date:
 
 def working_days_before(day: dt.date, count: int) -> dt.date:
     """The date ``count`` working days before ``day`` (``day`` itself not counted)."""
+    return _working_days(day, count, -1)
+
+
+def working_days_after(day: dt.date, count: int) -> dt.date:
+    """The date ``count`` working days after ``day`` (``day`` itself not counted)."""
+    return _working_days(day, count, 1)
+
+
+def _working_days(day: dt.date, count: int, step: int) -> dt.date:
     current = day
     while count > 0:
-        current -= dt.timedelta(days=1)
+        current += dt.timedelta(days=step)
         if is_working_day(current):
             count -= 1
     return current

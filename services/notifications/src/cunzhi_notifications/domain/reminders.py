@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cunzhi_platform.clock import SHANGHAI, is_working_day, working_days_before
+from cunzhi_platform.clock import SHANGHAI, working_days_after, working_days_before
 
 REMIND_AT = dt.time(9, 0)
 
@@ -56,16 +56,6 @@ def task_due(due_on: dt.date, days: int) -> dt.datetime:
 
 ISSUE_UNCLAIMED_DAYS = 3
 """Ours: an issue nobody claimed within 3 working days is brought to the village secretary."""
-
-
-def working_days_after(day: dt.date, count: int) -> dt.date:
-    """The date ``count`` working days after ``day`` (``day`` itself not counted)."""
-    current = day
-    while count > 0:
-        current += dt.timedelta(days=1)
-        if is_working_day(current):
-            count -= 1
-    return current
 
 
 def issue_unclaimed_due(raised_on: dt.date) -> dt.datetime:

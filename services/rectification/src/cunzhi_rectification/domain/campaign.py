@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cunzhi_platform.aggregate import Aggregate, DomainError, InvalidTransition, NotFound
+from cunzhi_platform.clock import working_days_after
 from cunzhi_platform.events import Event
 
 from ..events.campaign import (
@@ -30,7 +31,6 @@ from ..events.campaign import (
     VillageAssessed,
     VillagesRegistered,
 )
-from .campaign_cadence import working_days_after
 from .campaign_ids import campaign_id
 from .ranking import Assessment, assess, candidates, rank
 

@@ -13,7 +13,7 @@ import datetime as dt
 import functools
 from dataclasses import dataclass
 
-from cunzhi_platform.clock import SHANGHAI, is_working_day
+from cunzhi_platform.clock import SHANGHAI, working_days_after
 
 from ..events.campaign import ReportKind
 
@@ -30,15 +30,6 @@ class Period:
     start: dt.date
     end: dt.date
     due_at: dt.datetime
-
-
-def working_days_after(day: dt.date, count: int) -> dt.date:
-    current = day
-    while count > 0:
-        current += dt.timedelta(days=1)
-        if is_working_day(current):
-            count -= 1
-    return current
 
 
 def _due(end: dt.date, due_days: int) -> dt.datetime:
