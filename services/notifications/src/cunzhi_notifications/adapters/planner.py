@@ -194,16 +194,7 @@ class _Planning:
             # to submit by a day already gone (ours). Judged when the call opened, not when we
             # read it: a planner behind its topic must still tell of a call that was open.
             return
-        recipients = [
-            row["person_id"]
-            for row in await self.conn.fetch(
-                f"""SELECT person_id FROM {self.s}.people
-                    WHERE township_id = $1 AND active AND roles && $2::text[]
-                    ORDER BY person_id""",
-                e.township_id,
-                CALL_RECIPIENT_ROLES,
-            )
-        ]
+        recipients = await self.with_roles(CALL_RECIPIENT_ROLES, e.township_id)
         context = {"forum_date": day_text(e.forum_date), "closes_at": moment_text(e.closes_at)}
         await self.notify("call_opened", e.township_id, f"call:{e.forum_id}", context, recipients)
         await self.schedule(
