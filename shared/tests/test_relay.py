@@ -2,6 +2,7 @@
 and restarted empty, rows that can never be sent, leadership, topics, republish."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -22,8 +23,8 @@ from cunzhi_platform.infra import EmbeddedTansu, InfrastructureError
 from cunzhi_platform.kafka import TopicPlan, ensure_topics, is_idempotent, start_producer
 from cunzhi_platform.leadership import connect_for_leadership
 from cunzhi_platform.migrations import migrate
-from cunzhi_platform.relay import OutboxRelay
-from cunzhi_platform.republish import republish
+from cunzhi_platform.relay import LAG_COUNT_CAP, OutboxRelay, republish_lock
+from cunzhi_platform.republish import HistoryAlreadyQueued, republish
 from cunzhi_platform.runtime import Service
 from cunzhi_platform.testing import consume, eventually, running
 from prometheus_client import REGISTRY
@@ -108,6 +109,34 @@ async def test_ten_thousand_events_keep_per_key_order_and_cloudevents_headers(
     assert headers["ce_source"] == f"/cunzhi/{schema}".encode()
     assert headers["ce_subject"] == records[0].key
     assert headers["ce_time"] and headers["ce_correlationid"]
+
+
+async def test_the_lag_is_counted_up_to_a_cap_not_over_the_whole_backlog(pool, schema, settings):
+    """A pass counts the rows still waiting only up to LAG_COUNT_CAP: counting the whole
+    backlog at every pass made a republish of a long history quadratic."""
+    store = await make_store(pool, schema, settings.kafka_bootstrap_servers)
+    backlog = LAG_COUNT_CAP + 10_000
+    await pool.execute(
+        f'INSERT INTO "{schema}".outbox (event_id, topic, key, headers, payload) '
+        "SELECT gen_random_uuid(), $1, 'k' || (i % 50), '{}', '{}' "
+        "FROM generate_series(1, $2) AS i",
+        topic_for(schema),
+        backlog,
+    )
+    relay = OutboxRelay(settings, schema)
+    task = asyncio.create_task(relay.run())
+    try:
+        assert await eventually(lambda: _lag_is(schema, LAG_COUNT_CAP), timeout=60)
+        assert await unsent(store) > LAG_COUNT_CAP  # the figure says "at least"
+        assert await eventually(lambda: _zero(store), timeout=120)
+        assert await eventually(lambda: _lag_zero(schema))
+    finally:
+        relay.stop()
+        await task
+
+
+async def _lag_is(schema: str, rows: int) -> bool:
+    return _lag_reported(schema) == rows
 
 
 async def _lag_zero(schema: str) -> bool:
@@ -286,6 +315,112 @@ async def test_broker_killed_under_load_and_restarted_empty_loses_nothing(
             assert {r.partition for r in records} == set(range(local.topic_partitions))
     finally:
         tansu.stop()
+
+
+async def test_a_broker_back_empty_gets_every_services_history_again_without_a_new_event(
+    pool, schema, settings, tmp_path
+):
+    """Tansu restarted empty while three services are idle. No event is appended, yet each
+    service's leading relay finds its topic ending before what it had published and queues
+    its history again by itself; until that is published, /readyz and
+    cunzhi_relay_history_incomplete say the topic lacks history. Afterwards every topic
+    holds its service's history once, each stream in order, and the read models are right."""
+    tansu = EmbeddedTansu(tmp_path)
+    tansu.start()
+    local = settings.model_copy(
+        update={
+            "kafka_bootstrap_servers": tansu.bootstrap_servers,
+            "relay_poll_interval_s": 0.1,
+            "topic_check_interval_s": 0.5,
+        }
+    )
+    names = [f"{schema}s{i}" for i in range(3)]
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = {}
+            for name in names:
+                tallies = Tallies(name, batch=True)
+                service = Service(name=name, registry=registry, consumers=[tallies])
+                clients[name] = await stack.enter_async_context(running(service, local))
+            stores = {n: c.app.state.runtime.store for n, c in clients.items()}
+            for store in stores.values():
+                await _append_range(store, 12, 0, 3)
+            for store in stores.values():
+                assert await eventually(lambda s=store: _zero(s), timeout=60)
+            appended = {n: await _events(pool, n) for n in names}
+            # Each relay's republish gate held, as a relay pass holds it: the history cannot
+            # be queued yet, which keeps the time it is missing open to look at.
+            gates = await connect_for_leadership(settings.database_url, 10)
+            try:
+                for name in names:
+                    await gates.execute(
+                        "SELECT pg_advisory_lock_shared(hashtext($1))", republish_lock(name)
+                    )
+                tansu.proc.kill()  # it forgets every topic and message
+                tansu.proc.wait()
+                tansu = EmbeddedTansu(tmp_path, port=tansu.port)
+                tansu.start()
+                for name, client in clients.items():
+                    told = await eventually(lambda c=client: _history_told(c), timeout=60)
+                    assert told and "lost events" in told, name
+                    assert _history_incomplete(name) == 1
+            finally:
+                await gates.close()
+            for name, client in clients.items():
+                assert await eventually(lambda c=client: _history_whole(c), timeout=60), name
+                assert await eventually(lambda s=stores[name]: _zero(s), timeout=60)
+                assert await eventually(lambda n=name: _history_complete(n))
+                ids = await _events(pool, name)
+                assert ids == appended[name]  # nothing new was appended to set it off
+                records = await consume(
+                    tansu.bootstrap_servers, topic_for(name), 2 * len(ids), timeout=10
+                )
+                assert len(records) == len(ids)  # once each: the copies, nothing else
+                assert_every_event_once_in_order(records, ids)
+                expected = await pool.fetch(
+                    f'SELECT stream_id, count(*) AS n FROM "{name}".events GROUP BY stream_id'
+                )
+                assert await eventually(lambda n=name, e=expected: _tallies_equal(pool, n, e))
+    finally:
+        tansu.stop()
+
+
+async def _events(pool, schema) -> set[str]:
+    return {str(r["event_id"]) for r in await pool.fetch(f'SELECT event_id FROM "{schema}".events')}
+
+
+async def _history_told(client) -> str | None:
+    told = (await client.get("/readyz")).json()["checks"]["kafka_history"]
+    return None if told == "ok" else told
+
+
+async def _history_whole(client) -> bool:
+    return (await client.get("/readyz")).json()["checks"]["kafka_history"] == "ok"
+
+
+async def _history_complete(schema: str) -> bool:
+    return _history_incomplete(schema) == 0
+
+
+def _history_incomplete(schema: str) -> float | None:
+    return REGISTRY.get_sample_value("cunzhi_relay_history_incomplete", {"service": schema})
+
+
+async def test_a_republish_while_copies_still_wait_queues_nothing_twice(pool, schema, settings):
+    """An operator's `cunzhi republish` while the relay is still publishing the history it
+    queued after a broker loss adds nothing: the waiting copies cover every stored event.
+    The relay's own republish after a second loss replaces them instead of adding to them."""
+    store = await make_store(pool, schema, settings.kafka_bootstrap_servers)
+    await append_many(store, streams=5, per_stream=4)
+    assert await republish(store, again=True) == 20  # what the relay queues: no relay runs
+    with pytest.raises(HistoryAlreadyQueued) as refused:
+        await republish(store)
+    assert refused.value.waiting == 20
+    assert await republish(store, again=True) == 20
+    copies = await pool.fetch(
+        f'SELECT event_id, count(*) AS n FROM "{schema}".outbox WHERE id <= 0 GROUP BY event_id'
+    )
+    assert len(copies) == 20 and {r["n"] for r in copies} == {1}
 
 
 def _seqs_by_key(records):

@@ -35,7 +35,7 @@ from cunzhi_platform.infra import InfrastructureError, embedded
 from cunzhi_platform.kafka import TopicPlan, ensure_topics
 from cunzhi_platform.logging import configure_logging
 from cunzhi_platform.rebuild import RebuildError, rebuild
-from cunzhi_platform.republish import republish
+from cunzhi_platform.republish import HistoryAlreadyQueued, republish
 from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
 
@@ -94,7 +94,11 @@ async def _republish(settings: Settings, names: list[str]) -> None:
                 # A fresh broker: the topic with its configured partitions before anything else.
                 plan = TopicPlan.from_settings(settings)
                 await ensure_topics(settings.kafka_bootstrap_servers, [store.topic], plan)
-            queued = await republish(store)
+            try:
+                queued = await republish(store)
+            except HistoryAlreadyQueued as waiting:
+                print(waiting)
+                continue
             print(f"queued {queued} events of {name} for its relay to publish again")
     finally:
         await pool.close()

@@ -102,6 +102,25 @@ PLATFORM_MIGRATIONS = [
         );
         """,
     ),
+    # Where the broker's log of each partition must end past (``relay.py``): a topic that ends
+    # before is missing events it acknowledged, whichever instance's relay notices.
+    Migration(
+        "0005_relay_published",
+        """
+        CREATE TABLE {schema}.relay_published (
+            topic text NOT NULL,
+            partition integer NOT NULL,
+            floor bigint NOT NULL,
+            PRIMARY KEY (topic, partition)
+        );
+        """,
+    ),
+    # The version (``Consumer.version``) each projection's live tables were built by: only a
+    # newer one rebuilds them by itself. 0: recorded before versions.
+    Migration(
+        "0006_projection_versions",
+        "ALTER TABLE {schema}.projection_shapes ADD COLUMN version integer NOT NULL DEFAULT 0;",
+    ),
 ]
 
 

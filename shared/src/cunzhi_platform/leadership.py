@@ -3,6 +3,7 @@
 A session-level PostgreSQL advisory lock held on a dedicated connection: the instance holding
 it leads; when its process or connection dies, the lock goes with it and a standby takes over
 within one retry interval. Used by the outbox relay and by the services' timers.
+(``session_lock`` holds one on a pooled connection instead, for a bounded piece of work.)
 
 A leader cut off by the network does not close its connection: without keepalives PostgreSQL
 would hold its lock for the kernel's two hours. Both ends of the leader's connection therefore
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -67,3 +69,26 @@ async def wait_for_leadership(
 async def still_leading(conn: asyncpg.Connection) -> None:
     """Raise if the connection that holds the lock is gone (and with it the lock)."""
     await conn.fetchval("SELECT 1", timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def session_lock(pool: asyncpg.Pool, name: str) -> AsyncIterator[asyncpg.Connection]:
+    """Hold the advisory lock ``name`` for the block, on a connection of ``pool``.
+
+    The lock is the session's, so it spans the block's transactions and other connections'
+    work. The pool hands connections back as they are (``runtime.keep_session``): one given
+    back still holding the lock would hand it to its next user, so unless the unlock is
+    known to have run (an error in it, a cancellation at it), the connection is closed
+    instead, and the lock ends with its session.
+    """
+    async with pool.acquire() as conn:
+        released = False
+        try:
+            await conn.execute("SELECT pg_advisory_lock(hashtext($1))", name)
+            try:
+                yield conn
+            finally:
+                released = await conn.fetchval("SELECT pg_advisory_unlock(hashtext($1))", name)
+        finally:
+            if not released:
+                conn.terminate()

@@ -9,7 +9,17 @@ CONCURRENCY_CONFLICTS = Counter(
     "cunzhi_concurrency_conflicts_total", "Appends refused by the version check", ["service"]
 )
 RELAY_PUBLISHED = Counter("cunzhi_relay_published_total", "Outbox rows published", ["service"])
-RELAY_LAG = Gauge("cunzhi_relay_lag_rows", "Outbox rows not yet published", ["service"])
+RELAY_LAG = Gauge(
+    "cunzhi_relay_lag_rows",
+    "Outbox rows not yet published (counted up to 20000: that figure means at least as many)",
+    ["service"],
+)
+RELAY_HISTORY_INCOMPLETE = Gauge(
+    "cunzhi_relay_history_incomplete",
+    "1 from the moment the relay finds the broker lost events it had acknowledged until the "
+    "history queued again (or by cunzhi republish) is all published",
+    ["service"],
+)
 RELAY_ERRORS = Counter("cunzhi_relay_errors_total", "Failed publish attempts", ["service"])
 RELAY_SET_ASIDE = Counter(
     "cunzhi_relay_set_aside_total", "Outbox rows that can never be sent, set aside", ["service"]

@@ -24,7 +24,11 @@ and a metric, instead of stalling the relay and publishing its batch again for e
 A broker that lost what it had acknowledged (a topic recreated, or ending before offsets it
 gave the relay) is told loudly; in a service the relay then queues the history again
 (``republish``) before it publishes anything more, so a reader from the start of the topic
-sees each stream from its first version.
+sees each stream from its first version. Where each partition's log must end past is kept in
+the database (``relay_published``), and the leading relay looks at its topics' ends every
+``topic_check_interval_s`` with or without rows to send: a broker that came back empty is
+refilled without waiting for a new event, whichever instance leads since. From then until the
+copies are all published, ``cunzhi_relay_history_incomplete`` is 1 and ``/readyz`` says so.
 """
 
 from __future__ import annotations
@@ -58,7 +62,14 @@ from .kafka import (
     start_producer,
 )
 from .leadership import connect_for_leadership, wait_for_leadership
-from .metrics import RELAY_CRASHES, RELAY_ERRORS, RELAY_LAG, RELAY_PUBLISHED, RELAY_SET_ASIDE
+from .metrics import (
+    RELAY_CRASHES,
+    RELAY_ERRORS,
+    RELAY_HISTORY_INCOMPLETE,
+    RELAY_LAG,
+    RELAY_PUBLISHED,
+    RELAY_SET_ASIDE,
+)
 from .settings import Settings
 
 _log = structlog.get_logger(__name__)
@@ -76,6 +87,14 @@ NEVER_SENDABLE: tuple[type[Exception], ...] = (
 async def _quietly_stop(producer: AIOKafkaProducer) -> None:
     with contextlib.suppress(Exception):
         await producer.stop()
+
+
+# Copies queued by ``republish`` take ids below every row (at most 0: the outbox's own ids
+# start at 1); those still to publish.
+COPIES_WAITING = "id <= 0 AND sent_at IS NULL"
+# The lag is counted up to this many rows: a count of the whole backlog at every pass made a
+# republish quadratic. Above CunzhiRelayBacklog's threshold, so that alert still fires.
+LAG_COUNT_CAP = 20_000
 
 
 def republish_lock(service: str) -> str:
@@ -111,10 +130,19 @@ class OutboxRelay:
         # last batch). A broker whose log ends before them lost events.
         self._offsets: dict[tuple[str, int], int] = {}
         self._floor: dict[tuple[str, int], int] = {}
+        self._fresh: dict[tuple[str, int], int] = {}  # the floors of the pass being made
         self._idempotence = settings.kafka_idempotence
         self.on_broker_lost = on_broker_lost
         self._lost: str | None = None
+        # A loss this relay could not repair itself (no ``on_broker_lost``): the history
+        # stays incomplete until copies are queued by hand and published.
+        self._unrepaired = False
         self._log = _log.bind(service=service, component="relay")
+
+    @property
+    def history_lost(self) -> str | None:
+        """Why the broker is missing events it acknowledged, until the history is queued."""
+        return self._lost
 
     def stop(self) -> None:
         self._stopping.set()
@@ -151,20 +179,21 @@ class OutboxRelay:
                 return
             self._verified.clear()
             self._offsets.clear()
-            self._floor.clear()
+            self._floor = await self._published(conn)
             self.is_leader = True
             self._log.info("relay_leading")
             await conn.add_listener(f"{self.service}.outbox", self._on_notify)
             backoff = 0.2
             while not self._stopping.is_set():
-                failed = True
+                handled, failed = 0, True
                 try:
                     # A new producer after any failure: an idempotent one whose batch expired
                     # is out of sequence for good.
                     producer = producer or await self._start_producer()
-                    handled, failed = await self._pass(conn, producer)
+                    if await self._check_published() and self._lost is None:
+                        handled, failed = await self._pass(conn, producer)
                     if self._lost is not None:
-                        await self._recover()
+                        await self._recover(conn)
                         continue
                 except KafkaError as exc:
                     self._log.warning("relay_broker_unavailable", error=repr(exc))
@@ -184,8 +213,9 @@ class OutboxRelay:
         finally:
             self.is_leader = False
             # A standby's last figure would be stale for good: only the leader reports a lag.
-            with contextlib.suppress(KeyError):
-                RELAY_LAG.remove(self.service)
+            for gauge in (RELAY_LAG, RELAY_HISTORY_INCOMPLETE):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(self.service)
             if producer is not None:
                 await _quietly_stop(producer)
             with contextlib.suppress(Exception):
@@ -201,6 +231,22 @@ class OutboxRelay:
             self._idempotence = "off"  # the broker said no once: no need to ask each time
         return producer
 
+    async def _published(self, conn: asyncpg.Connection) -> dict[tuple[str, int], int]:
+        published = f"{self.schema}.relay_published"
+        rows = await conn.fetch(f"SELECT topic, partition, floor FROM {published}")
+        return {(r["topic"], r["partition"]): r["floor"] for r in rows}
+
+    async def _check_published(self) -> bool:
+        """Look at the ends of the topics published to when due, with rows to send or not
+        (a broker that came back empty notes ``_lost``); False if the broker did not answer."""
+        try:
+            await self._topics_unusable({topic for topic, _ in self._floor})
+        except (KafkaError, OSError, TopicError) as exc:
+            RELAY_ERRORS.labels(self.service).inc()
+            self._log.warning("relay_topics_unchecked", error=repr(exc))
+            return False
+        return True
+
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
 
@@ -214,7 +260,8 @@ class OutboxRelay:
         """Publish one batch; (rows handled, whether it stopped at a failure).
 
         Two statements per pass: take the republish gate (shared) and read the batch; mark
-        what was sent, count what is left and let go of the gate.
+        what was sent, note where the partitions must end past, count what is left (up to
+        ``LAG_COUNT_CAP``) and let go of the gate.
         """
         gate = republish_lock(self.service)
         found = await conn.fetch(
@@ -233,23 +280,43 @@ class OutboxRelay:
             sent: list[int] = []
             set_aside: list[tuple[asyncpg.Record, str]] = []
             failure = None
+            self._fresh = {}
             if rows:
                 sent, set_aside, failure = await self._publish(rows, producer)
             if set_aside:
                 await self._set_aside(conn, set_aside)
-            # The count sees the rows before this statement's update: hence "- marked".
+            floors = self._fresh
+            # The count sees the rows before this statement's update: hence "- marked", and
+            # a limit that many higher. Floors only go up: one that went back (a topic lost
+            # meanwhile) must not hide the loss from the next check.
             lag = await conn.fetchval(
                 f"WITH marked AS (UPDATE {self.schema}.outbox SET sent_at = now() "
                 "WHERE id = ANY($1::bigint[]) RETURNING 1), "
+                f"floors AS (INSERT INTO {self.schema}.relay_published AS p "
+                "SELECT * FROM unnest($4::text[], $5::integer[], $6::bigint[]) "
+                "ON CONFLICT (topic, partition) DO UPDATE SET floor = greatest(p.floor, "
+                "excluded.floor)), "
                 "open AS MATERIALIZED (SELECT pg_advisory_unlock_shared(hashtext($2))) "
-                f"SELECT (SELECT count(*) FROM {self.schema}.outbox WHERE sent_at IS NULL) "
-                "- (SELECT count(*) FROM marked) FROM open",
+                f"SELECT (SELECT count(*) FROM (SELECT FROM {self.schema}.outbox "
+                "WHERE sent_at IS NULL LIMIT $3) unsent) - (SELECT count(*) FROM marked) FROM open",
                 sent,
                 gate,
+                LAG_COUNT_CAP + len(sent),
+                [t for t, _ in floors],
+                [p for _, p in floors],
+                list(floors.values()),
             )
             unlocked = True
+            self._floor.update(floors)
             RELAY_PUBLISHED.labels(self.service).inc(len(sent))
             RELAY_LAG.labels(self.service).set(lag)
+            # Copies still to publish: in this batch, unsent, or maybe after a full one.
+            done = {*sent, *(row["id"] for row, _ in set_aside)}
+            copies = any(r["id"] <= 0 and r["id"] not in done for r in rows) or (
+                len(rows) == self.batch_size and rows[-1]["id"] <= 0
+            )
+            self._unrepaired = self._unrepaired and not copies
+            RELAY_HISTORY_INCOMPLETE.labels(self.service).set(int(copies or self._unrepaired))
             if failure is not None:
                 RELAY_ERRORS.labels(self.service).inc()
                 self._verified.clear()  # look at the topics again before the next attempt
@@ -310,7 +377,7 @@ class OutboxRelay:
         for row, result in resolved:
             if isinstance(result, RecordMetadata):
                 if result.partition >= present.get(result.topic, 0):
-                    self._floor.update(floors)
+                    self._fresh = floors
                     await producer.client.force_metadata_update()
                     return sent, set_aside, f"acknowledged on a missing partition {result}"
                 self._note_offset(result)
@@ -320,9 +387,9 @@ class OutboxRelay:
             elif isinstance(result, (*NEVER_SENDABLE, TopicError)):
                 set_aside.append((row, repr(result)))
             else:
-                self._floor.update(floors)
+                self._fresh = floors
                 return sent, set_aside, repr(result)
-        self._floor.update(floors)
+        self._fresh = floors
         return sent, set_aside, None
 
     async def _topics_unusable(self, topics: set[str]) -> dict[str, TopicError]:
@@ -368,15 +435,21 @@ class OutboxRelay:
             self._lost = f"{ack.topic}[{ack.partition}] went back from {last} to {ack.offset}"
         self._offsets[tp] = ack.offset
 
-    async def _recover(self) -> None:
+    async def _recover(self, conn: asyncpg.Connection) -> None:
         """The broker lost events it had acknowledged: queue the history again, ahead of
         everything waiting (in a service; a relay on its own can only tell the operator)."""
         remedy = "republishing the history" if self.on_broker_lost else "cunzhi republish --all"
         self._log.error("kafka_broker_lost_acknowledged_events", why=self._lost, remedy=remedy)
+        RELAY_HISTORY_INCOMPLETE.labels(self.service).set(1)
         if self.on_broker_lost is not None:
             # Should it fail (the database), _lost stays: the next pass tries again first.
             queued = await self.on_broker_lost()
             self._log.warning("relay_republished_after_broker_loss", events=queued)
+        else:
+            self._unrepaired = True
+        # The new logs start afresh (a crash before this line finds the loss again, and the
+        # republish then replaces the copies still waiting).
+        await conn.execute(f"DELETE FROM {self.schema}.relay_published")
         self._lost = None
         self._offsets.clear()
         self._floor.clear()

@@ -39,7 +39,7 @@ from .kafka import TopicError, TopicPlan, ensure_topics, make_broker
 from .leadership import connect_for_leadership, still_leading, wait_for_leadership
 from .migrations import Migration, migrate
 from .rebuild import rebuild_if_reshaped
-from .relay import OutboxRelay
+from .relay import COPIES_WAITING, LAG_COUNT_CAP, OutboxRelay
 from .republish import republish
 from .settings import Settings
 
@@ -165,7 +165,7 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
         await runner.setup()
     await broker.connect()
     # A broker that lost what it had acknowledged gets the history again, ahead of the rest.
-    relay = OutboxRelay(settings, service.name, on_broker_lost=lambda: republish(store))
+    relay = OutboxRelay(settings, service.name, on_broker_lost=lambda: republish(store, again=True))
     rt = Runtime(service, settings, clock, pool, store, broker, relay, runners)
     if settings.relay_in_process:
         rt.tasks.append(asyncio.create_task(relay.run(), name=f"{service.name}-relay"))
@@ -258,10 +258,11 @@ async def _keep_topics(rt: Runtime) -> None:
                 "kafka_topics_were_missing",
                 service=rt.service.name,
                 topics=created,
-                # The leading relay queues its history again when it sees the loss; one that
-                # started since cannot know: then the operator runs the command.
-                remedy="if no relay logs relay_republished_after_broker_loss: "
-                "cunzhi republish --all",
+                # The leading relay (of whichever instance) finds its topic short within
+                # topic_check_interval_s and queues the history again by itself.
+                remedy="none: the relay republishes the history "
+                "(relay_republished_after_broker_loss); a relay run as its own process only "
+                "logs kafka_broker_lost_acknowledged_events: then cunzhi republish --all",
             )
 
 
@@ -389,6 +390,7 @@ def create_app(
         else:
             checks["relay"] = "leading" if rt.relay.is_leader else "standby"
         checks["outbox"] = await _outbox_check(rt)
+        checks["kafka_history"] = await _history_check(rt)
         paused = [r.paused for r in rt.runners if r.paused is not None]
         checks["consumers"] = "paused: " + "; ".join(paused) if paused else "ok"
         ready = all(checks[c] == "ok" for c in ("database", "broker", "outbox", "consumers"))
@@ -422,6 +424,29 @@ async def _outbox_check(rt: Runtime) -> str:
             f"not draining for {row['stalled']:.0f} s (limit {limit:g} s); "
             f"the oldest unpublished event waits {row['waiting']:.0f} s"
         )
+    return "ok"
+
+
+async def _history_check(rt: Runtime) -> str:
+    """Whether the service's topic carries its whole history: not while the broker is found
+    missing events it had acknowledged, and the copies queued again are still being published.
+
+    Told, not counted against readiness (the alert ``CunzhiTopicHistoryIncomplete`` pages):
+    every instance would turn unready at once, and the service's own API serves meanwhile.
+    """
+    if rt.relay.is_leader and rt.relay.history_lost is not None:
+        return f"the broker lost events it had acknowledged ({rt.relay.history_lost})"
+    try:
+        waiting = await rt.pool.fetchval(
+            f'SELECT count(*) FROM (SELECT FROM "{rt.service.name}".outbox '
+            f"WHERE {COPIES_WAITING} LIMIT {LAG_COUNT_CAP}) copies",
+            timeout=2,
+        )
+    except Exception as exc:
+        return f"unknown: {exc!r}"
+    if waiting:
+        more = "at least " if waiting == LAG_COUNT_CAP else ""
+        return f"being published again: {more}{waiting} events of the history to go"
     return "ok"
 
 
