@@ -34,6 +34,7 @@ class Tallies(Consumer):
     }
     indexes: ClassVar = {"tallies": ["total", "increments, counter"]}
     rebuildable = True
+    version = 2  # version 1 had no increments column (test_consumer.PreviousTallies)
 
     def __init__(self, service: str, *, batch: bool = False, fail_on: int | None = None) -> None:
         self.topics = [topic_for(service)]  # type: ignore[misc]

@@ -14,11 +14,11 @@ from counting import Incremented, Tallies, registry
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.consumer import ConsumerRunner, shape
 from cunzhi_platform.envelope import CommandContext, Envelope, dlq_for, topic_for
-from cunzhi_platform.eventstore import ConcurrencyError
+from cunzhi_platform.eventstore import ConcurrencyError, EventStore
 from cunzhi_platform.infra import EmbeddedTansu
 from cunzhi_platform.kafka import ensure_topics, make_broker
 from cunzhi_platform.metrics import CONSUMED, DLQ_UNPUBLISHED
-from cunzhi_platform.rebuild import rebuild, rebuild_if_reshaped
+from cunzhi_platform.rebuild import NewerProjection, rebuild, rebuild_if_reshaped
 from cunzhi_platform.republish import republish
 from cunzhi_platform.runtime import Service
 from cunzhi_platform.testing import consume, eventually, running
@@ -494,7 +494,7 @@ async def test_a_deploy_that_reshaped_a_projection_rebuilds_it_before_it_consume
 
     # The deploy before this one had no increments column, and its shape is on record.
     await pool.execute(f'ALTER TABLE "{schema}".tallies DROP COLUMN increments')
-    await pool.execute(f"UPDATE {shapes} SET fingerprint = 'the previous deploy'")
+    await pool.execute(f"UPDATE {shapes} SET fingerprint = 'the previous deploy', version = 1")
     with capture_logs() as logs:
         async with running(counting_service(schema, batch=True), settings) as client:
             runtime = client.app.state.runtime
@@ -535,11 +535,52 @@ async def test_a_deploy_that_reshaped_a_projection_rebuilds_it_before_it_consume
                 await append_increments(runtime.store, "b", [6])
                 assert await caught_up(pool, schema, {"a": (11, 4), "b": (10, 2)})
                 assert await eventually(lambda: _paused(previous))
-                assert "rebuilt to another shape" in (previous.paused or "")
+                assert "rebuilt by a newer version (2" in (previous.paused or "")
             finally:
                 await previous.broker.stop()
     [rebuilt] = [e for e in logs if e["event"] == "projection_rebuilt_on_shape_change"]
     assert (rebuilt["projection"], rebuilt["events"]) == ("tallies", 4)
+
+
+async def test_older_code_pauses_rather_than_rebuild_over_a_newer_shape_and_rolls_back_forced(
+    pool, schema, settings
+):
+    """A pod of the previous version restarting in the middle of a rollout, or a rollback,
+    finds tables built by a newer version of the projection: it rebuilds nothing (the newer
+    pods keep consuming), and a plain `cunzhi rebuild` with the old code refuses too. Only a
+    forced rebuild rolls the tables back; the newer version then rebuilds them forward again."""
+    async with running(counting_service(schema, batch=True), settings) as client:
+        await append_increments(client.app.state.runtime.store, "a", [1, 2, 3])
+        assert await caught_up(pool, schema, {"a": (6, 3)})
+    store = EventStore(pool, schema, registry, SystemClock())
+    shapes = f'"{schema}".projection_shapes'
+    newer = await pool.fetchrow(f"SELECT fingerprint, version FROM {shapes}")
+    assert tuple(newer) == (shape(Tallies(schema)), 2)
+
+    previous = PreviousTallies(schema, batch=True)
+    with capture_logs() as logs:
+        assert not await rebuild_if_reshaped(previous, store)
+    assert tuple(await pool.fetchrow(f"SELECT fingerprint, version FROM {shapes}")) == tuple(newer)
+    assert await tallies(pool, schema) == {"a": (6, 3)}  # the newer tables, as they were
+    [told] = [e for e in logs if e["event"] == "projection_newer_than_code"]
+    assert "--force" in told["remedy"]
+    with pytest.raises(NewerProjection):
+        await rebuild(previous, store)
+    assert await tallies(pool, schema) == {"a": (6, 3)}
+
+    assert await rebuild(previous, store, force=True) == 3  # the rollback, meant
+    assert tuple(await pool.fetchrow(f"SELECT fingerprint, version FROM {shapes}")) == (
+        shape(previous),
+        1,
+    )
+    columns = await pool.fetchval(
+        "SELECT array_agg(column_name::text ORDER BY column_name) FROM information_schema.columns "
+        "WHERE table_schema = $1 AND table_name = 'tallies'",
+        schema,
+    )
+    assert columns == ["counter", "total"]
+    assert await rebuild_if_reshaped(Tallies(schema, batch=True), store)  # forward again
+    assert await tallies(pool, schema) == {"a": (6, 3)}
 
 
 class PreviousTallies(Tallies):
@@ -548,6 +589,20 @@ class PreviousTallies(Tallies):
     tables: ClassVar = {
         "tallies": "CREATE TABLE IF NOT EXISTS {table} (counter text PRIMARY KEY, total bigint)"
     }
+    indexes: ClassVar = {"tallies": ["total"]}
+    version = 1
+
+    async def apply(self, tx, event, envelope) -> None:
+        await tx.conn.execute(
+            f"INSERT INTO {tx.t('tallies')} AS t VALUES ($1, $2) ON CONFLICT (counter) DO "
+            "UPDATE SET total = t.total + excluded.total",
+            event.counter,
+            event.amount,
+        )
+
+    async def apply_batch(self, tx, items) -> None:
+        for event, envelope in items:
+            await self.apply(tx, event, envelope)
 
 
 async def _paused(runner: ConsumerRunner) -> bool:

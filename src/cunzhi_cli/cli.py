@@ -8,8 +8,9 @@
 - ``cunzhi docs``      regenerate docs/events (AsyncAPI and JSON Schemas) from the code.
 - ``cunzhi republish SERVICE… | --all``  publish services' whole history again (a broker that
   lost its data, a new downstream consumer) while they serve; consumers skip what they have.
-- ``cunzhi rebuild SERVICE PROJECTION``  rebuild a read model from the service's event store,
-  while the service keeps serving (``CUNZHI_DATABASE_URL`` names the database).
+- ``cunzhi rebuild SERVICE PROJECTION [--force]``  rebuild a read model from the service's
+  event store, while the service keeps serving (``CUNZHI_DATABASE_URL`` names the database);
+  ``--force`` also over tables a newer version of the projection built (a rollback).
 - ``cunzhi dlq list SERVICE``  the dead letters of the service's consumers: reason, error,
   original topic/partition/offset, event type and id.
 - ``cunzhi dlq replay SERVICE --id ID… | --all``  publish them again to their original topic
@@ -34,7 +35,7 @@ from cunzhi_platform.eventstore import EventStore
 from cunzhi_platform.infra import InfrastructureError, embedded
 from cunzhi_platform.kafka import TopicPlan, ensure_topics
 from cunzhi_platform.logging import configure_logging
-from cunzhi_platform.rebuild import RebuildError, rebuild
+from cunzhi_platform.rebuild import NewerProjection, RebuildError, rebuild
 from cunzhi_platform.republish import HistoryAlreadyQueued, republish
 from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
@@ -119,7 +120,7 @@ async def _dlq(
     print(f"replayed {replayed} dead letters of {service_name} to their original topics")
 
 
-async def _rebuild(settings: Settings, service_name: str, projection: str) -> None:
+async def _rebuild(settings: Settings, service_name: str, projection: str, force: bool) -> None:
     service = RUNNABLE[service_name]()
     consumers = {c.name: c for c in service.consumers if c.rebuildable}
     if projection not in consumers:
@@ -128,7 +129,7 @@ async def _rebuild(settings: Settings, service_name: str, projection: str) -> No
             f"choose one of {', '.join(sorted(consumers))}"
         )
     async with _event_store(settings, service) as store:
-        folded = await rebuild(consumers[projection], store)
+        folded = await rebuild(consumers[projection], store, force=force)
     print(f"rebuilt {service_name}.{projection} from {folded} events and swapped it in")
 
 
@@ -209,6 +210,11 @@ def main(argv: list[str] | None = None) -> None:
     rebuild.add_argument(
         "projection", help="e.g. read_models (topics), forums (meetings), tasks (rectification)"
     )
+    rebuild.add_argument(
+        "--force",
+        action="store_true",
+        help="also over tables a newer version of the projection built (a rollback)",
+    )
     dead = sub.add_parser("dlq", help="list or replay the dead letters of a service's consumers")
     dead.add_argument("action", choices=["list", "replay"])
     dead.add_argument("service", choices=sorted(RUNNABLE))
@@ -240,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
                 parser.error(f"republish: name services ({', '.join(SERVICES)}) or give --all")
             asyncio.run(_republish(settings, list(SERVICES) if args.all else args.service))
         elif args.command == "rebuild":
-            asyncio.run(_rebuild(settings, args.service, args.projection))
+            asyncio.run(_rebuild(settings, args.service, args.projection, args.force))
         elif args.command == "dlq":
             asyncio.run(_dlq(settings, args.action, args.service, args.id, args.all))
         elif args.command == "export":
@@ -256,6 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     except InfrastructureError as exc:
         print(f"cunzhi: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc
+    except NewerProjection as exc:
+        print(f"cunzhi rebuild: {exc}", file=sys.stderr)
+        raise SystemExit(1) from exc
     except RebuildError as exc:
         print(f"cunzhi rebuild: {exc}; try again when the long queries are done", file=sys.stderr)
         raise SystemExit(1) from exc

@@ -206,6 +206,10 @@ class Consumer:
     batch: ClassVar[bool] = True
     # A projection of the service's own events can be rebuilt from its event store.
     rebuildable: ClassVar[bool] = False
+    # Bumped whenever ``tables`` or ``indexes`` change. Recorded with the shape: only code
+    # of a higher version rebuilds tables by itself at start-up (``rebuild_if_reshaped``);
+    # older code (a rollback, an old pod restarting mid-rollout) pauses instead.
+    version: ClassVar[int] = 1
 
     async def apply(self, tx: Tx, event: Event, envelope: Envelope) -> None:
         raise NotImplementedError
@@ -561,15 +565,25 @@ class ConsumerRunner:
         """
         if self._shapes is None:
             return
-        recorded = await conn.fetchval(
-            f"SELECT fingerprint FROM {self._shapes} WHERE projection = $1", self.consumer.name
+        recorded = await conn.fetchrow(
+            f"SELECT fingerprint, version FROM {self._shapes} WHERE projection = $1",
+            self.consumer.name,
         )
-        if recorded not in (None, self._shape):
+        if recorded is None or recorded["fingerprint"] == self._shape:
+            return
+        if recorded["version"] > self.consumer.version:
             raise ShapeChanged(
-                f"{self.consumer.name}: its tables were rebuilt to another shape than this "
-                "code declares (by another deploy): this instance must be replaced, or the "
-                "projection rebuilt by this version"
+                f"{self.consumer.name}: its tables were rebuilt by a newer version "
+                f"({recorded['version']}, this code is {self.consumer.version}): this instance "
+                "must be replaced by the newer image; to roll back instead, "
+                f"`cunzhi rebuild {self.schema} {self.consumer.name} --force` with this one"
             )
+        raise ShapeChanged(
+            f"{self.consumer.name}: its tables have another shape than this code declares "
+            f"(recorded by version {recorded['version']}, this code is "
+            f"{self.consumer.version}): this instance must be replaced, or the projection "
+            "rebuilt by this version"
+        )
 
     async def _transient_retry(self, attempt: Callable[[], Awaitable[Any]]) -> Any:
         """``attempt()``, again and again while it fails for a transient reason."""

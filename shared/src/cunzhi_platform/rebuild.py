@@ -16,6 +16,11 @@
 
 The processed-event marks are part of the swap, so events the live consumer has not seen yet
 but the rebuild has are not applied twice when they arrive from Kafka.
+
+The swap records the shape and the version (``Consumer.version``) the tables were built to. A
+projection's version only moves forward by itself: code of an older version than recorded
+(a rollback, an old pod restarting in the middle of a rollout) neither rebuilds at start-up
+nor swaps in a rebuild, unless told to (``force``, ``cunzhi rebuild … --force``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import structlog
 
 from .consumer import Consumer, Tx, create_indexes, create_tables, shape, table_names
 from .eventstore import EventStore, StoredEvent
+from .leadership import session_lock
 
 _log = structlog.get_logger(__name__)
 SUFFIX = "__rebuild"
@@ -35,6 +41,10 @@ SUFFIX = "__rebuild"
 
 class RebuildError(RuntimeError):
     """The rebuild could not swap its tables in; the live projection is unchanged."""
+
+
+class NewerProjection(RuntimeError):
+    """The live tables were built by a newer version of the projection than this code's."""
 
 
 async def _apply(
@@ -114,14 +124,21 @@ async def rebuild(
     lock_timeout_s: float = 2.0,
     lock_attempts: int = 30,
     retry_pause_s: float = 1.0,
+    force: bool = False,
 ) -> int:
-    """Rebuild ``consumer``'s tables from ``store``; returns the number of events folded."""
+    """Rebuild ``consumer``'s tables from ``store``; returns the number of events folded.
+
+    Raises ``NewerProjection`` if a newer version of the projection built the live tables,
+    unless ``force`` (a rollback, meant).
+    """
     if not consumer.rebuildable:
         raise ValueError(f"{consumer.name} does not project the service's own events")
     schema = store.schema
     live, fresh = table_names(schema, consumer), table_names(schema, consumer, SUFFIX)
     log = _log.bind(service=schema, projection=consumer.name)
     async with store.pool.acquire() as conn:
+        if not force:
+            _refuse_older(await _recorded(conn, schema, consumer), schema, consumer)
         for name in fresh.values():
             await conn.execute(f"DROP TABLE IF EXISTS {name}")
         # Secondary indexes once the bulk is folded: built in one pass instead of kept up at
@@ -142,7 +159,15 @@ async def rebuild(
                         break
                 try:
                     folded += await _locked_swap(
-                        conn, consumer, store, live, fresh, snapshot, batch_size, lock_timeout_s
+                        conn,
+                        consumer,
+                        store,
+                        live,
+                        fresh,
+                        snapshot,
+                        batch_size,
+                        lock_timeout_s,
+                        force,
                     )
                     break
                 except asyncpg.LockNotAvailableError:
@@ -172,6 +197,7 @@ async def _locked_swap(
     snapshot: str,
     batch_size: int,
     lock_timeout_s: float,
+    force: bool,
 ) -> int:
     async with conn.transaction(isolation="repeatable_read"):
         await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
@@ -182,36 +208,73 @@ async def _locked_swap(
         # swap, through Kafka, in order.
         ordered = [live["__processed__"], *(n for k, n in live.items() if k != "__processed__")]
         await conn.execute("LOCK TABLE " + ", ".join(ordered) + " IN ACCESS EXCLUSIVE MODE")
+        if not force:  # a newer deploy may have swapped its tables in since the start
+            _refuse_older(await _recorded(conn, store.schema, consumer), store.schema, consumer)
         folded = await _fold(conn, consumer, fresh, store, snapshot, batch_size)
         await _swap(conn, store.schema, live, fresh)
         await _record_shape(conn, store.schema, consumer)
     return folded
 
 
-async def _record_shape(conn: asyncpg.Connection, schema: str, consumer: Consumer) -> None:
-    """Note that ``consumer``'s live tables have the shape its code declares now.
+async def _shapes(conn: asyncpg.Connection, schema: str) -> str | None:
+    """Where shapes and versions are recorded: nowhere in a database whose service has not
+    yet started with migrations 0004 and 0006 (an operator's rebuild before the upgrade; its
+    next start-up notes the shape then)."""
+    versioned = await conn.fetchval(
+        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass($1) "
+        "AND attname = 'version' AND NOT attisdropped)",
+        f'"{schema}".projection_shapes',
+    )
+    return f'"{schema}".projection_shapes' if versioned else None
 
-    A database whose service has not yet started with migration 0004 (an operator's rebuild
-    before the upgrade) has nowhere to note it: its next start-up notes the shape then.
-    """
-    shapes = f'"{schema}".projection_shapes'
-    if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", shapes):
+
+async def _recorded(
+    conn: asyncpg.Connection, schema: str, consumer: Consumer
+) -> asyncpg.Record | None:
+    """The shape and version ``consumer``'s live tables were recorded with, if any."""
+    shapes = await _shapes(conn, schema)
+    if shapes is None:
+        return None
+    return await conn.fetchrow(
+        f"SELECT fingerprint, version FROM {shapes} WHERE projection = $1", consumer.name
+    )
+
+
+def _refuse_older(recorded: asyncpg.Record | None, schema: str, consumer: Consumer) -> None:
+    if recorded is not None and recorded["version"] > consumer.version:
+        raise NewerProjection(
+            f"{schema}.{consumer.name}: its live tables were built by version "
+            f"{recorded['version']} of the projection, this code is version "
+            f"{consumer.version}; rebuilding would roll it back (--force to mean it)"
+        )
+
+
+async def _record_shape(conn: asyncpg.Connection, schema: str, consumer: Consumer) -> None:
+    """Note that ``consumer``'s live tables have the shape and version its code declares."""
+    shapes = await _shapes(conn, schema)
+    if shapes is not None:
         await conn.execute(
-            f"INSERT INTO {shapes} (projection, fingerprint) VALUES ($1, $2) "
+            f"INSERT INTO {shapes} (projection, fingerprint, version) VALUES ($1, $2, $3) "
             "ON CONFLICT (projection) DO UPDATE SET fingerprint = excluded.fingerprint, "
-            "recorded_at = now()",
+            "version = excluded.version, recorded_at = now()",
             consumer.name,
             shape(consumer),
+            consumer.version,
         )
 
 
 async def rebuild_if_reshaped(consumer: Consumer, store: EventStore) -> bool:
-    """At start-up, before ``consumer`` consumes: rebuild its tables if their shape changed.
+    """At start-up, before ``consumer`` consumes: rebuild its tables if a newer version of the
+    projection changed their shape.
 
-    The live tables were built to the shape recorded in ``projection_shapes``; a deploy whose
-    code declares another (a new column, table or index) would otherwise pause the consumer
-    on SQLSTATE class 42 until an operator rebuilt it. Tables the code declares that do not
-    exist yet are created first (empty), so the blue/green rebuild has live tables to swap.
+    The live tables were built to the shape and version recorded in ``projection_shapes``; a
+    deploy whose code declares another shape (a new column, table or index) and a higher
+    ``version`` would otherwise pause the consumer on SQLSTATE class 42 until an operator
+    rebuilt it. Tables the code declares that do not exist yet are created first (empty), so
+    the blue/green rebuild has live tables to swap. Code of an older version than recorded (a
+    rollback, an old pod restarting mid-rollout), or of the same version with another shape
+    (a change without its version step), rebuilds nothing: its consumer pauses (``/readyz``
+    says why) and the log names the remedy; a rollback is ``cunzhi rebuild … --force``.
     Nothing is recorded for a consumer that is not ``rebuildable`` (its shape is its own
     migrations' business). Tables with no recorded shape — a new projection, or the first
     start with this check — are taken to be the code's: the shape is recorded, nothing rebuilt.
@@ -222,30 +285,38 @@ async def rebuild_if_reshaped(consumer: Consumer, store: EventStore) -> bool:
         return False
     schema, declared = store.schema, shape(consumer)
     live = table_names(schema, consumer)
-    async with store.pool.acquire() as conn:
-        lock = f"projection_shape:{schema}.{consumer.name}"
-        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", lock)
-        try:
-            recorded = await conn.fetchval(
-                f'SELECT fingerprint FROM "{schema}".projection_shapes WHERE projection = $1',
-                consumer.name,
-            )
-            if recorded == declared:
-                return False
-            built = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", live["__processed__"])
-            if recorded is None or not built:
+    log = _log.bind(service=schema, projection=consumer.name, version=consumer.version)
+    async with session_lock(store.pool, f"projection_shape:{schema}.{consumer.name}") as conn:
+        recorded = await _recorded(conn, schema, consumer)
+        if recorded is not None and recorded["fingerprint"] == declared:
+            if recorded["version"] < consumer.version:  # recorded before versions (0)
                 await _record_shape(conn, schema, consumer)
-                return False
-            await create_tables(conn, schema, consumer, indexes=False)
-            folded = await rebuild(consumer, store)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
-    _log.warning(
+            return False
+        built = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", live["__processed__"])
+        if recorded is None or not built:
+            await _record_shape(conn, schema, consumer)
+            return False
+        if recorded["version"] >= consumer.version:
+            newer = recorded["version"] > consumer.version
+            log.error(
+                "projection_newer_than_code" if newer else "projection_reshaped_at_same_version",
+                recorded_version=recorded["version"],
+                remedy=(
+                    "replace this instance by the newer image; to roll back, "
+                    f"cunzhi rebuild {schema} {consumer.name} --force with this one"
+                    if newer
+                    else f"declare version {consumer.version + 1} on the projection, or "
+                    f"cunzhi rebuild {schema} {consumer.name}"
+                ),
+            )
+            return False
+        await create_tables(conn, schema, consumer, indexes=False)
+        folded = await rebuild(consumer, store)
+    log.warning(
         "projection_rebuilt_on_shape_change",
-        service=schema,
-        projection=consumer.name,
         events=folded,
-        recorded_shape=recorded[:12],
+        recorded_version=recorded["version"],
+        recorded_shape=recorded["fingerprint"][:12],
         declared_shape=declared[:12],
     )
     return True
