@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections import defaultdict
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -25,7 +26,7 @@ from cunzhi_platform.leadership import connect_for_leadership
 from cunzhi_platform.migrations import migrate
 from cunzhi_platform.relay import LAG_COUNT_CAP, OutboxRelay, republish_lock
 from cunzhi_platform.republish import HistoryAlreadyQueued, republish
-from cunzhi_platform.runtime import Service
+from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.testing import consume, eventually, running
 from prometheus_client import REGISTRY
 
@@ -421,6 +422,49 @@ async def test_a_republish_while_copies_still_wait_queues_nothing_twice(pool, sc
         f'SELECT event_id, count(*) AS n FROM "{schema}".outbox WHERE id <= 0 GROUP BY event_id'
     )
     assert len(copies) == 20 and {r["n"] for r in copies} == {1}
+
+
+async def test_a_republish_cut_off_as_it_lets_go_of_its_lock_leaves_no_lock_behind(
+    schema, settings, monkeypatch
+):
+    """The republish holds a session advisory lock on a pooled connection, and the service's
+    pool hands connections back as they are. Cut off just as it lets go (a cancellation
+    then), the lock went back into the pool with its connection: the relay's gate stayed
+    shut for good. Now that connection is closed instead, and the lock ends with it."""
+    service_pool = await connect_database(settings.database_url)  # as a service's, reset-free
+    probe = await asyncpg.connect(settings.database_url)
+    try:
+        store = await make_store(service_pool, schema, settings.kafka_bootstrap_servers)
+        await append_many(store, streams=2, per_stream=3)
+        execute, fetchval = asyncpg.Connection.execute, asyncpg.Connection.fetchval
+
+        async def cut_off_at_unlock(real, conn, query, *args, **kwargs):
+            if "pg_advisory_unlock(" in query:
+                raise asyncio.CancelledError
+            return await real(conn, query, *args, **kwargs)
+
+        monkeypatch.setattr(
+            asyncpg.Connection, "execute", lambda *a, **k: cut_off_at_unlock(execute, *a, **k)
+        )
+        monkeypatch.setattr(
+            asyncpg.Connection, "fetchval", lambda *a, **k: cut_off_at_unlock(fetchval, *a, **k)
+        )
+        with pytest.raises(asyncio.CancelledError):
+            await republish(store)
+        monkeypatch.undo()
+        gate = republish_lock(schema)
+        assert await eventually(lambda: _gate_open(probe, gate), timeout=5)
+    finally:
+        await probe.close()
+        await service_pool.close()
+
+
+async def _gate_open(conn, gate) -> bool:
+    """A relay's pass can take the republish gate (and lets go of it again)."""
+    if not await conn.fetchval("SELECT pg_try_advisory_lock_shared(hashtext($1))", gate):
+        return False
+    await conn.execute("SELECT pg_advisory_unlock_shared(hashtext($1))", gate)
+    return True
 
 
 def _seqs_by_key(records):
