@@ -41,6 +41,7 @@ async def test_health_readiness_metrics_and_bearer_tokens(schema, settings):
             "relay": "leading",
             "consumers": "ok",
             "outbox": "ok",
+            "kafka_history": "ok",
         }
         await client.app.state.runtime.store.append(
             "counter:m", 0, [Incremented(counter="m", amount=1)]
