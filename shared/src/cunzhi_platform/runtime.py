@@ -109,8 +109,9 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 
     asyncpg's default reset (UNLISTEN, RESET ALL, unlock advisory locks) costs a round trip
     per checkout — a third of the append rate here. cunzhi never leaves session state on a
-    pooled connection: transactions are context managers, LISTEN and advisory locks live on
-    dedicated connections.
+    pooled connection: transactions are context managers, LISTEN and leaders' advisory locks
+    live on dedicated connections, and other session advisory locks are taken through
+    ``leadership.session_lock``, which closes a connection it cannot be sure let go.
     """
 
 
