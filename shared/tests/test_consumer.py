@@ -191,6 +191,7 @@ async def test_rebuild_while_serving_equals_the_live_projection(pool, schema, se
             "outbox",
             "schema_migrations",
             "projection_shapes",
+            "relay_published",
             "dead_letters",
             "tallies",
             "tallies__processed",
