@@ -27,11 +27,20 @@ from cunzhi_platform.eventstore import StreamWrite
 from cunzhi_platform.runtime import Runtime, runtime
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
 from ..channels.guard import ForbiddenAddress
 from ..channels.robots import Robot
 from ..channels.webhook import WebhookChannel
+from ..domain import grants
 from ..domain.kinds import CHANNELS, KINDS, PERSON_CHANNELS, kind
 from ..domain.privacy import mask_email, mask_phone, mask_url
 from ..domain.routing import Preference, check_preference
@@ -92,16 +101,70 @@ def _may_read_township(who: Principal, township_id: str | None) -> None:
 # -- directory ------------------------------------------------------------------------------
 
 
+def _known_role(role: str) -> str:
+    if role not in grants.ROLES:
+        raise ValueError(f"未知角色“{role}”；可用的角色：{'、'.join(grants.ROLES)}")
+    return role
+
+
+RoleName = Annotated[
+    str,
+    AfterValidator(_known_role),
+    WithJsonSchema({"type": "string", "enum": list(grants.ROLES)}),
+]
+
+
+def _may_grant(
+    who: Principal, p: PersonIn, roles_before: list[str], county_before: str | None
+) -> None:
+    """Roles given or taken away at or below the caller's own level, a county only its own
+    (ours; ``grants.py``): a township office enrols nobody into the county's audiences."""
+    beyond = grants.beyond(who.roles, roles_before, p.roles)
+    if beyond:
+        raise Forbidden(
+            f"无权为{p.name}授予或取消高于本人层级的角色：{'、'.join(beyond)}", field="roles"
+        )
+    if p.county_id not in (None, county_before, who.county_id) and not (
+        who.has_role(ADMIN) and who.county_id is None
+    ):
+        raise Forbidden(f"{p.name}所填的县不在您的管辖范围内", field="county_id")
+
+
+async def _before(conn: asyncpg.Connection, s: str, ids: list[str]) -> dict[str, asyncpg.Record]:
+    """What the directory holds of these people now (their township, given roles, county)."""
+    rows = await conn.fetch(
+        f"""SELECT person_id, township_id, manual_roles, county_id FROM {s}.people
+            WHERE person_id = ANY($1::text[])""",
+        ids,
+    )
+    return {r["person_id"]: r for r in rows}
+
+
+def _may_change(who: Principal, p: PersonIn, before: asyncpg.Record | None) -> None:
+    """Everything a caller must be allowed to put one person into the directory as ``p``."""
+    _may_manage(who, p.township_id)
+    if before is not None and before["township_id"] is not None:
+        _may_manage(who, before["township_id"])  # nobody moves a person out of another's township
+    _may_grant(
+        who,
+        p,
+        list(before["manual_roles"]) if before else [],
+        before["county_id"] if before else None,
+    )
+
+
 class PersonIn(edge.Body):
     """A person in the directory. ``phone`` is a mainland mobile number (11 digits).
 
     ``roles`` are the roles given here; the person also holds the role meetings' roster gives
     them in each township (ours: such a role is the roster's, replaced when the roster changes
-    it, even if it was given here too).
+    it, even if it was given here too). A caller gives and takes away only roles at or below its
+    own level (village, township, county, administrator) and a county only its own (ours; 403
+    otherwise): a township office enrols nobody into the county's audiences.
     """
 
     name: Name
-    roles: list[Id] = Field(default_factory=list, max_length=20)
+    roles: list[RoleName] = Field(default_factory=list, max_length=20)
     county_id: Id | None = None
     township_id: Id | None = None
     station_id: Id | None = None
@@ -184,11 +247,8 @@ async def put_person(
     """Add or replace a person (the office of their township, or an administrator)."""
     _may_manage(who, body.township_id)
     async with rt.pool.acquire() as conn, conn.transaction():
-        current = await conn.fetchval(
-            f"SELECT township_id FROM {_s(rt)}.people WHERE person_id = $1", person_id
-        )
-        if current is not None:
-            _may_manage(who, current)  # nobody moves a person out of another's township
+        before = (await _before(conn, _s(rt), [person_id])).get(person_id)
+        _may_change(who, body, before)
         await _upsert(conn, _s(rt), person_id, body)
         row = await conn.fetchrow(f"SELECT * FROM {_s(rt)}.people WHERE person_id = $1", person_id)
     return _person_out(row, who)
@@ -257,6 +317,9 @@ async def import_people(who: CurrentPrincipal, request: Request, rt: Rt) -> dict
     if problems:
         raise csvfile.CsvRefused("people CSV", problems)
     async with rt.pool.acquire() as conn, conn.transaction():
+        before = await _before(conn, _s(rt), [pid for pid, _ in people])
+        for pid, person in people:
+            _may_change(who, person, before.get(pid))
         for pid, person in people:
             await _upsert(conn, _s(rt), pid, person)
     return {"imported": len(people)}
@@ -871,9 +934,7 @@ async def put_template(
     who.require_role(ADMIN)
     _template_kind(kind_code, channel)
     # In a thread: even within its bounds a render may take up to a second of CPU.
-    rendered = await asyncio.to_thread(
-        check, kind_code, channel, Template(body.subject, body.body)
-    )
+    rendered = await asyncio.to_thread(check, kind_code, channel, Template(body.subject, body.body))
     await rt.pool.execute(
         f"""INSERT INTO {_s(rt)}.templates VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (kind, channel) DO UPDATE SET subject = $3, body = $4, updated_by = $5,
