@@ -22,6 +22,7 @@ import httpcore
 from cunzhi_platform import csvfile, edge
 from cunzhi_platform.aggregate import DomainError, Forbidden, NotFound
 from cunzhi_platform.auth import CurrentPrincipal, Principal, with_role
+from cunzhi_platform.clock import SHANGHAI
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.eventstore import StreamWrite
 from cunzhi_platform.runtime import Runtime, runtime
@@ -564,7 +565,7 @@ async def unread_count(who: CurrentPrincipal, rt: Rt) -> dict[str, int]:
     return {"unread": await _unread(rt.pool, _s(rt), who.sub)}
 
 
-async def _mark_read(rt: Runtime, who: Principal, only: str | None) -> int:
+async def _mark_read(rt: Runtime, who: Principal, request: Request, only: str | None) -> int:
     s, now = _s(rt), rt.clock.now()
     async with rt.pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
@@ -595,13 +596,17 @@ async def _mark_read(rt: Runtime, who: Principal, only: str | None) -> int:
             for r in rows
         ]
         if writes:
-            await webhooks.append(rt.store, conn, writes, CommandContext(actor=who.sub))
+            # The platform's middleware checked the header (or made one up).
+            ctx = CommandContext(actor=who.sub, correlation_id=request.headers["x-correlation-id"])
+            await webhooks.append(rt.store, conn, writes, ctx)
             await conn.execute("SELECT pg_notify($1, $2)", f"{rt.store.schema}.inbox", who.sub)
     return len(rows)
 
 
 @router.post("/inbox/{delivery_id}/read", tags=["inbox"])
-async def read_one(delivery_id: uuid.UUID, who: CurrentPrincipal, rt: Rt) -> dict[str, int]:
+async def read_one(
+    delivery_id: uuid.UUID, who: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, int]:
     """Mark one notice read (→ ``NotificationRead``); reading it again changes nothing."""
     owner = await rt.pool.fetchval(
         f"SELECT recipient_id FROM {_s(rt)}.deliveries WHERE delivery_id = $1 AND {_INBOX}",
@@ -609,13 +614,13 @@ async def read_one(delivery_id: uuid.UUID, who: CurrentPrincipal, rt: Rt) -> dic
     )
     if owner != who.sub:  # someone else's notice is as good as none
         raise NotFound(f"no notice {delivery_id} in your inbox", field="delivery_id")
-    marked = await _mark_read(rt, who, str(delivery_id))
+    marked = await _mark_read(rt, who, request, str(delivery_id))
     return {"marked": marked, "unread": await _unread(rt.pool, _s(rt), who.sub)}
 
 
 @router.post("/inbox/read-all", tags=["inbox"])
-async def read_all(who: CurrentPrincipal, rt: Rt) -> dict[str, int]:
-    marked = await _mark_read(rt, who, None)
+async def read_all(who: CurrentPrincipal, request: Request, rt: Rt) -> dict[str, int]:
+    marked = await _mark_read(rt, who, request, None)
     return {"marked": marked, "unread": 0}
 
 
@@ -655,6 +660,14 @@ class InboxHub:
                 queue.put_nowait(None)
 
 
+def _shanghai(value: object) -> str:
+    """Times in the stream as in every answer: RFC 3339 in +08:00 (the edge does this for JSON
+    answers; a stream is written here)."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(SHANGHAI).isoformat()
+    return str(value)
+
+
 def _hub(request: Request, rt: Runtime) -> InboxHub:
     hub: InboxHub | None = getattr(request.app.state, "inbox_hub", None)
     if hub is None:
@@ -688,7 +701,8 @@ async def inbox_stream(
                     "unread": await _unread(rt.pool, s, who.sub),
                     "newest": _item(newest) if newest else None,
                 }
-                yield f"event: inbox\ndata: {json.dumps(data, default=str, ensure_ascii=False)}\n\n"
+                text = json.dumps(data, default=_shanghai, ensure_ascii=False)
+                yield f"event: inbox\ndata: {text}\n\n"
                 while True:
                     try:
                         await asyncio.wait_for(queue.get(), timeout=heartbeat_s)
