@@ -743,21 +743,42 @@ def _delivery(r: asyncpg.Record) -> dict[str, Any]:
 
 @router.get("/subjects/{subject_ref}/deliveries", tags=["deliveries"])
 async def subject_deliveries(
-    subject_ref: Annotated[str, Path(max_length=200)], who: CurrentPrincipal, rt: Rt
+    subject_ref: Annotated[str, Path(max_length=200)],
+    who: CurrentPrincipal,
+    rt: Rt,
+    limit: edge.Limit = 100,
+    offset: edge.Offset = 0,
 ) -> dict[str, Any]:
     """Who has been told about ``forum:{id}`` (or ``call:…``, ``topic:…``), on which channel,
-    and who has read it: per recipient, every delivery of every notice about the subject."""
+    and who has read it: per recipient, every delivery of every notice about the subject.
+    ``recipients`` is one page (by recipient id, ``limit`` and ``offset``) of ``total``;
+    ``by_status`` and ``read`` count them all."""
     s = _s(rt)
     notices = await rt.pool.fetch(
         f"SELECT * FROM {s}.notices WHERE subject_ref = $1 ORDER BY created_at", subject_ref
     )
     for n in {n["township_id"] for n in notices}:
         _may_read_township(who, n)
-    rows = await rt.pool.fetch(
-        f"""SELECT d.* FROM {s}.deliveries d JOIN {s}.notices n
-              ON n.source_event_id = d.source_event_id AND n.kind = d.kind
-            WHERE n.subject_ref = $1 ORDER BY d.recipient_id, d.kind, d.channel""",
+    of_subject = f"""{s}.deliveries d JOIN {s}.notices n
+        ON n.source_event_id = d.source_event_id AND n.kind = d.kind WHERE n.subject_ref = $1"""
+    counts = await rt.pool.fetchrow(
+        f"""SELECT count(DISTINCT d.recipient_id) AS total,
+                count(DISTINCT d.recipient_id) FILTER (WHERE d.read_at IS NOT NULL) AS read
+            FROM {of_subject}""",
         subject_ref,
+    )
+    by_status = await rt.pool.fetch(
+        f"SELECT d.status, count(*) AS n FROM {of_subject} GROUP BY d.status ORDER BY d.status",
+        subject_ref,
+    )
+    rows = await rt.pool.fetch(
+        f"""SELECT d.* FROM {of_subject} AND d.recipient_id IN (
+                SELECT DISTINCT d.recipient_id FROM {of_subject}
+                ORDER BY d.recipient_id LIMIT $2 OFFSET $3)
+            ORDER BY d.recipient_id, d.kind, d.channel""",
+        subject_ref,
+        limit,
+        offset,
     )
     recipients: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -766,9 +787,6 @@ async def subject_deliveries(
         )
         entry["deliveries"].append(_delivery(r))
         entry["read"] = entry["read"] or r["read_at"] is not None
-    by_status: dict[str, int] = {}
-    for r in rows:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
     return {
         "subject_ref": subject_ref,
         "notices": [
@@ -780,8 +798,11 @@ async def subject_deliveries(
             }
             for n in notices
         ],
-        "by_status": by_status,
-        "read": sum(1 for e in recipients.values() if e["read"]),
+        "by_status": {r["status"]: r["n"] for r in by_status},
+        "read": counts["read"],
+        "total": counts["total"],
+        "limit": limit,
+        "offset": offset,
         "recipients": list(recipients.values()),
     }
 
