@@ -47,8 +47,9 @@ MAX_OUTPUT = 20_000
 thousand; a robot message takes 4,096 bytes, an e-mail far more than anyone reads)."""
 MAX_VALUE = 64_000
 """Characters (or items) of any one value a template computes."""
-MAX_STEPS = 100_000
-"""Loop steps, calls and filters of one render (the built-in texts take a few dozen)."""
+MAX_STEPS = 20_000
+"""Loop steps, calls and filters of one render (the built-in texts take a few dozen, a digest
+of a day's notices a few hundred)."""
 MAX_WORK = 2_000_000
 """Characters (or items) one render may compute in all."""
 MAX_SECONDS = 1.0
@@ -146,34 +147,39 @@ def _check_format(fmt: str, args: Iterable[Any]) -> None:
         raise _refuse(f"格式化结果超过{MAX_VALUE}个字符")
 
 
-def _check_filter(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    """The filters that can multiply their input, estimated before they run."""
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, int) and abs(value) > MAX_VALUE:
-            raise _refuse(f"参数{value}过大")
-    plain = [a for a in args if not isinstance(a, jinja2.nodes.EvalContext)]
-    if name == "replace" and len(plain) >= 3:
-        s, old, new = (str(x) for x in plain[:3])
+def _check_filter(name: str, value: Any, params: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """The filters that can multiply their input, estimated before they run (``value`` is what
+    is filtered, ``params`` what the template passes besides)."""
+    for param in (*params, *kwargs.values()):
+        if isinstance(param, int) and abs(param) > MAX_VALUE:
+            raise _refuse(f"参数{param}过大")
+    if name == "replace" and len(params) >= 2:
+        s, old, new = str(value), str(params[0]), str(params[1])
         if len(s) + (len(s) // max(len(old), 1) + 1) * len(new) > MAX_VALUE:
             raise _refuse(f"替换结果超过{MAX_VALUE}个字符")
-    elif name == "join" and plain:
-        sep = str(plain[1] if len(plain) > 1 else kwargs.get("d", ""))
-        items = plain[0]
-        if isinstance(items, Sequence) and len(sep) * len(items) > MAX_VALUE:
+    elif name == "join" and isinstance(value, Sequence):
+        sep = str(params[0] if params else kwargs.get("d", ""))
+        if len(sep) * len(value) > MAX_VALUE:
             raise _refuse(f"连接结果超过{MAX_VALUE}个字符")
-    elif name == "format" and plain:
-        _check_format(str(plain[0]), kwargs or plain[1:])
-    elif name == "center" and len(plain) > 1 and isinstance(plain[1], int):
-        _check_repeat(" ", plain[1])
+    elif name == "format":
+        _check_format(str(value), kwargs or params)
+    elif name == "center" and params and isinstance(params[0], int):
+        _check_repeat(" ", params[0])
 
 
 def _bounded_filter(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
+    # Jinja passes a filter marked pass_context (or eval_context, environment) that first.
+    passed = 1 if getattr(f, "jinja_pass_arg", None) else 0
+
     @functools.wraps(f)  # keeps Jinja's pass_context marks
     def bounded(*args: Any, **kwargs: Any) -> Any:
         budget = _budget.get()
         budget.step()
-        _check_filter(name, args, kwargs)
-        return budget.spend(f(*args, **kwargs))
+        head, value, params = args[:passed], args[passed], args[passed + 1 :]
+        if name == "join" and not isinstance(value, Sequence):
+            value = list(value)  # a generator's items counted before they are joined
+        _check_filter(name, value, params, kwargs)
+        return budget.spend(f(*head, value, *params, **kwargs))
 
     return bounded
 
