@@ -35,9 +35,10 @@ DESCRIPTION = (
     "level, and a county only its own; the daily digest is at 18:00 unless a person chooses "
     "another time; a send is tried 6 times, 30 s apart doubling to at most 1 hour, with jitter, "
     "a provider's own wait honoured when longer; SMS status reports are asked for every 5 "
-    "minutes for a day; the role notifications_admin (county IT) manages templates, endpoints "
-    "and anyone's directory entry, and with the person alone sees phone numbers and e-mail "
-    "addresses whole."
+    "minutes for a day; the role notifications_admin (county IT) manages and previews templates, "
+    "manages endpoints and anyone's directory entry, and with the person alone sees phone "
+    "numbers and e-mail addresses whole; a template renders within 20,000 steps, a second and "
+    "20,000 characters, and one that cannot render its kind's sample so is refused."
 )
 
 
