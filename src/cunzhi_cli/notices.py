@@ -83,7 +83,7 @@ def _headers(issuer: TokenIssuer, sub: str, *roles: str, township_id: str = "") 
 def _people(township_id: str) -> list[tuple[Person, Json]]:
     people: list[tuple[Person, Json]] = []
     for n, person in enumerate((*LEADERSHIP, *MIDDLE_CADRES)):
-        roles = ["station_head"] if person.person_id in STATION_HEADS else ["township_cadre"]
+        roles = ["station_head"] if person.person_id in STATION_HEADS else ["middle_cadre"]
         people.append((person, {"roles": roles, "phone": f"1380000{n:04d}"}))
     for n, village in enumerate(VILLAGES, start=100):
         people.append(

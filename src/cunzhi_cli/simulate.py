@@ -150,7 +150,7 @@ class Township:
 
     def directory(self) -> list[tuple[Person, str, str, str]]:
         """(person, role, village id, phone) of everyone to tell; e-mail for the secretaries."""
-        cadres = [(p, "township_cadre", "") for p in (*self.leadership, self.office)]
+        cadres = [(p, "middle_cadre", "") for p in (*self.leadership, self.office)]
         cadres += [(p, "station_head", "") for p in self.stations]
         cadres += [(v.secretary, "village_secretary", village_id(v)) for v in self.villages]
         # 139 TT 00 NNNN: one number a person, county-wide

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import httpx
+
 
 def topic_event(kit, township: str, topic: str, submitters: list[str], **fields):
     return {
@@ -135,9 +139,11 @@ async def test_topic_progress_digested_by_sms_and_the_group_gets_one_message(kit
 
 
 async def test_templates_preview_replace_and_refuse(kit):
-    r = await kit.client.post(
+    office = await kit.client.post(
         "/templates/forum_notice/sms/preview", json={}, headers=kit.office("tw")
     )
+    assert office.status_code == 403  # a template is code the service runs: administrators'
+    r = await kit.client.post("/templates/forum_notice/sms/preview", json={}, headers=kit.admin())
     assert r.status_code == 200 and r.json()["sms_parts"] == 1 and "第18期" in r.json()["body"]
     bad = await kit.client.put(
         "/templates/forum_notice/sms",
@@ -180,6 +186,50 @@ async def test_templates_preview_replace_and_refuse(kit):
     )
     unknown = await kit.client.get("/templates/nothing/sms", headers=kit.admin())
     assert unknown.status_code == 422 and unknown.json()["field"] == "kind"
+
+
+HOSTILE = {
+    "nested loops": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
+    "{% endfor %}",
+    "huge multiplication": "{{ name }}{{ 'x' * 10**10 }}",
+    "huge output": "{% for i in range(100000) %}{{ name }}{% endfor %}",
+    "padding": "{{ name | center(10**9) }}",
+    "doubling": "{% set ns = namespace(s=name) %}{% for i in range(64) %}"
+    "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+}
+
+
+async def test_hostile_templates_are_refused_quickly_while_the_service_answers(kit):
+    """A template that loops, multiplies or pads without end: 422 naming the part and why,
+    previewed or saved, nothing stored; other requests are answered meanwhile."""
+
+    async def preview(source: str) -> httpx.Response:
+        return await kit.client.post(
+            "/templates/forum_notice/email/preview",
+            json={"template": {"subject": "通知", "body": source}},
+            headers=kit.admin(),
+        )
+
+    for name, source in HOSTILE.items():
+        meanwhile = kit.client.get("/templates/forum_notice/email", headers=kit.admin())
+        answer, other = await asyncio.gather(preview(source), meanwhile)
+        assert answer.status_code == 422 and answer.json()["field"] == "body", (name, answer.text)
+        assert "模板" in answer.json()["detail"], name
+        assert other.status_code == 200 and not other.json()["custom"]
+        saved = await kit.client.put(
+            "/templates/forum_notice/email",
+            json={"subject": "通知", "body": source},
+            headers=kit.admin(),
+        )
+        assert saved.status_code == 422 and saved.json()["field"] == "body", (name, saved.text)
+    subject = await kit.client.put(
+        "/templates/forum_notice/email",
+        json={"subject": "{{ 'x' * 10**10 }}", "body": "{{ name }}"},
+        headers=kit.admin(),
+    )
+    assert subject.status_code == 422 and subject.json()["field"] == "subject"
+    stored = await kit.client.get("/templates/forum_notice/email", headers=kit.admin())
+    assert not stored.json()["custom"]
 
 
 async def test_endpoints_are_the_administrators_and_refuse_bad_input(kit):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from cunzhi_platform.testing import token
+
 
 async def test_roster_events_feed_the_directory_and_personal_data_is_masked(kit):
     township = kit.fresh("tw")
@@ -239,3 +241,61 @@ async def test_a_call_read_after_it_closed_is_still_told_of(kit):
     )
     [told] = await kit.settled("source_event_id = $1", event_id, count=1)
     assert (told["recipient_id"], told["kind"]) == (secretary, "call_opened")
+
+
+async def test_an_office_grants_only_roles_of_its_level_in_its_own_county(kit):
+    """A township office enrols nobody into the county's audiences: no county role given or
+    taken away, no other county, no made-up role; an administrator may."""
+
+    township, person = kit.fresh("tw"), kit.fresh("p")
+    office = token(
+        kit.settings,
+        sub=kit.fresh("office"),
+        roles=["party_building_office"],
+        township_ids=[township],
+        county_id="bincheng",
+    )
+    body = {"name": "王书记", "roles": ["village_secretary"], "township_id": township}
+
+    async def put(headers, **fields):
+        return await kit.client.put(f"/people/{person}", json={**body, **fields}, headers=headers)
+
+    for roles in (["county_organisation_department"], ["discipline_commission"]):
+        r = await put(office, roles=["village_secretary", *roles])
+        assert r.status_code == 403 and r.json()["field"] == "roles", r.text
+        assert "高于本人层级" in r.json()["detail"]
+    made_up = await put(office, roles=["superuser"])
+    assert made_up.status_code == 422 and made_up.json()["field"].startswith("roles"), made_up.text
+    assert "未知角色" in made_up.text
+    other_county = await put(office, county_id="zhanhua")
+    assert other_county.status_code == 403 and other_county.json()["field"] == "county_id"
+    assert not await kit.pool.fetchval(
+        f"SELECT true FROM {kit.s}.people WHERE person_id = $1", person
+    )
+    own = await put(office, roles=["village_secretary", "party_member"], county_id="bincheng")
+    assert own.status_code == 200 and own.json()["roles"] == ["party_member", "village_secretary"]
+    # a county role an administrator gave stays the administrator's to take away
+    given = await put(kit.admin(), roles=["village_secretary", "petitions_bureau"])
+    assert given.status_code == 200
+    taken = await put(office, roles=["village_secretary"])
+    assert taken.status_code == 403 and taken.json()["field"] == "roles"
+    kept = await put(office, roles=["village_secretary", "petitions_bureau"], phone="13812345678")
+    assert kept.status_code == 200 and "petitions_bureau" in kept.json()["roles"]
+    csv = (
+        "person_id,name,roles,township_id\n"
+        f"{kit.fresh('p')},李书记,village_secretary;county_organisation_department,{township}\n"
+    )
+    imported = await kit.client.post(
+        "/people/import", content=csv.encode(), headers={**office, "content-type": "text/csv"}
+    )
+    assert imported.status_code == 403 and imported.json()["field"] == "roles", imported.text
+    csv = f"person_id,name,roles,township_id\n{kit.fresh('p')},李书记,superuser,{township}\n"
+    imported = await kit.client.post(
+        "/people/import", content=csv.encode(), headers={**office, "content-type": "text/csv"}
+    )
+    assert imported.status_code == 422 and "line 2, column roles" in imported.json()["detail"]
+    assert "未知角色" in imported.json()["detail"]
+    rows = await kit.pool.fetchval(
+        f"SELECT count(*) FROM {kit.s}.people WHERE township_id = $1", township
+    )
+    assert rows == 1

@@ -199,10 +199,62 @@ def test_sms_parts_and_length_limit():
 def test_a_template_that_does_not_render_is_refused_with_why():
     with pytest.raises(TemplateError, match="nickname"):
         check("forum_notice", "inbox", Template("通知", "{{ nickname }}你好"))
-    with pytest.raises(TemplateError, match="does not render"):
+    with pytest.raises(TemplateError, match="无法渲染"):
         check("forum_notice", "inbox", Template("通知", "{% for %}"))
     with pytest.raises(TemplateError):  # sandboxed: no reaching into Python internals
         render(Template("x", "{{ ''.__class__.__mro__ }}"), "inbox", {})
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "步|秒",
+        ),
+        (
+            "{% set s = 'x' * 60000 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}",
+            "步|秒",
+        ),
+        ("{{ 'x' * 10**10 }}", "过大"),
+        ("{{ [1] * 10**9 }}", "过大"),
+        ("{{ 7 ** 1000000 }}", "过大"),
+        ("{{ '%0999999999d' % 1 }}", "过大"),
+        ("{{ 'x' | center(10**9) }}", "过大"),
+        ("{{ ('x' * 60000) | replace('', 'y' * 60000) }}", "过大"),
+        ("{{ range(60000) | join('y' * 60000) }}", "过大"),
+        ("{{ range(60000) | map('string') | join('y' * 60000) }}", "过大|步|秒"),
+        ("{{ range(100000) | map('center', 60000) | list | length }}", "计算量|步|秒"),
+        ("{% for i in range(100000) %}xxxxxxxxxx{% endfor %}", "输出"),
+        (
+            "{% macro m(n) %}{% if n %}{% set a = m(n-1) %}{{ a }}{{ a }}{% endif %}x{% endmacro %}"
+            "{{ m(60) }}",
+            "宏",
+        ),
+        ("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "无法渲染"),
+        ("{{ 'x'.center(10**9) }}", "unsafe"),
+        ("{{ '{:>999999999}'.format(1) }}", "unsafe"),
+        ("{% set l = [] %}{% for i in range(100) %}{{ l.append(l) }}{% endfor %}", "unsafe"),
+        ("{{ lipsum(100000) }}", "lipsum"),
+        ("{{ [1] | tojson(indent=100000) }}", "tojson"),
+    ],
+)
+def test_a_template_that_would_run_or_grow_without_end_is_refused(source, reason):
+    with pytest.raises(TemplateError, match=reason) as refused:
+        render(Template("通知", source), "inbox", {})
+    assert refused.value.field == "body"
+
+
+def test_the_bounds_leave_ordinary_templates_alone():
+    source = (
+        "{{ name }}：{{ amount | int }}元，{{ title | replace('村', '社区') | truncate(10) }}"
+        "{% for item in items %}{{ loop.index }}.{{ item | upper }}{% endfor %}"
+        "{{ items | join('、') }}{{ '%s期' % period }}"
+    )
+    context = {"name": "王书记", "amount": 1_200_000, "title": "后关堤村路灯", "items": ["a", "b"]}
+    out = render(Template("第{{ period }}期", source), "inbox", {**context, "period": 3})
+    assert out.subject == "第3期"
+    assert out.body == "王书记：1200000元，后关堤社区路灯1.A2.Ba、b3期"
 
 
 # -- personal data, reminders, readers ------------------------------------------------------------

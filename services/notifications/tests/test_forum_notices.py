@@ -84,11 +84,30 @@ async def test_the_forum_notice_reaches_every_attendee_once_on_each_channel(kit)
     assert r.status_code == 200, r.text
     told = r.json()
     assert told["read"] == 1 and told["by_status"] == {"sent": 7}
+    assert (told["total"], told["limit"], told["offset"]) == (len(told["recipients"]), 100, 0)
     channels = {
         e["recipient_id"]: sorted(d["channel"] for d in e["deliveries"]) for e in told["recipients"]
     }
     assert channels[wang] == ["email", "inbox", "sms"] and channels[guest] == ["inbox"]
     assert channels[f"group:{township}-dj"] == ["dingtalk"]
+    # a page of recipients; the counts are the whole subject's
+    pages = [
+        (
+            await kit.client.get(
+                f"/subjects/forum:{forum}/deliveries?limit=2&offset={offset}",
+                headers=kit.office(township),
+            )
+        ).json()
+        for offset in range(0, told["total"], 2)
+    ]
+    assert [e for page in pages for e in page["recipients"]] == told["recipients"]
+    assert all(len(page["recipients"]) <= 2 for page in pages)
+    assert {(page["total"], page["read"]) for page in pages} == {(told["total"], 1)}
+    assert pages[-1]["by_status"] == {"sent": 7}
+    too_far = await kit.client.get(
+        f"/subjects/forum:{forum}/deliveries?limit=501", headers=kit.office(township)
+    )
+    assert too_far.status_code == 422 and too_far.json()["field"] == "limit"
     outsider = await kit.client.get(
         f"/subjects/forum:{forum}/deliveries", headers=kit.office(kit.fresh("tw"))
     )

@@ -61,7 +61,21 @@ async def test_the_stream_tells_a_front_end_of_new_and_read_notices(kit):
         )
         arrived = await asyncio.wait_for(next_event(lines), 90)
         assert arrived["unread"] == 1 and arrived["newest"]["kind"] == "forum_notice"
-        r = await kit.client.post("/inbox/read-all", headers=kit.me(p))
+        # times as in every other answer: RFC 3339 in +08:00, the same as the inbox says
+        inbox = (await kit.client.get("/inbox", headers=kit.me(p))).json()["items"][0]
+        assert arrived["newest"]["sent_at"] == inbox["sent_at"]
+        assert arrived["newest"]["sent_at"].endswith("+08:00")
+        r = await kit.client.post(
+            "/inbox/read-all", headers={**kit.me(p), "X-Correlation-ID": f"read-{p}"}
+        )
         assert r.json()["marked"] == 1
         read = await asyncio.wait_for(next_event(lines), 90)
-        assert read["unread"] == 0 and read["newest"]["read_at"] is not None
+        assert read["unread"] == 0 and read["newest"]["read_at"].endswith("+08:00")
+    # the NotificationRead event is part of the conversation the reader's request began
+    correlation = await kit.pool.fetchval(
+        f"""SELECT metadata->>'correlation_id' FROM {kit.s}.events
+            WHERE type = $1 AND payload->>'recipient_id' = $2""",
+        "cunzhi.notifications.NotificationRead",
+        p,
+    )
+    assert correlation == f"read-{p}"

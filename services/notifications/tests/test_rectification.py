@@ -20,6 +20,43 @@ def task_assigned(kit, township: str, task: str, village: str, **kw):
     }
 
 
+async def campaign_in(kit, county: str, *townships: str) -> str:
+    """A campaign of ``county`` over ``townships``, read by the planner before what follows (the
+    events of its stream and of others are keyed apart)."""
+    campaign = kit.fresh("c")
+    await kit.publish(
+        "rectification",
+        "CampaignOpened",
+        {
+            "campaign_id": campaign,
+            "county_id": county,
+            "name": "第三轮整顿",
+            "round_number": 3,
+            "start_date": "2026-01-01",
+            "end_date": "2027-12-31",
+            "townships": [{"township_id": t, "name": "关堤乡"} for t in townships],
+        },
+        f"campaign:{campaign}",
+    )
+    await kit.until_ready(
+        lambda: kit.pool.fetchval(
+            f"SELECT true FROM {kit.s}.campaign_counties WHERE campaign_id = $1", campaign
+        )
+    )
+    return campaign
+
+
+async def other_desks(kit) -> list[str]:
+    """Organisation departments that must not hear of Bincheng's villages: one of another
+    county, one the directory gives no county."""
+    return [
+        await kit.person(
+            None, name="邻县组织部", roles=["county_organisation_department"], county_id="zhanhua"
+        ),
+        await kit.person(None, name="无县组织部", roles=["county_organisation_department"]),
+    ]
+
+
 async def test_a_task_reminds_its_village_moves_with_its_due_date_and_tells_submitters(kit):
     township, village, task, topic = (kit.fresh(x) for x in ("tw", "v", "T", "t"))
     secretary = await kit.person(township, village_id=village, phone="13812340001")
@@ -121,7 +158,11 @@ async def test_overdue_and_escalation_reach_the_assignee_and_the_level_above(kit
     township, village, task = kit.fresh("tw"), kit.fresh("v"), kit.fresh("T")
     secretary = await kit.person(township, village_id=village)
     office = await kit.person(township, roles=["party_building_office"])
-    county = await kit.person(None, name="组织部", roles=["county_organisation_department"])
+    county = await kit.person(
+        None, name="组织部", roles=["county_organisation_department"], county_id="bincheng"
+    )
+    others = await other_desks(kit)
+    await campaign_in(kit, "bincheng", township)  # a forum's task: the township's county
     await kit.publish(
         "rectification", "TaskAssigned", task_assigned(kit, township, task, village), task
     )
@@ -160,7 +201,9 @@ async def test_overdue_and_escalation_reach_the_assignee_and_the_level_above(kit
     )
     assert overdue[0]["recipient_id"] == secretary
     escalated = await kit.settled(
-        "kind = 'task_escalated' AND recipient_id = ANY($1)", [secretary, office, county], count=2
+        "kind = 'task_escalated' AND recipient_id = ANY($1)",
+        [secretary, office, county, *others],
+        count=2,
     )
     assert {r["recipient_id"] for r in escalated} == {secretary, county}
     body = (await kit.client.get("/inbox", headers=kit.me(county))).json()["items"][0]["body"]
@@ -170,8 +213,14 @@ async def test_overdue_and_escalation_reach_the_assignee_and_the_level_above(kit
 async def test_a_red_light_goes_through_quiet_hours_to_county_and_township(kit):
     township, village = kit.fresh("tw"), kit.fresh("v")
     county = await kit.person(
-        None, name="组织部", roles=["county_organisation_department"], phone="13812340002"
+        None,
+        name="组织部",
+        roles=["county_organisation_department"],
+        phone="13812340002",
+        county_id="bincheng",
     )
+    others = await other_desks(kit)
+    campaign = await campaign_in(kit, "bincheng", township)
     office = await kit.person(township, roles=["party_building_office"], phone="13812340003")
     for p in (county, office):
         r = await kit.client.put(
@@ -181,7 +230,7 @@ async def test_a_red_light_goes_through_quiet_hours_to_county_and_township(kit):
         )
         assert r.status_code == 200
     light = {
-        "campaign_id": "c3",
+        "campaign_id": campaign,
         "village_id": village,
         "township_id": township,
         "previous": "yellow",
@@ -197,6 +246,7 @@ async def test_a_red_light_goes_through_quiet_hours_to_county_and_township(kit):
     )
     event_id = await kit.publish("rectification", "LightChanged", light, village)
     rows = await kit.settled("source_event_id = $1", event_id, count=4)
+    assert not {r["recipient_id"] for r in rows} & set(others)
     assert {(r["recipient_id"], r["channel"]) for r in rows} == {
         (county, "inbox"),
         (county, "sms"),
@@ -213,7 +263,7 @@ async def test_a_red_light_goes_through_quiet_hours_to_county_and_township(kit):
 
 async def test_a_late_report_tells_the_work_team_and_the_office(kit):
     township, team = kit.fresh("tw"), kit.fresh("team")
-    leader = await kit.person(township, name="张组长", roles=["cadre"])
+    leader = await kit.person(township, name="张组长", roles=["middle_cadre"])
     office = await kit.person(township, roles=["party_building_office"])
     await kit.publish(
         "rectification",
@@ -288,11 +338,11 @@ def report(team: str, township: str, village: str, kind: str, period: int, **dat
 
 async def test_a_report_due_tells_the_team_at_once_and_the_working_day_before(kit):
     township, team, village = kit.fresh("tw"), kit.fresh("team"), kit.fresh("v")
-    leader = await kit.person(township, name="张组长", roles=["cadre"], phone="13812340011")
-    member = await kit.person(township, name="李组员", roles=["cadre"])
+    leader = await kit.person(township, name="张组长", roles=["middle_cadre"], phone="13812340011")
+    member = await kit.person(township, name="李组员", roles=["middle_cadre"])
     office = await kit.person(township, roles=["party_building_office"])
     other_team = kit.fresh("team")
-    stranger = await kit.person(township, roles=["cadre"])
+    stranger = await kit.person(township, roles=["middle_cadre"])
     await kit.publish(
         "rectification",
         "WorkTeamFormed",
@@ -410,9 +460,17 @@ async def test_a_report_due_tells_the_team_at_once_and_the_working_day_before(ki
 async def test_verification_asks_the_departments_and_the_county(kit):
     township = kit.fresh("tw")
     discipline = await kit.person(
-        None, name="区纪委", roles=["discipline_commission"], email="jw@example.cn"
+        None,
+        name="区纪委",
+        roles=["discipline_commission"],
+        email="jw@example.cn",
+        county_id="bincheng",
     )
-    petitions = await kit.person(None, name="区信访局", roles=["petitions_bureau"])
+    petitions = await kit.person(
+        None, name="区信访局", roles=["petitions_bureau"], county_id="bincheng"
+    )
+    # a department the directory gives no county may be another county's: not asked either
+    await kit.person(None, name="某纪委", roles=["discipline_commission"])
     county = await kit.person(
         None, name="组织部", roles=["county_organisation_department"], county_id="bincheng"
     )
@@ -455,7 +513,7 @@ async def test_reports_that_come_before_their_team_are_told_once_it_is_formed(ki
     late may be read before the team that owes it; it waits for the team, told under its own
     event, and a report that came in meanwhile is not told at all."""
     township, team, village = kit.fresh("tw"), kit.fresh("team"), kit.fresh("v")
-    member = await kit.person(township, name="李组员", roles=["cadre"])
+    member = await kit.person(township, name="李组员", roles=["middle_cadre"])
     office = await kit.person(township, roles=["party_building_office"])
     dates = {"period_start": "2026-10-01", "period_end": "2026-10-31"}
     monthly = report(team, township, village, "monthly_progress", 2, **dates)

@@ -174,6 +174,20 @@ class ForumCancelled(Reader):
 rectification = EventRegistry()
 
 
+class CampaignTownship(Reader):
+    township_id: str
+
+
+@rectification.register("cunzhi.rectification.CampaignOpened", version=1)
+class CampaignOpened(Reader):
+    """Which county a campaign and its townships belong to: the county its red lights and
+    escalations are told to."""
+
+    campaign_id: str
+    county_id: str
+    townships: list[CampaignTownship]
+
+
 class Assignee(Reader):
     kind: str
     """``village`` (its secretary is told) or ``person``."""
@@ -224,6 +238,8 @@ class TaskEscalated(TaskEvent):
     """``township`` or ``county``: whose desk the overdue task is now on (逐级督办)."""
     working_days_overdue: int
     due_on: dt.date
+    campaign_id: str | None = None
+    """A campaign's task: its county is the campaign's."""
 
 
 @rectification.register("cunzhi.rectification.LightChanged", version=1)

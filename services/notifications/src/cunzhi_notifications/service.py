@@ -28,13 +28,17 @@ DESCRIPTION = (
     "working days (tasks 3 and 1 working days before they are due, a call for topics the "
     "working day before it closes, a forum the working day before it is held, a speak-up issue "
     "nobody claimed after 3 working days), and a call for topics opened past its deadline asks "
-    "nobody; the departments asked about a campaign's candidate villages are its county's (or "
-    "of no county in the directory); the daily digest is at 18:00 unless a person chooses "
+    "nobody; the departments asked about a campaign's candidate villages, and the county "
+    "organisation department told of a red light or an escalation, are the county's of the "
+    "campaign or township (as CampaignOpened said), never a person whose county the directory "
+    "does not say; a caller gives and takes away only directory roles at or below its own "
+    "level, and a county only its own; the daily digest is at 18:00 unless a person chooses "
     "another time; a send is tried 6 times, 30 s apart doubling to at most 1 hour, with jitter, "
     "a provider's own wait honoured when longer; SMS status reports are asked for every 5 "
-    "minutes for a day; the role notifications_admin (county IT) manages templates, endpoints "
-    "and anyone's directory entry, and with the person alone sees phone numbers and e-mail "
-    "addresses whole."
+    "minutes for a day; the role notifications_admin (county IT) manages and previews templates, "
+    "manages endpoints and anyone's directory entry, and with the person alone sees phone "
+    "numbers and e-mail addresses whole; a template renders within 20,000 steps, a second and "
+    "20,000 characters, and one that cannot render its kind's sample so is refused."
 )
 
 

@@ -34,6 +34,17 @@ async def test_messages_arrive_with_a_message_id_from_the_delivery_id(fakes: Fak
     assert results[0].provider_id == mail["Message-ID"]
 
 
+async def test_a_title_with_line_breaks_is_sent_on_one_subject_line(fakes: FakeProviders):
+    """A topic's title is a person's text: a line break in the Subject header made the e-mail
+    package refuse the message, and every try failed for good."""
+    email = channel(fakes)
+    title = message("qian@village.example", subject="议题进展：村东路灯\r\n不亮\n\u2028请关注")
+    [result] = await email.send([title])
+    assert result.outcome is Outcome.SENT, result.error
+    [mail] = fakes.smtp.to("qian@village.example")
+    assert mail["Subject"] == "议题进展：村东路灯 不亮 请关注"
+
+
 async def test_4xx_is_retry_and_5xx_is_failed(fakes: FakeProviders):
     email = channel(fakes)
     fakes.smtp.refuse["full@village.example"] = "452 4.2.2 mailbox full"

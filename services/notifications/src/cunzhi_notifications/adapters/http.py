@@ -22,16 +22,26 @@ import httpcore
 from cunzhi_platform import csvfile, edge
 from cunzhi_platform.aggregate import DomainError, Forbidden, NotFound
 from cunzhi_platform.auth import CurrentPrincipal, Principal, with_role
+from cunzhi_platform.clock import SHANGHAI
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.eventstore import StreamWrite
 from cunzhi_platform.runtime import Runtime, runtime
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 
 from ..channels.guard import ForbiddenAddress
 from ..channels.robots import Robot
 from ..channels.webhook import WebhookChannel
+from ..domain import grants
 from ..domain.kinds import CHANNELS, KINDS, PERSON_CHANNELS, kind
 from ..domain.privacy import mask_email, mask_phone, mask_url
 from ..domain.routing import Preference, check_preference
@@ -92,16 +102,70 @@ def _may_read_township(who: Principal, township_id: str | None) -> None:
 # -- directory ------------------------------------------------------------------------------
 
 
+def _known_role(role: str) -> str:
+    if role not in grants.ROLES:
+        raise ValueError(f"未知角色“{role}”；可用的角色：{'、'.join(grants.ROLES)}")
+    return role
+
+
+RoleName = Annotated[
+    str,
+    AfterValidator(_known_role),
+    WithJsonSchema({"type": "string", "enum": list(grants.ROLES)}),
+]
+
+
+def _may_grant(
+    who: Principal, p: PersonIn, roles_before: list[str], county_before: str | None
+) -> None:
+    """Roles given or taken away at or below the caller's own level, a county only its own
+    (ours; ``grants.py``): a township office enrols nobody into the county's audiences."""
+    beyond = grants.beyond(who.roles, roles_before, p.roles)
+    if beyond:
+        raise Forbidden(
+            f"无权为{p.name}授予或取消高于本人层级的角色：{'、'.join(beyond)}", field="roles"
+        )
+    if p.county_id not in (None, county_before, who.county_id) and not (
+        who.has_role(ADMIN) and who.county_id is None
+    ):
+        raise Forbidden(f"{p.name}所填的县不在您的管辖范围内", field="county_id")
+
+
+async def _before(conn: asyncpg.Connection, s: str, ids: list[str]) -> dict[str, asyncpg.Record]:
+    """What the directory holds of these people now (their township, given roles, county)."""
+    rows = await conn.fetch(
+        f"""SELECT person_id, township_id, manual_roles, county_id FROM {s}.people
+            WHERE person_id = ANY($1::text[])""",
+        ids,
+    )
+    return {r["person_id"]: r for r in rows}
+
+
+def _may_change(who: Principal, p: PersonIn, before: asyncpg.Record | None) -> None:
+    """Everything a caller must be allowed to put one person into the directory as ``p``."""
+    _may_manage(who, p.township_id)
+    if before is not None and before["township_id"] is not None:
+        _may_manage(who, before["township_id"])  # nobody moves a person out of another's township
+    _may_grant(
+        who,
+        p,
+        list(before["manual_roles"]) if before else [],
+        before["county_id"] if before else None,
+    )
+
+
 class PersonIn(edge.Body):
     """A person in the directory. ``phone`` is a mainland mobile number (11 digits).
 
     ``roles`` are the roles given here; the person also holds the role meetings' roster gives
     them in each township (ours: such a role is the roster's, replaced when the roster changes
-    it, even if it was given here too).
+    it, even if it was given here too). A caller gives and takes away only roles at or below its
+    own level (village, township, county, administrator) and a county only its own (ours; 403
+    otherwise): a township office enrols nobody into the county's audiences.
     """
 
     name: Name
-    roles: list[Id] = Field(default_factory=list, max_length=20)
+    roles: list[RoleName] = Field(default_factory=list, max_length=20)
     county_id: Id | None = None
     township_id: Id | None = None
     station_id: Id | None = None
@@ -184,11 +248,8 @@ async def put_person(
     """Add or replace a person (the office of their township, or an administrator)."""
     _may_manage(who, body.township_id)
     async with rt.pool.acquire() as conn, conn.transaction():
-        current = await conn.fetchval(
-            f"SELECT township_id FROM {_s(rt)}.people WHERE person_id = $1", person_id
-        )
-        if current is not None:
-            _may_manage(who, current)  # nobody moves a person out of another's township
+        before = (await _before(conn, _s(rt), [person_id])).get(person_id)
+        _may_change(who, body, before)
         await _upsert(conn, _s(rt), person_id, body)
         row = await conn.fetchrow(f"SELECT * FROM {_s(rt)}.people WHERE person_id = $1", person_id)
     return _person_out(row, who)
@@ -257,6 +318,9 @@ async def import_people(who: CurrentPrincipal, request: Request, rt: Rt) -> dict
     if problems:
         raise csvfile.CsvRefused("people CSV", problems)
     async with rt.pool.acquire() as conn, conn.transaction():
+        before = await _before(conn, _s(rt), [pid for pid, _ in people])
+        for pid, person in people:
+            _may_change(who, person, before.get(pid))
         for pid, person in people:
             await _upsert(conn, _s(rt), pid, person)
     return {"imported": len(people)}
@@ -501,7 +565,7 @@ async def unread_count(who: CurrentPrincipal, rt: Rt) -> dict[str, int]:
     return {"unread": await _unread(rt.pool, _s(rt), who.sub)}
 
 
-async def _mark_read(rt: Runtime, who: Principal, only: str | None) -> int:
+async def _mark_read(rt: Runtime, who: Principal, request: Request, only: str | None) -> int:
     s, now = _s(rt), rt.clock.now()
     async with rt.pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
@@ -532,13 +596,17 @@ async def _mark_read(rt: Runtime, who: Principal, only: str | None) -> int:
             for r in rows
         ]
         if writes:
-            await webhooks.append(rt.store, conn, writes, CommandContext(actor=who.sub))
+            # The platform's middleware checked the header (or made one up).
+            ctx = CommandContext(actor=who.sub, correlation_id=request.headers["x-correlation-id"])
+            await webhooks.append(rt.store, conn, writes, ctx)
             await conn.execute("SELECT pg_notify($1, $2)", f"{rt.store.schema}.inbox", who.sub)
     return len(rows)
 
 
 @router.post("/inbox/{delivery_id}/read", tags=["inbox"])
-async def read_one(delivery_id: uuid.UUID, who: CurrentPrincipal, rt: Rt) -> dict[str, int]:
+async def read_one(
+    delivery_id: uuid.UUID, who: CurrentPrincipal, request: Request, rt: Rt
+) -> dict[str, int]:
     """Mark one notice read (→ ``NotificationRead``); reading it again changes nothing."""
     owner = await rt.pool.fetchval(
         f"SELECT recipient_id FROM {_s(rt)}.deliveries WHERE delivery_id = $1 AND {_INBOX}",
@@ -546,13 +614,13 @@ async def read_one(delivery_id: uuid.UUID, who: CurrentPrincipal, rt: Rt) -> dic
     )
     if owner != who.sub:  # someone else's notice is as good as none
         raise NotFound(f"no notice {delivery_id} in your inbox", field="delivery_id")
-    marked = await _mark_read(rt, who, str(delivery_id))
+    marked = await _mark_read(rt, who, request, str(delivery_id))
     return {"marked": marked, "unread": await _unread(rt.pool, _s(rt), who.sub)}
 
 
 @router.post("/inbox/read-all", tags=["inbox"])
-async def read_all(who: CurrentPrincipal, rt: Rt) -> dict[str, int]:
-    marked = await _mark_read(rt, who, None)
+async def read_all(who: CurrentPrincipal, request: Request, rt: Rt) -> dict[str, int]:
+    marked = await _mark_read(rt, who, request, None)
     return {"marked": marked, "unread": 0}
 
 
@@ -592,6 +660,14 @@ class InboxHub:
                 queue.put_nowait(None)
 
 
+def _shanghai(value: object) -> str:
+    """Times in the stream as in every answer: RFC 3339 in +08:00 (the edge does this for JSON
+    answers; a stream is written here)."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(SHANGHAI).isoformat()
+    return str(value)
+
+
 def _hub(request: Request, rt: Runtime) -> InboxHub:
     hub: InboxHub | None = getattr(request.app.state, "inbox_hub", None)
     if hub is None:
@@ -625,7 +701,8 @@ async def inbox_stream(
                     "unread": await _unread(rt.pool, s, who.sub),
                     "newest": _item(newest) if newest else None,
                 }
-                yield f"event: inbox\ndata: {json.dumps(data, default=str, ensure_ascii=False)}\n\n"
+                text = json.dumps(data, default=_shanghai, ensure_ascii=False)
+                yield f"event: inbox\ndata: {text}\n\n"
                 while True:
                     try:
                         await asyncio.wait_for(queue.get(), timeout=heartbeat_s)
@@ -666,21 +743,42 @@ def _delivery(r: asyncpg.Record) -> dict[str, Any]:
 
 @router.get("/subjects/{subject_ref}/deliveries", tags=["deliveries"])
 async def subject_deliveries(
-    subject_ref: Annotated[str, Path(max_length=200)], who: CurrentPrincipal, rt: Rt
+    subject_ref: Annotated[str, Path(max_length=200)],
+    who: CurrentPrincipal,
+    rt: Rt,
+    limit: edge.Limit = 100,
+    offset: edge.Offset = 0,
 ) -> dict[str, Any]:
     """Who has been told about ``forum:{id}`` (or ``call:…``, ``topic:…``), on which channel,
-    and who has read it: per recipient, every delivery of every notice about the subject."""
+    and who has read it: per recipient, every delivery of every notice about the subject.
+    ``recipients`` is one page (by recipient id, ``limit`` and ``offset``) of ``total``;
+    ``by_status`` and ``read`` count them all."""
     s = _s(rt)
     notices = await rt.pool.fetch(
         f"SELECT * FROM {s}.notices WHERE subject_ref = $1 ORDER BY created_at", subject_ref
     )
     for n in {n["township_id"] for n in notices}:
         _may_read_township(who, n)
-    rows = await rt.pool.fetch(
-        f"""SELECT d.* FROM {s}.deliveries d JOIN {s}.notices n
-              ON n.source_event_id = d.source_event_id AND n.kind = d.kind
-            WHERE n.subject_ref = $1 ORDER BY d.recipient_id, d.kind, d.channel""",
+    of_subject = f"""{s}.deliveries d JOIN {s}.notices n
+        ON n.source_event_id = d.source_event_id AND n.kind = d.kind WHERE n.subject_ref = $1"""
+    counts = await rt.pool.fetchrow(
+        f"""SELECT count(DISTINCT d.recipient_id) AS total,
+                count(DISTINCT d.recipient_id) FILTER (WHERE d.read_at IS NOT NULL) AS read
+            FROM {of_subject}""",
         subject_ref,
+    )
+    by_status = await rt.pool.fetch(
+        f"SELECT d.status, count(*) AS n FROM {of_subject} GROUP BY d.status ORDER BY d.status",
+        subject_ref,
+    )
+    rows = await rt.pool.fetch(
+        f"""SELECT d.* FROM {of_subject} AND d.recipient_id IN (
+                SELECT DISTINCT d.recipient_id FROM {of_subject}
+                ORDER BY d.recipient_id LIMIT $2 OFFSET $3)
+            ORDER BY d.recipient_id, d.kind, d.channel""",
+        subject_ref,
+        limit,
+        offset,
     )
     recipients: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -689,9 +787,6 @@ async def subject_deliveries(
         )
         entry["deliveries"].append(_delivery(r))
         entry["read"] = entry["read"] or r["read_at"] is not None
-    by_status: dict[str, int] = {}
-    for r in rows:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
     return {
         "subject_ref": subject_ref,
         "notices": [
@@ -703,8 +798,11 @@ async def subject_deliveries(
             }
             for n in notices
         ],
-        "by_status": by_status,
-        "read": sum(1 for e in recipients.values() if e["read"]),
+        "by_status": {r["status"]: r["n"] for r in by_status},
+        "read": counts["read"],
+        "total": counts["total"],
+        "limit": limit,
+        "offset": offset,
         "recipients": list(recipients.values()),
     }
 
@@ -864,11 +962,14 @@ async def get_template(kind_code: IdPath, channel: IdPath, _: CurrentPrincipal, 
 async def put_template(
     kind_code: IdPath, channel: IdPath, body: TemplateIn, who: CurrentPrincipal, rt: Rt
 ) -> Any:
-    """Replace a template (administrators). It must render with the kind's sample data, and an
-    SMS must stay within the providers' length (422 otherwise, nothing stored)."""
+    """Replace a template (administrators). It must render with the kind's sample data within
+    the renderer's bounds (ours: steps, time and size, so that no template can hold up the
+    sender), and an SMS must stay within the providers' length (422 naming ``subject`` or
+    ``body`` and why, nothing stored)."""
     who.require_role(ADMIN)
     _template_kind(kind_code, channel)
-    rendered = check(kind_code, channel, Template(body.subject, body.body))
+    # In a thread: even within its bounds a render may take up to a second of CPU.
+    rendered = await asyncio.to_thread(check, kind_code, channel, Template(body.subject, body.body))
     await rt.pool.execute(
         f"""INSERT INTO {_s(rt)}.templates VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (kind, channel) DO UPDATE SET subject = $3, body = $4, updated_by = $5,
@@ -887,8 +988,10 @@ async def put_template(
 async def preview_template(
     kind_code: IdPath, channel: IdPath, body: PreviewIn, who: CurrentPrincipal, rt: Rt
 ) -> Any:
-    """What a template gives with sample data (or data given): subject, body, SMS parts."""
-    who.require_role(ADMIN, OFFICE)
+    """What a template gives with sample data (or data given): subject, body, SMS parts.
+    Administrators only (ours): a template is code the service runs, rendered within bounds
+    of steps, time and size (422 with why when one is reached)."""
+    who.require_role(ADMIN)
     _template_kind(kind_code, channel)
     template = (
         Template(body.template.subject, body.template.body)
@@ -896,7 +999,7 @@ async def preview_template(
         else (await _template(rt, kind_code, channel))[0]
     )
     context = body.context if body.context is not None else sample(kind_code)
-    return render(template, channel, context).__dict__
+    return (await asyncio.to_thread(render, template, channel, context)).__dict__
 
 
 @router.delete("/templates/{kind_code}/{channel}", tags=["templates"], status_code=204)

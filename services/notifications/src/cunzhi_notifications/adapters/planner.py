@@ -186,6 +186,8 @@ class _Planning:
             await _Reports(self).on(event)
         elif isinstance(event, r.VerificationRequested):
             await self.verification_requested(event)
+        elif isinstance(event, r.CampaignOpened):
+            await self.campaign_opened(event)
 
     async def call_opened(self, e: r.CallForTopicsOpened) -> None:
         if e.closes_at <= e.opened_at:
@@ -363,21 +365,50 @@ class _Planning:
             key,
         )
 
-    async def with_roles(
-        self, roles: Sequence[str], township_id: str | None, county_id: str | None = None
-    ) -> list[str]:
-        """People of the directory holding one of ``roles`` (in the township, if given; of the
-        county, if given, or of no county: a one-county directory need not say it)."""
+    async def with_roles(self, roles: Sequence[str], township_id: str) -> list[str]:
+        """People of the directory holding one of ``roles`` in the township."""
         rows = await self.conn.fetch(
             f"""SELECT person_id FROM {self.s}.people
-                WHERE active AND roles && $1::text[] AND ($2::text IS NULL OR township_id = $2)
-                  AND ($3::text IS NULL OR county_id IS NULL OR county_id = $3)
-                ORDER BY person_id""",
+                WHERE active AND roles && $1::text[] AND township_id = $2 ORDER BY person_id""",
             list(roles),
             township_id,
+        )
+        return [row["person_id"] for row in rows]
+
+    async def of_county(self, roles: Sequence[str], county_id: str | None) -> list[str]:
+        """People holding one of ``roles`` in the county; nobody when the county is unknown, and
+        never one whose county the directory does not say (another county's, for all we know)."""
+        rows = await self.conn.fetch(
+            f"""SELECT person_id FROM {self.s}.people
+                WHERE active AND roles && $1::text[] AND county_id = $2 ORDER BY person_id""",
+            list(roles),
             county_id,
         )
         return [row["person_id"] for row in rows]
+
+    async def county_of(self, campaign_id: str | None, township_id: str) -> str | None:
+        """The county of the campaign, or else of the township, as CampaignOpened said."""
+        county: str | None = await self.conn.fetchval(
+            f"""SELECT coalesce(
+                    (SELECT county_id FROM {self.s}.campaign_counties WHERE campaign_id = $1),
+                    (SELECT county_id FROM {self.s}.township_counties WHERE township_id = $2))""",
+            campaign_id,
+            township_id,
+        )
+        return county
+
+    async def campaign_opened(self, e: r.CampaignOpened) -> None:
+        await self.conn.execute(
+            f"""INSERT INTO {self.s}.campaign_counties VALUES ($1, $2)
+                ON CONFLICT (campaign_id) DO UPDATE SET county_id = $2""",
+            e.campaign_id,
+            e.county_id,
+        )
+        await self.conn.executemany(
+            f"""INSERT INTO {self.s}.township_counties VALUES ($1, $2)
+                ON CONFLICT (township_id) DO UPDATE SET county_id = $2""",
+            [(t.township_id, e.county_id) for t in e.townships],
+        )
 
     async def secretaries(self, village_id: str) -> list[str]:
         rows = await self.conn.fetch(
@@ -424,9 +455,11 @@ class _Planning:
             )
 
     async def red_light(self, e: r.LightChanged) -> None:
-        """A village turned red: the county organisation department and the township, at once
-        (an urgent kind: quiet hours do not hold it)."""
-        recipients = await self.with_roles([COUNTY], None)
+        """A village turned red: the county organisation department of the campaign's county and
+        the township, at once (an urgent kind: quiet hours do not hold it)."""
+        recipients = await self.of_county(
+            [COUNTY], await self.county_of(e.campaign_id, e.township_id)
+        )
         recipients += await self.with_roles(TOWNSHIP_OFFICE, e.township_id)
         await self.notify(
             "red_light",
@@ -461,7 +494,7 @@ class _Planning:
             None,
             f"campaign:{e.campaign_id}",
             context,
-            await self.with_roles([*asked, COUNTY], None, e.county_id),
+            await self.of_county([*asked, COUNTY], e.county_id),
         )
 
 
@@ -645,10 +678,11 @@ class _Tasks:
             )
         elif isinstance(e, r.TaskEscalated):
             level = "县级" if e.level == "county" else "乡镇"
-            desk = [COUNTY] if e.level == "county" else TOWNSHIP_OFFICE
-            recipients = await self.p.with_roles(
-                desk, None if e.level == "county" else e.township_id
-            )
+            if e.level == "county":
+                county = await self.p.county_of(e.campaign_id, e.township_id)
+                recipients = await self.p.of_county([COUNTY], county)
+            else:
+                recipients = await self.p.with_roles(TOWNSHIP_OFFICE, e.township_id)
             await self.p.notify(
                 "task_escalated",
                 e.township_id,

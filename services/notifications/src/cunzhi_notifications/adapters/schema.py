@@ -221,4 +221,19 @@ MIGRATIONS = [
         CREATE INDEX ON {schema}.reports_awaiting_team (cancel_key);
         """,
     ),
+    Migration(
+        "0004_counties_of_campaigns_and_townships",
+        """
+        -- The county of an event that names only its campaign or township (CampaignOpened):
+        -- the county whose organisation department hears of its red lights and escalations.
+        CREATE TABLE {schema}.campaign_counties (
+            campaign_id text PRIMARY KEY,
+            county_id text NOT NULL
+        );
+        CREATE TABLE {schema}.township_counties (
+            township_id text PRIMARY KEY,
+            county_id text NOT NULL
+        );
+        """,
+    ),
 ]

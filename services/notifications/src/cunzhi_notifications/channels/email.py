@@ -77,7 +77,8 @@ class EmailChannel:
         mail = EmailMessage()
         mail["From"] = self.sender
         mail["To"] = message.address
-        mail["Subject"] = message.subject
+        # A header is one line: a title with a line break made every try fail for good.
+        mail["Subject"] = " ".join(message.subject.split())
         mail["Message-ID"] = message_id(message.delivery_id, self.domain)
         mail["Date"] = email.utils.format_datetime(self.clock.now())
         for name, value in message.headers.items():

@@ -2,9 +2,11 @@
 
 A subscriber's URL is someone else's input. Only http(s); the host is resolved and every
 address checked: public addresses pass (unless the operator turns that off), private,
-loopback, link-local, shared, reserved and multicast ones only where the operator's allow
-list names them (``10.20.0.0/16``, ``::1/128``, or a host name, which admits that host
-whatever it resolves to). The check runs *inside* the connection: the network backend
+loopback, link-local, shared, reserved, documentation and multicast ones (``SPECIAL``, the
+IANA special-purpose registries written out here, not ``ipaddress.is_global``, whose answer
+changed between Python patch releases) only where the operator's allow list names them
+(``10.20.0.0/16``, ``::1/128``, or a host name, which admits that host whatever it resolves
+to). The check runs *inside* the connection: the network backend
 resolves, checks and connects to the very address it checked, so a DNS answer that changes
 between a check and the connection (rebinding) cannot slip through. Redirects are never
 followed (the webhook client does not follow them at all).
@@ -25,6 +27,42 @@ import httpcore
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+SPECIAL: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",  # "this network"
+        "10.0.0.0/8",  # private
+        "100.64.0.0/10",  # shared address space (carrier-grade NAT)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local, cloud metadata
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # documentation (TEST-NET-1)
+        "192.88.99.0/24",  # 6to4 relay anycast (deprecated)
+        "192.168.0.0/16",  # private
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation (TEST-NET-2)
+        "203.0.113.0/24",  # documentation (TEST-NET-3)
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and the limited broadcast 255.255.255.255
+        "::/96",  # unspecified, loopback, IPv4-compatible (deprecated)
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT)
+        "64:ff9b:1::/48",  # NAT64 local use
+        "100::/64",  # discard only
+        "2001::/23",  # IETF protocol assignments: Teredo, benchmarking, ORCHID…
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "5f00::/16",  # segment routing (SRv6) SIDs
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "fec0::/10",  # site-local (deprecated)
+        "ff00::/8",  # multicast
+    )
+)
+"""Never a public host. IPv4-mapped (``::ffff:0:0/96``), 6to4 (``2002::/16``) and NAT64
+(``64:ff9b::/96``) addresses are judged by the IPv4 address they carry; other IPv6 addresses
+must be global unicast (``2000::/3``) besides."""
 HOST_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9_-]{1,63}$")
 
 
@@ -39,6 +77,14 @@ def carried_ipv4(address: IPAddress) -> IPAddress:
     if address in NAT64:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
+
+
+def public(address: IPAddress) -> bool:
+    """Outside every special range (``SPECIAL``); for IPv6, also global unicast. Addresses that
+    carry an IPv4 address are judged by it (``carried_ipv4``) before they come here."""
+    if isinstance(address, ipaddress.IPv6Address) and address not in GLOBAL_UNICAST_V6:
+        return False
+    return not any(address in network for network in SPECIAL)
 
 
 class ForbiddenAddress(Exception):
@@ -75,7 +121,7 @@ class AddressPolicy:
         carried = carried_ipv4(address)
         if carried != address and any(carried in network for network in self.networks):
             return True
-        return self.allow_public and carried.is_global and not carried.is_multicast
+        return self.allow_public and public(carried)
 
     def check_url(self, url: str) -> tuple[str, str, int]:
         """Scheme, host and port of a URL the policy could allow; ForbiddenAddress if not."""

@@ -4,19 +4,32 @@ The built-in texts are written once per kind (a subject, a long text for the inb
 group robots, a short text for SMS) and laid out per channel; operators may replace any
 kind × channel with their own, checked by rendering it with the kind's sample data first.
 Rendering is sandboxed and strict: a variable the context lacks is an error, not an empty hole.
+
+Rendering is also bounded (ours): an operator's template is code run by every sender pass and a
+preview, so one that loops, multiplies or pads without end must be refused in milliseconds, not
+freeze the service. Jinja's sandbox bounds only ``range()``; ``_Bounded`` counts every loop
+step, call and filter against a budget of steps, time and characters, refuses single operations
+whose result would exceed ``MAX_VALUE`` before it is computed (``'x' * 10**10``, ``10**10**10``,
+a padding width), and leaves out the filters, globals and string methods that multiply their
+input (``indent``, ``wordwrap``, ``tojson``, ``lipsum``, ``str.center``…).
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
-from collections.abc import Mapping
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, nodes
 from jinja2 import TemplateError as JinjaError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
+from jinja2.visitor import NodeTransformer
 
 from .errors import TemplateError
 from .kinds import CHANNELS, KINDS, kind
@@ -29,15 +42,221 @@ SMS_SEGMENT = 67
 SMS_MAX = 500
 """The providers' limit on a long SMS, signature included."""
 
-_env = SandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+MAX_OUTPUT = 20_000
+"""Characters a rendered subject or body may have (ours: a digest of a day's notices is a few
+thousand; a robot message takes 4,096 bytes, an e-mail far more than anyone reads)."""
+MAX_VALUE = 64_000
+"""Characters (or items) of any one value a template computes."""
+MAX_STEPS = 20_000
+"""Loop steps, calls and filters of one render (the built-in texts take a few dozen, a digest
+of a day's notices a few hundred)."""
+MAX_WORK = 2_000_000
+"""Characters (or items) one render may compute in all."""
+MAX_SECONDS = 1.0
+"""Wall time of one render: the backstop for what the counts above do not see."""
+
+_UNSAFE_FILTERS = ("indent", "wordwrap", "tojson", "pprint", "urlize", "xmlattr", "sum")
+"""Filters whose output can be many times their input (a width, an indent, a wrap string, a
+sum of lists): left out, not bounded one by one."""
+_UNSAFE_METHODS = frozenset(
+    {
+        "center",
+        "ljust",
+        "rjust",
+        "zfill",
+        "expandtabs",
+        "format",
+        "format_map",
+        "join",
+        "replace",
+        "translate",
+        "maketrans",
+    }
 )
+"""String methods that pad or multiply; the ``replace`` and ``join`` filters remain."""
+
+
+class _Budget:
+    """What one render may still spend."""
+
+    def __init__(self) -> None:
+        self.steps = MAX_STEPS
+        self.work = MAX_WORK
+        self.deadline = time.monotonic() + MAX_SECONDS
+
+    def step(self) -> None:
+        self.steps -= 1
+        if self.steps < 0:
+            raise TemplateError(f"模板运算超过{MAX_STEPS}步（循环或调用过多）")
+        if time.monotonic() > self.deadline:
+            raise TemplateError(f"模板渲染超过{MAX_SECONDS:g}秒")
+
+    def spend(self, value: object) -> object:
+        size = len(value) if isinstance(value, str | bytes | list | tuple | dict | set) else 0
+        if size > MAX_VALUE:
+            raise TemplateError(f"模板计算出的值过长（超过{MAX_VALUE}个字符或元素）")
+        self.work -= size
+        if self.work < 0:
+            raise TemplateError(f"模板计算量过大（超过{MAX_WORK}个字符）")
+        return value
+
+
+_budget: contextvars.ContextVar[_Budget] = contextvars.ContextVar("template_budget")
+
+
+def _refuse(reason: str) -> TemplateError:
+    return TemplateError(f"模板中的运算结果过大：{reason}")
+
+
+def _size(value: object) -> int:
+    return len(value) if isinstance(value, str | bytes | list | tuple) else len(str(value))
+
+
+def _check_repeat(sequence: object, times: object) -> None:
+    if not isinstance(sequence, str | bytes | list | tuple) or not isinstance(times, int):
+        return
+    if len(sequence) * max(times, 0) > MAX_VALUE:
+        raise _refuse(f"重复{times}次后超过{MAX_VALUE}个字符")
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse before computing what would be too big (a product, a power, a padding width)."""
+    ints = isinstance(left, int) and isinstance(right, int)
+    if operator == "*":
+        _check_repeat(left, right)
+        _check_repeat(right, left)
+        if ints and left.bit_length() + right.bit_length() > MAX_VALUE:
+            raise _refuse("整数乘积过大")
+    elif operator == "**" and ints and right > 0:
+        if max(left.bit_length(), 1) * right > MAX_VALUE:
+            raise _refuse(f"{left}的{right}次方过大")
+    elif operator == "%" and isinstance(left, str):
+        _check_format(left, right if isinstance(right, tuple | dict) else (right,))
+
+
+_WIDTHS = re.compile(r"\d+")
+
+
+def _check_format(fmt: str, args: Iterable[Any]) -> None:
+    """``'%s' % x`` and the ``format`` filter: each placeholder may take the longest argument
+    and be padded to any width written in it."""
+    values = list(args.values()) if isinstance(args, dict) else list(args)
+    longest = max((_size(v) for v in values), default=0)
+    widths = sum(int(w) if len(w) < 6 else MAX_VALUE for w in _WIDTHS.findall(fmt))
+    if len(fmt) + fmt.count("%") * longest + widths > MAX_VALUE:
+        raise _refuse(f"格式化结果超过{MAX_VALUE}个字符")
+
+
+def _check_filter(name: str, value: Any, params: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """The filters that can multiply their input, estimated before they run (``value`` is what
+    is filtered, ``params`` what the template passes besides)."""
+    for param in (*params, *kwargs.values()):
+        if isinstance(param, int) and abs(param) > MAX_VALUE:
+            raise _refuse(f"参数{param}过大")
+    if name == "replace" and len(params) >= 2:
+        s, old, new = str(value), str(params[0]), str(params[1])
+        if len(s) + (len(s) // max(len(old), 1) + 1) * len(new) > MAX_VALUE:
+            raise _refuse(f"替换结果超过{MAX_VALUE}个字符")
+    elif name == "join" and isinstance(value, Sequence):
+        sep = str(params[0] if params else kwargs.get("d", ""))
+        if len(sep) * len(value) > MAX_VALUE:
+            raise _refuse(f"连接结果超过{MAX_VALUE}个字符")
+    elif name == "format":
+        _check_format(str(value), kwargs or params)
+    elif name == "center" and params and isinstance(params[0], int):
+        _check_repeat(" ", params[0])
+
+
+def _bounded_filter(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
+    # Jinja passes a filter marked pass_context (or eval_context, environment) that first.
+    passed = 1 if getattr(f, "jinja_pass_arg", None) else 0
+
+    @functools.wraps(f)  # keeps Jinja's pass_context marks
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        budget = _budget.get()
+        budget.step()
+        head, value, params = args[:passed], args[passed], args[passed + 1 :]
+        if name == "join" and not isinstance(value, Sequence):
+            value = list(value)  # a generator's items counted before they are joined
+        _check_filter(name, value, params, kwargs)
+        return budget.spend(f(*head, value, *params, **kwargs))
+
+    return bounded
+
+
+class _BoundedNamespace(Namespace):
+    """``namespace()``, whose attributes cannot grow past ``MAX_VALUE`` (a loop doubling one)."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        super().__setitem__(name, _budget.get().spend(value))
+
+
+def _steps(iterable: Iterable[Any]) -> Iterator[Any]:
+    """A loop's items, each a step of the budget (nested loops multiply their steps)."""
+    budget = _budget.get()
+    for item in iterable:
+        budget.step()
+        yield item
+
+
+class _CountLoops(NodeTransformer):
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Filter(node.iter, "_steps", [], [], None, None, lineno=node.lineno)
+        return node
+
+
+def _concat(parts: Iterable[str]) -> str:
+    """What a macro or ``{% set %}`` block made, checked before it is joined."""
+    parts = list(parts)
+    if sum(len(p) for p in parts) > MAX_VALUE:
+        raise _refuse(f"宏或块的输出超过{MAX_VALUE}个字符")
+    return "".join(parts)
+
+
+class _Bounded(ImmutableSandboxedEnvironment):
+    """The sandbox (immutable: no ``list.append`` in a loop), with every operation bounded."""
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    concat = staticmethod(_concat)
+
+    def __init__(self) -> None:
+        super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        self.filters = {
+            name: _bounded_filter(name, f)
+            for name, f in self.filters.items()
+            if name not in _UNSAFE_FILTERS
+        }
+        self.filters["_steps"] = _steps
+        del self.globals["lipsum"]
+        self.globals["namespace"] = _BoundedNamespace
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_binop(operator, left, right)
+        return _budget.get().spend(super().call_binop(context, operator, left, right))
+
+    def wrap_str_format(self, value: Any) -> None:
+        """``str.format`` pads to any width: refused with the other methods below, not wrapped."""
+        return None
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if isinstance(obj, str) and attr in _UNSAFE_METHODS:
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        budget = _budget.get()
+        budget.step()
+        return budget.spend(super().call(__context, __obj, *args, **kwargs))
+
+
+_env = _Bounded()
 
 
 @functools.lru_cache(maxsize=1024)
 def _compiled(source: str) -> jinja2.Template:
     """Compiling is most of a render's cost; templates change rarely, senders render many."""
-    return _env.from_string(source)
+    return _env.from_string(_CountLoops().visit(_env.parse(source)))
 
 
 @dataclass(frozen=True)
@@ -242,19 +461,45 @@ def sms_parts(body: str) -> int:
     return 1 if length <= SMS_SINGLE else -(-length // SMS_SEGMENT)
 
 
-def render(template: Template, channel: str, context: Mapping[str, Any]) -> Rendered:
-    """Render; a template error or an SMS past the providers' limit raises ``TemplateError``."""
+def _render(source: str, context: Mapping[str, Any], budget: _Budget) -> str:
+    out: list[str] = []
+    size = 0
+    for chunk in _compiled(source).generate(context):
+        budget.step()
+        size += len(chunk)
+        if size > MAX_OUTPUT:
+            raise TemplateError(f"模板输出超过{MAX_OUTPUT}个字符")
+        out.append(chunk)
+    return "".join(out).strip()
+
+
+def _part(source: str, context: Mapping[str, Any], budget: _Budget, field: str) -> str:
+    """One part of the template (``subject`` or ``body``), refused under its own name."""
     try:
-        subject = _compiled(template.subject).render(context).strip()
-        body = _compiled(template.body).render(context).strip()
+        return _render(source, context, budget)
+    except TemplateError as exc:
+        raise TemplateError(exc.message, field=field) from exc
     except JinjaError as exc:
-        raise TemplateError(f"the template does not render: {exc}", field="body") from exc
+        raise TemplateError(f"模板无法渲染：{exc}", field=field) from exc
+    except Exception as exc:  # a template's own arithmetic or types: 1/0, 1 + "a", recursion
+        raise TemplateError(f"模板无法渲染：{type(exc).__name__}: {exc}", field=field) from exc
+
+
+def render(template: Template, channel: str, context: Mapping[str, Any]) -> Rendered:
+    """Render within the bounds above; a template error, a bound reached or an SMS past the
+    providers' limit raises ``TemplateError`` (the reason in Chinese, the part as its field)."""
+    budget = _Budget()
+    token = _budget.set(budget)
+    try:
+        subject = _part(template.subject, context, budget, "subject")
+        body = _part(template.body, context, budget, "body")
+    finally:
+        _budget.reset(token)
     if channel != "sms":
         return Rendered(subject, body)
     if len(SMS_SIGNATURE) + len(body) > SMS_MAX:
         raise TemplateError(
-            f"the SMS is {len(SMS_SIGNATURE) + len(body)} characters with its signature; "
-            f"providers take at most {SMS_MAX}",
+            f"短信连同签名共{len(SMS_SIGNATURE) + len(body)}个字，服务商最多接受{SMS_MAX}个字",
             field="body",
         )
     return Rendered(subject, body, sms_parts(body))
