@@ -13,13 +13,13 @@ from typing import ClassVar
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from counting import registry as counting
 from cunzhi_platform.clock import SHANGHAI
 from cunzhi_platform.consumer import Consumer, Tx
 from cunzhi_platform.envelope import Envelope, dlq_for, foreign_source, topic_for, topic_owner
 from cunzhi_platform.events import Event, EventRegistry, Reader
 from cunzhi_platform.runtime import Service
 from cunzhi_platform.testing import consume, eventually, running
-from counting import registry as counting
 
 pytestmark = pytest.mark.slow
 
