@@ -82,7 +82,7 @@ class KafkaAccess:
     bootstrap_servers: str
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
-    sasl_username: str | None = field(default=None)
+    sasl_username: str | None = None
     sasl_password: str | None = field(default=None, repr=False)
     ssl_ca_file: Path | None = None
     ssl_cert_file: Path | None = None
