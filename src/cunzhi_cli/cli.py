@@ -33,7 +33,7 @@ from pathlib import Path
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.eventstore import EventStore
 from cunzhi_platform.infra import InfrastructureError, embedded
-from cunzhi_platform.kafka import TopicPlan, ensure_topics
+from cunzhi_platform.kafka import KafkaAccess, TopicPlan, ensure_topics
 from cunzhi_platform.logging import configure_logging
 from cunzhi_platform.rebuild import NewerProjection, RebuildError, rebuild
 from cunzhi_platform.republish import HistoryAlreadyQueued, republish
@@ -94,7 +94,7 @@ async def _republish(settings: Settings, names: list[str]) -> None:
             if settings.kafka_bootstrap_servers:
                 # A fresh broker: the topic with its configured partitions before anything else.
                 plan = TopicPlan.from_settings(settings)
-                await ensure_topics(settings.kafka_bootstrap_servers, [store.topic], plan)
+                await ensure_topics(KafkaAccess.from_settings(settings), [store.topic], plan)
             try:
                 queued = await republish(store)
             except HistoryAlreadyQueued as waiting:
@@ -141,7 +141,7 @@ async def _export(settings: Settings, root: Path, from_kafka: bool, names: list[
     if from_kafka:
         if not settings.kafka_bootstrap_servers:
             raise InfrastructureError("CUNZHI_KAFKA_BOOTSTRAP_SERVERS must name the brokers")
-        exported = await export_from_kafka(settings.kafka_bootstrap_servers, root, services)
+        exported = await export_from_kafka(KafkaAccess.from_settings(settings), root, services)
     else:
         if not settings.database_url:
             raise InfrastructureError("CUNZHI_DATABASE_URL must name the services' database")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cunzhi_platform.envelope import dlq_for
 from cunzhi_platform.infra import InfrastructureError
+from cunzhi_platform.kafka import KafkaAccess
 from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
 
@@ -47,24 +48,24 @@ class DeadLetter:
         return (self.topic, self.partition, self.offset)
 
 
-def _require(settings: Settings) -> tuple[str, str]:
+def _require(settings: Settings) -> tuple[str, KafkaAccess]:
     if not settings.database_url or not settings.kafka_bootstrap_servers:
         raise InfrastructureError(
             "CUNZHI_DATABASE_URL and CUNZHI_KAFKA_BOOTSTRAP_SERVERS must name the service's "
             "database and broker"
         )
-    return settings.database_url, settings.kafka_bootstrap_servers
+    return settings.database_url, KafkaAccess.from_settings(settings)
 
 
 async def dead_letters(settings: Settings, service: Service) -> list[DeadLetter]:
     """Every dead letter of ``service``'s consumers, the broker's first, then the database's."""
-    database_url, bootstrap = _require(settings)
+    database_url, kafka = _require(settings)
     groups = {f"cunzhi.{service.name}.{c.name}" for c in service.consumers}
     topics = sorted({dlq_for(t) for c in service.consumers for t in c.topics})
     letters = [
         letter
         for topic in topics
-        async for letter in _from_topic(bootstrap, topic)
+        async for letter in _from_topic(kafka, topic)
         if letter.consumer in groups
     ]
     pool = await connect_database(database_url)
@@ -92,9 +93,9 @@ async def dead_letters(settings: Settings, service: Service) -> list[DeadLetter]
     return letters
 
 
-async def _from_topic(bootstrap: str, topic: str) -> AsyncIterator[DeadLetter]:
+async def _from_topic(kafka: KafkaAccess, topic: str) -> AsyncIterator[DeadLetter]:
     """The records of ``topic`` from the first to the last one there now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.client_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         await consumer.topics()
@@ -151,7 +152,7 @@ def render(letters: Sequence[DeadLetter]) -> str:
 
 async def replay(settings: Settings, service: Service, ids: Sequence[str] | None) -> int:
     """Publish the chosen dead letters (by id or event id; all when ``ids`` is None) again."""
-    _, bootstrap = _require(settings)
+    _, kafka = _require(settings)
     letters = await dead_letters(settings, service)
     if ids is not None:
         wanted = set(ids)
@@ -163,7 +164,7 @@ async def replay(settings: Settings, service: Service, ids: Sequence[str] | None
         letters = [d for d in letters if d.id in wanted or d.event_id in wanted]
     # One original record dead-lettered by several consumers goes back once.
     originals = list({d.original: d for d in letters}.values())
-    async with _producer(bootstrap) as producer:
+    async with _producer(kafka) as producer:
         for d in originals:
             await producer.send_and_wait(
                 d.topic,
@@ -175,8 +176,8 @@ async def replay(settings: Settings, service: Service, ids: Sequence[str] | None
 
 
 @contextlib.asynccontextmanager
-async def _producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+async def _producer(kafka: KafkaAccess) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(**kafka.client_options(), acks="all")
     await producer.start()
     try:
         yield producer

@@ -48,6 +48,7 @@ from cunzhi_notifications.adapters.sender import GROUP_SPACING
 from cunzhi_platform.auth import Principal
 from cunzhi_platform.clock import SHANGHAI, ManualClock, is_speak_up_day
 from cunzhi_platform.infra import infrastructure
+from cunzhi_platform.kafka import KafkaAccess
 from cunzhi_platform.runtime import connect_database
 from cunzhi_platform.settings import Settings
 from rich.console import Console
@@ -308,19 +309,18 @@ class Probe:
     deliveries due; ``quiet`` waits until all three are zero."""
 
     def __init__(
-        self, pool: asyncpg.Pool, bootstrap: str, clock: ManualClock, townships: Sequence[str]
+        self, pool: asyncpg.Pool, kafka: KafkaAccess, clock: ManualClock, townships: Sequence[str]
     ) -> None:
         self.pool = pool
         self.townships = list(townships)
-        self.bootstrap = bootstrap
         self.clock = clock
         self.gauges = Gauges()
         self.groups: dict[str, list[str]] = {}
         for name, build in sorted(RUNNABLE.items()):
             for c in build().consumers:
                 self.groups[f"cunzhi.{name}.{c.name}"] = list(c.topics)
-        self._ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._ends = AIOKafkaConsumer(**kafka.client_options(), enable_auto_commit=False)
+        self._admin = AIOKafkaAdminClient(**kafka.client_options())
         self._coordinators: dict[str, int] = {}
         self.behind: dict[str, int] = {}
         """The consumer groups behind at the last look, by how many messages."""
@@ -1199,7 +1199,8 @@ async def simulate(settings: Settings, options: Options, console: Console | None
         pool = await connect_database(endpoints.database_url)
         try:
             async with county_stack(config, clock) as stack, _progress(console) as progress:
-                async with Probe(pool, endpoints.kafka_bootstrap_servers, clock, ids) as probe:
+                kafka = KafkaAccess.from_settings(config)
+                async with Probe(pool, kafka, clock, ids) as probe:
                     sim = Simulation(stack, clock, options, townships, progress, probe)
                     started = time.monotonic()
                     await sim.run()

@@ -44,6 +44,8 @@ def demo_settings(settings: Settings, endpoints: Endpoints) -> Settings:
         update={
             "database_url": endpoints.database_url,
             "kafka_bootstrap_servers": endpoints.kafka_bootstrap_servers,
+            # The embedded broker is plain on loopback, whatever the environment says.
+            **({} if endpoints.mode == "external" else {"kafka_security_protocol": "PLAINTEXT"}),
             "scheduler_interval_s": 0.2,
             "relay_poll_interval_s": 0.2,
             "consumer_session_timeout_ms": 2_000,

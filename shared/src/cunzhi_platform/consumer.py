@@ -63,7 +63,7 @@ from faststream.message import StreamMessage
 
 from .aggregate import DomainError
 from .clock import SHANGHAI, Clock
-from .envelope import CommandContext, Envelope, EnvelopeError, dlq_for
+from .envelope import CommandContext, Envelope, EnvelopeError, dlq_for, foreign_source
 from .events import Event, EventRegistry, InvalidEventPayload, UnknownEventType
 from .eventstore import ConcurrencyError, EventStore
 from .metrics import (
@@ -508,6 +508,9 @@ class ConsumerRunner:
             envelope = Envelope.from_headers(record.headers or (), received=received)
         except EnvelopeError as exc:
             return _Poison(record, "bad_envelope", str(exc))
+        forged = foreign_source(envelope, record.topic, self.consumer.topics)
+        if forged is not None:
+            return _Poison(record, "wrong_source", forged)
         if envelope.type not in self.registry:
             return _Decoded(record, None, envelope)
         try:

@@ -176,3 +176,32 @@ def topic_for(service: str) -> str:
 
 def dlq_for(topic: str) -> str:
     return f"{topic}.dlq"
+
+
+def topic_owner(topic: str) -> str | None:
+    """The service whose events ``topic`` carries (``cunzhi.<service>.events``), if any."""
+    prefix, _, rest = topic.partition(".")
+    service, _, suffix = rest.partition(".")
+    return service if prefix == "cunzhi" and suffix == "events" and service else None
+
+
+def foreign_source(envelope: Envelope, topic: str, consumed: Iterable[str]) -> str | None:
+    """Why an event on ``topic`` cannot be its owner's, or None.
+
+    Only a service's own principal may write its topic (deploy/k8s/kafka-users.yaml), so an
+    event that names another producer there is forged (or misrouted): its ``source`` is
+    another service's (``/cunzhi/<service>``), or its type belongs to another service whose
+    topic the consumer reads (``cunzhi.<service>.<Name>``) — the types a consumer handles.
+    """
+    owner = topic_owner(topic)
+    if owner is None:
+        return None
+    root, _, named = envelope.source.rpartition("/")
+    if root == "/cunzhi" and named != owner:
+        return f"source {envelope.source} on {topic}, which only {owner} writes"
+    prefix, _, rest = envelope.type.partition(".")
+    by = rest.partition(".")[0]
+    readable = {topic_owner(t) for t in consumed}
+    if prefix == "cunzhi" and by != owner and by in readable:
+        return f"type {envelope.type} is {by}'s, on {topic}, which only {owner} writes"
+    return None

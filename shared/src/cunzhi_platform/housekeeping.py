@@ -26,6 +26,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from .kafka import KafkaAccess
+
 if TYPE_CHECKING:
     from .runtime import Runtime
 
@@ -69,12 +71,12 @@ async def purge_outbox(pool: asyncpg.Pool, schema: str, older_than: dt.timedelta
     return await _delete_in_batches(pool, f'"{schema}".outbox', "sent_at", older_than)
 
 
-async def broker_retention(bootstrap_servers: str, topics: Iterable[str]) -> dt.timedelta | None:
+async def broker_retention(kafka: KafkaAccess, topics: Iterable[str]) -> dt.timedelta | None:
     """The longest ``retention.ms`` of ``topics`` as the broker states it; None if it does not.
 
     ``timedelta.max`` for a topic that keeps messages for ever.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=10_000)
     await admin.start()
     try:
         responses = await admin.describe_configs(
@@ -99,14 +101,12 @@ async def housekeeping(rt: Runtime) -> None:
     settings, log = rt.settings, _log.bind(service=rt.service.name)
     keep_marks = dt.timedelta(days=settings.processed_retention_days)
     keep_sent = dt.timedelta(hours=settings.outbox_retention_hours)
-    assert settings.kafka_bootstrap_servers
+    kafka = KafkaAccess.from_settings(settings)
     while True:
         prunable = []
         for runner in rt.runners:
             try:
-                kept = await broker_retention(
-                    settings.kafka_bootstrap_servers, runner.consumer.topics
-                )
+                kept = await broker_retention(kafka, runner.consumer.topics)
             except (KafkaError, OSError) as exc:
                 log.warning("broker_retention_unknown", error=repr(exc))
                 continue

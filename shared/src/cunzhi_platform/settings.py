@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_JWT_SECRET = "change-me-in-production-this-is-only-for-the-demo"
@@ -37,6 +37,20 @@ class Settings(BaseSettings):
     # "auto": idempotent producer where the broker supports it (Apache Kafka; Tansu 0.6 does
     # not, and then the relay says so and goes on without); "required" fails start-up instead.
     kafka_idempotence: Literal["auto", "required", "off"] = "auto"
+    # How every Kafka client of a process (relay, consumers, admin, dead letters, the CLI's
+    # export and dlq) proves who it is: one principal per service, whose ACLs allow its own
+    # topic and what it consumes (deploy/k8s/kafka-users.yaml). PLAINTEXT is the embedded
+    # broker on loopback.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # The CA that signed the brokers' certificates (Strimzi: the cluster CA's ca.crt); empty
+    # trusts the system's CAs.
+    kafka_ssl_ca_file: FilePath | None = None
+    # A client certificate and its key, for mutual TLS instead of SASL.
+    kafka_ssl_cert_file: FilePath | None = None
+    kafka_ssl_key_file: FilePath | None = None
     jwt_secret: str = DEMO_JWT_SECRET
     jwt_algorithm: str = "HS256"
     jwt_audience: str = "cunzhi"
@@ -85,6 +99,23 @@ class Settings(BaseSettings):
                 "CUNZHI_DATABASE_URL must look like postgresql://user:password@host:port/db"
             )
         return value or None
+
+    @model_validator(mode="after")
+    def _kafka_credentials(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(
+                f"CUNZHI_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "CUNZHI_KAFKA_SASL_USERNAME and CUNZHI_KAFKA_SASL_PASSWORD"
+            )
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("CUNZHI_KAFKA_SSL_CERT_FILE and CUNZHI_KAFKA_SSL_KEY_FILE go together")
+        tls_files = self.kafka_ssl_ca_file or self.kafka_ssl_cert_file
+        if tls_files and not self.kafka_security_protocol.endswith("SSL"):
+            raise ValueError(
+                "CUNZHI_KAFKA_SSL_* files need CUNZHI_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL"
+            )
+        return self
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

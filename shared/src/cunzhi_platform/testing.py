@@ -27,6 +27,7 @@ from .auth import Principal, TokenIssuer
 from .clock import Clock
 from .eventstore import init_connection
 from .infra import Endpoints, infrastructure
+from .kafka import KafkaAccess
 from .runtime import Service, create_app
 from .settings import Settings
 
@@ -88,13 +89,13 @@ async def running(
 
 
 async def consume(
-    bootstrap: str, topic: str, count: int, timeout: float = 60
+    kafka: KafkaAccess | str, topic: str, count: int, timeout: float = 60
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Read ``count`` records of ``topic`` from the beginning (gives up after ``timeout``).
 
     Partitions are assigned by hand: no consumer group, so no wait for a group to form.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**KafkaAccess.of(kafka).client_options(), enable_auto_commit=False)
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     deadline = time.monotonic() + timeout

@@ -28,6 +28,7 @@ from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.envelope import Envelope, EnvelopeError, topic_for
 from cunzhi_platform.events import Event, EventRegistry, InvalidEventPayload, UnknownEventType
 from cunzhi_platform.eventstore import Checkpoint, EventStore, StoredEvent
+from cunzhi_platform.kafka import KafkaAccess
 
 from .columns import TableSpec, table_spec
 from .files import ExportError, Manifest, PartitionedWriter, exclusive
@@ -143,7 +144,7 @@ def _mark(after: Checkpoint) -> dict[str, int]:
 
 
 async def export_from_kafka(
-    bootstrap_servers: str,
+    kafka: KafkaAccess | str,
     root: Path,
     services: Sequence[ServiceEvents],
     *,
@@ -156,7 +157,7 @@ async def export_from_kafka(
         run = _Export(root, "kafka", services, **writer)
         exported: dict[str, int] = {}
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
+            **KafkaAccess.of(kafka).client_options(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
