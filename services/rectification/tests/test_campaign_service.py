@@ -58,17 +58,25 @@ def csv(n: int) -> str:
     return "village_id,name,kind,township_id\n" + "\n".join(rows) + "\n"
 
 
-async def opened(client, settings, **overrides: Any) -> tuple[str, dict[str, str]]:
-    county_id = f"c{uuid.uuid4().hex[:8]}"
+async def opened(
+    client,
+    settings,
+    *,
+    county_id: str | None = None,
+    round_number: int = 3,
+    start: dt.date = START,
+    **overrides: Any,
+) -> tuple[str, dict[str, str]]:
+    county_id = county_id or f"c{uuid.uuid4().hex[:8]}"
     headers = county(settings, county_id)
     r = await client.post(
         "/campaigns",
         headers=headers,
         json={
             "county_id": county_id,
-            "round_number": 3,
+            "round_number": round_number,
             "name": "第三轮薄弱村集中整顿攻坚",
-            "start_date": START.isoformat(),
+            "start_date": start.isoformat(),
             "budget_per_year_yuan": 2_100_000,
             "townships": [
                 {"township_id": T1, "name": "市东街道"},
@@ -78,8 +86,30 @@ async def opened(client, settings, **overrides: Any) -> tuple[str, dict[str, str
         },
     )
     assert r.status_code == 201, r.text
-    assert r.json()["end_date"] == "2028-08-31"
+    end = start.replace(year=start.year + 2) - dt.timedelta(days=1)
+    assert r.json()["end_date"] == end.isoformat()
     return r.json()["campaign_id"], headers
+
+
+async def test_a_round_opened_on_29_february_ends_on_the_last_day_of_february(
+    client, settings
+) -> None:
+    headers = county(settings, "leapc")
+    body = {
+        "county_id": "leapc",
+        "round_number": 1,
+        "name": "闰日开始的一轮",
+        "start_date": "2028-02-29",
+        "budget_per_year_yuan": 0,
+        "townships": [{"township_id": T1, "name": "市东街道"}],
+    }
+    r = await client.post("/campaigns", headers=headers, json=body)
+    assert r.status_code == 201, r.text
+    assert (r.json()["start_date"], r.json()["end_date"]) == ("2028-02-29", "2030-02-28")
+    r = await client.post(
+        "/campaigns", headers=headers, json={**body, "round_number": 2, "period_years": 4}
+    )
+    assert r.json()["end_date"] == "2032-02-28"
 
 
 async def version(client, stream: str) -> int:

@@ -42,6 +42,15 @@ MAX_REGISTER = 20_000
 thousands (Liaocheng 6,238); the bound keeps ``CandidatesSelected`` a plausible Kafka message."""
 
 
+def anniversary(day: dt.date, years: int) -> dt.date:
+    """The same date ``years`` later; 29 February falls on 1 March in a common year (ours), so
+    a round opened on 29 February ends on the last day of February."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return dt.date(day.year + years, 3, 1)
+
+
 @dataclass(frozen=True)
 class AssessmentInput:
     village_id: str
@@ -181,7 +190,7 @@ class Campaign(Aggregate):
             raise DomainError("a symptom code is listed twice", field="settings.symptoms")
         if settings.light_yellow_gap > settings.light_red_gap:
             raise DomainError("the yellow gap must not exceed the red gap", field="settings")
-        end = start_date.replace(year=start_date.year + period_years) - dt.timedelta(days=1)
+        end = anniversary(start_date, period_years) - dt.timedelta(days=1)
         return [
             CampaignOpened(
                 campaign_id=self.campaign_id,
