@@ -390,6 +390,57 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
     assert book["问题清单"].max_row == 3
 
 
+async def test_the_ledger_export_writes_shanghai_times_and_text_as_text(client, settings) -> None:
+    cid, headers = await ranked(client, settings)
+    r = await client.post(
+        f"/campaigns/{cid}/candidates/v00/confirm", headers=headers, json={"reason": "核实确认"}
+    )
+    assert r.status_code == 200, r.text
+    for v in ("v01", "v02"):
+        r = await client.post(
+            f"/campaigns/{cid}/candidates/{v}/remove", headers=headers, json={"reason": "已整改"}
+        )
+        assert r.status_code == 200, r.text
+    r = await client.post(f"/campaigns/{cid}/tiers", headers=headers)
+    assert r.json()["district"] == ["v00"]
+    hostile = ['=HYPERLINK("http://evil.example","点此")', "+1+2", "-3+4", "@SUM(A1)"]
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/problems",
+        headers=headers,
+        json=[
+            {"problem_id": f"p{n}", "kind": "weak", "description": text}
+            for n, text in enumerate(hostile)
+        ],
+    )
+    assert r.status_code == 200, r.text
+
+    async def ledger() -> list[dict[str, Any]] | None:
+        items = (await client.get(f"/campaigns/{cid}/villages/v00/ledger", headers=headers)).json()[
+            "items"
+        ]
+        return items if sum(i["kind"] == "ProblemListed" for i in items) == 4 else None
+
+    items = await eventually(ledger)
+    assert items is not None
+    r = await client.get(f"/campaigns/{cid}/ledger.xlsx", headers=headers)
+    book = openpyxl.load_workbook(io.BytesIO(r.content))
+    problems = list(book["问题清单"].iter_rows(min_row=2))
+    assert [row[3].value for row in problems] == hostile
+    assert all(row[3].data_type == "s" and row[3].quotePrefix for row in problems)
+    entries = list(book["台账记录"].iter_rows(values_only=True))
+    assert entries[0][1] == "时间（北京时间）" and len(entries) > 4
+    # the ledger as the API answers it (+08:00), read after the workbook: it holds every row
+    items = (await client.get(f"/campaigns/{cid}/villages/v00/ledger", headers=headers)).json()[
+        "items"
+    ]
+    answered = {(i["kind"], i["summary"]): dt.datetime.fromisoformat(i["at"]) for i in items}
+    for _, written, kind, summary in entries[1:]:
+        at = answered[(kind, summary)]
+        assert at.utcoffset() == dt.timedelta(hours=8)
+        # Excel keeps times to the millisecond
+        assert abs(written - at.replace(tzinfo=None)) < dt.timedelta(milliseconds=1), (kind, at)
+
+
 async def test_bad_input_changes_nothing(client, settings) -> None:
     cid, headers = await opened(client, settings)
     stream = campaign_stream_id(cid)
