@@ -38,7 +38,7 @@ OTHER_SECRETARY = Actor("li-guoqiang", secretary_of=frozenset({"houguandi"}))
 OFFICE = Actor("ma-xiaodong", office_of=frozenset({"guandi"}))
 OTHER_OFFICE = Actor("someone", office_of=frozenset({"liangcai"}))
 COUNTY = Actor("county-org", county=True)
-PHOTO = Evidence(kind="file", value="oss://evidence/ledger.jpg", title="流动党员台账")
+PHOTO = Evidence(kind="file", value="evidence://e/ledger.jpg", title="流动党员台账")
 POLICY = EscalationPolicy(township_after=3, county_after=8)
 
 

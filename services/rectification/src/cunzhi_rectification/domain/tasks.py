@@ -19,12 +19,15 @@ Rules (the seeds only say tasks have owners and deadlines; the rest is ours):
 - overdue, it escalates from the village to the township and then to the county after
   working days set by ``EscalationPolicy``, each step once and in order;
 - the township office or the county may move the due date to a day not yet ended and not
-  before the start; an overdue task is then open again.
+  before the start; an overdue task is then open again;
+- evidence of the kind ``file`` is a link a browser will open: an ``http(s)://`` address or a
+  file uploaded to the platform (``evidence://…``), nothing else (``javascript:``, ``data:``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -51,6 +54,24 @@ MAX_SPAN = dt.timedelta(days=5 * 366)
 """Longest a task may run (ours): a campaign round is two years; five leave room for a term."""
 MAX_REPORTS = 1000
 """Reports kept per task: a task reported on daily for almost three years. More is a loop."""
+
+
+EVIDENCE_LINK = re.compile(r"(https?|evidence)://\S+")
+"""What a file's evidence may be (ours): a web address, or a file uploaded to the platform."""
+
+
+def evidence_link_problem(value: str) -> str | None:
+    """Why ``value`` may not stand as a file's link, in words; None when it may."""
+    if EVIDENCE_LINK.fullmatch(value):
+        return None
+    return f"文件证据须为 http(s):// 网址或平台上传文件的引用（evidence://…），不能是“{value[:40]}”"
+
+
+def check_evidence(evidence: Sequence[Evidence]) -> None:
+    for n, e in enumerate(evidence):
+        problem = evidence_link_problem(e.value) if e.kind == "file" else None
+        if problem:
+            raise DomainError(problem, field=f"evidence.{n}.value")
 
 
 def task_stream_id(task_id: str) -> str:
@@ -271,6 +292,7 @@ class Task(Aggregate):
             raise DomainError(
                 "a report with no new progress needs a note or evidence", field="note"
             )
+        check_evidence(evidence)
         if len(self.reports) >= MAX_REPORTS:
             raise InvalidTransition(f"task {a.task_id} already has {MAX_REPORTS} reports")
         return [
@@ -296,6 +318,7 @@ class Task(Aggregate):
             raise DomainError(
                 "completing a task needs evidence or a summary of what was done", field="evidence"
             )
+        check_evidence(evidence)
         return [
             TaskCompleted(
                 task_id=a.task_id,
