@@ -116,9 +116,9 @@ async def version(client, stream: str) -> int:
     return await client.app.state.runtime.store.version(stream)
 
 
-async def ranked(client, settings) -> tuple[str, dict[str, str]]:
+async def ranked(client, settings, **opening: Any) -> tuple[str, dict[str, str]]:
     """20 villages, village i scored worse the lower i: v00, v01, v02 are the candidates."""
-    cid, headers = await opened(client, settings)
+    cid, headers = await opened(client, settings, **opening)
     r = await client.post(
         f"/campaigns/{cid}/villages.csv",
         headers={**headers, "content-type": "text/csv"},
@@ -391,18 +391,7 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
 
 
 async def test_the_ledger_export_writes_shanghai_times_and_text_as_text(client, settings) -> None:
-    cid, headers = await ranked(client, settings)
-    r = await client.post(
-        f"/campaigns/{cid}/candidates/v00/confirm", headers=headers, json={"reason": "核实确认"}
-    )
-    assert r.status_code == 200, r.text
-    for v in ("v01", "v02"):
-        r = await client.post(
-            f"/campaigns/{cid}/candidates/{v}/remove", headers=headers, json={"reason": "已整改"}
-        )
-        assert r.status_code == 200, r.text
-    r = await client.post(f"/campaigns/{cid}/tiers", headers=headers)
-    assert r.json()["district"] == ["v00"]
+    cid, headers = await tiered(client, settings)
     hostile = ['=HYPERLINK("http://evil.example","点此")', "+1+2", "-3+4", "@SUM(A1)"]
     r = await client.post(
         f"/campaigns/{cid}/villages/v00/problems",
@@ -434,11 +423,97 @@ async def test_the_ledger_export_writes_shanghai_times_and_text_as_text(client, 
         "items"
     ]
     answered = {(i["kind"], i["summary"]): dt.datetime.fromisoformat(i["at"]) for i in items}
-    for _, written, kind, summary in entries[1:]:
+    for village_id, written, kind, summary in entries[1:]:
+        if village_id != "v00":
+            continue
         at = answered[(kind, summary)]
         assert at.utcoffset() == dt.timedelta(hours=8)
         # Excel keeps times to the millisecond
         assert abs(written - at.replace(tzinfo=None)) < dt.timedelta(milliseconds=1), (kind, at)
+
+
+async def test_a_team_reaches_only_the_targets_of_its_own_round(client, settings) -> None:
+    """v00 carried over from round 3 into round 4: each round's team, same id as the round
+    builder gave them, reports on its own round's target only."""
+    county_id = f"c{uuid.uuid4().hex[:8]}"
+    rounds: dict[int, tuple[str, str]] = {}
+    for number in (3, 4):
+        cid, headers = await tiered(client, settings, county_id=county_id, round_number=number)
+        r = await client.post(
+            f"/campaigns/{cid}/teams",
+            headers=headers,
+            json={
+                "team_id": "team-v00",
+                "level": "district",
+                "village_ids": ["v00"],
+                "departments": [
+                    {"department_id": "zzb", "name": "区委组织部", "type": "party_committee"}
+                ],
+                "members": [{"person_id": f"m-r{number}", "name": "干部", "department_id": "zzb"}],
+                "patrons": [{"person_id": "L1", "name": "区领导甲"}],
+            },
+        )
+        assert r.status_code == 201, r.text
+        target = f"{cid}-v00-C1"
+        r = await client.post(
+            f"/campaigns/{cid}/villages/v00/targets",
+            headers=headers,
+            json=[
+                {
+                    "target_id": target,
+                    "title": "配齐两委班子",
+                    "area": "班子队伍建设",
+                    "task_kind": "配强班子",
+                    "due_date": "2027-06-30",
+                    "owner": "工作组",
+                }
+            ],
+        )
+        assert r.status_code == 200, r.text
+        rounds[number] = (cid, target)
+    (r3, target3), (r4, target4) = rounds[3], rounds[4]
+    member3 = token(settings, sub="m-r3", roles=["work_team_member"])
+    store = client.app.state.runtime.store
+    before = await store.version(f"task:{target4}")
+
+    # round 4's target is not reached through round 3's routes, by its own team's member
+    for verb, body in [
+        ("progress", {"percent": 30, "note": "越轮上报"}),
+        ("completion", {"summary": "越轮销号"}),
+    ]:
+        r = await client.post(
+            f"/campaigns/{r3}/teams/team-v00/targets/{target4}/{verb}", headers=member3, json=body
+        )
+        assert r.status_code == 404 and r.json()["field"] == "target_id", r.text
+    # nor through round 4's, where the team of the same id is not theirs
+    r = await client.post(
+        f"/campaigns/{r4}/teams/team-v00/targets/{target4}/progress",
+        headers=member3,
+        json={"percent": 30, "note": "越轮上报"},
+    )
+    assert r.status_code == 403, r.text
+    assert await store.version(f"task:{target4}") == before
+
+    # each round's member reports on their own round's target
+    r = await client.post(
+        f"/campaigns/{r3}/teams/team-v00/targets/{target3}/progress",
+        headers=member3,
+        json={"percent": 30, "note": "本轮上报"},
+    )
+    assert r.status_code == 200 and r.json()["percent"] == 30, r.text
+    member4 = token(settings, sub="m-r4", roles=["work_team_member"])
+    r = await client.post(
+        f"/campaigns/{r4}/teams/team-v00/targets/{target4}/progress",
+        headers=member4,
+        json={"percent": 10, "evidence": [{"kind": "file", "value": "javascript:alert(1)"}]},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "evidence.0.value", r.text
+    r = await client.post(
+        f"/campaigns/{r4}/teams/team-v00/targets/{target4}/progress",
+        headers=member4,
+        json={"percent": 10, "evidence": [{"kind": "file", "value": "https://pan.example/1.jpg"}]},
+    )
+    assert r.status_code == 200 and r.json()["percent"] == 10, r.text
 
 
 async def test_bad_input_changes_nothing(client, settings) -> None:
@@ -489,9 +564,9 @@ async def test_bad_input_changes_nothing(client, settings) -> None:
     assert await version(client, stream) == 1
 
 
-async def tiered(client, settings) -> tuple[str, dict[str, str]]:
+async def tiered(client, settings, **opening: Any) -> tuple[str, dict[str, str]]:
     """v00 district-level, v01 town-level (in T1), v02 removed."""
-    cid, headers = await ranked(client, settings)
+    cid, headers = await ranked(client, settings, **opening)
     for v, verdict in (("v00", "confirm"), ("v01", "confirm"), ("v02", "remove")):
         r = await client.post(
             f"/campaigns/{cid}/candidates/{v}/{verdict}", headers=headers, json={"reason": "核实"}

@@ -32,7 +32,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cunzhi_platform.aggregate import Aggregate, DomainError, Forbidden, InvalidTransition
+from cunzhi_platform.aggregate import (
+    Aggregate,
+    DomainError,
+    Forbidden,
+    InvalidTransition,
+    NotFound,
+)
 from cunzhi_platform.clock import SHANGHAI, is_working_day
 from cunzhi_platform.events import Event
 
@@ -150,14 +156,15 @@ def escalation_cutoff(today: dt.date, working_days: int) -> dt.datetime:
 @dataclass(frozen=True)
 class Actor:
     """Who acts on a task: their person id, the villages they are secretary of, the villages
-    whose campaign work team (驻村工作专班) they are on, the townships whose office (党建办/乡党委)
-    they act for, and whether they are the county organisation department."""
+    whose campaign work team (驻村工作专班) they are on as ``(campaign_id, village_id)`` — a
+    village carried over into the next round has another team there —, the townships whose
+    office (党建办/乡党委) they act for, and whether they are the county organisation department."""
 
     person_id: str
     secretary_of: frozenset[str] = frozenset()
     office_of: frozenset[str] = frozenset()
     county: bool = False
-    team_of: frozenset[str] = frozenset()
+    team_of: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -406,6 +413,13 @@ class Task(Aggregate):
             )
         return events
 
+    def require_target_of(self, campaign_id: str) -> None:
+        """The task is a target of ``campaign_id``: another round's is not reached through
+        this round's routes."""
+        a = self._assignment
+        if a.source != "campaign_target" or a.campaign_id != campaign_id:
+            raise NotFound(f"campaign {campaign_id} has no target {a.task_id}", field="target_id")
+
     def require_scheduler(self, actor: Actor) -> None:
         """Only the office of the task's township or the county moves its due date."""
         township = self._assignment.township_id
@@ -424,11 +438,13 @@ class Task(Aggregate):
             return
         if a.assignee.kind == "village" and a.assignee.id in actor.secretary_of:
             return
-        if a.source == "campaign_target" and a.village_id in actor.team_of:
-            return  # the village's work team reports on its targets
+        if a.source == "campaign_target" and (a.campaign_id, a.village_id) in actor.team_of:
+            return  # the village's work team in the target's round reports on its targets
         whose = "village " if a.assignee.kind == "village" else ""
         team = (
-            f" or the work team of village {a.village_id}" if a.source == "campaign_target" else ""
+            f" or the work team of village {a.village_id} in {a.campaign_id}"
+            if a.source == "campaign_target"
+            else ""
         )
         raise Forbidden(
             f"task {a.task_id} is assigned to {whose}{a.assignee.id}: only its assignee or the "

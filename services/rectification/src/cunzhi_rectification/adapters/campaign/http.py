@@ -1022,7 +1022,8 @@ async def report_target_progress(
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
-    """A team member reports on a target of one of the team's villages (the target's task)."""
+    """A team member reports on a target of one of the team's villages (the target's task) in
+    this round; another round's target, of the same village or not, is 404 here."""
     task = await tasks.report_progress(
         rt.store,
         target_id,
@@ -1032,6 +1033,7 @@ async def report_target_progress(
         evidence=_evidence(body),
         today=today(rt.clock),
         ctx=_ctx(principal, request),
+        campaign_id=campaign_id,
     )
     return _target(target_id, task)
 
@@ -1056,6 +1058,7 @@ async def complete_target(
         evidence=_evidence(body),
         today=today(rt.clock),
         ctx=_ctx(principal, request),
+        campaign_id=campaign_id,
     )
     return _target(target_id, task)
 
