@@ -516,6 +516,47 @@ async def test_a_team_reaches_only_the_targets_of_its_own_round(client, settings
     assert r.status_code == 200 and r.json()["percent"] == 10, r.text
 
 
+async def test_a_register_of_20000_villages_reaches_the_read_models(client, settings) -> None:
+    cid, headers = await opened(client, settings)
+    rows = [f"r{i:05d},村{i},村,{T1 if i % 2 else T2}" for i in range(20_000)]
+    text = "village_id,name,kind,township_id\n" + "\n".join(rows) + "\n"
+    r = await client.post(
+        f"/campaigns/{cid}/villages.csv",
+        headers={**headers, "content-type": "text/csv"},
+        content=text.encode(),
+    )
+    assert r.status_code == 200 and r.json()["registered"] == 20_000, r.text
+    store = client.app.state.runtime.store
+    pages = await store.pool.fetch(
+        "SELECT event_id, jsonb_array_length(payload -> 'villages') AS n FROM "
+        "rectification.events WHERE stream_id = $1 AND type = $2",
+        campaign_stream_id(cid),
+        "cunzhi.rectification.VillagesRegistered",
+    )
+    assert len(pages) > 1 and sum(p["n"] for p in pages) == 20_000
+    ids = [p["event_id"] for p in pages]
+
+    async def published() -> bool:
+        sent = await store.pool.fetchval(
+            "SELECT count(*) FROM rectification.outbox WHERE event_id = ANY($1::uuid[]) "
+            "AND sent_at IS NOT NULL AND octet_length(payload) < 1048576",
+            ids,
+        )
+        return sent == len(ids)
+
+    assert await eventually(published, timeout=120)
+
+    async def registered() -> int | None:
+        d = (await client.get(f"/campaigns/{cid}/dashboard", headers=headers)).json()
+        return d["registered"] if d["registered"] == 20_000 else None
+
+    assert await eventually(registered, timeout=120) == 20_000
+    page = (
+        await client.get(f"/campaigns/{cid}/ranking", headers=headers, params={"limit": 1})
+    ).json()
+    assert page["total"] == 20_000
+
+
 async def test_bad_input_changes_nothing(client, settings) -> None:
     cid, headers = await opened(client, settings)
     stream = campaign_stream_id(cid)
