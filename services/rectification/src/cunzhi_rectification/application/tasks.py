@@ -170,3 +170,14 @@ async def check_deadline(
     if events:
         await store.append(task.id, task.version, events, ctx)
     return events
+
+
+async def recompute_deadline(
+    store: EventStore, task_id: str, calendar_years: Sequence[int], *, ctx: CommandContext
+) -> list[Event]:
+    """The task's deadline computed again with today's holiday calendar, appended if it moved."""
+    task = await load(store, Task, task_stream_id(task_id))
+    events = task.recompute_deadline(calendar_years)
+    if events:
+        await store.append(task.id, task.version, events, ctx)
+    return events

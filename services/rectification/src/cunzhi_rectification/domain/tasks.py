@@ -20,6 +20,9 @@ Rules (the seeds only say tasks have owners and deadlines; the rest is ours):
   working days set by ``EscalationPolicy``, each step once and in order;
 - the township office or the county may move the due date to a day not yet ended and not
   before the start; an overdue task is then open again;
+- a deadline is computed with the holiday calendar of the day; when the calendar learns the
+  year of a due day (it falls back to Monday–Friday before), the deadline is computed again
+  and moves by an event of its own if it changed;
 - evidence of the kind ``file`` is a link a browser will open: an ``http(s)://`` address or a
   file uploaded to the platform (``evidence://…``), nothing else (``javascript:``, ``data:``).
 """
@@ -48,6 +51,7 @@ from ..events.tasks import (
     Evidence,
     TaskAssigned,
     TaskCompleted,
+    TaskDeadlineRecomputed,
     TaskEscalated,
     TaskOverdue,
     TaskProgressReported,
@@ -238,6 +242,8 @@ class Task(Aggregate):
         super().__init__(aggregate_id)
         self.assigned: TaskAssigned | None = None
         self.due_on: dt.date = dt.date.min
+        self.recorded_deadline: dt.datetime | None = None
+        """The deadline as the events last stated it (computed with the calendar of then)."""
         self.percent = 0
         self.status = TaskStatus.OPEN
         self.level: EscalationLevel | None = None
@@ -413,6 +419,29 @@ class Task(Aggregate):
             )
         return events
 
+    def recompute_deadline(self, calendar_years: Sequence[int]) -> list[Event]:
+        """The deadline as today's holiday calendar, which newly knows ``calendar_years``,
+        computes it, if that differs from the one recorded; nothing for a completed task."""
+        if self.assigned is None or self.status == TaskStatus.COMPLETED:
+            return []
+        a = self.assigned
+        fresh = deadline(self.due_on)
+        if self.recorded_deadline is None or fresh == self.recorded_deadline:
+            return []
+        return [
+            TaskDeadlineRecomputed(
+                task_id=a.task_id,
+                township_id=a.township_id,
+                village_id=a.village_id,
+                due_on=self.due_on,
+                previous_deadline=self.recorded_deadline,
+                deadline=fresh,
+                calendar_years=tuple(sorted(calendar_years)),
+                forum_id=a.forum_id,
+                campaign_id=a.campaign_id,
+            )
+        ]
+
     def require_target_of(self, campaign_id: str) -> None:
         """The task is a target of ``campaign_id``: another round's is not reached through
         this round's routes."""
@@ -463,6 +492,10 @@ class Task(Aggregate):
     def _on_TaskAssigned(self, e: TaskAssigned) -> None:
         self.assigned = e
         self.due_on = e.due_on
+        self.recorded_deadline = e.deadline
+
+    def _on_TaskDeadlineRecomputed(self, e: TaskDeadlineRecomputed) -> None:
+        self.recorded_deadline = e.deadline
 
     def _on_TaskProgressReported(self, e: TaskProgressReported) -> None:
         self.percent = e.percent
@@ -483,6 +516,7 @@ class Task(Aggregate):
 
     def _on_TaskRescheduled(self, e: TaskRescheduled) -> None:
         self.due_on = e.due_on
+        self.recorded_deadline = e.deadline
         # The new due day is still ahead (``reschedule`` checks it): the task is open again.
         self.status = TaskStatus.OPEN
         self.level = None
