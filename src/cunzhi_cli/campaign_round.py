@@ -272,8 +272,11 @@ async def open_round(
     tiers = await steps.command("tier", client, f"{base}/tiers", county)
     say(f"verified: {len(tiers['district'])} district-level, {len(tiers['town'])} town-level")
 
-    teams = await _district_work(client, steps, data, base, county, tiers["district"], start)
-    teams += await _town_work(client, steps, issuer, data, base, tiers["town"], start)
+    # ids of teams and targets name the round: a village carried over into the next round
+    # gets a team and targets of that round, apart from this one's
+    rnd = cid.removeprefix(f"{county_id}-")
+    teams = await _district_work(client, steps, data, base, rnd, county, tiers["district"], start)
+    teams += await _town_work(client, steps, issuer, data, base, rnd, tiers["town"], start)
     for n, unit in enumerate(data.departments):
         await steps.command(
             "record a sending unit",
@@ -366,6 +369,7 @@ async def _district_work(
     steps: _Steps,
     data: RoundData,
     base: str,
+    rnd: str,
     county: dict[str, str],
     villages: list[str],
     start: dt.date,
@@ -408,7 +412,7 @@ async def _district_work(
             f"{base}/teams",
             county,
             {
-                "team_id": f"team-{vid}",
+                "team_id": f"team-{vid}-{rnd}",
                 "level": "district",
                 "village_ids": [vid],
                 "departments": departments,
@@ -417,9 +421,9 @@ async def _district_work(
                 "township_assistant": "街道党工委副书记",
             },
         )
-        targets = _common_targets(vid, start) + [
+        targets = _common_targets(vid, rnd, start) + [
             {
-                "target_id": f"{vid}-{p['problem_id']}",
+                "target_id": f"{vid}-{rnd}-{p['problem_id']}",
                 "title": f"解决{p['description']}",
                 "area": PROBLEM_AREA[p["kind"]],
                 "task_kind": KIND_OF_AREA[PROBLEM_AREA[p["kind"]]],
@@ -431,7 +435,7 @@ async def _district_work(
         ]
         await steps.command("targets", client, f"{base}/villages/{vid}/targets", county, targets)
         ids = tuple(t["target_id"] for t in targets)
-        teams.append(Team(f"team-{vid}", members[0]["person_id"], vid, ids))
+        teams.append(Team(f"team-{vid}-{rnd}", members[0]["person_id"], vid, ids))
     return teams
 
 
@@ -441,6 +445,7 @@ async def _town_work(
     issuer: TokenIssuer,
     data: RoundData,
     base: str,
+    rnd: str,
     villages: list[str],
     start: dt.date,
 ) -> list[Team]:
@@ -463,7 +468,7 @@ async def _town_work(
             f"{base}/teams",
             office,
             {
-                "team_id": f"group-{vid}",
+                "team_id": f"group-{vid}-{rnd}",
                 "level": "town",
                 "village_ids": [vid],
                 "departments": [
@@ -490,11 +495,11 @@ async def _town_work(
                 ],
             },
         )
-        targets = _common_targets(vid, start)
+        targets = _common_targets(vid, rnd, start)
         if n < 15:
             targets.append(
                 {
-                    "target_id": f"{vid}-S1",
+                    "target_id": f"{vid}-{rnd}-S1",
                     "title": "壮大村集体经济",
                     "area": "经济社会发展",
                     "task_kind": "盘活集体资产",
@@ -505,7 +510,7 @@ async def _town_work(
             )
         await steps.command("targets", client, f"{base}/villages/{vid}/targets", office, targets)
         ids = tuple(t["target_id"] for t in targets)
-        teams.append(Team(f"group-{vid}", f"{vid}-lead", vid, ids))
+        teams.append(Team(f"group-{vid}-{rnd}", f"{vid}-lead", vid, ids))
     return teams
 
 
@@ -542,11 +547,11 @@ async def _first_week(
     )
 
 
-def _common_targets(vid: str, start: dt.date) -> list[Json]:
+def _common_targets(vid: str, rnd: str, start: dt.date) -> list[Json]:
     """The campaign template: one target in each of the six areas (共性目标)."""
     return [
         {
-            "target_id": f"{vid}-C{a + 1}",
+            "target_id": f"{vid}-{rnd}-C{a + 1}",
             "title": f"{area}共性目标",
             "area": area,
             "task_kind": KIND_OF_AREA[area],

@@ -9,7 +9,12 @@ from cunzhi_platform.aggregate import DomainError, InvalidTransition, NotFound
 from cunzhi_platform.clock import SHANGHAI
 from cunzhi_platform.csvfile import CsvRefused
 from cunzhi_platform.events import Event
-from cunzhi_rectification.domain.campaign import AssessmentInput, Campaign
+from cunzhi_rectification.domain.campaign import (
+    MAX_REGISTER,
+    REGISTER_PAGE,
+    AssessmentInput,
+    Campaign,
+)
 from cunzhi_rectification.domain.campaign_cadence import period, periods_due, periods_ended
 from cunzhi_rectification.domain.campaign_ids import (
     campaign_stream_id,
@@ -46,6 +51,7 @@ from cunzhi_rectification.events.campaign import (
     VerificationRequested,
     VillageCarriedOver,
     VillageGraduated,
+    VillagesRegistered,
     WorkTeamFormed,
 )
 
@@ -136,6 +142,39 @@ def test_default_catalogue_has_ten_symptoms_the_seeds_four_marked() -> None:
 # --- register CSV ---
 
 CSV_HEAD = "village_id,name,kind,township_id\n"
+
+
+def test_a_register_is_recorded_in_pages_each_well_under_a_kafka_message() -> None:
+    c = opened()
+    events = c.register(villages(MAX_REGISTER))
+    assert len(events) == MAX_REGISTER // REGISTER_PAGE
+    assert all(isinstance(e, VillagesRegistered) for e in events)
+    run(c, events)
+    assert len(c.villages) == MAX_REGISTER and list(c.villages)[-1] == f"v{MAX_REGISTER - 1:03d}"
+    longest = RegisteredVillage(
+        village_id="v" * 64,
+        name="村" * 100,
+        kind="community",
+        township_id="t" * 64,
+        township_name="街" * 200,
+    )
+    page = VillagesRegistered(
+        campaign_id="c" * 64, county_id="c" * 64, villages=(longest,) * REGISTER_PAGE
+    )
+    assert len(page.model_dump_json().encode()) < 512 * 1024  # the broker takes 1 MiB
+
+
+def test_a_register_recorded_in_one_event_still_folds() -> None:
+    c = opened()
+    run(
+        c,
+        [
+            VillagesRegistered(
+                campaign_id="bincheng-R3", county_id="bincheng", villages=tuple(villages(8000))
+            )
+        ],
+    )
+    assert len(c.villages) == 8000
 
 
 def test_register_csv_reads_villages_and_communities() -> None:

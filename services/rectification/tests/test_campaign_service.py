@@ -58,17 +58,25 @@ def csv(n: int) -> str:
     return "village_id,name,kind,township_id\n" + "\n".join(rows) + "\n"
 
 
-async def opened(client, settings, **overrides: Any) -> tuple[str, dict[str, str]]:
-    county_id = f"c{uuid.uuid4().hex[:8]}"
+async def opened(
+    client,
+    settings,
+    *,
+    county_id: str | None = None,
+    round_number: int = 3,
+    start: dt.date = START,
+    **overrides: Any,
+) -> tuple[str, dict[str, str]]:
+    county_id = county_id or f"c{uuid.uuid4().hex[:8]}"
     headers = county(settings, county_id)
     r = await client.post(
         "/campaigns",
         headers=headers,
         json={
             "county_id": county_id,
-            "round_number": 3,
+            "round_number": round_number,
             "name": "第三轮薄弱村集中整顿攻坚",
-            "start_date": START.isoformat(),
+            "start_date": start.isoformat(),
             "budget_per_year_yuan": 2_100_000,
             "townships": [
                 {"township_id": T1, "name": "市东街道"},
@@ -78,17 +86,39 @@ async def opened(client, settings, **overrides: Any) -> tuple[str, dict[str, str
         },
     )
     assert r.status_code == 201, r.text
-    assert r.json()["end_date"] == "2028-08-31"
+    end = start.replace(year=start.year + 2) - dt.timedelta(days=1)
+    assert r.json()["end_date"] == end.isoformat()
     return r.json()["campaign_id"], headers
+
+
+async def test_a_round_opened_on_29_february_ends_on_the_last_day_of_february(
+    client, settings
+) -> None:
+    headers = county(settings, "leapc")
+    body = {
+        "county_id": "leapc",
+        "round_number": 1,
+        "name": "闰日开始的一轮",
+        "start_date": "2028-02-29",
+        "budget_per_year_yuan": 0,
+        "townships": [{"township_id": T1, "name": "市东街道"}],
+    }
+    r = await client.post("/campaigns", headers=headers, json=body)
+    assert r.status_code == 201, r.text
+    assert (r.json()["start_date"], r.json()["end_date"]) == ("2028-02-29", "2030-02-28")
+    r = await client.post(
+        "/campaigns", headers=headers, json={**body, "round_number": 2, "period_years": 4}
+    )
+    assert r.json()["end_date"] == "2032-02-28"
 
 
 async def version(client, stream: str) -> int:
     return await client.app.state.runtime.store.version(stream)
 
 
-async def ranked(client, settings) -> tuple[str, dict[str, str]]:
+async def ranked(client, settings, **opening: Any) -> tuple[str, dict[str, str]]:
     """20 villages, village i scored worse the lower i: v00, v01, v02 are the candidates."""
-    cid, headers = await opened(client, settings)
+    cid, headers = await opened(client, settings, **opening)
     r = await client.post(
         f"/campaigns/{cid}/villages.csv",
         headers={**headers, "content-type": "text/csv"},
@@ -360,6 +390,173 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
     assert book["问题清单"].max_row == 3
 
 
+async def test_the_ledger_export_writes_shanghai_times_and_text_as_text(client, settings) -> None:
+    cid, headers = await tiered(client, settings)
+    hostile = ['=HYPERLINK("http://evil.example","点此")', "+1+2", "-3+4", "@SUM(A1)"]
+    r = await client.post(
+        f"/campaigns/{cid}/villages/v00/problems",
+        headers=headers,
+        json=[
+            {"problem_id": f"p{n}", "kind": "weak", "description": text}
+            for n, text in enumerate(hostile)
+        ],
+    )
+    assert r.status_code == 200, r.text
+
+    async def ledger() -> list[dict[str, Any]] | None:
+        items = (await client.get(f"/campaigns/{cid}/villages/v00/ledger", headers=headers)).json()[
+            "items"
+        ]
+        return items if sum(i["kind"] == "ProblemListed" for i in items) == 4 else None
+
+    items = await eventually(ledger)
+    assert items is not None
+    r = await client.get(f"/campaigns/{cid}/ledger.xlsx", headers=headers)
+    book = openpyxl.load_workbook(io.BytesIO(r.content))
+    problems = list(book["问题清单"].iter_rows(min_row=2))
+    assert [row[3].value for row in problems] == hostile
+    assert all(row[3].data_type == "s" and row[3].quotePrefix for row in problems)
+    entries = list(book["台账记录"].iter_rows(values_only=True))
+    assert entries[0][1] == "时间（北京时间）" and len(entries) > 4
+    # the ledger as the API answers it (+08:00), read after the workbook: it holds every row
+    items = (await client.get(f"/campaigns/{cid}/villages/v00/ledger", headers=headers)).json()[
+        "items"
+    ]
+    answered = {(i["kind"], i["summary"]): dt.datetime.fromisoformat(i["at"]) for i in items}
+    for village_id, written, kind, summary in entries[1:]:
+        if village_id != "v00":
+            continue
+        at = answered[(kind, summary)]
+        assert at.utcoffset() == dt.timedelta(hours=8)
+        # Excel keeps times to the millisecond
+        assert abs(written - at.replace(tzinfo=None)) < dt.timedelta(milliseconds=1), (kind, at)
+
+
+async def test_a_team_reaches_only_the_targets_of_its_own_round(client, settings) -> None:
+    """v00 carried over from round 3 into round 4: each round's team, same id as the round
+    builder gave them, reports on its own round's target only."""
+    county_id = f"c{uuid.uuid4().hex[:8]}"
+    rounds: dict[int, tuple[str, str]] = {}
+    for number in (3, 4):
+        cid, headers = await tiered(client, settings, county_id=county_id, round_number=number)
+        r = await client.post(
+            f"/campaigns/{cid}/teams",
+            headers=headers,
+            json={
+                "team_id": "team-v00",
+                "level": "district",
+                "village_ids": ["v00"],
+                "departments": [
+                    {"department_id": "zzb", "name": "区委组织部", "type": "party_committee"}
+                ],
+                "members": [{"person_id": f"m-r{number}", "name": "干部", "department_id": "zzb"}],
+                "patrons": [{"person_id": "L1", "name": "区领导甲"}],
+            },
+        )
+        assert r.status_code == 201, r.text
+        target = f"{cid}-v00-C1"
+        r = await client.post(
+            f"/campaigns/{cid}/villages/v00/targets",
+            headers=headers,
+            json=[
+                {
+                    "target_id": target,
+                    "title": "配齐两委班子",
+                    "area": "班子队伍建设",
+                    "task_kind": "配强班子",
+                    "due_date": "2027-06-30",
+                    "owner": "工作组",
+                }
+            ],
+        )
+        assert r.status_code == 200, r.text
+        rounds[number] = (cid, target)
+    (r3, target3), (r4, target4) = rounds[3], rounds[4]
+    member3 = token(settings, sub="m-r3", roles=["work_team_member"])
+    store = client.app.state.runtime.store
+    before = await store.version(f"task:{target4}")
+
+    # round 4's target is not reached through round 3's routes, by its own team's member
+    for verb, body in [
+        ("progress", {"percent": 30, "note": "越轮上报"}),
+        ("completion", {"summary": "越轮销号"}),
+    ]:
+        r = await client.post(
+            f"/campaigns/{r3}/teams/team-v00/targets/{target4}/{verb}", headers=member3, json=body
+        )
+        assert r.status_code == 404 and r.json()["field"] == "target_id", r.text
+    # nor through round 4's, where the team of the same id is not theirs
+    r = await client.post(
+        f"/campaigns/{r4}/teams/team-v00/targets/{target4}/progress",
+        headers=member3,
+        json={"percent": 30, "note": "越轮上报"},
+    )
+    assert r.status_code == 403, r.text
+    assert await store.version(f"task:{target4}") == before
+
+    # each round's member reports on their own round's target
+    r = await client.post(
+        f"/campaigns/{r3}/teams/team-v00/targets/{target3}/progress",
+        headers=member3,
+        json={"percent": 30, "note": "本轮上报"},
+    )
+    assert r.status_code == 200 and r.json()["percent"] == 30, r.text
+    member4 = token(settings, sub="m-r4", roles=["work_team_member"])
+    r = await client.post(
+        f"/campaigns/{r4}/teams/team-v00/targets/{target4}/progress",
+        headers=member4,
+        json={"percent": 10, "evidence": [{"kind": "file", "value": "javascript:alert(1)"}]},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "evidence.0.value", r.text
+    r = await client.post(
+        f"/campaigns/{r4}/teams/team-v00/targets/{target4}/progress",
+        headers=member4,
+        json={"percent": 10, "evidence": [{"kind": "file", "value": "https://pan.example/1.jpg"}]},
+    )
+    assert r.status_code == 200 and r.json()["percent"] == 10, r.text
+
+
+async def test_a_register_of_20000_villages_reaches_the_read_models(client, settings) -> None:
+    cid, headers = await opened(client, settings)
+    rows = [f"r{i:05d},村{i},村,{T1 if i % 2 else T2}" for i in range(20_000)]
+    text = "village_id,name,kind,township_id\n" + "\n".join(rows) + "\n"
+    r = await client.post(
+        f"/campaigns/{cid}/villages.csv",
+        headers={**headers, "content-type": "text/csv"},
+        content=text.encode(),
+    )
+    assert r.status_code == 200 and r.json()["registered"] == 20_000, r.text
+    store = client.app.state.runtime.store
+    pages = await store.pool.fetch(
+        "SELECT event_id, jsonb_array_length(payload -> 'villages') AS n FROM "
+        "rectification.events WHERE stream_id = $1 AND type = $2",
+        campaign_stream_id(cid),
+        "cunzhi.rectification.VillagesRegistered",
+    )
+    assert len(pages) > 1 and sum(p["n"] for p in pages) == 20_000
+    ids = [p["event_id"] for p in pages]
+
+    async def published() -> bool:
+        sent = await store.pool.fetchval(
+            "SELECT count(*) FROM rectification.outbox WHERE event_id = ANY($1::uuid[]) "
+            "AND sent_at IS NOT NULL AND octet_length(payload) < 1048576",
+            ids,
+        )
+        return sent == len(ids)
+
+    assert await eventually(published, timeout=120)
+
+    async def registered() -> int | None:
+        d = (await client.get(f"/campaigns/{cid}/dashboard", headers=headers)).json()
+        return d["registered"] if d["registered"] == 20_000 else None
+
+    assert await eventually(registered, timeout=120) == 20_000
+    page = (
+        await client.get(f"/campaigns/{cid}/ranking", headers=headers, params={"limit": 1})
+    ).json()
+    assert page["total"] == 20_000
+
+
 async def test_bad_input_changes_nothing(client, settings) -> None:
     cid, headers = await opened(client, settings)
     stream = campaign_stream_id(cid)
@@ -408,9 +605,9 @@ async def test_bad_input_changes_nothing(client, settings) -> None:
     assert await version(client, stream) == 1
 
 
-async def tiered(client, settings) -> tuple[str, dict[str, str]]:
+async def tiered(client, settings, **opening: Any) -> tuple[str, dict[str, str]]:
     """v00 district-level, v01 town-level (in T1), v02 removed."""
-    cid, headers = await ranked(client, settings)
+    cid, headers = await ranked(client, settings, **opening)
     for v, verdict in (("v00", "confirm"), ("v01", "confirm"), ("v02", "remove")):
         r = await client.post(
             f"/campaigns/{cid}/candidates/{v}/{verdict}", headers=headers, json={"reason": "核实"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from cunzhi_platform.aggregate import DomainError, Forbidden, InvalidTransition
+from cunzhi_platform.aggregate import DomainError, Forbidden, InvalidTransition, NotFound
 from cunzhi_platform.clock import SHANGHAI
 from cunzhi_platform.events import Event
 from cunzhi_rectification.domain.tasks import (
@@ -38,7 +38,7 @@ OTHER_SECRETARY = Actor("li-guoqiang", secretary_of=frozenset({"houguandi"}))
 OFFICE = Actor("ma-xiaodong", office_of=frozenset({"guandi"}))
 OTHER_OFFICE = Actor("someone", office_of=frozenset({"liangcai"}))
 COUNTY = Actor("county-org", county=True)
-PHOTO = Evidence(kind="file", value="oss://evidence/ledger.jpg", title="流动党员台账")
+PHOTO = Evidence(kind="file", value="evidence://e/ledger.jpg", title="流动党员台账")
 POLICY = EscalationPolicy(township_after=3, county_after=8)
 
 
@@ -338,7 +338,7 @@ def test_the_county_reschedules_too():
 
 
 def test_the_villages_work_team_reports_on_its_campaign_targets_only():
-    team = Actor("team-member", team_of=frozenset({"v001"}))
+    team = Actor("team-member", team_of=frozenset({("bincheng-3", "v001")}))
     target = assigned(
         source="campaign_target",
         forum_id=None,
@@ -351,3 +351,18 @@ def test_the_villages_work_team_reports_on_its_campaign_targets_only():
     forum_task = assigned(assignee=Assignee(kind="village", id="v001"))
     with pytest.raises(Forbidden):
         forum_task.report_progress(team, percent=20, today=START)
+    # the same village carried over into the next round: that round's target is not theirs
+    next_round = assigned(
+        source="campaign_target",
+        forum_id=None,
+        resolution_id=None,
+        campaign_id="bincheng-4",
+        village_id="v001",
+        assignee=Assignee(kind="person", id="team-leader"),
+    )
+    with pytest.raises(Forbidden, match="work team of village v001 in bincheng-4"):
+        next_round.report_progress(team, percent=20, today=START)
+    with pytest.raises(NotFound):
+        next_round.require_target_of("bincheng-3")
+    with pytest.raises(NotFound):
+        forum_task.require_target_of("bincheng-3")

@@ -292,7 +292,7 @@ async def test_a_secretary_reports_and_completes_their_village_task(kit: Kit) ->
         json={
             "percent": 40,
             "note": "已摸排23名外出党员",
-            "evidence": [{"kind": "file", "value": "oss://e/1.jpg", "title": "台账照片"}],
+            "evidence": [{"kind": "file", "value": "evidence://e/1.jpg", "title": "台账照片"}],
         },
         headers=wang,
     )
@@ -327,6 +327,24 @@ async def test_a_secretary_reports_and_completes_their_village_task(kit: Kit) ->
         ({"percent": 101}, 422, "percent", "less than or equal to 100"),
         ({"percent": 30}, 422, "percent", "below the last report (50%)"),
         ({"percent": 50}, 422, "note", "needs a note or evidence"),
+        (
+            {"percent": 60, "evidence": [{"kind": "file", "value": "javascript:alert(1)"}]},
+            422,
+            "evidence.0.value",
+            "文件证据须为 http(s):// 网址或平台上传文件的引用",
+        ),
+        (
+            {
+                "percent": 60,
+                "evidence": [
+                    {"kind": "text", "value": "javascript: 不是链接，是文字"},
+                    {"kind": "file", "value": "data:text/html,<script>alert(1)</script>"},
+                ],
+            },
+            422,
+            "evidence.1.value",
+            "不能是“data:text/html",
+        ),
     ],
 )
 async def test_bad_progress_is_refused_with_the_reason_and_stores_nothing(
@@ -384,6 +402,20 @@ async def test_reports_outside_ones_jurisdiction_or_not_ones_own_are_forbidden(k
         f"/tasks/{task_id}/history", headers=outsiders["another township's office"]
     )
     assert r.status_code == 403
+
+
+async def test_a_completion_with_a_script_link_as_evidence_is_refused(kit: Kit) -> None:
+    town, village = fresh("town"), fresh("v")
+    (task_id,) = await kit.assign(town, village)
+    before = await kit.stored()
+    r = await kit.client.post(
+        f"/tasks/{task_id}/completion",
+        json={"evidence": [{"kind": "file", "value": "JavaScript:fetch('//x')", "title": "照片"}]},
+        headers=kit.secretary(town, village),
+    )
+    assert r.status_code == 422 and r.json()["field"] == "evidence.0.value", r.text
+    assert "http(s)://" in r.json()["detail"]
+    assert await kit.stored() == before
 
 
 async def test_completing_twice_or_without_evidence_is_refused(kit: Kit) -> None:

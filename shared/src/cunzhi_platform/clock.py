@@ -66,6 +66,13 @@ def is_working_day(day: dt.date) -> bool:
         return day.weekday() < 5
 
 
+def calendar_years() -> frozenset[int]:
+    """The years whose arrangement the installed ``chinese-calendar`` holds; working days of
+    any other year are the Monday–Friday fallback, so what was computed for one of them may
+    change once the package learns it."""
+    return frozenset(day.year for day in chinese_calendar.constants.holidays)
+
+
 def last_working_day_of_month(year: int, month: int) -> dt.date:
     day = dt.date(year, month, calendar.monthrange(year, month)[1])
     while not is_working_day(day):

@@ -12,7 +12,7 @@ from .adapters.campaign.projections import CAMPAIGN_PROJECTIONS
 from .adapters.tasks.http import router as tasks_router
 from .adapters.tasks.policy import ResolutionTasksPolicy
 from .adapters.tasks.projection import TasksProjection
-from .adapters.tasks.timer import deadline_timer
+from .adapters.tasks.timer import CALENDAR_YEARS, deadline_timer
 from .events import SERVICE, registry
 from .inbound import readers
 from .settings import TaskSettings
@@ -39,5 +39,6 @@ def build_service(task_settings: TaskSettings | None = None) -> Service:
         ],
         routers=[tasks_router, *CAMPAIGN_ROUTERS],
         background=[deadline_timer(tasks.escalation()), campaign_timer],
+        migrations=[CALENDAR_YEARS],
         description=DESCRIPTION,
     )

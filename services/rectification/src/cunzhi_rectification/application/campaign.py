@@ -529,7 +529,7 @@ async def team_actor(
     t = await team(store, campaign_id, team_id)
     if not t.is_member(reporter.sub):
         raise Forbidden(f"you are not a member of team {team_id}", field="team_id")
-    return Actor(person_id=reporter.sub, team_of=frozenset(t.village_ids))
+    return Actor(person_id=reporter.sub, team_of=frozenset((campaign_id, v) for v in t.village_ids))
 
 
 async def submit_on_duty(

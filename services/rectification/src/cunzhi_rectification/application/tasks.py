@@ -9,7 +9,8 @@ weight=…)`` whose ``task_id`` is unique across forums and campaigns (e.g.
 (``TaskProgressReported``, ``TaskCompleted``, ``TaskOverdue``, ``TaskEscalated``) carry its id, and
 the ``tasks`` read model its status, percent and weight by campaign and village. Reports on a
 target by the village's work team go through ``report_progress``/``complete_task`` with an
-``Actor`` whose ``team_of`` names the team's villages.
+``Actor`` whose ``team_of`` names the team's villages with its campaign, and ``campaign_id``,
+so that another round's target of the same village is neither reached nor reported on.
 """
 
 from __future__ import annotations
@@ -77,10 +78,21 @@ async def load_task(store: EventStore, task_id: str) -> Task:
     return task
 
 
-async def _on_task(store: EventStore, task_id: str, decide: Decide, ctx: CommandContext) -> Task:
+async def _on_task(
+    store: EventStore,
+    task_id: str,
+    decide: Decide,
+    ctx: CommandContext,
+    *,
+    campaign_id: str | None = None,
+) -> Task:
+    """``decide`` on the task; with ``campaign_id``, only on a target of that campaign."""
+
     def guarded(task: Task) -> Sequence[Event]:
         if not task.exists:
             raise NotFound(f"there is no task {task_id}")
+        if campaign_id is not None:
+            task.require_target_of(campaign_id)
         return decide(task)
 
     return await execute(store, Task, task_stream_id(task_id), guarded, ctx)
@@ -96,6 +108,7 @@ async def report_progress(
     evidence: Sequence[Evidence],
     today: dt.date,
     ctx: CommandContext,
+    campaign_id: str | None = None,
 ) -> Task:
     return await _on_task(
         store,
@@ -104,6 +117,7 @@ async def report_progress(
             actor, percent=percent, note=note, evidence=evidence, today=today
         ),
         ctx,
+        campaign_id=campaign_id,
     )
 
 
@@ -116,12 +130,14 @@ async def complete_task(
     evidence: Sequence[Evidence],
     today: dt.date,
     ctx: CommandContext,
+    campaign_id: str | None = None,
 ) -> Task:
     return await _on_task(
         store,
         task_id,
         lambda t: t.complete(actor, summary=summary, evidence=evidence, today=today),
         ctx,
+        campaign_id=campaign_id,
     )
 
 
@@ -151,6 +167,17 @@ async def check_deadline(
     """Overdue and escalation steps the clock has reached for the task, appended."""
     task = await load(store, Task, task_stream_id(task_id))
     events = task.check_deadline(now, policy)
+    if events:
+        await store.append(task.id, task.version, events, ctx)
+    return events
+
+
+async def recompute_deadline(
+    store: EventStore, task_id: str, calendar_years: Sequence[int], *, ctx: CommandContext
+) -> list[Event]:
+    """The task's deadline computed again with today's holiday calendar, appended if it moved."""
+    task = await load(store, Task, task_stream_id(task_id))
+    events = task.recompute_deadline(calendar_years)
     if events:
         await store.append(task.id, task.version, events, ctx)
     return events

@@ -40,6 +40,20 @@ MAX_PERIOD_YEARS = 5
 MAX_REGISTER = 20_000
 """Villages in one round's register: a county has hundreds, a prefecture-level city some
 thousands (Liaocheng 6,238); the bound keeps ``CandidatesSelected`` a plausible Kafka message."""
+REGISTER_PAGE = 250
+"""Villages per ``VillagesRegistered``: a register is recorded in pages, each well under the
+broker's 1 MiB message limit even at the longest ids and names (about 1.1 KB a village as
+UTF-8 JSON: 280 KB a page); one event of a whole register passed it at about 7,600 villages and
+was set aside, leaving the round's read models empty."""
+
+
+def anniversary(day: dt.date, years: int) -> dt.date:
+    """The same date ``years`` later; 29 February falls on 1 March in a common year (ours), so
+    a round opened on 29 February ends on the last day of February."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return dt.date(day.year + years, 3, 1)
 
 
 @dataclass(frozen=True)
@@ -181,7 +195,7 @@ class Campaign(Aggregate):
             raise DomainError("a symptom code is listed twice", field="settings.symptoms")
         if settings.light_yellow_gap > settings.light_red_gap:
             raise DomainError("the yellow gap must not exceed the red gap", field="settings")
-        end = start_date.replace(year=start_date.year + period_years) - dt.timedelta(days=1)
+        end = anniversary(start_date, period_years) - dt.timedelta(days=1)
         return [
             CampaignOpened(
                 campaign_id=self.campaign_id,
@@ -212,12 +226,13 @@ class Campaign(Aggregate):
                 raise InvalidTransition(f"{v.village_id} is already registered", field="village_id")
             if v.township_id not in self.townships:
                 raise DomainError(f"unknown township {v.township_id}", field="township_id")
-        if not batch:
-            return []
         return [
             VillagesRegistered(
-                campaign_id=self.campaign_id, county_id=self.county_id, villages=batch
+                campaign_id=self.campaign_id,
+                county_id=self.county_id,
+                villages=batch[first : first + REGISTER_PAGE],
             )
+            for first in range(0, len(batch), REGISTER_PAGE)
         ]
 
     def assess(self, inputs: Iterable[AssessmentInput]) -> list[Event]:

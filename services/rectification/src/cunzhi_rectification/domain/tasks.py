@@ -19,17 +19,29 @@ Rules (the seeds only say tasks have owners and deadlines; the rest is ours):
 - overdue, it escalates from the village to the township and then to the county after
   working days set by ``EscalationPolicy``, each step once and in order;
 - the township office or the county may move the due date to a day not yet ended and not
-  before the start; an overdue task is then open again.
+  before the start; an overdue task is then open again;
+- a deadline is computed with the holiday calendar of the day; when the calendar learns the
+  year of a due day (it falls back to Monday–Friday before), the deadline is computed again
+  and moves by an event of its own if it changed;
+- evidence of the kind ``file`` is a link a browser will open: an ``http(s)://`` address or a
+  file uploaded to the platform (``evidence://…``), nothing else (``javascript:``, ``data:``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cunzhi_platform.aggregate import Aggregate, DomainError, Forbidden, InvalidTransition
+from cunzhi_platform.aggregate import (
+    Aggregate,
+    DomainError,
+    Forbidden,
+    InvalidTransition,
+    NotFound,
+)
 from cunzhi_platform.clock import SHANGHAI, is_working_day
 from cunzhi_platform.events import Event
 
@@ -39,6 +51,7 @@ from ..events.tasks import (
     Evidence,
     TaskAssigned,
     TaskCompleted,
+    TaskDeadlineRecomputed,
     TaskEscalated,
     TaskOverdue,
     TaskProgressReported,
@@ -51,6 +64,24 @@ MAX_SPAN = dt.timedelta(days=5 * 366)
 """Longest a task may run (ours): a campaign round is two years; five leave room for a term."""
 MAX_REPORTS = 1000
 """Reports kept per task: a task reported on daily for almost three years. More is a loop."""
+
+
+EVIDENCE_LINK = re.compile(r"(https?|evidence)://\S+")
+"""What a file's evidence may be (ours): a web address, or a file uploaded to the platform."""
+
+
+def evidence_link_problem(value: str) -> str | None:
+    """Why ``value`` may not stand as a file's link, in words; None when it may."""
+    if EVIDENCE_LINK.fullmatch(value):
+        return None
+    return f"文件证据须为 http(s):// 网址或平台上传文件的引用（evidence://…），不能是“{value[:40]}”"
+
+
+def check_evidence(evidence: Sequence[Evidence]) -> None:
+    for n, e in enumerate(evidence):
+        problem = evidence_link_problem(e.value) if e.kind == "file" else None
+        if problem:
+            raise DomainError(problem, field=f"evidence.{n}.value")
 
 
 def task_stream_id(task_id: str) -> str:
@@ -129,14 +160,15 @@ def escalation_cutoff(today: dt.date, working_days: int) -> dt.datetime:
 @dataclass(frozen=True)
 class Actor:
     """Who acts on a task: their person id, the villages they are secretary of, the villages
-    whose campaign work team (驻村工作专班) they are on, the townships whose office (党建办/乡党委)
-    they act for, and whether they are the county organisation department."""
+    whose campaign work team (驻村工作专班) they are on as ``(campaign_id, village_id)`` — a
+    village carried over into the next round has another team there —, the townships whose
+    office (党建办/乡党委) they act for, and whether they are the county organisation department."""
 
     person_id: str
     secretary_of: frozenset[str] = frozenset()
     office_of: frozenset[str] = frozenset()
     county: bool = False
-    team_of: frozenset[str] = frozenset()
+    team_of: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -210,6 +242,8 @@ class Task(Aggregate):
         super().__init__(aggregate_id)
         self.assigned: TaskAssigned | None = None
         self.due_on: dt.date = dt.date.min
+        self.recorded_deadline: dt.datetime | None = None
+        """The deadline as the events last stated it (computed with the calendar of then)."""
         self.percent = 0
         self.status = TaskStatus.OPEN
         self.level: EscalationLevel | None = None
@@ -271,6 +305,7 @@ class Task(Aggregate):
             raise DomainError(
                 "a report with no new progress needs a note or evidence", field="note"
             )
+        check_evidence(evidence)
         if len(self.reports) >= MAX_REPORTS:
             raise InvalidTransition(f"task {a.task_id} already has {MAX_REPORTS} reports")
         return [
@@ -296,6 +331,7 @@ class Task(Aggregate):
             raise DomainError(
                 "completing a task needs evidence or a summary of what was done", field="evidence"
             )
+        check_evidence(evidence)
         return [
             TaskCompleted(
                 task_id=a.task_id,
@@ -383,6 +419,36 @@ class Task(Aggregate):
             )
         return events
 
+    def recompute_deadline(self, calendar_years: Sequence[int]) -> list[Event]:
+        """The deadline as today's holiday calendar, which newly knows ``calendar_years``,
+        computes it, if that differs from the one recorded; nothing for a completed task."""
+        if self.assigned is None or self.status == TaskStatus.COMPLETED:
+            return []
+        a = self.assigned
+        fresh = deadline(self.due_on)
+        if self.recorded_deadline is None or fresh == self.recorded_deadline:
+            return []
+        return [
+            TaskDeadlineRecomputed(
+                task_id=a.task_id,
+                township_id=a.township_id,
+                village_id=a.village_id,
+                due_on=self.due_on,
+                previous_deadline=self.recorded_deadline,
+                deadline=fresh,
+                calendar_years=tuple(sorted(calendar_years)),
+                forum_id=a.forum_id,
+                campaign_id=a.campaign_id,
+            )
+        ]
+
+    def require_target_of(self, campaign_id: str) -> None:
+        """The task is a target of ``campaign_id``: another round's is not reached through
+        this round's routes."""
+        a = self._assignment
+        if a.source != "campaign_target" or a.campaign_id != campaign_id:
+            raise NotFound(f"campaign {campaign_id} has no target {a.task_id}", field="target_id")
+
     def require_scheduler(self, actor: Actor) -> None:
         """Only the office of the task's township or the county moves its due date."""
         township = self._assignment.township_id
@@ -401,11 +467,13 @@ class Task(Aggregate):
             return
         if a.assignee.kind == "village" and a.assignee.id in actor.secretary_of:
             return
-        if a.source == "campaign_target" and a.village_id in actor.team_of:
-            return  # the village's work team reports on its targets
+        if a.source == "campaign_target" and (a.campaign_id, a.village_id) in actor.team_of:
+            return  # the village's work team in the target's round reports on its targets
         whose = "village " if a.assignee.kind == "village" else ""
         team = (
-            f" or the work team of village {a.village_id}" if a.source == "campaign_target" else ""
+            f" or the work team of village {a.village_id} in {a.campaign_id}"
+            if a.source == "campaign_target"
+            else ""
         )
         raise Forbidden(
             f"task {a.task_id} is assigned to {whose}{a.assignee.id}: only its assignee or the "
@@ -424,6 +492,10 @@ class Task(Aggregate):
     def _on_TaskAssigned(self, e: TaskAssigned) -> None:
         self.assigned = e
         self.due_on = e.due_on
+        self.recorded_deadline = e.deadline
+
+    def _on_TaskDeadlineRecomputed(self, e: TaskDeadlineRecomputed) -> None:
+        self.recorded_deadline = e.deadline
 
     def _on_TaskProgressReported(self, e: TaskProgressReported) -> None:
         self.percent = e.percent
@@ -444,6 +516,7 @@ class Task(Aggregate):
 
     def _on_TaskRescheduled(self, e: TaskRescheduled) -> None:
         self.due_on = e.due_on
+        self.recorded_deadline = e.deadline
         # The new due day is still ahead (``reschedule`` checks it): the task is open again.
         self.status = TaskStatus.OPEN
         self.level = None

@@ -175,7 +175,9 @@ class CampaignOpened(Event):
 
 @registry.register("cunzhi.rectification.VillagesRegistered", version=1)
 class VillagesRegistered(Event):
-    """Villages and communities entered into the campaign's register (信息库)."""
+    """Villages and communities entered into the campaign's register (信息库): one page of
+    them, as many events as pages (at most 250 villages each; before, one event held a whole
+    import, and folds still take it)."""
 
     campaign_id: str
     county_id: str

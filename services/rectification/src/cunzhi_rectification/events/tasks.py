@@ -4,7 +4,8 @@ A task is assigned once (``TaskAssigned``), reported on by its assignee or the t
 (``TaskProgressReported``), completed with evidence or a summary (``TaskCompleted``), and when
 its due day passes unfinished it becomes overdue (``TaskOverdue``) and then escalates from the
 village to the township and to the county (``TaskEscalated``, one event per step). The
-township office or the county may move its due date (``TaskRescheduled``).
+township office or the county may move its due date (``TaskRescheduled``); its deadline moves
+by itself when the holiday calendar learns the year of its due day (``TaskDeadlineRecomputed``).
 
 Every event carries the task id (the key on Kafka) and the township, so a consumer can route it
 without folding; ``TaskAssigned`` carries everything else once.
@@ -161,3 +162,22 @@ class TaskRescheduled(Event):
     deadline: dt.datetime
     reason: str
     rescheduled_by: str
+
+
+@registry.register("cunzhi.rectification.TaskDeadlineRecomputed", version=1)
+class TaskDeadlineRecomputed(Event):
+    """The task's deadline moved because the holiday calendar (``chinese-calendar``) learned
+    the year of its due day: the deadline had been computed with the Monday–Friday fallback,
+    and the State Council's arrangement for that year makes another day the last working day.
+    The due date itself is unchanged."""
+
+    task_id: str
+    township_id: str
+    village_id: str | None = None
+    due_on: dt.date
+    previous_deadline: dt.datetime
+    deadline: dt.datetime
+    calendar_years: tuple[int, ...]
+    """The years the calendar newly knows that this recomputation was made for."""
+    forum_id: str | None = None
+    campaign_id: str | None = None

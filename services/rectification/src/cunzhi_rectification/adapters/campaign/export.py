@@ -11,7 +11,10 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from cunzhi_platform.clock import SHANGHAI
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet as Worksheet
 
 RANKING_COLUMNS = (
     ("rank", "排名"),
@@ -66,16 +69,32 @@ LEDGER_SHEETS: Mapping[str, tuple[str, Sequence[tuple[str, str]]]] = {
     ),
     "entries": (
         "台账记录",
-        (("village_id", "村居编码"), ("at", "时间"), ("kind", "事项"), ("summary", "内容")),
+        (
+            ("village_id", "村居编码"),
+            ("at", "时间（北京时间）"),
+            ("kind", "事项"),
+            ("summary", "内容"),
+        ),
     ),
 }
 
 
-def _cell(value: Any) -> Any:
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet may take for the start of a formula (CSV/formula injection, OWASP)."""
+
+
+def _cell(ws: Worksheet, value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=None)  # Excel has no time zones: Asia/Shanghai as stored
+        # Excel has no time zones: the wall-clock time in Asia/Shanghai, as the header says
+        return value.astimezone(SHANGHAI).replace(tzinfo=None)
     if isinstance(value, bool):
         return "是" if value else ""
+    if isinstance(value, str):
+        # people's text stays text: never a formula, and marked so when edited in Excel
+        cell = WriteOnlyCell(ws, value)
+        cell.data_type = "s"
+        cell.quotePrefix = value.startswith(FORMULA_LEADS)
+        return cell
     return value
 
 
@@ -85,7 +104,7 @@ def _sheet(
     ws = wb.create_sheet(title)
     ws.append([label for _, label in columns])
     for row in rows:
-        ws.append([_cell(row.get(key)) for key, _ in columns])
+        ws.append([_cell(ws, row.get(key)) for key, _ in columns])
 
 
 def _bytes(wb: Workbook) -> bytes:

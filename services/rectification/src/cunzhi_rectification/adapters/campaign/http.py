@@ -103,7 +103,9 @@ count rounded to the nearest (0.15 × 602 = 90.3 → 90, the seed's figure; `up`
 17:30 Asia/Shanghai); the light rule (progress against the time-proportional plan: yellow 10,
 red 25 points behind; 1/3 overdue targets; 1/2 late reports); the names and marks of the
 indicators; graduation at score ≥ 70 and dissatisfaction ≤ 50 % with a review a year later
-(回头看), else carried into the next round; a team missing an age band is a warning.
+(回头看), else carried into the next round; a team missing an age band is a warning; a round
+ends the day before the same date `period_years` later, and one opened on 29 February ends on
+the last day of February (in a common year we take 1 March as its anniversary).
 Selecting the candidates asks 纪委, 政法委 and 信访 for their opinions, to be given within
 `verification_respond_working_days` (5) working days; reminders of each report when its period
 ends (the notifications service adds one the working day before it is due).
@@ -1020,7 +1022,8 @@ async def report_target_progress(
     request: Request,
     rt: Rt,
 ) -> dict[str, Any]:
-    """A team member reports on a target of one of the team's villages (the target's task)."""
+    """A team member reports on a target of one of the team's villages (the target's task) in
+    this round; another round's target, of the same village or not, is 404 here."""
     task = await tasks.report_progress(
         rt.store,
         target_id,
@@ -1030,6 +1033,7 @@ async def report_target_progress(
         evidence=_evidence(body),
         today=today(rt.clock),
         ctx=_ctx(principal, request),
+        campaign_id=campaign_id,
     )
     return _target(target_id, task)
 
@@ -1054,6 +1058,7 @@ async def complete_target(
         evidence=_evidence(body),
         today=today(rt.clock),
         ctx=_ctx(principal, request),
+        campaign_id=campaign_id,
     )
     return _target(target_id, task)
 

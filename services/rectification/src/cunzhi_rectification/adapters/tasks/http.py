@@ -25,10 +25,10 @@ from cunzhi_platform.clock import today
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.runtime import Runtime, runtime
 from fastapi import Depends, Request
-from pydantic import Field
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from ...application import tasks as application
-from ...domain.tasks import Actor, Task, TaskStatus
+from ...domain.tasks import EVIDENCE_LINK, Actor, Task, TaskStatus, evidence_link_problem
 from ...events import EscalationLevel, Evidence, EvidenceKind, TaskSource
 from .queries import Filters, Scope, TaskQueries
 
@@ -59,9 +59,28 @@ FIRST_TASK_LINKS = edge.links(200, **task_links("$response.body#/items/0/task_id
 
 
 class EvidenceIn(edge.Body):
-    kind: EvidenceKind = Field(description="text: the text itself; file: a reference (id or URL)")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "file"}}},
+            "then": {"properties": {"value": {"pattern": f"^{EVIDENCE_LINK.pattern}$"}}},
+        }
+    )
+
+    kind: EvidenceKind = Field(
+        description="text: the text itself; file: a link a browser opens, an http(s):// "
+        "address or a file uploaded to the platform (evidence://…); no other scheme such as "
+        "javascript: (a rule of ours)"
+    )
     value: edge.Text
     title: Annotated[str, edge.TextRules(200, required=False)] = ""
+
+    @field_validator("value")
+    @classmethod
+    def _link(cls, value: str, info: ValidationInfo) -> str:
+        problem = evidence_link_problem(value) if info.data.get("kind") == "file" else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class ProgressIn(edge.Body):

@@ -18,6 +18,7 @@ from ...events import (
     SERVICE,
     TaskAssigned,
     TaskCompleted,
+    TaskDeadlineRecomputed,
     TaskEscalated,
     TaskOverdue,
     TaskProgressReported,
@@ -143,6 +144,13 @@ class TasksProjection(Consumer):
                     event.task_id,
                     envelope.time,
                     event.level,
+                )
+            case TaskDeadlineRecomputed():
+                await tx.conn.execute(
+                    set_ + "deadline_at = $3 WHERE task_id = $1",
+                    event.task_id,
+                    envelope.time,
+                    event.deadline,
                 )
             case TaskRescheduled():
                 await tx.conn.execute(
