@@ -192,9 +192,20 @@ async def test_rebuild_while_serving_equals_the_live_projection(pool, schema, se
             "schema_migrations",
             "projection_shapes",
             "dead_letters",
+            "dead_letters_replayed",
             "tallies",
             "tallies__processed",
+            "tallies__positions",
         }
+        # The positions were swapped in with the tables: each stream's head, nothing missing.
+        heads = f'SELECT stream_id, max(stream_version) FROM "{schema}".events GROUP BY 1'
+        positions = f'SELECT stream_id, version FROM "{schema}".tallies__positions'
+        assert {tuple(r) for r in await pool.fetch(positions)} == {
+            tuple(r) for r in await pool.fetch(heads)
+        }
+        assert not await pool.fetchval(
+            f'SELECT count(*) FROM "{schema}".tallies__positions WHERE NOT isempty(missing)'
+        )
         indexes = await _indexes(pool, schema, "tallies")
         assert {"tallies_ix0", "tallies_ix1"} <= indexes
 
