@@ -133,7 +133,9 @@ async def _behind(bootstrap: str, groups: dict[str, list[str]]) -> list[str]:
         ends = await reader.end_offsets([tp for tps in partitions.values() for tp in tps])
         behind = []
         for group, topics in groups.items():
-            committed = await admin.list_consumer_group_offsets(group)
+            # Partitions named: Tansu cannot answer for "all of the group's".
+            asked = [tp for t in topics for tp in partitions[t]]
+            committed = await admin.list_consumer_group_offsets(group, partitions=asked)
             if any(
                 ends[tp] > (max(committed[tp].offset, 0) if tp in committed else 0)
                 for t in topics
