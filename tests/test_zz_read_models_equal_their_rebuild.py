@@ -18,14 +18,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import time
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.consumer import Consumer, ConsumerRunner
 from cunzhi_platform.envelope import topic_for
@@ -35,7 +32,7 @@ from cunzhi_platform.kafka import make_broker
 from cunzhi_platform.relay import OutboxRelay
 from cunzhi_platform.republish import republish
 from cunzhi_platform.settings import Settings
-from cunzhi_platform.testing import consume
+from cunzhi_platform.testing import caught_up, consume
 
 from cunzhi_cli.rebuild_check import differences, projections, scope
 from cunzhi_cli.services import RUNNABLE
@@ -43,7 +40,6 @@ from cunzhi_cli.services import RUNNABLE
 pytestmark = pytest.mark.slow
 
 PROJECTIONS = projections()
-CATCH_UP_S = 300
 
 
 @pytest_asyncio.fixture(scope="module", autouse=True)
@@ -91,61 +87,12 @@ async def republished(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[N
             await broker.start()
             stack.push_async_callback(broker.stop)
         try:
-            await _caught_up(pool, settings, stored, groups)
+            await caught_up(pool, settings.kafka_bootstrap_servers, stored, groups)
         finally:
             for relay, task in relays:
                 relay.stop()
                 await task
     yield
-
-
-async def _caught_up(
-    pool: asyncpg.Pool, settings: Settings, stored: list[str], groups: dict[str, list[str]]
-) -> None:
-    """Until every outbox is sent and every group has committed the end of its topics, twice
-    in a row (a policy's events may still be on their way)."""
-    assert settings.kafka_bootstrap_servers
-    bootstrap = settings.kafka_bootstrap_servers
-    deadline, settled = time.monotonic() + CATCH_UP_S, 0
-    while settled < 2:
-        assert time.monotonic() < deadline, "the consumers did not catch up with the republish"
-        await asyncio.sleep(1)
-        unsent = [
-            await pool.fetchval(f'SELECT count(*) FROM "{n}".outbox WHERE sent_at IS NULL')
-            for n in stored
-        ]
-        behind = await _behind(bootstrap, groups) if not any(unsent) else ["outbox"]
-        settled = 0 if behind else settled + 1
-
-
-async def _behind(bootstrap: str, groups: dict[str, list[str]]) -> list[str]:
-    """The groups whose committed offsets are short of their topics' ends."""
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await reader.start()
-    await admin.start()
-    try:
-        await reader.topics()
-        partitions = {
-            t: [TopicPartition(t, p) for p in reader.partitions_for_topic(t) or ()]
-            for t in {t for topics in groups.values() for t in topics}
-        }
-        ends = await reader.end_offsets([tp for tps in partitions.values() for tp in tps])
-        behind = []
-        for group, topics in groups.items():
-            # Partitions named: Tansu cannot answer for "all of the group's".
-            asked = [tp for t in topics for tp in partitions[t]]
-            committed = await admin.list_consumer_group_offsets(group, partitions=asked)
-            if any(
-                ends[tp] > (max(committed[tp].offset, 0) if tp in committed else 0)
-                for t in topics
-                for tp in partitions[t]
-            ):
-                behind.append(group)
-        return behind
-    finally:
-        await admin.close()
-        await reader.stop()
 
 
 async def injected_townships(pool: asyncpg.Pool, bootstrap: str, schema: str) -> set[str]:
