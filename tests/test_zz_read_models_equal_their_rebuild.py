@@ -55,15 +55,18 @@ async def republished(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[N
         relays, groups = [], {}
         for name in stored:
             service = RUNNABLE[name]()
-            for consumer in service.consumers:
-                marks = f'"{name}"."{consumer.name}__processed"'
-                if await pool.fetchval("SELECT to_regclass($1)", marks) is not None:
-                    await pool.execute(
-                        f"UPDATE {marks} SET processed_at = now() - '40 days'::interval"
-                    )
-            await prune_processed(
-                pool, name, [c.name for c in service.consumers], dt.timedelta(days=30)
-            )
+            # A month and more later: housekeeping has pruned every mark.
+            consumed = [
+                c.name
+                for c in service.consumers
+                if await pool.fetchval("SELECT to_regclass($1)", f'"{name}"."{c.name}__processed"')
+            ]
+            for consumer in consumed:
+                await pool.execute(
+                    f'UPDATE "{name}"."{consumer}__processed" '
+                    "SET processed_at = now() - interval '40 days'"
+                )
+            await prune_processed(pool, name, consumed, dt.timedelta(days=30))
             store = EventStore(pool, name, service.all_events(), SystemClock())
             await republish(store)
             relay = OutboxRelay(settings, name)

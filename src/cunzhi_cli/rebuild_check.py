@@ -83,7 +83,8 @@ async def rows(pool: asyncpg.Pool, schema: str, consumer: Consumer, compared: Sc
         if has_township:
             where = "township_id = ANY($1::text[])"
         else:
-            where = "$1::text[] IS NOT NULL" if everything_seen else "false"
+            # Every statement takes $1: "false" alone made asyncpg refuse the argument.
+            where = f"$1::text[] IS NOT NULL AND {everything_seen}"
         found[logical] = {
             tuple(sorted((k, str(v)) for k, v in r.items() if k not in ARRIVAL_ORDER))
             for r in await pool.fetch(f"SELECT * FROM {table} WHERE {where}", townships)
