@@ -53,6 +53,11 @@ class DeadLetter:
         return self.headers.get("ce_id", "")
 
     @property
+    def replay_key(self) -> tuple[str, str, str]:
+        """What a replay is noted by: a recreated DLQ topic numbers its letters from 0 again."""
+        return (self.id, self.consumer, self.event_id)
+
+    @property
     def original(self) -> tuple[str, int, int]:
         return (self.topic, self.partition, self.offset)
 
@@ -104,17 +109,20 @@ async def dead_letters(
     finally:
         await pool.close()
     return [
-        dataclasses.replace(d, replayed_at=when.get(d.id))
+        dataclasses.replace(d, replayed_at=when.get(d.replay_key))
         for d in letters
-        if (d.id in when) == replayed
+        if (d.replay_key in when) == replayed
     ]
 
 
-async def _replayed(pool: asyncpg.Pool, schema: str) -> dict[str, dt.datetime]:
+async def _replayed(pool: asyncpg.Pool, schema: str) -> dict[tuple[str, str, str], dt.datetime]:
     table = f'"{schema}".dead_letters_replayed'
     if await pool.fetchval("SELECT to_regclass($1)", table) is None:
         return {}
-    return {r["letter"]: r["replayed_at"] for r in await pool.fetch(f"SELECT * FROM {table}")}
+    return {
+        (r["letter"], r["consumer"], r["event_id"]): r["replayed_at"]
+        for r in await pool.fetch(f"SELECT * FROM {table}")
+    }
 
 
 async def _from_topic(bootstrap: str, topic: str) -> AsyncIterator[DeadLetter]:
@@ -212,9 +220,11 @@ async def replay(settings: Settings, service: Service, ids: Sequence[str] | None
         async with pool.acquire() as conn:
             await create_dead_letter_tables(conn, service.name)
             await conn.execute(
-                f'INSERT INTO "{service.name}".dead_letters_replayed (letter) '
-                "SELECT unnest($1::text[]) ON CONFLICT (letter) DO UPDATE SET replayed_at = now()",
+                f'INSERT INTO "{service.name}".dead_letters_replayed (letter, consumer, event_id) '
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
                 [d.id for d in letters],
+                [d.consumer for d in letters],
+                [d.event_id for d in letters],
             )
     finally:
         await pool.close()

@@ -370,10 +370,14 @@ CREATE TABLE IF NOT EXISTS "{schema}".dead_letters (
 
 REPLAYED_DDL = """
 CREATE TABLE IF NOT EXISTS "{schema}".dead_letters_replayed (
-    letter text PRIMARY KEY,
-    replayed_at timestamptz NOT NULL DEFAULT now()
+    letter text NOT NULL,
+    consumer text NOT NULL,
+    event_id text NOT NULL,
+    replayed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (letter, consumer, event_id)
 )"""
-"""Dead letters replayed (by ``cunzhi dlq``'s id of the letter): no longer listed as waiting."""
+"""Dead letters replayed, no longer listed as waiting: by ``cunzhi dlq``'s id of the letter,
+with the consumer and event id (a broker that lost its data numbers new letters from 0 again)."""
 
 
 async def create_dead_letter_tables(conn: asyncpg.Connection, schema: str) -> None:
