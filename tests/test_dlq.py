@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 from counting import Incremented, Tallies, registry
+from cunzhi_meetings.domain import roster_stream_id
 from cunzhi_meetings.service import build_service
 from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.consumer import ConsumerRunner
@@ -66,7 +67,7 @@ async def test_a_dead_letter_is_listed_and_replayed_once_its_cause_is_fixed(
 
         with pytest.raises(SystemExit, match="--id ID"):
             await asyncio.to_thread(main, ["dlq", "replay", "meetings"])
-        with pytest.raises(SystemExit, match="no dead letter of meetings has the id nope"):
+        with pytest.raises(SystemExit, match="no dead letter of meetings waits with the id nope"):
             await asyncio.to_thread(main, ["dlq", "replay", "meetings", "--id", "nope"])
 
         broken = False  # the fix is deployed
@@ -79,13 +80,107 @@ async def test_a_dead_letter_is_listed_and_replayed_once_its_cause_is_fixed(
 
         assert await eventually(back_in_the_roster)
 
-    # The replay is the original record again: its key and CloudEvents headers, no dlq_* ones.
+    # The replay is the original record again, for the roster only: its key and CloudEvents
+    # headers, no dlq_* ones but the consumer it is replayed to.
     records = await consume(settings.kafka_bootstrap_servers, topic_for("meetings"), 10_000, 5)
     copies = [r for r in records if dict(r.headers).get("ce_id") == letter.event_id.encode()]
     assert len(copies) == 2
     original, replayed = sorted(copies, key=lambda r: r.timestamp)
     assert replayed.key == original.key and replayed.value == original.value
-    assert dict(replayed.headers) == dict(original.headers)
+    assert dict(replayed.headers) == {
+        **dict(original.headers),
+        "dlq_replay_for": b"cunzhi.meetings.roster",
+    }
+
+
+async def test_a_replay_goes_to_the_consumer_that_failed_only_and_leaves_the_list(
+    settings, pool, monkeypatch, capsys
+):
+    """Two consumers dead-letter one event; the cause is fixed for one of them. Its replay is
+    applied although later events of the stream were applied meanwhile, and the other consumer,
+    still failing, ignores the copy instead of dead-lettering it once more."""
+    township = f"tw-{uuid.uuid4().hex[:8]}"
+    office = token(settings, sub="office", roles=["party_building_office"], township_ids=[township])
+    monkeypatch.setenv("CUNZHI_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CUNZHI_KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers)
+    service = build_service()
+    broken = {"roster", "other_meetings"}
+    for consumer in service.consumers:
+        if consumer.name in broken:
+            monkeypatch.setattr(consumer, "apply", _failing_on(consumer, township, broken))
+
+    def member(i: int) -> dict[str, str]:
+        return {
+            "person_id": f"s-{i}",
+            "name": f"书记{i}",
+            "role": "village_secretary",
+            "village_id": f"v{i}",
+        }
+
+    async def ours(replayed=False):
+        letters = await dlq.dead_letters(settings, service, replayed=replayed)
+        return sorted(
+            (d for d in letters if township.encode() in (d.value or b"")),
+            key=lambda d: d.consumer,
+        )
+
+    async def two_letters():
+        return len(await ours()) == 2
+
+    async def roster_of(client, people):
+        r = await client.get(f"/townships/{township}/roster", headers=office)
+        return sorted(m["person_id"] for m in r.json()["members"]) == people
+
+    async def other_meetings_at(version):
+        return (
+            await pool.fetchval(
+                "SELECT version FROM meetings.other_meetings__positions WHERE stream_id = $1",
+                roster_stream_id(township),
+            )
+            == version
+        )
+
+    async with running(service, settings) as client:
+        r = await client.post(f"/townships/{township}/roster", json=[member(1)], headers=office)
+        assert r.status_code == 200, r.text
+        assert await eventually(two_letters, timeout=60)
+        r = await client.post(f"/townships/{township}/roster", json=[member(2)], headers=office)
+        assert r.status_code == 200, r.text
+        assert await eventually(lambda: roster_of(client, ["s-2"]))
+
+        broken.discard("roster")  # its fix is deployed; other_meetings still fails
+        other_letter, roster_letter = await ours()
+        assert roster_letter.consumer == "cunzhi.meetings.roster"
+        await asyncio.to_thread(main, ["dlq", "replay", "meetings", "--id", roster_letter.id])
+        assert "replayed 1 dead letters of meetings" in capsys.readouterr().out
+        assert await eventually(lambda: roster_of(client, ["s-1", "s-2"]))
+        # A third event behind the replayed copy: once other_meetings has passed it, it has
+        # passed the copy too.
+        r = await client.post(f"/townships/{township}/roster", json=[member(3)], headers=office)
+        assert r.status_code == 200, r.text
+        assert await eventually(lambda: other_meetings_at(3))
+
+        assert [d.id for d in await ours()] == [other_letter.id]
+        [replayed] = await ours(replayed=True)
+        assert replayed.id == roster_letter.id and replayed.replayed_at is not None
+        await asyncio.to_thread(main, ["dlq", "list", "meetings", "--replayed"])
+        listed = capsys.readouterr().out
+        assert roster_letter.id in listed and other_letter.id not in listed
+        with pytest.raises(SystemExit, match="no dead letter of meetings waits with the id"):
+            await asyncio.to_thread(main, ["dlq", "replay", "meetings", "--id", roster_letter.id])
+
+
+def _failing_on(consumer, township, broken):
+    """``consumer.apply`` failing on the first member of ``township`` while it is ``broken``."""
+    apply = consumer.apply
+
+    async def failing(tx, event, envelope):
+        first = (getattr(event, "township_id", None), getattr(event, "person_id", None))
+        if consumer.name in broken and first == (township, "s-1"):
+            raise RuntimeError(f"{consumer.name} cannot take this member yet")
+        await apply(tx, event, envelope)
+
+    return failing
 
 
 async def test_a_dead_letter_kept_in_the_database_is_listed_and_replayed(schema, settings, pool):

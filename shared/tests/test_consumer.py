@@ -1,6 +1,7 @@
 """Consumers and projections on the real broker and database."""
 
 import asyncio
+import datetime as dt
 import json
 import uuid
 from typing import ClassVar
@@ -15,6 +16,7 @@ from cunzhi_platform.clock import SystemClock
 from cunzhi_platform.consumer import ConsumerRunner, shape
 from cunzhi_platform.envelope import CommandContext, Envelope, dlq_for, topic_for
 from cunzhi_platform.eventstore import ConcurrencyError, EventStore
+from cunzhi_platform.housekeeping import prune_processed
 from cunzhi_platform.infra import EmbeddedTansu
 from cunzhi_platform.kafka import ensure_topics, make_broker
 from cunzhi_platform.metrics import CONSUMED, DLQ_UNPUBLISHED
@@ -193,9 +195,20 @@ async def test_rebuild_while_serving_equals_the_live_projection(pool, schema, se
             "projection_shapes",
             "relay_published",
             "dead_letters",
+            "dead_letters_replayed",
             "tallies",
             "tallies__processed",
+            "tallies__positions",
         }
+        # The positions were swapped in with the tables: each stream's head, nothing missing.
+        heads = f'SELECT stream_id, max(stream_version) FROM "{schema}".events GROUP BY 1'
+        positions = f'SELECT stream_id, version FROM "{schema}".tallies__positions'
+        assert {tuple(r) for r in await pool.fetch(positions)} == {
+            tuple(r) for r in await pool.fetch(heads)
+        }
+        assert not await pool.fetchval(
+            f'SELECT count(*) FROM "{schema}".tallies__positions WHERE NOT isempty(missing)'
+        )
         indexes = await _indexes(pool, schema, "tallies")
         assert {"tallies_ix0", "tallies_ix1"} <= indexes
 
@@ -272,6 +285,59 @@ async def test_republish_sends_the_history_again_in_order_and_consumers_skip_it(
     for r in sorted(records, key=lambda r: (r.partition, r.offset)):
         per_key.setdefault(r.key, []).append(Incremented.model_validate_json(r.value).seq)
     assert per_key == {f"counter:{c}".encode(): [0, 1, 2, 3, 0, 1, 2, 3] for c in "xyz"}
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+async def test_history_older_than_its_pruned_marks_is_never_applied_twice(
+    pool, schema, settings, tmp_path, batch
+):
+    """`cunzhi republish` and the relay's own republish after the broker came back empty send
+    every event again under its id; the marks of the old ones were pruned long ago."""
+    tansu = EmbeddedTansu(tmp_path)
+    tansu.start()
+    local = settings.model_copy(
+        update={"kafka_bootstrap_servers": tansu.bootstrap_servers, "topic_check_interval_s": 0.5}
+    )
+    duplicates = CONSUMED.labels("tallies", "duplicate")
+    marks = f'"{schema}".tallies__processed'
+    try:
+        async with running(counting_service(schema, batch=batch), local) as client:
+            store = client.app.state.runtime.store
+            for counter in ("x", "y", "z"):
+                await append_increments(store, counter, [1, 2, 3, 4])
+            expected = {c: (10, 4) for c in ("x", "y", "z")}
+            assert await caught_up(pool, schema, expected)
+            # A month and more later: housekeeping prunes every mark.
+            await pool.execute(f"UPDATE {marks} SET processed_at = now() - interval '40 days'")
+            assert await prune_processed(pool, schema, ["tallies"], dt.timedelta(days=30)) == 12
+            assert await pool.fetchval(f"SELECT count(*) FROM {marks}") == 0
+
+            before = duplicates._value.get()
+            assert await republish(store) == 12
+            await append_increments(store, "x", [5])  # the stream goes on behind its copies
+            expected["x"] = (15, 5)
+            assert await eventually(lambda: _reached(duplicates, before + 12), timeout=30)
+            assert await caught_up(pool, schema, expected)
+
+            # The broker restarts empty; the relay notices at its next row and queues it all.
+            tansu.proc.kill()
+            tansu.proc.wait()
+            tansu = EmbeddedTansu(tmp_path, port=tansu.port)
+            tansu.start()
+            await append_increments(store, "w", [7])
+            expected["w"] = (7, 1)
+            assert await caught_up(pool, schema, expected)
+            await pool.execute(f"UPDATE {marks} SET processed_at = now() - interval '40 days'")
+            await prune_processed(pool, schema, ["tallies"], dt.timedelta(days=30))
+            before = duplicates._value.get()
+            assert await republish(store) == 14
+            assert await eventually(lambda: _reached(duplicates, before + 14), timeout=30)
+            assert await tallies(pool, schema) == expected
+            # And the read model is what its rebuild gives.
+            await rebuild(Tallies(schema), store)
+            assert await tallies(pool, schema) == expected
+    finally:
+        tansu.stop()
 
 
 async def test_an_event_type_the_consumer_does_not_handle_is_ignored_not_dead_lettered(

@@ -11,10 +11,11 @@
 - ``cunzhi rebuild SERVICE PROJECTION [--force]``  rebuild a read model from the service's
   event store, while the service keeps serving (``CUNZHI_DATABASE_URL`` names the database);
   ``--force`` also over tables a newer version of the projection built (a rollback).
-- ``cunzhi dlq list SERVICE``  the dead letters of the service's consumers: reason, error,
-  original topic/partition/offset, event type and id.
+- ``cunzhi dlq list SERVICE [--replayed]``  the dead letters of the service's consumers
+  waiting for a replay (or replayed, with when): reason, error, original
+  topic/partition/offset, event type and id.
 - ``cunzhi dlq replay SERVICE --id ID… | --all``  publish them again to their original topic
-  (after the cause is fixed); consumers skip the events they already have.
+  (after the cause is fixed), each for the consumer that failed only; they leave the list.
 - ``cunzhi export DIR [--from-kafka] [--service S…]``  every event as Parquet, one table per
   event type, by month; a second run adds only what is new (docs/analytics.md).
 """
@@ -106,18 +107,23 @@ async def _republish(settings: Settings, names: list[str]) -> None:
 
 
 async def _dlq(
-    settings: Settings, action: str, service_name: str, ids: list[str], every: bool
+    settings: Settings,
+    action: str,
+    service_name: str,
+    ids: list[str],
+    every: bool,
+    replayed: bool,
 ) -> None:
     from . import dlq
 
     service = RUNNABLE[service_name]()
     if action == "list":
-        print(dlq.render(await dlq.dead_letters(settings, service)))
+        print(dlq.render(await dlq.dead_letters(settings, service, replayed=replayed)))
         return
     if not ids and not every:
         raise SystemExit("cunzhi: dlq replay needs --id ID (repeatable) or --all")
-    replayed = await dlq.replay(settings, service, None if every else ids)
-    print(f"replayed {replayed} dead letters of {service_name} to their original topics")
+    count = await dlq.replay(settings, service, None if every else ids)
+    print(f"replayed {count} dead letters of {service_name} to the consumers that failed")
 
 
 async def _rebuild(settings: Settings, service_name: str, projection: str, force: bool) -> None:
@@ -222,6 +228,9 @@ def main(argv: list[str] | None = None) -> None:
         "--id", action="append", default=[], help="a dead letter's id or event id (repeatable)"
     )
     dead.add_argument("--all", action="store_true", help="replay every dead letter listed")
+    dead.add_argument(
+        "--replayed", action="store_true", help="list the letters replayed already, with when"
+    )
     export = sub.add_parser("export", help="every event as Parquet tables, incrementally")
     export.add_argument("directory", type=Path, help="where the tables and their manifest are")
     export.add_argument(
@@ -248,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "rebuild":
             asyncio.run(_rebuild(settings, args.service, args.projection, args.force))
         elif args.command == "dlq":
-            asyncio.run(_dlq(settings, args.action, args.service, args.id, args.all))
+            asyncio.run(_dlq(settings, args.action, args.service, args.id, args.all, args.replayed))
         elif args.command == "export":
             asyncio.run(_export(settings, args.directory, args.from_kafka, args.service))
         elif args.command == "docs":

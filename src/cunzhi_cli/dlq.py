@@ -3,18 +3,27 @@
 A consumer dead-letters to ``<topic>.dlq`` (naming itself in ``dlq_consumer``) or, when the
 broker refuses the dead letter for good, to its service's ``dead_letters`` table; both are
 listed. Replay publishes the original record again — its topic, key, value and CloudEvents
-headers, without the ``dlq_*`` ones — at the end of the topic: every consumer of the topic
-sees it, and those that already processed the event skip it by its id, so replaying twice
-is harmless. The dead letters stay where they are (Kafka keeps them for the topic's retention).
+headers, without the ``dlq_*`` ones — at the end of the topic, for the consumer that failed
+only (``dlq_replay_for``: the other consumers of the topic ignore it, so a letter that fails
+again comes back once, from that consumer). That consumer applies it even if it has applied
+later events of the stream meanwhile (its stream positions note the version as missing), and
+skips it if it was applied since, so replaying twice is harmless. A replayed letter is noted
+in ``<service>.dead_letters_replayed`` with the time and leaves the list (``--replayed`` shows
+those); Kafka keeps the letters themselves for the topic's retention.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from cunzhi_platform.clock import SHANGHAI
+from cunzhi_platform.consumer import REPLAY_FOR, create_dead_letter_tables
 from cunzhi_platform.envelope import dlq_for
 from cunzhi_platform.infra import InfrastructureError
 from cunzhi_platform.kafka import KafkaAccess
@@ -34,6 +43,7 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     headers: dict[str, str]  # the original headers, without the dlq_* ones
+    replayed_at: dt.datetime | None = None
 
     @property
     def event_type(self) -> str:
@@ -42,6 +52,11 @@ class DeadLetter:
     @property
     def event_id(self) -> str:
         return self.headers.get("ce_id", "")
+
+    @property
+    def replay_key(self) -> tuple[str, str, str]:
+        """What a replay is noted by: a recreated DLQ topic numbers its letters from 0 again."""
+        return (self.id, self.consumer, self.event_id)
 
     @property
     def original(self) -> tuple[str, int, int]:
@@ -57,8 +72,11 @@ def _require(settings: Settings) -> tuple[str, KafkaAccess]:
     return settings.database_url, KafkaAccess.from_settings(settings)
 
 
-async def dead_letters(settings: Settings, service: Service) -> list[DeadLetter]:
-    """Every dead letter of ``service``'s consumers, the broker's first, then the database's."""
+async def dead_letters(
+    settings: Settings, service: Service, *, replayed: bool = False
+) -> list[DeadLetter]:
+    """The dead letters of ``service``'s consumers waiting for a replay (or, with
+    ``replayed``, those replayed, with when), the broker's first, then the database's."""
     database_url, kafka = _require(settings)
     groups = {f"cunzhi.{service.name}.{c.name}" for c in service.consumers}
     topics = sorted({dlq_for(t) for c in service.consumers for t in c.topics})
@@ -88,9 +106,24 @@ async def dead_letters(settings: Settings, service: Service) -> list[DeadLetter]
                 )
                 for r in rows
             ]
+        when = await _replayed(pool, service.name)
     finally:
         await pool.close()
-    return letters
+    return [
+        dataclasses.replace(d, replayed_at=when.get(d.replay_key))
+        for d in letters
+        if (d.replay_key in when) == replayed
+    ]
+
+
+async def _replayed(pool: asyncpg.Pool, schema: str) -> dict[tuple[str, str, str], dt.datetime]:
+    table = f'"{schema}".dead_letters_replayed'
+    if await pool.fetchval("SELECT to_regclass($1)", table) is None:
+        return {}
+    return {
+        (r["letter"], r["consumer"], r["event_id"]): r["replayed_at"]
+        for r in await pool.fetch(f"SELECT * FROM {table}")
+    }
 
 
 async def _from_topic(kafka: KafkaAccess, topic: str) -> AsyncIterator[DeadLetter]:
@@ -140,38 +173,62 @@ def _letter(
 def render(letters: Sequence[DeadLetter]) -> str:
     if not letters:
         return "no dead letters"
-    lines = ["ID\tCONSUMER\tREASON\tEVENT TYPE\tEVENT ID\tFROM (topic/partition/offset)\tERROR"]
+    replayed = any(d.replayed_at for d in letters)
+    lines = [
+        "ID\tCONSUMER\tREASON\tEVENT TYPE\tEVENT ID\tFROM (topic/partition/offset)\tERROR"
+        + ("\tREPLAYED AT" if replayed else "")
+    ]
     for d in letters:
         error = " ".join(d.error.split())
         lines.append(
             f"{d.id}\t{d.consumer}\t{d.reason}\t{d.event_type or '-'}\t{d.event_id or '-'}\t"
             f"{d.topic}/{d.partition}/{d.offset}\t{error[:300]}"
+            + (f"\t{d.replayed_at.astimezone(SHANGHAI).isoformat()}" if d.replayed_at else "")
         )
     return "\n".join(lines)
 
 
 async def replay(settings: Settings, service: Service, ids: Sequence[str] | None) -> int:
-    """Publish the chosen dead letters (by id or event id; all when ``ids`` is None) again."""
-    _, kafka = _require(settings)
+    """Publish the chosen waiting dead letters (by id or event id; all when ``ids`` is None)
+    again, each to the consumer that failed, and note them replayed; returns how many."""
+    database_url, kafka = _require(settings)
     letters = await dead_letters(settings, service)
     if ids is not None:
         wanted = set(ids)
         unknown = wanted - {d.id for d in letters} - {d.event_id for d in letters}
         if unknown:
             raise SystemExit(
-                f"cunzhi: no dead letter of {service.name} has the id {', '.join(sorted(unknown))}"
+                f"cunzhi: no dead letter of {service.name} waits with the id "
+                f"{', '.join(sorted(unknown))} (replayed ones: cunzhi dlq list "
+                f"{service.name} --replayed)"
             )
         letters = [d for d in letters if d.id in wanted or d.event_id in wanted]
-    # One original record dead-lettered by several consumers goes back once.
-    originals = list({d.original: d for d in letters}.values())
+    # A record one consumer dead-lettered twice (read again after a crash) goes back once.
+    originals = list({(d.original, d.consumer): d for d in letters}.values())
     async with _producer(kafka) as producer:
         for d in originals:
             await producer.send_and_wait(
                 d.topic,
                 d.value,
                 key=d.key,
-                headers=[(k, v.encode()) for k, v in d.headers.items()],
+                headers=[
+                    *((k, v.encode()) for k, v in d.headers.items()),
+                    (REPLAY_FOR, d.consumer.encode()),
+                ],
             )
+    pool = await connect_database(database_url)
+    try:
+        async with pool.acquire() as conn:
+            await create_dead_letter_tables(conn, service.name)
+            await conn.execute(
+                f'INSERT INTO "{service.name}".dead_letters_replayed (letter, consumer, event_id) '
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+                [d.id for d in letters],
+                [d.consumer for d in letters],
+                [d.event_id for d in letters],
+            )
+    finally:
+        await pool.close()
     return len(originals)
 
 

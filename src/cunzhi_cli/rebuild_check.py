@@ -45,10 +45,14 @@ async def scope(
 ) -> Scope:
     """The townships to compare (every stored event of theirs processed by the live consumer,
     none left out), and whether the consumer has processed every stored event at all."""
-    marks = table_names(schema, consumer)["__processed__"]
+    names = table_names(schema, consumer)
+    # Processed: its mark, or (the mark pruned since) its stream's position covers it.
     unseen = (
-        f'SELECT 1 FROM "{schema}".events u WHERE NOT EXISTS (SELECT 1 FROM {marks} p '
-        "WHERE p.event_id = u.event_id)"
+        f'SELECT 1 FROM "{schema}".events u WHERE NOT EXISTS (SELECT 1 FROM '
+        f"{names['__processed__']} p WHERE p.event_id = u.event_id) AND NOT EXISTS (SELECT 1 "
+        f"FROM {names['__positions__']} s WHERE s.stream_id = u.stream_id "
+        f"AND s.source = coalesce(u.metadata->>'source', '/cunzhi/{schema}') "
+        "AND u.stream_version <= s.version AND NOT s.missing @> u.stream_version)"
     )
     townships = [
         r["t"]
@@ -79,7 +83,8 @@ async def rows(pool: asyncpg.Pool, schema: str, consumer: Consumer, compared: Sc
         if has_township:
             where = "township_id = ANY($1::text[])"
         else:
-            where = "$1::text[] IS NOT NULL" if everything_seen else "false"
+            # Every statement takes $1: "false" alone made asyncpg refuse the argument.
+            where = f"$1::text[] IS NOT NULL AND {everything_seen}"
         found[logical] = {
             tuple(sorted((k, str(v)) for k, v in r.items() if k not in ARRIVAL_ORDER))
             for r in await pool.fetch(f"SELECT * FROM {table} WHERE {where}", townships)

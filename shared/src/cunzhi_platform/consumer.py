@@ -1,11 +1,23 @@
 """Consumers: FastStream subscribers that apply events exactly once to PostgreSQL.
 
 Commit semantics, chosen on purpose: the subscriber uses ``AckPolicy.MANUAL``. For each
-message (or batch) the handler's writes and the "processed" marks of the event ids commit in
-one PostgreSQL transaction; only then are the Kafka offsets of exactly those records
-committed. A crash in between redelivers the message, and the marks make the redelivery a
-no-op. Messages are handled one at a time per subscriber (no ``max_workers``), which is what
-keeps one aggregate's events in order.
+message (or batch) the handler's writes, the "processed" marks of the event ids and the
+streams' positions commit in one PostgreSQL transaction; only then are the Kafka offsets of
+exactly those records committed. A crash in between redelivers the message, and the marks make
+the redelivery a no-op. Messages are handled one at a time per subscriber (no ``max_workers``),
+which is what keeps one aggregate's events in order.
+
+Never applied twice, however old: housekeeping prunes the marks (they would grow for ever),
+but a republish, or the relay's own after the broker lost its data, sends the whole history
+again under the original ids. So the consumer also keeps, per stream (``source`` and subject),
+the highest ``stream_version`` it applied and the versions below it that it has not
+(``<consumer>__positions``: one row per stream, never pruned), the way the ``eventsourcing``
+library's process applications record their position per upstream. An event at or below its
+stream's position is applied only if its version is among the missing ones: one dead-lettered
+(replayed later), one the relay set aside and an operator queued again, history older than the
+topic's retention when a new consumer starts. Events without a stream version (none of ours)
+rely on the marks alone. A rebuild writes the positions of what it folded, swapped in with
+the tables, so a rebuilt projection skips the history as well.
 
 Every record ends in one of three ways, never skipped: applied (or ignored), dead-lettered,
 or not yet — then the offsets stay before it and the consumer seeks back to it. What happens
@@ -29,6 +41,8 @@ the original topic/partition/offset): malformed envelopes, bad JSON, a known typ
 handler errors that persist. A dead letter the broker refuses for good (too large with the
 added headers, not authorised) is kept in ``<service>.dead_letters`` instead, with an error
 log and ``cunzhi_dlq_unpublished_total``; ``cunzhi dlq list|replay`` shows and replays both.
+A replayed letter names the consumer that failed (``dlq_replay_for``): the other consumers of
+the topic ignore it, so a letter that still fails comes back once, not once per consumer.
 An unforeseen error anywhere in a batch (a bug) is logged and the batch is read again.
 """
 
@@ -61,6 +75,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
+from . import positions
 from .aggregate import DomainError
 from .clock import SHANGHAI, Clock
 from .envelope import CommandContext, Envelope, EnvelopeError, dlq_for, foreign_source
@@ -222,13 +237,16 @@ class Consumer:
 def table_names(schema: str, consumer: Consumer, suffix: str = "") -> dict[str, str]:
     names = {logical: f'"{schema}"."{logical}{suffix}"' for logical in consumer.tables}
     names["__processed__"] = f'"{schema}"."{consumer.name}__processed{suffix}"'
+    names["__positions__"] = f'"{schema}"."{consumer.name}__positions{suffix}"'
     return names
 
 
 def shape(consumer: Consumer) -> str:
     """A fingerprint of the tables ``consumer`` declares, its DDL and indexes (whitespace
-    aside): a deploy that changes a read model's shape changes it."""
+    aside): a deploy that changes a read model's shape changes it. The platform's own tables
+    count too: tables from before stream positions are rebuilt once, which writes them."""
     declared = {
+        "platform": positions.DDL,
         "tables": {logical: " ".join(ddl.split()) for logical, ddl in consumer.tables.items()},
         "indexes": {logical: list(specs) for logical, specs in consumer.indexes.items()},
     }
@@ -252,8 +270,8 @@ async def create_tables(
     *,
     indexes: bool = True,
 ) -> None:
-    """Create ``consumer``'s tables and processed marks; its secondary indexes unless told not
-    to (a rebuild adds them after its bulk fold, ``create_indexes``)."""
+    """Create ``consumer``'s tables, processed marks and stream positions; its secondary indexes
+    unless told not to (a rebuild adds them after its bulk fold, ``create_indexes``)."""
     names = table_names(schema, consumer, suffix)
     for logical, ddl in consumer.tables.items():
         await conn.execute(ddl.format(table=names[logical]))
@@ -268,6 +286,7 @@ async def create_tables(
         f'CREATE INDEX IF NOT EXISTS "{consumer.name}__processed{suffix}_at" '
         f"ON {names['__processed__']} USING brin (processed_at)"
     )
+    await conn.execute(positions.DDL.format(table=names["__positions__"]))
 
 
 async def create_indexes(
@@ -333,6 +352,9 @@ async def _tolerant(
         return msg
 
 
+REPLAY_FOR = "dlq_replay_for"
+"""The header of a replayed dead letter: the group id of the one consumer it is replayed to."""
+
 DEAD_LETTERS_DDL = """
 CREATE TABLE IF NOT EXISTS "{schema}".dead_letters (
     id bigserial PRIMARY KEY,
@@ -349,6 +371,25 @@ CREATE TABLE IF NOT EXISTS "{schema}".dead_letters (
     stored_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (consumer, topic, "partition", "offset")
 )"""
+
+REPLAYED_DDL = """
+CREATE TABLE IF NOT EXISTS "{schema}".dead_letters_replayed (
+    letter text NOT NULL,
+    consumer text NOT NULL,
+    event_id text NOT NULL,
+    replayed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (letter, consumer, event_id)
+)"""
+"""Dead letters replayed, no longer listed as waiting: by ``cunzhi dlq``'s id of the letter,
+with the consumer and event id (a broker that lost its data numbers new letters from 0 again)."""
+
+
+async def create_dead_letter_tables(conn: asyncpg.Connection, schema: str) -> None:
+    async with conn.transaction():
+        # Several consumers (and instances) start at once; IF NOT EXISTS alone races.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dead_letters:{schema}")
+        await conn.execute(DEAD_LETTERS_DDL.format(schema=schema))
+        await conn.execute(REPLAYED_DDL.format(schema=schema))
 
 
 class ConsumerRunner:
@@ -418,12 +459,7 @@ class ConsumerRunner:
                 "SELECT to_regclass($1) IS NOT NULL", shapes
             ):
                 self._shapes = shapes
-            async with conn.transaction():
-                # Several consumers (and instances) start at once; IF NOT EXISTS alone races.
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext($1))", f"dead_letters:{self.schema}"
-                )
-                await conn.execute(DEAD_LETTERS_DDL.format(schema=self.schema))
+            await create_dead_letter_tables(conn, self.schema)
 
     async def _on_message(self, msg: KafkaMessage) -> None:
         await self._handle([msg.raw_message], msg)
@@ -474,6 +510,8 @@ class ConsumerRunner:
     ) -> tuple[int, Envelope | None]:
         """Handle ``records``, adding to ``done`` as each is finished; (applied, last envelope)."""
         decoded = [self._decode(record) for record in records]
+        # A dead letter replayed to another consumer of the topic: not this one's to handle.
+        done.update(i for i, d in enumerate(decoded) if d is None)
         good = [(i, d) for i, d in enumerate(decoded) if isinstance(d, _Decoded)]
         last = good[-1][1].envelope if good else None
         if good:
@@ -493,12 +531,17 @@ class ConsumerRunner:
         for i, item in enumerate(decoded):
             if isinstance(item, _Poison):
                 await self._dead_letter(item.record, item.reason, item.error)
-            else:
+            elif item is not None:
                 applied += await self._apply_one(item)
             done.add(i)
         return applied, last
 
-    def _decode(self, record: ConsumerRecord[Any, Any]) -> _Decoded | _Poison:
+    def _decode(self, record: ConsumerRecord[Any, Any]) -> _Decoded | _Poison | None:
+        """The record's envelope and event, why it is poison, or None: replayed for another."""
+        replayed_for = next((v for k, v in record.headers or () if k == REPLAY_FOR), None)
+        if replayed_for is not None and replayed_for != self.group_id.encode():
+            CONSUMED.labels(self.consumer.name, "replayed_for_another").inc()
+            return None
         try:
             received = (
                 dt.datetime.fromtimestamp(record.timestamp / 1000, SHANGHAI)
@@ -536,15 +579,26 @@ class ConsumerRunner:
                 )
             }
             await self._same_shape(conn)
+            # Read after the marks: a concurrent transaction on the same events (a rebalance)
+            # has committed its positions by the time this one got past their marks.
+            streams = {item.envelope.id: positions.stream_of(item.envelope) for item in items}
+            table = self.names["__positions__"]
+            at = await positions.load(conn, table, [s for s in streams.values() if s])
             todo, seen, ignored = [], set(), 0
             for item in items:
                 # Also drops a duplicate inside the batch (the relay re-published it).
-                if item.envelope.id in fresh and item.envelope.id not in seen:
-                    seen.add(item.envelope.id)
-                    if item.event is not None:
-                        todo.append((item.event, item.envelope))
-                    else:
-                        ignored += 1
+                if item.envelope.id not in fresh or item.envelope.id in seen:
+                    continue
+                seen.add(item.envelope.id)
+                # A mark pruned long ago: the stream's position still knows it was applied.
+                stream = streams[item.envelope.id]
+                if stream and not at[stream].admit(item.envelope.stream_version or 0):
+                    continue
+                if item.event is not None:
+                    todo.append((item.event, item.envelope))
+                else:
+                    ignored += 1
+            await positions.save(conn, table, at)
             if todo:
                 tx = Tx(conn, self.names, self.store)
                 if len(todo) == 1:

@@ -5,7 +5,8 @@
   nothing: marks older than ``processed_retention_days`` are deleted. That setting must exceed
   the broker's retention; where the broker states it (``retention.ms``), a shorter setting
   leaves the marks alone and says so, loudly. (Tansu states none; its memory engine keeps
-  messages until it restarts.)
+  messages until it restarts.) What is published again on purpose, at any age (a republish),
+  is skipped by the streams' positions, which are never pruned (``positions``).
 - Sent outbox rows are kept ``outbox_retention_hours`` for inspection, then deleted; the
   events table is the durable log.
 

@@ -14,8 +14,9 @@
    catch up again and retry after a pause; after ``lock_attempts`` the rebuild gives up and the
    live tables are untouched.
 
-The processed-event marks are part of the swap, so events the live consumer has not seen yet
-but the rebuild has are not applied twice when they arrive from Kafka.
+The processed-event marks and the streams' positions are part of the swap, so events the
+live consumer has not seen yet but the rebuild has are not applied twice when they arrive from
+Kafka, nor the history when it is published again.
 
 The swap records the shape and the version (``Consumer.version``) the tables were built to. A
 projection's version only moves forward by itself: code of an older version than recorded
@@ -31,6 +32,7 @@ import contextlib
 import asyncpg
 import structlog
 
+from . import positions
 from .consumer import Consumer, Tx, create_indexes, create_tables, shape, table_names
 from .eventstore import EventStore, StoredEvent
 from .leadership import session_lock
@@ -61,6 +63,7 @@ async def _apply(
         table, schema_name=schema, columns=["event_id"], records=[(e.envelope.id,) for e in events]
     )
     await consumer.apply_batch(Tx(conn, names, store), [(e.event, e.envelope) for e in events])
+    await positions.advance(conn, names["__positions__"], [e.envelope for e in events])
 
 
 async def _fold(

@@ -12,7 +12,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from asgi_lifespan import LifespanManager
 
 from .auth import Principal, TokenIssuer
@@ -121,3 +122,53 @@ async def eventually(check: Any, timeout: float = 30, interval: float = 0.1) -> 
         if value or time.monotonic() > deadline:
             return value
         await asyncio.sleep(interval)
+
+
+async def groups_behind(bootstrap: str, groups: Mapping[str, Sequence[str]]) -> list[str]:
+    """The consumer groups (group id → its topics) whose committed offsets are short of the
+    end of one of their topics' partitions."""
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await reader.start()
+    await admin.start()
+    try:
+        await reader.topics()
+        partitions = {
+            t: [TopicPartition(t, p) for p in reader.partitions_for_topic(t) or ()]
+            for t in {t for topics in groups.values() for t in topics}
+        }
+        ends = await reader.end_offsets([tp for tps in partitions.values() for tp in tps])
+        behind = []
+        for group, topics in groups.items():
+            # Partitions named: Tansu cannot answer for "all of the group's".
+            asked = [tp for t in topics for tp in partitions[t]]
+            committed = await admin.list_consumer_group_offsets(group, partitions=asked)
+            if any(
+                ends[tp] > (max(committed[tp].offset, 0) if tp in committed else 0) for tp in asked
+            ):
+                behind.append(group)
+        return behind
+    finally:
+        await admin.close()
+        await reader.stop()
+
+
+async def caught_up(
+    pool: asyncpg.Pool,
+    bootstrap: str,
+    schemas: Sequence[str],
+    groups: Mapping[str, Sequence[str]],
+    timeout: float = 300,
+) -> None:
+    """Wait until the outboxes of ``schemas`` are sent and no group is behind, twice in a row
+    (a policy's events may still be on their way); fails after ``timeout``."""
+    deadline, settled = time.monotonic() + timeout, 0
+    while settled < 2:
+        assert time.monotonic() < deadline, "the consumers did not catch up"
+        await asyncio.sleep(1)
+        unsent = [
+            await pool.fetchval(f'SELECT count(*) FROM "{s}".outbox WHERE sent_at IS NULL')
+            for s in schemas
+        ]
+        behind = ["outbox"] if any(unsent) else await groups_behind(bootstrap, groups)
+        settled = 0 if behind else settled + 1
