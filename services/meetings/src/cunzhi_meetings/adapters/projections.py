@@ -65,6 +65,7 @@ class ForumsProjection(Consumer):
     # The notice timer looks for forums whose notice is due.
     indexes: ClassVar = {"forums": ["notice_due_at"]}
     rebuildable = True
+    version = 2  # 2: each stream's applied version kept with the tables (positions)
     tables: ClassVar = {
         "forums": """
             CREATE TABLE IF NOT EXISTS {table} (
@@ -268,6 +269,7 @@ class TownshipRecordProjection(Consumer):
     topics: ClassVar = [OWN_TOPIC]
     indexes: ClassVar = {"record_forums": ["township_id"]}
     rebuildable = True
+    version = 2  # 2: each stream's applied version kept with the tables (positions)
     tables: ClassVar = {
         "record_forums": """
             CREATE TABLE IF NOT EXISTS {table} (
@@ -386,6 +388,7 @@ class RosterProjection(Consumer):
     name = "roster"
     topics: ClassVar = [OWN_TOPIC]
     rebuildable = True
+    version = 2  # 2: each stream's applied version kept with the tables (positions)
     tables: ClassVar = {
         "roster": """
             CREATE TABLE IF NOT EXISTS {table} (
@@ -426,6 +429,7 @@ class OtherMeetingsProjection(Consumer):
     name = "other_meetings"
     topics: ClassVar = [OWN_TOPIC]
     rebuildable = True
+    version = 2  # 2: each stream's applied version kept with the tables (positions)
     tables: ClassVar = {
         "speak_up_sessions": """
             CREATE TABLE IF NOT EXISTS {table} (

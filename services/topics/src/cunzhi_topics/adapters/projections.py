@@ -93,6 +93,7 @@ class ReadModels(Consumer):
         "issues": ["claimant_id"],
     }
     rebuildable = True
+    version = 2  # 2: each stream's applied version kept with the tables (positions)
     tables: ClassVar = {
         "calls": """CREATE TABLE IF NOT EXISTS {table} (
             township_id text NOT NULL,

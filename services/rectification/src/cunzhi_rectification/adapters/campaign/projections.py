@@ -57,6 +57,7 @@ class CampaignReadModel(Consumer):
     name = "campaign"
     topics: ClassVar = [OWN_TOPIC]
     rebuildable = True
+    version = 2  # 2: each stream's applied version kept with the tables (positions)
     indexes: ClassVar = {
         "campaign_villages": ["campaign_id, rank", "campaign_id, township_id", "campaign_id, tier"],
         "campaign_ledger": ["campaign_id, village_id, at"],

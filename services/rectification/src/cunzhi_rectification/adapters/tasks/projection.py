@@ -30,6 +30,7 @@ class TasksProjection(Consumer):
     name = "tasks"
     topics: ClassVar = [topic_for(SERVICE)]
     rebuildable = True
+    version = 2  # 2: each stream's applied version kept with the tables (positions)
     indexes: ClassVar = {
         "tasks": [
             "township_id, status, due_on",
