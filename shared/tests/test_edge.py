@@ -42,7 +42,8 @@ async def add_thing(township_id: IdPath, principal: Office, body: ThingIn) -> di
         "township_id": township_id,
         "title": body.title,
         "at": dt.datetime(2026, 9, 1, 1, 0, tzinfo=dt.UTC),  # 09:00 in Shanghai
-        "nested": [{"seen": dt.datetime(2026, 9, 1, 2, 0, tzinfo=dt.UTC).isoformat()}],
+        # A time a read model kept as JSON text: converted, being a time (…_at).
+        "nested": [{"seen_at": dt.datetime(2026, 9, 1, 2, 0, tzinfo=dt.UTC).isoformat()}],
     }
 
 
@@ -219,9 +220,17 @@ async def test_times_in_every_answer_are_rfc3339_in_shanghai(schema, settings):
     async with running(service(schema), settings) as client:
         r = await client.post("/townships/t1/things", json=GOOD, headers=office(settings))
         assert r.json()["at"] == "2026-09-01T09:00:00+08:00"
-        assert r.json()["nested"] == [{"seen": "2026-09-01T10:00:00+08:00"}]
+        assert r.json()["nested"] == [{"seen_at": "2026-09-01T10:00:00+08:00"}]
         assert dt.datetime.fromisoformat(r.json()["at"]).utcoffset() == dt.timedelta(hours=8)
         assert SHANGHAI.key == "Asia/Shanghai"
+
+
+async def test_text_that_looks_like_a_time_is_answered_as_written(schema, settings):
+    async with running(service(schema), settings) as client:
+        for title in ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00+00:00"):
+            body = {**GOOD, "title": title}
+            r = await client.post("/townships/t1/things", json=body, headers=office(settings))
+            assert r.status_code == 201 and r.json()["title"] == title
 
 
 async def test_offsets_and_limits_are_bounded(schema, settings):
