@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import asyncpg
 import jwt
 import pytest
+from asyncpg.exceptions import _base as asyncpg_interface
 from counting import registry
 from cunzhi_platform import edge
 from cunzhi_platform.auth import (
@@ -61,6 +62,35 @@ async def things(
     return {"offset": found, "limit": limit}
 
 
+FAILURES: dict[str, Exception] = {
+    # What asyncpg raises when PostgreSQL dies, restarts or fails over under a query, or the
+    # pool cannot give a connection: each is the connection's trouble, not the request's.
+    "internal_client": asyncpg.InternalClientError("unexpected connection_lost() call"),
+    "protocol": asyncpg.exceptions.ProtocolError("unexpected message"),
+    "interface": asyncpg.InterfaceError("cannot perform operation: connection is closed"),
+    "does_not_exist": asyncpg.ConnectionDoesNotExistError("connection was closed in the middle"),
+    "pool_closing": asyncpg.InterfaceError("pool is closing"),
+    "outdated_cache": asyncpg.exceptions.OutdatedSchemaCacheError("cached statement plan"),
+    "connection_08": asyncpg.PostgresConnectionError("08000"),
+    "failure_08006": asyncpg.ConnectionFailureError("08006"),
+    "cannot_connect_08001": asyncpg.ClientCannotConnectError("08001"),
+    "admin_shutdown": asyncpg.AdminShutdownError("terminating connection"),
+    "crash_shutdown": asyncpg.CrashShutdownError("crash"),
+    "cannot_connect_now": asyncpg.CannotConnectNowError("the database system is starting up"),
+    "too_many": asyncpg.TooManyConnectionsError("too many clients"),
+    "read_only": asyncpg.ReadOnlySQLTransactionError("read-only transaction"),
+    "reset": ConnectionResetError("reset by peer"),
+    "refused": ConnectionRefusedError("refused"),
+    "broken_pipe": BrokenPipeError("broken pipe"),
+    "timeout": TimeoutError(),
+}
+
+
+@router.get("/townships/{township_id}/failing/{name}")
+async def failing(township_id: IdPath, name: str, principal: Office) -> None:
+    raise FAILURES.get(name) or asyncpg_interface.DataError("invalid input for query argument $1")
+
+
 def service(name: str) -> Service:
     return Service(name=name, registry=registry, routers=[router])
 
@@ -90,6 +120,9 @@ async def test_tokens_missing_claims_or_of_the_wrong_shape_are_refused_with_the_
         no_sub = {k: v for k, v in base.items() if k != "sub"}
         r = await client.get(url, headers=raw_token(settings, **no_sub, roles=["x"]))
         assert r.status_code == 401 and "sub" in r.json()["detail"]
+        for nobody in ("", "   "):  # a token naming no one acts for no one
+            r = await client.get(url, headers=raw_token(settings, **{**base, "sub": nobody}))
+            assert r.status_code == 401 and "sub" in r.json()["detail"], r.text
         r = await client.get(url, headers=raw_token(settings, **base, roles="office"))
         assert r.status_code == 401 and "roles" in r.json()["detail"]
         assert r.headers["www-authenticate"] == "Bearer"
@@ -317,6 +350,47 @@ async def test_a_database_outage_answers_503_with_retry_after(schema, settings, 
             await dead.close()
 
 
+@pytest.mark.parametrize("name", sorted(FAILURES))
+async def test_every_error_of_the_database_connection_answers_503_with_the_problem_body(
+    schema, settings, name
+):
+    async with running(service(schema), settings) as client:
+        r = await client.get(f"/townships/t1/failing/{name}", headers=office(settings))
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == str(edge.RETRY_AFTER_S)
+        assert r.headers["content-type"] == "application/json"
+        assert "database is unavailable" in r.json()["detail"]
+
+
+async def test_an_error_of_our_own_answers_500_with_the_problem_body(schema, settings):
+    async with running(service(schema), settings) as client:
+        # asyncpg's DataError is an InterfaceError too, but the request's (a bug), not an outage
+        r = await client.get("/townships/t1/failing/data", headers=office(settings))
+        assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+        assert r.json()["detail"] and "retry-after" not in r.headers
+
+
+async def test_a_key_given_twice_in_a_body_is_refused_naming_it(schema, settings):
+    async with running(service(schema), settings) as client:
+        url = "/townships/t1/things"
+        twice = '{"title": "修路", "due": "2026-10-01", "title": "修桥"}'
+        json_headers = {"Content-Type": "application/json"}
+        r = await client.post(url, content=twice, headers={**office(settings), **json_headers})
+        assert r.status_code == 422 and r.json()["field"] == "title", r.text
+        assert "'title'" in r.json()["detail"]
+        nested = '{"title": "修路", "due": "2026-10-01", "note": "", "x": {"a": 1, "a": 2}}'
+        r = await client.post(url, content=nested, headers={**office(settings), **json_headers})
+        assert r.status_code == 422 and r.json()["field"] == "a"
+        # Outside one's jurisdiction the answer is 403, whatever the body
+        r = await client.post(
+            "/townships/t2/things", content=twice, headers={**office(settings), **json_headers}
+        )
+        assert r.status_code == 403
+        once = '{"title": "修路", "due": "2026-10-01"}'
+        r = await client.post(url, content=once, headers={**office(settings), **json_headers})
+        assert r.status_code == 201 and r.json()["title"] == "修路"
+
+
 async def test_every_operation_documents_each_status_with_the_problem_body(schema, settings):
     async with running(service(schema), settings) as client:
         document = (await client.get("/openapi.json")).json()
@@ -338,5 +412,8 @@ async def test_every_operation_documents_each_status_with_the_problem_body(schem
         assert set(problem["required"]) == {"detail"}
         header = next(p for p in get["parameters"] if p["name"] == "X-Correlation-ID")
         assert header["in"] == "header" and not header["required"]
+        key = next(p for p in post["parameters"] if p["name"] == "Idempotency-Key")
+        assert key["in"] == "header" and not key["required"] and "pattern" in key["schema"]
+        assert "Idempotency-Key" not in {p["name"] for p in get["parameters"]}
         offset = next(p for p in get["parameters"] if p["name"] == "offset")
         assert offset["schema"]["maximum"] == edge.MAX_OFFSET

@@ -93,6 +93,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import structlog
+from asyncpg.exceptions import _base as asyncpg_interface
 from fastapi import APIRouter, FastAPI, Path, Query, Request, params
 from fastapi.dependencies.utils import solve_dependencies
 from fastapi.exceptions import RequestValidationError
@@ -529,10 +530,10 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 after the outage succeeds). asyncpg's ``DataError`` and feature errors are interface errors of
 our own making, not of the connection: they stay server errors."""
 _OUR_OWN = (
-    asyncpg.exceptions.DataError,
-    asyncpg.exceptions.ClientConfigurationError,
-    asyncpg.exceptions.UnsupportedClientFeatureError,
-    asyncpg.exceptions.UnsupportedServerFeatureError,
+    asyncpg_interface.DataError,  # an argument of the wrong type (not SQLSTATE class 22)
+    asyncpg_interface.ClientConfigurationError,
+    asyncpg_interface.UnsupportedClientFeatureError,
+    asyncpg_interface.UnsupportedServerFeatureError,
 )
 
 

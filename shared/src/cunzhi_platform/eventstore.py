@@ -389,6 +389,31 @@ class EventStore:
         is bounded by the page, not by the store; the ``0003_audit`` indexes serve an actor or
         a conversation asked of everything.
         """
+        sql, args = self.audit_query(
+            township_ids=township_ids,
+            actor=actor,
+            correlation_id=correlation_id,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+            before=before,
+        )
+        return [dict(r) for r in await self.pool.fetch(sql, *args)]
+
+    def audit_query(
+        self,
+        *,
+        township_ids: Sequence[str] | None,
+        actor: str | None = None,
+        correlation_id: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        before: int | None = None,
+    ) -> tuple[str, list[Any]]:
+        """The query ``audit`` runs, and its arguments."""
         columns = (
             "global_position AS position, event_id, type, stream_id, stream_version, "
             "recorded_at, metadata->>'actor' AS actor, "
@@ -425,8 +450,7 @@ class EventStore:
                 "ORDER BY global_position DESC LIMIT $1 + $2) AS page "
                 "ORDER BY page.position DESC LIMIT $1 OFFSET $2"
             )
-        rows = await self.pool.fetch(sql, *args)
-        return [dict(r) for r in rows]
+        return sql, args
 
     async def load(
         self, stream_id: str, *, conn: asyncpg.Connection | None = None
