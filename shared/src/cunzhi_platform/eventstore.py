@@ -447,7 +447,7 @@ class EventStore:
                 f"SELECT page.* FROM unnest(${len(args)}::text[]) AS asked(township) "
                 f"CROSS JOIN LATERAL (SELECT {columns} FROM {events} "
                 f"WHERE payload->>'township_id' = asked.township AND {where} "
-                "ORDER BY global_position DESC LIMIT $1 + $2) AS page "
+                "ORDER BY global_position DESC LIMIT $1::bigint + $2::bigint) AS page "
                 "ORDER BY page.position DESC LIMIT $1 OFFSET $2"
             )
         return sql, args
