@@ -41,9 +41,10 @@ from .migrations import Migration
 
 HEADER = "Idempotency-Key"
 COMMANDS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-KEY_PATTERN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,255}")
-"""1–255 visible ASCII characters but ``"`` and ``\\`` (a UUID, a ULID…); a rule of ours. The
-draft's quoted form (``"…"``, a structured-field string) is accepted too."""
+_KEY = r"[\x21\x23-\x5b\x5d-\x7e]{1,255}"
+KEY_PATTERN = re.compile(f'{_KEY}|"{_KEY}"')
+"""1–255 visible ASCII characters but ``"`` and ``\\`` (a UUID, a ULID…), bare or quoted as
+the draft writes it (a structured-field string: ``"…"``, the same key); a rule of ours."""
 REPLAYED = "Idempotent-Replayed"
 
 MIGRATION = Migration(
@@ -76,7 +77,7 @@ PARAMETER = {
     "events the command stored, for 24 hours (`CUNZHI_IDEMPOTENCY_RETENTION_HOURS`); only "
     'successful answers are remembered. 1–255 visible ASCII characters but `"` and `\\` (a '
     "rule of ours).",
-    "schema": {"type": "string", "pattern": f"^{KEY_PATTERN.pattern}$"},
+    "schema": {"type": "string", "pattern": f"^({KEY_PATTERN.pattern})$"},
 }
 
 
@@ -159,14 +160,13 @@ def key_of(request: Request) -> str | None:
     given = request.headers.get(HEADER)
     if given is None:
         return None
-    key = given[1:-1] if len(given) >= 2 and given[0] == given[-1] == '"' else given
-    if not KEY_PATTERN.fullmatch(key):
+    if not KEY_PATTERN.fullmatch(given):
         raise DomainError(
             f"{HEADER} must be 1–255 visible ASCII characters without quotes or backslashes "
             "(a UUID, for instance), or left out",
             field=HEADER,
         )
-    return key
+    return given.strip('"')
 
 
 def fingerprint(request: Request, body: bytes) -> str:
