@@ -192,6 +192,7 @@ async def test_rebuild_while_serving_equals_the_live_projection(pool, schema, se
             "schema_migrations",
             "projection_shapes",
             "dead_letters",
+            "idempotency_keys",
             "tallies",
             "tallies__processed",
         }
