@@ -14,6 +14,7 @@ from cunzhi_platform.auth import Principal, in_township
 from cunzhi_platform.edge import Body, IdPath
 from cunzhi_platform.envelope import CommandContext
 from cunzhi_platform.housekeeping import prune_idempotency_keys
+from cunzhi_platform.idempotency import fingerprint
 from cunzhi_platform.runtime import Service, current_runtime
 from cunzhi_platform.settings import Settings
 from cunzhi_platform.testing import eventually, running, token
@@ -169,3 +170,30 @@ async def test_housekeeping_forgets_keys_after_their_time(schema, settings, pool
         r = await client.post(url, json=body, headers=keyed)  # a new command now
         assert r.status_code == 201 and "idempotent-replayed" not in r.headers
         assert await counted(client, "d") == 2
+
+
+def _request(body_type: str, path: str = "/townships/t1/roster.csv") -> Request:
+    scope = {
+        "type": "http", "method": "POST", "path": path, "query_string": b"",
+        "headers": [(b"content-type", body_type.encode())],
+    }  # fmt: skip
+    return Request(scope)
+
+
+def test_a_retried_upload_is_the_same_request_whatever_its_multipart_boundary():
+    def upload(boundary: str, content: bytes) -> bytes:
+        return (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="roster.csv"\r\n\r\n'
+            ).encode()
+            + content
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+
+    first = fingerprint(_request("multipart/form-data; boundary=abc123"), upload("abc123", b"x"))
+    retry = fingerprint(_request('multipart/form-data; boundary="zz9"'), upload("zz9", b"x"))
+    other = fingerprint(_request("multipart/form-data; boundary=abc123"), upload("abc123", b"y"))
+    assert first == retry != other
+    raw = fingerprint(_request("text/csv"), b"x")
+    assert raw != fingerprint(_request("text/csv", "/townships/t2/roster.csv"), b"x")

@@ -46,6 +46,7 @@ KEY_PATTERN = re.compile(f'{_KEY}|"{_KEY}"')
 """1–255 visible ASCII characters but ``"`` and ``\\`` (a UUID, a ULID…), bare or quoted as
 the draft writes it (a structured-field string: ``"…"``, the same key); a rule of ours."""
 REPLAYED = "Idempotent-Replayed"
+_BOUNDARY = re.compile(r"^multipart/[^;]+;.*\bboundary=(\"[^\"]+\"|[^;\s]+)", re.IGNORECASE)
 
 MIGRATION = Migration(
     "0005_idempotency_keys",
@@ -170,7 +171,12 @@ def key_of(request: Request) -> str | None:
 
 
 def fingerprint(request: Request, body: bytes) -> str:
+    """What makes two requests the same: method, path and query, body — a multipart body
+    without its boundary, which a client draws anew for each request, a retry included."""
     target = request.url.path + ("?" + request.url.query if request.url.query else "")
+    boundary = _BOUNDARY.search(request.headers.get("content-type", ""))
+    if boundary is not None:
+        body = body.replace(boundary.group(1).strip('"').encode("latin-1"), b"")
     digest = hashlib.sha256()
     for part in (request.method.encode(), target.encode(), body):
         digest.update(len(part).to_bytes(8, "big"))
