@@ -196,6 +196,7 @@ async def test_rebuild_while_serving_equals_the_live_projection(pool, schema, se
             "relay_published",
             "dead_letters",
             "dead_letters_replayed",
+            "idempotency_keys",
             "tallies",
             "tallies__processed",
             "tallies__positions",

@@ -321,6 +321,34 @@ async def test_a_secretary_reports_and_completes_their_village_task(kit: Kit) ->
     assert history["items"][2]["actor"] == "wang-jianguo"
 
 
+async def test_a_progress_report_retried_with_its_idempotency_key_is_stored_once(
+    kit: Kit,
+) -> None:
+    town, village = fresh("town"), fresh("v")
+    (task_id,) = await kit.assign(town, village)
+    wang = kit.secretary(town, village)
+    url, body = f"/tasks/{task_id}/progress", {"percent": 40, "note": "已摸排23名外出党员"}
+    keyed = {**wang, "Idempotency-Key": fresh("report")}
+
+    first = await kit.client.post(url, json=body, headers=keyed)
+    assert first.status_code == 200, first.text
+    # The answer was lost; the app sends the report again with the same key.
+    again = await kit.client.post(url, json=body, headers=keyed)
+    assert (again.status_code, again.content) == (200, first.content)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await kit.version(task_id) == 2  # assigned, reported once
+
+    r = await kit.client.post(url, json={**body, "percent": 60}, headers=keyed)
+    assert r.status_code == 422 and r.json()["field"] == "Idempotency-Key", r.text
+    assert await kit.version(task_id) == 2
+
+    # Without the key a retry is a second report, as before.
+    for _ in range(2):
+        assert (await kit.client.post(url, json=body, headers=wang)).status_code == 200
+    assert await kit.version(task_id) == 4
+    await kit.until(f"/tasks/{task_id}", lambda t: t["reports"] == 3, wang)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field", "reason"),
     [

@@ -167,6 +167,60 @@ async def test_merge_keeps_every_source_and_supporter(kit: Kit) -> None:
     assert [await kit.version(topic_stream_id(t)) for t in (a, x)] == versions
 
 
+async def test_merging_another_townships_topic_is_forbidden_and_tells_nothing_of_it(
+    kit: Kit,
+) -> None:
+    town, other_town, v, vx = kit.fresh("town"), kit.fresh("town"), kit.fresh("v"), kit.fresh("v")
+    a = await kit.submit(town, await kit.open_call(town), kit.secretary(town, v), village_ids=[v])
+    secret = "外乡镇的保密议题"
+    x = await kit.submit(
+        other_town, await kit.open_call(other_town), kit.secretary(other_town, vx),
+        village_ids=[vx], title=secret,
+    )  # fmt: skip
+    versions = [await kit.version(topic_stream_id(t)) for t in (a, x)]
+
+    r = await kit.post(
+        "/topics/merge", kit.office(town), {"survivor_id": a, "merged_topic_ids": [x]}
+    )
+
+    assert r.status_code == 403, r.text
+    assert r.json()["field"] == "merged_topic_ids"
+    assert other_town not in r.text and secret not in r.text
+    assert [await kit.version(topic_stream_id(t)) for t in (a, x)] == versions
+
+
+async def test_a_submission_retried_with_its_idempotency_key_is_stored_once(kit: Kit) -> None:
+    town, village = kit.fresh("town"), kit.fresh("v")
+    forum = await kit.open_call(town)
+    url = f"/townships/{town}/calls/{forum}/topics"
+    body = {
+        "title": "2026-01-01T00:00:00Z",  # text that looks like a time stays as written
+        "description": "外出务工党员长期不参加组织生活",
+        "category": "member_management",
+        "village_ids": [village],
+    }
+    wang = kit.secretary(town, village)
+    keyed = {**wang, "Idempotency-Key": kit.fresh("submission")}
+    before = await kit.events_of(town)
+
+    first = await kit.client.post(url, json=body, headers=keyed)
+    assert first.status_code == 201, first.text
+    again = await kit.client.post(url, json=body, headers=keyed)
+    assert (again.status_code, again.content) == (201, first.content)
+    assert await kit.events_of(town) == before + 1
+    topic = await kit.topic(first.json()["topic_id"], bool)
+    assert topic["title"] == "2026-01-01T00:00:00Z"
+
+    r = await kit.client.post(url, json={**body, "title": "另一个议题"}, headers=keyed)
+    assert r.status_code == 422 and r.json()["field"] == "Idempotency-Key", r.text
+    assert await kit.events_of(town) == before + 1
+
+    # Without the key each call is a submission, as before.
+    for _ in range(2):
+        assert (await kit.client.post(url, json=body, headers=wang)).status_code == 201
+    assert await kit.events_of(town) == before + 3
+
+
 async def test_shortlist_select_dispose_and_carry_over(kit: Kit) -> None:
     town, village = kit.fresh("town"), kit.fresh("v")
     forum = await kit.open_call(town)

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 
 from .aggregate import Forbidden
 from .edge import IdPath
@@ -43,10 +43,17 @@ COUNTY_DEPARTMENT = "county_department"
 departments in ``department_ids``."""
 
 
+def _someone(sub: str) -> str:
+    if not sub.strip():
+        raise ValueError("is empty; a token must name the person (sub)")
+    return sub
+
+
 class Principal(BaseModel):
     """Who is calling and where they may act."""
 
-    sub: str
+    # Someone, always: the actor of every event, the owner of inbox notices and keys.
+    sub: Annotated[str, AfterValidator(_someone)]
     name: str = ""
     roles: frozenset[str] = frozenset()
     county_id: str | None = None
@@ -179,6 +186,17 @@ class TokenIssuer:
                 f"claim {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise InvalidToken(reasons) from exc
+
+    def subject(self, authorization: str | None) -> str | None:
+        """The ``sub`` of a valid bearer token in an ``Authorization`` header; None otherwise
+        (the route's own authentication then answers 401)."""
+        scheme, _, credentials = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials:
+            return None
+        try:
+            return self.verify(credentials.strip()).sub
+        except InvalidToken:
+            return None
 
 
 _bearer = HTTPBearer(auto_error=False)

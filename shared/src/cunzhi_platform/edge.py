@@ -53,12 +53,19 @@ What a service gets:
   "<field or null>", "errors": [{"field", "detail"}…]}`` — domain refusals, validation errors
   (``field`` is the body path like ``tasks.0.due_date``, or the query/path parameter's name),
   authentication, a too-large body (413, ``CUNZHI_HTTP_MAX_BODY_BYTES``), a database outage
-  (503 with ``Retry-After``), a malformed body (400), a bad ``X-Correlation-ID`` (422).
+  (503 with ``Retry-After``: any error of the connection, ``DATABASE_UNAVAILABLE``), a
+  malformed body (400), a key given twice in one JSON object (422, naming it), a bad
+  ``X-Correlation-ID`` (422); anything unforeseen answers 500 with the same body.
+- **Safe retries**: every command (POST, PUT, PATCH, DELETE) takes an ``Idempotency-Key``
+  header and is then run once, its answer remembered with its events
+  (``cunzhi_platform.idempotency``); documented on every command.
 - **Every status documented** on every operation with that body: 401, 403, 422 and 503
   everywhere; 404 where the path or body names a resource; 400 and 413 where there is a body;
   409 on commands. ``responses=`` on a route adds to these.
 - **Times in one format**: every ``datetime`` in a response, however deep, is RFC 3339 in
-  Asia/Shanghai (``2026-09-30T09:00:00+08:00``) — with ``edge.router()``.
+  Asia/Shanghai (``2026-09-30T09:00:00+08:00``) — with ``edge.router()``; so is a time kept
+  as JSON text by a read model under a key named ``at`` or ``…_at``. Any other string, however
+  much it looks like a time (a title "2026-01-01T00:00:00Z"), is answered as it was written.
 - **Authorise before validating**: FastAPI solves dependencies before it validates the body,
   so a dependency that checks role and jurisdiction from the path (and the token) refuses with
   403 before a malformed body could answer 422. A route that reads a raw body
@@ -76,6 +83,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import re
 import unicodedata
 from collections.abc import Callable, Coroutine, Iterable
@@ -85,7 +93,8 @@ from typing import Annotated, Any
 
 import asyncpg
 import structlog
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from asyncpg.exceptions import _base as asyncpg_interface
+from fastapi import APIRouter, FastAPI, Path, Query, Request, params
 from fastapi.dependencies.utils import solve_dependencies
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -102,6 +111,7 @@ from pydantic import (
 from pydantic_core import core_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import idempotency
 from .aggregate import DomainError
 from .clock import SHANGHAI, Clock, SystemClock, today
 from .eventstore import ConcurrencyError
@@ -289,10 +299,12 @@ _MEANING = {
     401: "No bearer token, or one that is expired, badly signed or missing a claim.",
     403: "Outside your role or jurisdiction.",
     404: "There is no such resource.",
-    409: "The state does not allow this now, a concurrent change won, or a client-chosen id "
-    "is already used with different content.",
+    409: "The state does not allow this now, a concurrent change won, a client-chosen id "
+    "is already used with different content, or a request with the same Idempotency-Key is "
+    "still running.",
     413: "The body is larger than this service accepts.",
-    422: "A field is invalid or the domain refuses the content; `field` says which.",
+    422: "A field is invalid, a key is given twice in one object, the domain refuses the "
+    "content, or the Idempotency-Key was used for another request; `field` says which.",
     503: "The database is unavailable for a moment; retry after `Retry-After` seconds.",
 }
 
@@ -320,8 +332,12 @@ def document_errors(openapi: dict[str, Any]) -> dict[str, Any]:
             if method != "get":
                 statuses.add(409)
             parameters = operation.setdefault("parameters", [])
-            if not any(p.get("name") == CORRELATION_HEADER["name"] for p in parameters):
-                parameters.append(CORRELATION_HEADER)
+            headers = [CORRELATION_HEADER]
+            if method.upper() in idempotency.COMMANDS:
+                headers.append(idempotency.PARAMETER)
+            for header in headers:
+                if not any(p.get("name") == header["name"] for p in parameters):
+                    parameters.append(header)
             responses = operation.setdefault("responses", {})
             for status in sorted(statuses):
                 documented = responses.get(str(status), {})
@@ -343,33 +359,93 @@ def _problem(status: int) -> dict[str, Any]:
 
 
 class EdgeRoute(APIRoute):
-    """A route whose answers give every time in Asia/Shanghai, RFC 3339, and that refuses an
-    unauthorised caller before it says the body is not JSON."""
+    """A route whose answers give every time in Asia/Shanghai, RFC 3339; that refuses an
+    unauthorised caller before it says what is wrong with the body (not JSON, a key given
+    twice, a bad ``Idempotency-Key``); and that runs a command sent with an
+    ``Idempotency-Key`` once (``cunzhi_platform.idempotency``)."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, _shanghai_times(endpoint), **kwargs)
+        self._json_body = self.body_field is not None and not isinstance(
+            self.body_field.field_info, params.Form
+        )
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def app(request: Request) -> Response:
             try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                # FastAPI parses the body before it solves the dependencies that authorise;
-                # solving them without a body raises their 401/403 and calls no endpoint.
-                if any(e.get("type") == "json_invalid" for e in exc.errors()):
-                    await solve_dependencies(
-                        request=request,
-                        dependant=self.dependant,
-                        body=None,
-                        dependency_overrides_provider=self.dependency_overrides_provider,
-                        async_exit_stack=request.scope["fastapi_inner_astack"],
-                        embed_body_fields=self._embed_body_fields,
+                if self._json_body:
+                    await self._parse_json(request)
+                key = idempotency.key_of(request)
+            except DomainError:
+                await self._authorise(request)
+                raise
+            try:
+                sub = None
+                if key is not None:
+                    sub = request.app.state.token_issuer.subject(
+                        request.headers.get("authorization")
                     )
+                if key is None or sub is None:  # no key, or a token the handler refuses
+                    return await handler(request)
+                return await idempotency.run(request, key, sub, handler)
+            except RequestValidationError as exc:
+                if any(e.get("type") == "json_invalid" for e in exc.errors()):
+                    await self._authorise(request)
                 raise
 
         return app
+
+    async def _authorise(self, request: Request) -> None:
+        """FastAPI parses the body before it solves the dependencies that authorise; solving
+        them without a body raises their 401/403 and calls no endpoint."""
+        await solve_dependencies(
+            request=request,
+            dependant=self.dependant,
+            body=None,
+            dependency_overrides_provider=self.dependency_overrides_provider,
+            async_exit_stack=request.scope["fastapi_inner_astack"],
+            embed_body_fields=self._embed_body_fields,
+        )
+
+    @staticmethod
+    async def _parse_json(request: Request) -> None:
+        """Parse a JSON body refusing a key given twice in one object (``json`` would keep
+        the last silently); FastAPI then uses the parsed body. Not JSON: FastAPI answers 400."""
+        content_type = request.headers.get("content-type", "application/json")
+        kind = content_type.split(";")[0].strip().lower()
+        if not (kind == "application/json" or re.fullmatch(r"application/.+\+json", kind)):
+            return
+        body = await request.body()
+        if not body:
+            return
+        try:
+            parsed = json.loads(body, object_pairs_hook=_unique_keys)
+        except _KeyTwice as exc:
+            raise DomainError(
+                f"the key {exc.key!r} is given more than once in one object of the body; "
+                "give it once",
+                field=exc.key,
+            ) from None
+        except ValueError:  # not JSON (nor UTF-8): FastAPI parses it again and answers 400
+            return
+        request._json = parsed  # Starlette's cache of request.json(), which FastAPI reads
+
+
+class _KeyTwice(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _KeyTwice(key)
+        found[key] = value
+    return found
 
 
 def router(**kwargs: Any) -> APIRouter:
@@ -402,22 +478,27 @@ def operation_ids(route: APIRoute) -> str:
     return route.name
 
 
-def _shanghai(value: Any) -> Any:
+def _shanghai(value: Any, time_key: bool = False) -> Any:
     if isinstance(value, dt.datetime):
         return value.astimezone(SHANGHAI) if value.tzinfo else value.replace(tzinfo=SHANGHAI)
     if isinstance(value, dict):
-        return {k: _shanghai(v) for k, v in value.items()}
+        return {k: _shanghai(v, _is_time_key(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_shanghai(v) for v in value]
+        return [_shanghai(v, time_key) for v in value]
     if isinstance(value, BaseModel):
         return _shanghai(value.model_dump())
-    if isinstance(value, str) and _RFC3339.match(value):
+    if time_key and isinstance(value, str) and _RFC3339.match(value):
         return dt.datetime.fromisoformat(value).astimezone(SHANGHAI).isoformat()
     return value
 
 
-# An already serialised time (a model dumped in JSON mode) in another offset or ``Z``.
+# A time a read model kept as JSON text (``…_at``, in another offset or ``Z``) is a time;
+# the same characters in a title or a note are what a person wrote, and stay as written.
 _RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def _is_time_key(key: object) -> bool:
+    return isinstance(key, str) and (key == "at" or key.endswith("_at"))
 
 
 def _shanghai_times(endpoint: Callable[..., Any]) -> Callable[..., Any]:
@@ -440,9 +521,19 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
     asyncpg.OperatorInterventionError,  # class 57: shutdown, cannot connect now
     asyncpg.ReadOnlySQLTransactionError,  # a replica after a failover
-    asyncpg.ConnectionDoesNotExistError,  # the connection died under the query
+    asyncpg.InterfaceError,  # the connection closed or died under the query, the pool closing
+    asyncpg.InternalClientError,  # the protocol lost its footing when the connection broke
     OSError,  # refused, reset, unreachable when the pool opens a connection
     TimeoutError,  # the pool has no connection to give, or the server does not answer
+)
+"""Errors of the connection rather than of the request: 503 with ``Retry-After`` (a retry
+after the outage succeeds). asyncpg's ``DataError`` and feature errors are interface errors of
+our own making, not of the connection: they stay server errors."""
+_OUR_OWN = (
+    asyncpg_interface.DataError,  # an argument of the wrong type (not SQLSTATE class 22)
+    asyncpg_interface.ClientConfigurationError,
+    asyncpg_interface.UnsupportedClientFeatureError,
+    asyncpg_interface.UnsupportedServerFeatureError,
 )
 
 
@@ -492,6 +583,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return response
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, _OUR_OWN):  # a bug: logged in full, as Starlette would
+            _log.error("request_failed", path=request.url.path, exc_info=exc)
+            return await failed(request, exc)
         _log.warning(
             "database_unavailable", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
         )
@@ -501,6 +595,15 @@ def install_error_handlers(app: FastAPI) -> None:
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
 
+    async def failed(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette raises the exception again after this answer is sent: the server logs it.
+        return problem(
+            500,
+            "something went wrong on our side; it is logged with this request's "
+            "X-Correlation-ID — try again, and report it with that id if it persists",
+        )
+
+    app.add_exception_handler(Exception, failed)
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(ConcurrencyError, conflict)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 
+from . import idempotency
 from .clock import Clock
 from .envelope import CommandContext, Envelope, topic_for
 from .events import Event, EventRegistry
@@ -120,6 +121,17 @@ PLATFORM_MIGRATIONS = [
     Migration(
         "0006_projection_versions",
         "ALTER TABLE {schema}.projection_shapes ADD COLUMN version integer NOT NULL DEFAULT 0;",
+    ),
+    idempotency.MIGRATION,
+    # Audit of a township (an office's question): newest first through the index, a page at
+    # a time, however long the store (``EventStore.audit``).
+    Migration(
+        "0008_audit_by_township",
+        """
+        CREATE INDEX events_by_township_position ON {schema}.events
+            ((payload->>'township_id'), global_position)
+            WHERE payload->>'township_id' IS NOT NULL;
+        """,
     ),
 ]
 
@@ -260,19 +272,28 @@ class EventStore:
     ) -> list[StoredEvent]:
         """Append to several streams atomically; any version mismatch appends nothing."""
         ctx = ctx or CommandContext()
+        unit = idempotency.ambient(self.pool)
         if conn is None:
             async with self.pool.acquire() as own:
-                if sum(len(w.events) for w in writes) == 1:
+                if sum(len(w.events) for w in writes) == 1 and unit is None:
                     # One statement is atomic by itself: no BEGIN/COMMIT round trips.
                     stored = await self._append(own, writes, ctx)
                 else:
+                    # In a keyed command's unit, a savepoint: a conflict leaves it usable.
                     async with own.transaction():
                         stored = await self._append(own, writes, ctx)
         else:
             async with conn.transaction():
                 stored = await self._append(conn, writes, ctx)
-        self._wake.set()
+        if unit is None:
+            self._wake.set()
+        else:  # the relay is woken once the unit commits
+            unit.event_ids.extend(s.envelope.id for s in stored)
         return stored
+
+    def wake(self) -> None:
+        """Tell the relay that events were committed (``notify_appends``)."""
+        self._wake.set()
 
     async def notify_appends(self) -> None:
         """Tell relays in other processes (LISTEN) that the outbox has rows, once per burst.
@@ -376,34 +397,79 @@ class EventStore:
         until: dt.datetime | None = None,
         limit: int = 50,
         offset: int = 0,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
         """Who did what and when: the stored events' metadata, newest first.
 
         ``township_ids`` limits to events whose payload names one of those townships (``None``:
-        every event). Served by the ``0003_audit`` indexes when an actor or a conversation is
-        asked for.
+        every event); ``before`` to positions before it (keyset paging: the last position of a
+        page asks for the next). Each township is read newest first through the
+        ``0008_audit_by_township`` index, at most ``offset + limit`` entries of it, so the work
+        is bounded by the page, not by the store; the ``0003_audit`` indexes serve an actor or
+        a conversation asked of everything.
         """
-        rows = await self.pool.fetch(
-            "SELECT global_position AS position, event_id, type, stream_id, stream_version, "
+        sql, args = self.audit_query(
+            township_ids=township_ids,
+            actor=actor,
+            correlation_id=correlation_id,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+            before=before,
+        )
+        return [dict(r) for r in await self.pool.fetch(sql, *args)]
+
+    def audit_query(
+        self,
+        *,
+        township_ids: Sequence[str] | None,
+        actor: str | None = None,
+        correlation_id: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        before: int | None = None,
+    ) -> tuple[str, list[Any]]:
+        """The query ``audit`` runs, and its arguments."""
+        columns = (
+            "global_position AS position, event_id, type, stream_id, stream_version, "
             "recorded_at, metadata->>'actor' AS actor, "
             "metadata->>'correlation_id' AS correlation_id, "
-            "metadata->>'causation_id' AS causation_id, payload->>'township_id' AS township_id "
-            f'FROM "{self.schema}".events WHERE '
-            "($1::text[] IS NULL OR payload->>'township_id' = ANY($1)) "
-            "AND ($2::text IS NULL OR metadata->>'actor' = $2) "
-            "AND ($3::text IS NULL OR metadata->>'correlation_id' = $3) "
-            "AND ($4::timestamptz IS NULL OR recorded_at >= $4) "
-            "AND ($5::timestamptz IS NULL OR recorded_at < $5) "
-            "ORDER BY global_position DESC LIMIT $6 OFFSET $7",
-            None if township_ids is None else list(township_ids),
-            actor,
-            correlation_id,
-            since,
-            until,
-            limit,
-            offset,
+            "metadata->>'causation_id' AS causation_id, payload->>'township_id' AS township_id"
         )
-        return [dict(r) for r in rows]
+        # Only the conditions asked for, as plain comparisons: "$n IS NULL OR …" would keep a
+        # generic plan off the indexes.
+        args: list[Any] = [limit, offset]
+        conditions = ["true"]
+        for clause, value in (
+            ("metadata->>'actor' = ${}", actor),
+            ("metadata->>'correlation_id' = ${}", correlation_id),
+            ("recorded_at >= ${}", since),
+            ("recorded_at < ${}", until),
+            ("global_position < ${}", before),
+        ):
+            if value is not None:
+                args.append(value)
+                conditions.append(clause.format(len(args)))
+        where = " AND ".join(conditions)
+        events = f'"{self.schema}".events'
+        if township_ids is None:
+            sql = (
+                f"SELECT {columns} FROM {events} WHERE {where} "
+                "ORDER BY global_position DESC LIMIT $1 OFFSET $2"
+            )
+        else:
+            args.append(sorted(set(township_ids)))
+            sql = (
+                f"SELECT page.* FROM unnest(${len(args)}::text[]) AS asked(township) "
+                f"CROSS JOIN LATERAL (SELECT {columns} FROM {events} "
+                f"WHERE payload->>'township_id' = asked.township AND {where} "
+                "ORDER BY global_position DESC LIMIT $1::bigint + $2::bigint) AS page "
+                "ORDER BY page.position DESC LIMIT $1 OFFSET $2"
+            )
+        return sql, args
 
     async def load(
         self, stream_id: str, *, conn: asyncpg.Connection | None = None

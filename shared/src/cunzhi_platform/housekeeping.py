@@ -9,9 +9,11 @@
   is skipped by the streams' positions, which are never pruned (``positions``).
 - Sent outbox rows are kept ``outbox_retention_hours`` for inspection, then deleted; the
   events table is the durable log.
+- Remembered ``Idempotency-Key`` answers (``idempotency``) are kept
+  ``idempotency_retention_hours``; a retry after that runs the command again.
 
-Both delete in bounded batches through an index (BRIN on ``processed_at``, b-tree on
-``sent_at``), so neither scans a whole table nor holds locks for long.
+All delete in bounded batches through an index (BRIN on ``processed_at`` and the keys'
+``created_at``, b-tree on ``sent_at``), so neither scans a whole table nor holds locks for long.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ async def purge_outbox(pool: asyncpg.Pool, schema: str, older_than: dt.timedelta
     return await _delete_in_batches(pool, f'"{schema}".outbox', "sent_at", older_than)
 
 
+async def prune_idempotency_keys(pool: asyncpg.Pool, schema: str, older_than: dt.timedelta) -> int:
+    """Delete the answers of ``Idempotency-Key`` commands remembered more than ``older_than``
+    ago."""
+    return await _delete_in_batches(pool, f'"{schema}".idempotency_keys', "created_at", older_than)
+
+
 async def broker_retention(kafka: KafkaAccess, topics: Iterable[str]) -> dt.timedelta | None:
     """The longest ``retention.ms`` of ``topics`` as the broker states it; None if it does not.
 
@@ -102,6 +110,7 @@ async def housekeeping(rt: Runtime) -> None:
     settings, log = rt.settings, _log.bind(service=rt.service.name)
     keep_marks = dt.timedelta(days=settings.processed_retention_days)
     keep_sent = dt.timedelta(hours=settings.outbox_retention_hours)
+    keep_keys = dt.timedelta(hours=settings.idempotency_retention_hours)
     kafka = KafkaAccess.from_settings(settings)
     while True:
         prunable = []
@@ -124,6 +133,12 @@ async def housekeeping(rt: Runtime) -> None:
             prunable.append(runner.consumer.name)
         marks = await prune_processed(rt.pool, rt.service.name, prunable, keep_marks)
         sent = await purge_outbox(rt.pool, rt.service.name, keep_sent)
-        if marks or sent:
-            log.info("housekeeping_done", processed_marks_deleted=marks, outbox_rows_deleted=sent)
+        keys = await prune_idempotency_keys(rt.pool, rt.service.name, keep_keys)
+        if marks or sent or keys:
+            log.info(
+                "housekeeping_done",
+                processed_marks_deleted=marks,
+                outbox_rows_deleted=sent,
+                idempotency_keys_deleted=keys,
+            )
         await asyncio.sleep(settings.housekeeping_interval_s)

@@ -34,6 +34,7 @@ from .envelope import topic_for
 from .events import EventRegistry
 from .eventstore import PLATFORM_MIGRATIONS, EventStore, init_connection
 from .housekeeping import housekeeping
+from .idempotency import UnitPool
 from .infra import InfrastructureError
 from .kafka import KafkaAccess, TopicError, TopicPlan, ensure_topics, make_broker
 from .leadership import connect_for_leadership, still_leading, wait_for_leadership
@@ -87,7 +88,8 @@ class Runtime:
 
 async def connect_database(url: str) -> asyncpg.Pool:
     try:
-        pool = await asyncpg.create_pool(
+        # The pool a keyed command's queries share its transaction through (idempotency).
+        pool = await UnitPool.create(
             url,
             init=init_connection,
             min_size=2,

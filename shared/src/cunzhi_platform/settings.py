@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     processed_retention_days: int = Field(default=30, ge=1, le=3650)
     # Sent outbox rows are kept this long for inspection (the events table is the log).
     outbox_retention_hours: int = Field(default=24, ge=0, le=24 * 365)
+    # Idempotency-Key answers are remembered this long (a retry later runs the command again).
+    idempotency_retention_hours: int = Field(default=24, ge=1, le=24 * 365)
     housekeeping_interval_s: float = Field(default=3600.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = True

@@ -413,6 +413,12 @@ async def merge(
     principal.require_role(OFFICE)
     survivor = await _topic_in_jurisdiction(store, principal, survivor_id)
     merged = [await load_topic(store, topic_id) for topic_id in merged_topic_ids]
+    for topic in merged:
+        if topic.exists and topic.township_id not in principal.township_ids:
+            # Named by the id the caller gave: nothing of another township's topic is told.
+            raise Forbidden(
+                f"topic {topic.topic_id} is outside your jurisdiction", field="merged_topic_ids"
+            )
     by_stream = merge_topics(survivor, merged, principal.sub, store.clock.now())
     await _save(store, ctx, by_stream, [survivor, *merged])
 

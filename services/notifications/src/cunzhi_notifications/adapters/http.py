@@ -614,8 +614,10 @@ async def read_one(
     )
     if owner != who.sub:  # someone else's notice is as good as none
         raise NotFound(f"no notice {delivery_id} in your inbox", field="delivery_id")
+    # Counted before the command: nothing that can fail runs after its commit.
+    unread = await _unread(rt.pool, _s(rt), who.sub)
     marked = await _mark_read(rt, who, request, str(delivery_id))
-    return {"marked": marked, "unread": await _unread(rt.pool, _s(rt), who.sub)}
+    return {"marked": marked, "unread": max(unread - marked, 0)}
 
 
 @router.post("/inbox/read-all", tags=["inbox"])

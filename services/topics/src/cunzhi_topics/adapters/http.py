@@ -278,6 +278,11 @@ async def submit_topic(
     submitter can support an existing topic instead. Sending the same ``topic_id`` and content
     again answers the topic again (a safe retry); the same id with other content is refused
     with 409."""
+    # Looked up before the topic is stored, so nothing after the commit can fail it (the read
+    # model could not list the new topic yet anyway; a retry's own topic is left out).
+    similar = await read.similar_topics(
+        township_id, body.title, leave_out=[body.topic_id] if body.topic_id else []
+    )
     topic_id = await application.submit_topic(
         store,
         ctx,
@@ -291,7 +296,6 @@ async def submit_topic(
         village_ids=body.village_ids,
         topic_id=body.topic_id,
     )
-    similar = await read.similar_topics(township_id, body.title, leave_out=[topic_id])
     return {"topic_id": topic_id, "similar": similar}
 
 
