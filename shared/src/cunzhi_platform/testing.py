@@ -124,11 +124,12 @@ async def eventually(check: Any, timeout: float = 30, interval: float = 0.1) -> 
         await asyncio.sleep(interval)
 
 
-async def groups_behind(bootstrap: str, groups: Mapping[str, Sequence[str]]) -> list[str]:
+async def groups_behind(kafka: KafkaAccess | str, groups: Mapping[str, Sequence[str]]) -> list[str]:
     """The consumer groups (group id → its topics) whose committed offsets are short of the
     end of one of their topics' partitions."""
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    options = KafkaAccess.of(kafka).client_options()
+    reader = AIOKafkaConsumer(**options, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**options)
     await reader.start()
     await admin.start()
     try:
