@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+
+from cunzhi_notifications.adapters.schema import MIGRATIONS
+from cunzhi_platform.migrations import migrate
 
 
 def task_assigned(kit, township: str, task: str, village: str, **kw):
@@ -499,3 +503,61 @@ async def test_reports_that_come_before_their_team_are_told_once_it_is_formed(ki
     }
     assert await kit.rows("recipient_id = $1 AND kind = 'report_due'", member) == due
     assert await waiting() is None
+
+
+async def test_a_round_s_notices_reach_only_its_own_team_of_the_same_id(kit):
+    """The round builder names a team after its village (``team-{vid}``): a village carried
+    over to the next round has a team of the same id there, with other members."""
+    township, village = kit.fresh("tw"), kit.fresh("v")
+    team = f"team-{village}"
+    first, second = kit.fresh("round1"), kit.fresh("round2")
+    old = await kit.person(township, name="上轮组员", roles=["cadre"])
+    new = await kit.person(township, name="本轮组员", roles=["cadre"])
+    for campaign, member in ((first, old), (second, new)):
+        formed = {**team_formed(team, township, village, [member]), "campaign_id": campaign}
+        await kit.publish("rectification", "WorkTeamFormed", formed, team)
+    await kit.until_ready(
+        lambda: kit.pool.fetchval(
+            f"SELECT count(*) = 2 FROM {kit.s}.team_villages WHERE team_id = $1", team
+        )
+    )
+    dates = {"period_start": "2026-10-01", "period_end": "2026-10-31"}
+    ids = {}
+    for kind, subject in (("weekly_on_duty", team), ("monthly_progress", village)):
+        due = {
+            **report(team, township, village, kind, 4, **dates),
+            "campaign_id": second,
+            "due_at": "2026-11-04T17:30:00+08:00",
+        }
+        ids[kind] = await kit.publish("rectification", "ReportDue", due, subject)
+    for event_id in ids.values():
+        rows = await kit.settled("source_event_id = $1", event_id, count=1)
+        assert [r["recipient_id"] for r in rows] == [new]
+    assert await kit.rows("recipient_id = $1", old) == []
+
+
+async def test_team_members_already_kept_are_carried_into_their_campaigns(pool):
+    """The migration keying members by campaign keeps each member in the campaigns whose
+    villages the team worked for."""
+    schema = f"nmig{uuid.uuid4().hex[:10]}"
+    s = f'"{schema}"'
+    async with pool.acquire() as conn:
+        await migrate(conn, schema, MIGRATIONS[:3])
+        await conn.execute(
+            f"""INSERT INTO {s}.team_members VALUES ('team-v1', 'p1'), ('team-v1', 'p2'),
+                    ('team-v2', 'p3'), ('team-old', 'p4')"""
+        )
+        await conn.execute(
+            f"""INSERT INTO {s}.team_villages VALUES ('c1', 'v1', 'team-v1'),
+                    ('c1', 'v2', 'team-v2'), ('c2', 'v2', 'team-v2')"""
+        )
+        assert await migrate(conn, schema, MIGRATIONS) == ["0004_team_members_by_campaign"]
+        rows = await conn.fetch(
+            f"SELECT campaign_id, team_id, person_id FROM {s}.team_members ORDER BY 1, 2, 3"
+        )
+    assert [tuple(r) for r in rows] == [
+        ("c1", "team-v1", "p1"),
+        ("c1", "team-v1", "p2"),
+        ("c1", "team-v2", "p3"),
+        ("c2", "team-v2", "p3"),
+    ]

@@ -437,15 +437,18 @@ class _Planning:
         )
 
     async def team_formed(self, e: r.WorkTeamFormed) -> None:
+        reports = _Reports(self)
+        await reports.one_at_a_time(e.campaign_id)
         await self.conn.executemany(
-            f"INSERT INTO {self.s}.team_members VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            [(e.team_id, m.person_id) for m in e.members],
+            f"""INSERT INTO {self.s}.team_members (campaign_id, team_id, person_id)
+                VALUES ($1, $2, $3) ON CONFLICT DO NOTHING""",
+            [(e.campaign_id, e.team_id, m.person_id) for m in e.members],
         )
         await self.conn.executemany(
             f"INSERT INTO {self.s}.team_villages VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             [(e.campaign_id, v, e.team_id) for v in e.village_ids],
         )
-        await _Reports(self).told_to_the_team(e)
+        await reports.told_to_the_team(e)
 
     async def verification_requested(self, e: r.VerificationRequested) -> None:
         """The departments asked for opinions on the candidates (纪委, 政法委, 信访) and the
@@ -479,6 +482,7 @@ class _Reports:
 
     async def on(self, e: r.ReportEvent) -> None:
         key = f"report:{e.campaign_id}:{e.subject_id}:{e.kind}:{e.period}"
+        await self.one_at_a_time(e.campaign_id)
         if not isinstance(e, r.ReportDue):
             await self.p.cancel(key)
             await self.p.conn.execute(
@@ -492,6 +496,16 @@ class _Reports:
             await self.due(e, key)
         elif isinstance(e, r.ReportLate):
             await self.late(e)
+
+    async def one_at_a_time(self, campaign_id: str) -> None:
+        """Hold the campaign's reports and teams until this transaction ends: a report read
+        beside its team by another replica would otherwise miss the team's uncommitted rows
+        while that replica missed the report's, and the report would wait for ever. Taken
+        before either path reads; each statement after it sees what the other committed."""
+        await self.p.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            f"{self.s}.reports_and_teams:{campaign_id}",
+        )
 
     async def team_known(self, e: r.ReportEvent) -> bool:
         column = "team_id" if e.kind in TEAM_REPORTS else "village_id"
@@ -584,14 +598,15 @@ class _Reports:
         """The members of the team whose report it is, or of the teams working for the village."""
         if e.kind in TEAM_REPORTS:
             rows = await self.p.conn.fetch(
-                f"""SELECT person_id FROM {self.s}.team_members WHERE team_id = $1
-                    ORDER BY person_id""",
+                f"""SELECT person_id FROM {self.s}.team_members
+                    WHERE campaign_id = $1 AND team_id = $2 ORDER BY person_id""",
+                e.campaign_id,
                 e.subject_id,
             )
         else:
             rows = await self.p.conn.fetch(
                 f"""SELECT DISTINCT m.person_id FROM {self.s}.team_villages v
-                    JOIN {self.s}.team_members m USING (team_id)
+                    JOIN {self.s}.team_members m USING (campaign_id, team_id)
                     WHERE v.campaign_id = $1 AND v.village_id = $2 ORDER BY m.person_id""",
                 e.campaign_id,
                 e.subject_id,

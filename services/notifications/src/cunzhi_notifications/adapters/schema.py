@@ -221,4 +221,27 @@ MIGRATIONS = [
         CREATE INDEX ON {schema}.reports_awaiting_team (cancel_key);
         """,
     ),
+    Migration(
+        "0004_team_members_by_campaign",
+        """
+        -- A team id is unique only within its campaign round (the round builder names a team
+        -- after its village, so a village carried over to the next round has a team of the
+        -- same id): members are kept by campaign, or one round's notices reach the other's.
+        CREATE TABLE {schema}.team_members_by_campaign (
+            campaign_id text NOT NULL,
+            team_id text NOT NULL,
+            person_id text NOT NULL,
+            PRIMARY KEY (campaign_id, team_id, person_id)
+        );
+        -- Members already here belong to the campaigns their team worked in (team_villages;
+        -- a team id two rounds shared keeps both rounds' members: nothing said which was which).
+        -- A team no village row names was formed before those rows were kept: no report could
+        -- find its members (reports wait until team_villages knows the team), so none is lost.
+        INSERT INTO {schema}.team_members_by_campaign
+            SELECT DISTINCT v.campaign_id, m.team_id, m.person_id
+            FROM {schema}.team_members m JOIN {schema}.team_villages v USING (team_id);
+        DROP TABLE {schema}.team_members;
+        ALTER TABLE {schema}.team_members_by_campaign RENAME TO team_members;
+        """,
+    ),
 ]
