@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
+from cunzhi_notifications import readers
+from cunzhi_notifications.adapters.planner import Planner
 from cunzhi_notifications.adapters.schema import MIGRATIONS
+from cunzhi_platform.consumer import Tx, table_names
+from cunzhi_platform.envelope import Envelope
 from cunzhi_platform.migrations import migrate
 
 
@@ -561,3 +566,72 @@ async def test_team_members_already_kept_are_carried_into_their_campaigns(pool):
         ("c1", "team-v2", "p3"),
         ("c2", "team-v2", "p3"),
     ]
+
+
+RACE_ROUNDS = 10
+
+
+async def _blocked_or_done(kit, pid: int, task: asyncio.Task) -> None:
+    """Until ``task`` has finished, or its session waits for a lock (the other replica's)."""
+
+    async def settled() -> bool:
+        waiting = await kit.pool.fetchval(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        return task.done() or bool(waiting)
+
+    await kit.until_ready(settled)
+
+
+async def test_a_report_read_beside_its_team_on_another_replica_is_never_left_waiting(kit):
+    """A report said due and the team that owes it, applied at once by two planners whose
+    partitions differ: whichever starts first, the report is told to the team, nothing waits."""
+    planners = [Planner(sorted(kit.rt.service.channels)) for _ in range(2)]
+    names = table_names(kit.name, planners[0])
+    dates = {"period_start": "2026-10-01", "period_end": "2026-10-31"}
+    township = kit.fresh("tw")
+    member = await kit.person(township, name="李组员", roles=["cadre"])
+
+    def envelope(type_name: str, key: str) -> Envelope:
+        return Envelope.new(
+            type=f"cunzhi.rectification.{type_name}",
+            source="/cunzhi/rectification",
+            subject=key,
+            time=kit.clock.now(),
+        )
+
+    reports = []
+    for _ in range(RACE_ROUNDS):
+        for report_first in (True, False):
+            team, village = kit.fresh("team"), kit.fresh("v")
+            due = {
+                **report(team, township, village, "monthly_progress", 2, **dates),
+                "due_at": "2026-11-04T17:30:00+08:00",
+            }
+            applied = [
+                (readers.ReportDue.model_validate(due), envelope("ReportDue", village)),
+                (
+                    readers.WorkTeamFormed.model_validate(
+                        team_formed(team, township, village, [member])
+                    ),
+                    envelope("WorkTeamFormed", team),
+                ),
+            ]
+            if not report_first:
+                applied.reverse()
+            reports.append(applied[0 if report_first else 1][1].id)
+            async with kit.pool.acquire() as first, kit.pool.acquire() as second:
+                async with first.transaction():
+                    await planners[0].apply(Tx(first, names, kit.rt.store), *applied[0])
+                    other = second.transaction()
+                    await other.start()
+                    task = asyncio.create_task(
+                        planners[1].apply(Tx(second, names, kit.rt.store), *applied[1])
+                    )
+                    await _blocked_or_done(kit, second.get_server_pid(), task)
+                await task
+                await other.commit()
+    waiting = await kit.pool.fetchval(f"SELECT count(*) FROM {kit.s}.reports_awaiting_team")
+    assert waiting == 0
+    rows = await kit.settled("source_event_id = ANY($1::uuid[])", reports, count=len(reports))
+    assert {r["recipient_id"] for r in rows} == {member}
