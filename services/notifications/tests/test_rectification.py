@@ -556,7 +556,7 @@ async def test_team_members_already_kept_are_carried_into_their_campaigns(pool):
             f"""INSERT INTO {s}.team_villages VALUES ('c1', 'v1', 'team-v1'),
                     ('c1', 'v2', 'team-v2'), ('c2', 'v2', 'team-v2')"""
         )
-        assert await migrate(conn, schema, MIGRATIONS) == ["0004_team_members_by_campaign"]
+        assert "0004_team_members_by_campaign" in await migrate(conn, schema, MIGRATIONS)
         rows = await conn.fetch(
             f"SELECT campaign_id, team_id, person_id FROM {s}.team_members ORDER BY 1, 2, 3"
         )
@@ -635,3 +635,58 @@ async def test_a_report_read_beside_its_team_on_another_replica_is_never_left_wa
     assert waiting == 0
     rows = await kit.settled("source_event_id = ANY($1::uuid[])", reports, count=len(reports))
     assert {r["recipient_id"] for r in rows} == {member}
+
+
+async def test_a_task_due_earlier_moves_its_reminders_and_drops_the_one_already_past(kit):
+    """The reminders take the new due date's words; the one whose moment has passed is dropped
+    and kept as the record of it, not left to fire later with the old date."""
+    township, village, task = kit.fresh("tw"), kit.fresh("v"), kit.fresh("T")
+    secretary = await kit.person(township, village_id=village, phone="13812340002")
+    await kit.publish(
+        "rectification", "TaskAssigned", task_assigned(kit, township, task, village), task
+    )
+
+    async def reminders(status: str):
+        rows = await kit.pool.fetch(
+            f"""SELECT * FROM {kit.s}.reminders WHERE cancel_key = $1 AND status = $2
+                ORDER BY step""",
+            f"task:{task}",
+            status,
+        )
+        return rows if len(rows) == 2 or (status == "dropped" and rows) else None
+
+    await kit.until_ready(lambda: reminders("scheduled"))
+    # brought forward to Friday 23 October: 3 working days before is Tuesday 20th, gone by
+    await kit.publish(
+        "rectification",
+        "TaskRescheduled",
+        {
+            "task_id": task,
+            "township_id": township,
+            "previous_due_on": "2026-11-30",
+            "due_on": "2026-10-23",
+            "deadline": "2026-10-23T23:59:59+08:00",
+            "reason": "提前验收",
+            "rescheduled_by": "office",
+        },
+        task,
+    )
+    shanghai = kit.start.tzinfo
+    (dropped,) = await kit.until_ready(lambda: reminders("dropped"))
+    assert (dropped["step"], dropped["due_at"], dropped["context"]["due_on"]) == (
+        "3",
+        dt.datetime(2026, 10, 20, 9, 0, tzinfo=shanghai),
+        "10月23日",
+    )
+    (moved,) = await kit.pool.fetch(
+        f"SELECT * FROM {kit.s}.reminders WHERE cancel_key = $1 AND status = 'scheduled'",
+        f"task:{task}",
+    )
+    assert (moved["step"], moved["due_at"], moved["context"]["due_on"]) == (
+        "1",
+        dt.datetime(2026, 10, 22, 9, 0, tzinfo=shanghai),
+        "10月23日",
+    )
+    kit.clock.set(dt.datetime(2026, 10, 22, 9, 5, tzinfo=shanghai))
+    rows = await kit.settled("kind = 'task_due' AND recipient_id = $1", secretary, count=2)
+    assert all("10月23日" in r["body"] for r in rows)

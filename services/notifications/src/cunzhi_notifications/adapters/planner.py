@@ -277,14 +277,8 @@ class _Planning:
         await self.notify(
             "forum_postponed", e.township_id, f"forum:{e.forum_id}", context, recipients
         )
-        await self.conn.execute(
-            f"""UPDATE {self.s}.reminders SET due_at = $3,
-                    context = context || jsonb_build_object('date', $4::text)
-                WHERE cancel_key = $1 AND kind = $2 AND status = 'scheduled'""",
-            f"forum:{e.forum_id}",
-            "forum_eve",
-            forum_eve_due(e.date),
-            day_text(e.date),
+        await self.move(
+            "forum_eve", f"forum:{e.forum_id}", forum_eve_due(e.date), {"date": day_text(e.date)}
         )
 
     async def forum_cancelled(self, e: r.ForumCancelled) -> None:
@@ -335,15 +329,18 @@ class _Planning:
         step: str = "",
     ) -> None:
         """A reminder under its cancellation key (``forum:{id}``, ``task:{id}``); scheduling it
-        again (a new notice after a postponement, a rescheduled task) moves it."""
+        again (a new notice after a postponement, a rescheduled task) moves it, earlier or
+        later, with its new words."""
         if due_at <= self.now:
-            return  # the moment has passed: a late reminder would only confuse
+            # A late reminder would only confuse: none is made, one already waiting is dropped.
+            await self.move(kind, key, due_at, context, step=step, recipients=recipients)
+            return
         await self.conn.execute(
             f"""INSERT INTO {self.s}.reminders (reminder_id, cancel_key, kind, step, due_at,
                     township_id, subject_ref, context, recipients)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                 ON CONFLICT (cancel_key, kind, step) DO UPDATE SET due_at = $5, context = $8,
-                    recipients = $9, status = 'scheduled', fired_at = NULL""",
+                    recipients = $9, status = 'scheduled', fired_at = NULL, dropped_at = NULL""",
             derived_id(key, kind, step),
             key,
             kind,
@@ -353,6 +350,40 @@ class _Planning:
             subject_ref or key,
             context,
             list(recipients),
+        )
+
+    async def move(
+        self,
+        kind: str,
+        key: str,
+        due_at: dt.datetime,
+        words: dict[str, Any],
+        *,
+        step: str | None = None,
+        recipients: Sequence[str] | None = None,
+    ) -> None:
+        """Move the reminders of ``kind`` under ``key`` (one ``step``, or every one) to
+        ``due_at``, earlier or later, ``words`` replacing what their text says of the moment.
+
+        Ours: one moved to a moment already passed is not sent late as if on time; it is
+        dropped, and kept with its new time and words as the record of it (``dropped_at``).
+        One moved ahead of a moment passed (fired, or dropped) is due again: a new notice."""
+        await self.conn.execute(
+            f"""UPDATE {self.s}.reminders SET due_at = $3, context = context || $4::jsonb,
+                    recipients = coalesce($5::text[], recipients),
+                    status = CASE WHEN $6 THEN 'dropped' ELSE 'scheduled' END,
+                    fired_at = CASE WHEN $6 THEN fired_at END,
+                    dropped_at = CASE WHEN $6 THEN $7::timestamptz END
+                WHERE cancel_key = $1 AND kind = $2 AND ($8::text IS NULL OR step = $8)
+                  AND (status = 'scheduled' OR (NOT $6 AND status IN ('fired', 'dropped')))""",
+            key,
+            kind,
+            due_at,
+            words,
+            None if recipients is None else list(recipients),
+            due_at <= self.now,
+            self.now,
+            step,
         )
 
     async def cancel(self, key: str) -> None:

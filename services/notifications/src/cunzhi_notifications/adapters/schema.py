@@ -244,4 +244,15 @@ MIGRATIONS = [
         ALTER TABLE {schema}.team_members_by_campaign RENAME TO team_members;
         """,
     ),
+    Migration(
+        "0005_reminders_dropped",
+        """
+        -- A reminder moved to a moment already passed is dropped, not sent late (ours): kept
+        -- with its new time and words, and when it was dropped, as the record of it.
+        ALTER TABLE {schema}.reminders DROP CONSTRAINT reminders_status_check;
+        ALTER TABLE {schema}.reminders ADD CONSTRAINT reminders_status_check
+            CHECK (status IN ('scheduled', 'fired', 'cancelled', 'dropped'));
+        ALTER TABLE {schema}.reminders ADD COLUMN dropped_at timestamptz;
+        """,
+    ),
 ]
