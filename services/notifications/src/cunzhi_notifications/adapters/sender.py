@@ -658,7 +658,7 @@ class Sender:
     def loop(self) -> Background:
         """A lane per channel, and one failing what no channel handles: a slow or hanging
         channel (a webhook endpoint that never answers) holds up only its own deliveries, not
-        an urgent SMS or the inbox. Beside them, the status reports, asked for on their own."""
+        an urgent SMS or the inbox."""
 
         async def sender(rt: Runtime) -> None:
             idle = min(rt.settings.scheduler_interval_s, 1.0)
@@ -666,17 +666,14 @@ class Sender:
             async def lane(channel: str | None) -> None:
                 while True:
                     if not await self.run_once(rt.pool, rt.store, rt.clock, channel):
+                        if channel == RECEIPTS_CHANNEL:
+                            # Idle: the moment to ask for status reports.
+                            await self.receipts(rt.pool, rt.store, rt.clock)
                         await asyncio.sleep(idle)
-
-            async def receipts() -> None:
-                while True:
-                    await self.receipts(rt.pool, rt.store, rt.clock)
-                    await asyncio.sleep(idle)
 
             async with asyncio.TaskGroup() as lanes:
                 for channel in [*sorted(self.channels), None]:
                     lanes.create_task(lane(channel), name=f"sender-{channel or 'unconfigured'}")
-                lanes.create_task(receipts(), name="sender-receipts")
 
         return sender
 
