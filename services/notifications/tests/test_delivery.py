@@ -185,3 +185,49 @@ async def test_postponed_moves_the_eve_reminder_and_cancelled_removes_it(kit):
         "kind = 'forum_cancelled' AND recipient_id = $1", p, check=lambda rows: len(rows) == 4
     )
     assert await kit.rows("kind = 'forum_eve' AND recipient_id = $1", p) == []
+
+
+async def test_a_forum_moved_so_its_eve_has_passed_drops_the_reminder_and_a_later_move_rearms_it(
+    kit,
+):
+    """Ours: a reminder moved to a moment already passed is dropped and kept as the record of
+    it, not sent late as if on time (the postponement's notice tells the attendees)."""
+    p = kit.fresh("p")
+    township, forum, _ = await notice_to(kit, p)
+    key = f"forum:{forum}"
+    shanghai = kit.start.tzinfo
+
+    def moved(previous: str, date: str) -> dict:
+        return {
+            "forum_id": forum,
+            "township_id": township,
+            "previous_date": previous,
+            "date": date,
+            "reason": "镇里统一安排",
+            "attendees_to_inform": [kit.attendee(p)],
+        }
+
+    def reminder(status: str):
+        return lambda: kit.pool.fetchrow(
+            f"SELECT * FROM {kit.s}.reminders WHERE cancel_key = $1 AND status = $2", key, status
+        )
+
+    await kit.until_ready(reminder("scheduled"))
+    # on Wednesday at 10:00 the forum is brought forward to Thursday: its eve, 09:00 today, is past
+    await kit.publish("meetings", "ForumPostponed", moved("2026-10-30", "2026-10-22"), forum)
+    dropped = await kit.until_ready(reminder("dropped"))
+    assert dropped["due_at"] == dt.datetime(2026, 10, 21, 9, 0, tzinfo=shanghai)
+    assert (dropped["context"]["date"], dropped["dropped_at"]) == ("10月22日", kit.clock.now())
+    await kit.until_rows(
+        "kind = 'forum_postponed' AND recipient_id = $1",
+        p,
+        check=lambda rows: len(rows) == 2 and all(r["status"] == "sent" for r in rows),
+    )
+    # moved again, to a day whose eve is ahead: due again, with the new date in its words
+    await kit.publish("meetings", "ForumPostponed", moved("2026-10-22", "2026-11-06"), forum)
+    rearmed = await kit.until_ready(reminder("scheduled"))
+    assert rearmed["due_at"] == dt.datetime(2026, 11, 5, 9, 0, tzinfo=shanghai)
+    assert rearmed["dropped_at"] is None
+    kit.clock.set(dt.datetime(2026, 11, 5, 9, 5, tzinfo=shanghai))
+    rows = await kit.settled("kind = 'forum_eve' AND recipient_id = $1", p, count=2)
+    assert all("11月6日" in r["body"] for r in rows)

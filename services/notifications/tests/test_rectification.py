@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import uuid
+
+from cunzhi_notifications import readers
+from cunzhi_notifications.adapters.planner import Planner
+from cunzhi_notifications.adapters.schema import MIGRATIONS
+from cunzhi_platform.consumer import Tx, table_names
+from cunzhi_platform.envelope import Envelope
+from cunzhi_platform.migrations import migrate
 
 
 def task_assigned(kit, township: str, task: str, village: str, **kw):
@@ -557,3 +566,185 @@ async def test_reports_that_come_before_their_team_are_told_once_it_is_formed(ki
     }
     assert await kit.rows("recipient_id = $1 AND kind = 'report_due'", member) == due
     assert await waiting() is None
+
+
+async def test_a_round_s_notices_reach_only_its_own_team_of_the_same_id(kit):
+    """The round builder names a team after its village (``team-{vid}``): a village carried
+    over to the next round has a team of the same id there, with other members."""
+    township, village = kit.fresh("tw"), kit.fresh("v")
+    team = f"team-{village}"
+    first, second = kit.fresh("round1"), kit.fresh("round2")
+    old = await kit.person(township, name="上轮组员", roles=["cadre"])
+    new = await kit.person(township, name="本轮组员", roles=["cadre"])
+    for campaign, member in ((first, old), (second, new)):
+        formed = {**team_formed(team, township, village, [member]), "campaign_id": campaign}
+        await kit.publish("rectification", "WorkTeamFormed", formed, team)
+    await kit.until_ready(
+        lambda: kit.pool.fetchval(
+            f"SELECT count(*) = 2 FROM {kit.s}.team_villages WHERE team_id = $1", team
+        )
+    )
+    dates = {"period_start": "2026-10-01", "period_end": "2026-10-31"}
+    ids = {}
+    for kind, subject in (("weekly_on_duty", team), ("monthly_progress", village)):
+        due = {
+            **report(team, township, village, kind, 4, **dates),
+            "campaign_id": second,
+            "due_at": "2026-11-04T17:30:00+08:00",
+        }
+        ids[kind] = await kit.publish("rectification", "ReportDue", due, subject)
+    for event_id in ids.values():
+        rows = await kit.settled("source_event_id = $1", event_id, count=1)
+        assert [r["recipient_id"] for r in rows] == [new]
+    assert await kit.rows("recipient_id = $1", old) == []
+
+
+async def test_team_members_already_kept_are_carried_into_their_campaigns(pool):
+    """The migration keying members by campaign keeps each member in the campaigns whose
+    villages the team worked for."""
+    schema = f"nmig{uuid.uuid4().hex[:10]}"
+    s = f'"{schema}"'
+    async with pool.acquire() as conn:
+        await migrate(conn, schema, MIGRATIONS[:3])
+        await conn.execute(
+            f"""INSERT INTO {s}.team_members VALUES ('team-v1', 'p1'), ('team-v1', 'p2'),
+                    ('team-v2', 'p3'), ('team-old', 'p4')"""
+        )
+        await conn.execute(
+            f"""INSERT INTO {s}.team_villages VALUES ('c1', 'v1', 'team-v1'),
+                    ('c1', 'v2', 'team-v2'), ('c2', 'v2', 'team-v2')"""
+        )
+        assert "0005_team_members_by_campaign" in await migrate(conn, schema, MIGRATIONS)
+        rows = await conn.fetch(
+            f"SELECT campaign_id, team_id, person_id FROM {s}.team_members ORDER BY 1, 2, 3"
+        )
+    assert [tuple(r) for r in rows] == [
+        ("c1", "team-v1", "p1"),
+        ("c1", "team-v1", "p2"),
+        ("c1", "team-v2", "p3"),
+        ("c2", "team-v2", "p3"),
+    ]
+
+
+RACE_ROUNDS = 10
+
+
+async def _blocked_or_done(kit, pid: int, task: asyncio.Task) -> None:
+    """Until ``task`` has finished, or its session waits for a lock (the other replica's)."""
+
+    async def settled() -> bool:
+        waiting = await kit.pool.fetchval(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        return task.done() or bool(waiting)
+
+    await kit.until_ready(settled)
+
+
+async def test_a_report_read_beside_its_team_on_another_replica_is_never_left_waiting(kit):
+    """A report said due and the team that owes it, applied at once by two planners whose
+    partitions differ: whichever starts first, the report is told to the team, nothing waits."""
+    planners = [Planner(sorted(kit.rt.service.channels)) for _ in range(2)]
+    names = table_names(kit.name, planners[0])
+    dates = {"period_start": "2026-10-01", "period_end": "2026-10-31"}
+    township = kit.fresh("tw")
+    member = await kit.person(township, name="李组员", roles=["cadre"])
+
+    def envelope(type_name: str, key: str) -> Envelope:
+        return Envelope.new(
+            type=f"cunzhi.rectification.{type_name}",
+            source="/cunzhi/rectification",
+            subject=key,
+            time=kit.clock.now(),
+        )
+
+    reports = []
+    for _ in range(RACE_ROUNDS):
+        for report_first in (True, False):
+            team, village = kit.fresh("team"), kit.fresh("v")
+            due = {
+                **report(team, township, village, "monthly_progress", 2, **dates),
+                "due_at": "2026-11-04T17:30:00+08:00",
+            }
+            applied = [
+                (readers.ReportDue.model_validate(due), envelope("ReportDue", village)),
+                (
+                    readers.WorkTeamFormed.model_validate(
+                        team_formed(team, township, village, [member])
+                    ),
+                    envelope("WorkTeamFormed", team),
+                ),
+            ]
+            if not report_first:
+                applied.reverse()
+            reports.append(applied[0 if report_first else 1][1].id)
+            async with kit.pool.acquire() as first, kit.pool.acquire() as second:
+                async with first.transaction():
+                    await planners[0].apply(Tx(first, names, kit.rt.store), *applied[0])
+                    other = second.transaction()
+                    await other.start()
+                    task = asyncio.create_task(
+                        planners[1].apply(Tx(second, names, kit.rt.store), *applied[1])
+                    )
+                    await _blocked_or_done(kit, second.get_server_pid(), task)
+                await task
+                await other.commit()
+    waiting = await kit.pool.fetchval(f"SELECT count(*) FROM {kit.s}.reports_awaiting_team")
+    assert waiting == 0
+    rows = await kit.settled("source_event_id = ANY($1::uuid[])", reports, count=len(reports))
+    assert {r["recipient_id"] for r in rows} == {member}
+
+
+async def test_a_task_due_earlier_moves_its_reminders_and_drops_the_one_already_past(kit):
+    """The reminders take the new due date's words; the one whose moment has passed is dropped
+    and kept as the record of it, not left to fire later with the old date."""
+    township, village, task = kit.fresh("tw"), kit.fresh("v"), kit.fresh("T")
+    secretary = await kit.person(township, village_id=village, phone="13812340002")
+    await kit.publish(
+        "rectification", "TaskAssigned", task_assigned(kit, township, task, village), task
+    )
+
+    async def reminders(status: str):
+        rows = await kit.pool.fetch(
+            f"""SELECT * FROM {kit.s}.reminders WHERE cancel_key = $1 AND status = $2
+                ORDER BY step""",
+            f"task:{task}",
+            status,
+        )
+        return rows if len(rows) == 2 or (status == "dropped" and rows) else None
+
+    await kit.until_ready(lambda: reminders("scheduled"))
+    # brought forward to Friday 23 October: 3 working days before is Tuesday 20th, gone by
+    await kit.publish(
+        "rectification",
+        "TaskRescheduled",
+        {
+            "task_id": task,
+            "township_id": township,
+            "previous_due_on": "2026-11-30",
+            "due_on": "2026-10-23",
+            "deadline": "2026-10-23T23:59:59+08:00",
+            "reason": "提前验收",
+            "rescheduled_by": "office",
+        },
+        task,
+    )
+    shanghai = kit.start.tzinfo
+    (dropped,) = await kit.until_ready(lambda: reminders("dropped"))
+    assert (dropped["step"], dropped["due_at"], dropped["context"]["due_on"]) == (
+        "3",
+        dt.datetime(2026, 10, 20, 9, 0, tzinfo=shanghai),
+        "10月23日",
+    )
+    (moved,) = await kit.pool.fetch(
+        f"SELECT * FROM {kit.s}.reminders WHERE cancel_key = $1 AND status = 'scheduled'",
+        f"task:{task}",
+    )
+    assert (moved["step"], moved["due_at"], moved["context"]["due_on"]) == (
+        "1",
+        dt.datetime(2026, 10, 22, 9, 0, tzinfo=shanghai),
+        "10月23日",
+    )
+    kit.clock.set(dt.datetime(2026, 10, 22, 9, 5, tzinfo=shanghai))
+    rows = await kit.settled("kind = 'task_due' AND recipient_id = $1", secretary, count=2)
+    assert all("10月23日" in r["body"] for r in rows)

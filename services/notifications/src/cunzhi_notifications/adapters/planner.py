@@ -279,14 +279,8 @@ class _Planning:
         await self.notify(
             "forum_postponed", e.township_id, f"forum:{e.forum_id}", context, recipients
         )
-        await self.conn.execute(
-            f"""UPDATE {self.s}.reminders SET due_at = $3,
-                    context = context || jsonb_build_object('date', $4::text)
-                WHERE cancel_key = $1 AND kind = $2 AND status = 'scheduled'""",
-            f"forum:{e.forum_id}",
-            "forum_eve",
-            forum_eve_due(e.date),
-            day_text(e.date),
+        await self.move(
+            "forum_eve", f"forum:{e.forum_id}", forum_eve_due(e.date), {"date": day_text(e.date)}
         )
 
     async def forum_cancelled(self, e: r.ForumCancelled) -> None:
@@ -337,15 +331,18 @@ class _Planning:
         step: str = "",
     ) -> None:
         """A reminder under its cancellation key (``forum:{id}``, ``task:{id}``); scheduling it
-        again (a new notice after a postponement, a rescheduled task) moves it."""
+        again (a new notice after a postponement, a rescheduled task) moves it, earlier or
+        later, with its new words."""
         if due_at <= self.now:
-            return  # the moment has passed: a late reminder would only confuse
+            # A late reminder would only confuse: none is made, one already waiting is dropped.
+            await self.move(kind, key, due_at, context, step=step, recipients=recipients)
+            return
         await self.conn.execute(
             f"""INSERT INTO {self.s}.reminders (reminder_id, cancel_key, kind, step, due_at,
                     township_id, subject_ref, context, recipients)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                 ON CONFLICT (cancel_key, kind, step) DO UPDATE SET due_at = $5, context = $8,
-                    recipients = $9, status = 'scheduled', fired_at = NULL""",
+                    recipients = $9, status = 'scheduled', fired_at = NULL, dropped_at = NULL""",
             derived_id(key, kind, step),
             key,
             kind,
@@ -355,6 +352,40 @@ class _Planning:
             subject_ref or key,
             context,
             list(recipients),
+        )
+
+    async def move(
+        self,
+        kind: str,
+        key: str,
+        due_at: dt.datetime,
+        words: dict[str, Any],
+        *,
+        step: str | None = None,
+        recipients: Sequence[str] | None = None,
+    ) -> None:
+        """Move the reminders of ``kind`` under ``key`` (one ``step``, or every one) to
+        ``due_at``, earlier or later, ``words`` replacing what their text says of the moment.
+
+        Ours: one moved to a moment already passed is not sent late as if on time; it is
+        dropped, and kept with its new time and words as the record of it (``dropped_at``).
+        One moved ahead of a moment passed (fired, or dropped) is due again: a new notice."""
+        await self.conn.execute(
+            f"""UPDATE {self.s}.reminders SET due_at = $3, context = context || $4::jsonb,
+                    recipients = coalesce($5::text[], recipients),
+                    status = CASE WHEN $6 THEN 'dropped' ELSE 'scheduled' END,
+                    fired_at = CASE WHEN $6 THEN fired_at END,
+                    dropped_at = CASE WHEN $6 THEN $7::timestamptz END
+                WHERE cancel_key = $1 AND kind = $2 AND ($8::text IS NULL OR step = $8)
+                  AND (status = 'scheduled' OR (NOT $6 AND status IN ('fired', 'dropped')))""",
+            key,
+            kind,
+            due_at,
+            words,
+            None if recipients is None else list(recipients),
+            due_at <= self.now,
+            self.now,
+            step,
         )
 
     async def cancel(self, key: str) -> None:
@@ -470,15 +501,18 @@ class _Planning:
         )
 
     async def team_formed(self, e: r.WorkTeamFormed) -> None:
+        reports = _Reports(self)
+        await reports.one_at_a_time(e.campaign_id)
         await self.conn.executemany(
-            f"INSERT INTO {self.s}.team_members VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            [(e.team_id, m.person_id) for m in e.members],
+            f"""INSERT INTO {self.s}.team_members (campaign_id, team_id, person_id)
+                VALUES ($1, $2, $3) ON CONFLICT DO NOTHING""",
+            [(e.campaign_id, e.team_id, m.person_id) for m in e.members],
         )
         await self.conn.executemany(
             f"INSERT INTO {self.s}.team_villages VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             [(e.campaign_id, v, e.team_id) for v in e.village_ids],
         )
-        await _Reports(self).told_to_the_team(e)
+        await reports.told_to_the_team(e)
 
     async def verification_requested(self, e: r.VerificationRequested) -> None:
         """The departments asked for opinions on the candidates (纪委, 政法委, 信访) and the
@@ -512,6 +546,7 @@ class _Reports:
 
     async def on(self, e: r.ReportEvent) -> None:
         key = f"report:{e.campaign_id}:{e.subject_id}:{e.kind}:{e.period}"
+        await self.one_at_a_time(e.campaign_id)
         if not isinstance(e, r.ReportDue):
             await self.p.cancel(key)
             await self.p.conn.execute(
@@ -525,6 +560,16 @@ class _Reports:
             await self.due(e, key)
         elif isinstance(e, r.ReportLate):
             await self.late(e)
+
+    async def one_at_a_time(self, campaign_id: str) -> None:
+        """Hold the campaign's reports and teams until this transaction ends: a report read
+        beside its team by another replica would otherwise miss the team's uncommitted rows
+        while that replica missed the report's, and the report would wait for ever. Taken
+        before either path reads; each statement after it sees what the other committed."""
+        await self.p.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            f"{self.s}.reports_and_teams:{campaign_id}",
+        )
 
     async def team_known(self, e: r.ReportEvent) -> bool:
         column = "team_id" if e.kind in TEAM_REPORTS else "village_id"
@@ -617,14 +662,15 @@ class _Reports:
         """The members of the team whose report it is, or of the teams working for the village."""
         if e.kind in TEAM_REPORTS:
             rows = await self.p.conn.fetch(
-                f"""SELECT person_id FROM {self.s}.team_members WHERE team_id = $1
-                    ORDER BY person_id""",
+                f"""SELECT person_id FROM {self.s}.team_members
+                    WHERE campaign_id = $1 AND team_id = $2 ORDER BY person_id""",
+                e.campaign_id,
                 e.subject_id,
             )
         else:
             rows = await self.p.conn.fetch(
                 f"""SELECT DISTINCT m.person_id FROM {self.s}.team_villages v
-                    JOIN {self.s}.team_members m USING (team_id)
+                    JOIN {self.s}.team_members m USING (campaign_id, team_id)
                     WHERE v.campaign_id = $1 AND v.village_id = $2 ORDER BY m.person_id""",
                 e.campaign_id,
                 e.subject_id,

@@ -236,4 +236,38 @@ MIGRATIONS = [
         );
         """,
     ),
+    Migration(
+        "0005_team_members_by_campaign",
+        """
+        -- A team id is unique only within its campaign round (the round builder names a team
+        -- after its village, so a village carried over to the next round has a team of the
+        -- same id): members are kept by campaign, or one round's notices reach the other's.
+        CREATE TABLE {schema}.team_members_by_campaign (
+            campaign_id text NOT NULL,
+            team_id text NOT NULL,
+            person_id text NOT NULL,
+            PRIMARY KEY (campaign_id, team_id, person_id)
+        );
+        -- Members already here belong to the campaigns their team worked in (team_villages;
+        -- a team id two rounds shared keeps both rounds' members: nothing said which was which).
+        -- A team no village row names was formed before those rows were kept: no report could
+        -- find its members (reports wait until team_villages knows the team), so none is lost.
+        INSERT INTO {schema}.team_members_by_campaign
+            SELECT DISTINCT v.campaign_id, m.team_id, m.person_id
+            FROM {schema}.team_members m JOIN {schema}.team_villages v USING (team_id);
+        DROP TABLE {schema}.team_members;
+        ALTER TABLE {schema}.team_members_by_campaign RENAME TO team_members;
+        """,
+    ),
+    Migration(
+        "0006_reminders_dropped",
+        """
+        -- A reminder moved to a moment already passed is dropped, not sent late (ours): kept
+        -- with its new time and words, and when it was dropped, as the record of it.
+        ALTER TABLE {schema}.reminders DROP CONSTRAINT reminders_status_check;
+        ALTER TABLE {schema}.reminders ADD CONSTRAINT reminders_status_check
+            CHECK (status IN ('scheduled', 'fired', 'cancelled', 'dropped'));
+        ALTER TABLE {schema}.reminders ADD COLUMN dropped_at timestamptz;
+        """,
+    ),
 ]

@@ -1,13 +1,16 @@
 """The sender: claims due deliveries, renders them, hands them to the channels, records outcomes
 (each provider call's as soon as it answers, so a death costs only the call in flight).
 
-Claiming sets a lease (``claim``, ``lease_until``) under ``FOR UPDATE SKIP LOCKED``, so several
-senders share the ledger without taking the same row. Sending happens outside any transaction;
-the outcome is recorded only by the holder of the claim. A sender that dies after claiming
-leaves the row ``sending``: once the lease expires another sender takes it, and because the
-first one may have sent it, asks the channel's ``receipt`` before sending again. An ``UNCLEAR``
-answer is treated the same way at the next attempt. Providers get our delivery id, derived from
-the ledger's unique key, so one that dedupes recognises a resend too.
+Each channel has its own lane, claiming only that channel's deliveries: a webhook endpoint or
+provider that is slow holds up nothing on the other channels. No provider is asked anything
+while a transaction of ours is open. Claiming sets a lease (``claim``, ``lease_until``) under
+``FOR UPDATE SKIP LOCKED``, so several senders share the ledger without taking the same row.
+Sending happens outside any transaction; the outcome is recorded only by the holder of the
+claim. A sender that dies after claiming leaves the row ``sending``: once the lease expires
+another sender takes it, and because the first one may have sent it, asks the channel's
+``receipt`` before sending again. An ``UNCLEAR`` answer is treated the same way at the next
+attempt. Providers get our delivery id, derived from the ledger's unique key, so one that
+dedupes recognises a resend too.
 
 Group robots and digests: the due deliveries of one group (or of one person's digest) on one
 channel go out as one message, never one per person.
@@ -103,12 +106,17 @@ class Sender:
         self.after_claim: Callable[[], Coroutine[Any, Any, None]] | None = None
         """Tests only: runs between claiming and sending (to kill a sender right there)."""
 
-    async def claim(self, pool: asyncpg.Pool, now: dt.datetime) -> tuple[str, list[asyncpg.Record]]:
+    async def claim(
+        self, pool: asyncpg.Pool, now: dt.datetime, lane: str | None
+    ) -> tuple[str, list[asyncpg.Record]]:
+        """A batch of the lane's due deliveries: one channel's, or (``None``) those of channels
+        no adapter is configured for."""
         claim = derived_id("claim", now.isoformat(), str(self.rng.random()))
+        which = "channel = $6" if lane else "channel <> ALL($6::text[])"
         rows = await pool.fetch(
             f"""WITH due AS (
                     SELECT delivery_id FROM {self.s}.deliveries c
-                    WHERE not_before <= $1 AND (status = 'pending'
+                    WHERE not_before <= $1 AND {which} AND (status = 'pending'
                           OR (status = 'sending' AND lease_until < $1))
                       AND NOT EXISTS (
                           SELECT 1 FROM {self.s}.groups g
@@ -125,12 +133,16 @@ class Sender:
             claim,
             self.lease,
             GROUP_SPACING,
+            lane or sorted(self.channels),
         )
         return claim, rows
 
-    async def run_once(self, pool: asyncpg.Pool, store: EventStore, clock: Clock) -> int:
-        """Claim one batch, send it, record what happened; returns how many rows were claimed."""
-        claim, rows = await self.claim(pool, clock.now())
+    async def run_once(
+        self, pool: asyncpg.Pool, store: EventStore, clock: Clock, lane: str | None
+    ) -> int:
+        """Claim one batch of the lane's deliveries, send it, record what happened; returns
+        how many rows were claimed."""
+        claim, rows = await self.claim(pool, clock.now(), lane)
         if not rows:
             return 0
         if self.after_claim is not None:
@@ -144,9 +156,8 @@ class Sender:
                 SENDS.labels(item.channel, result.outcome.value).inc()
             await self.record(pool, store, clock.now(), claim, outcomes, [])
 
-        await asyncio.gather(
-            *(self.send(ch, group, pool, claim, record) for ch, group in _by_channel(sends))
-        )
+        if lane and sends:
+            await self.send(lane, sends, pool, claim, record)
         return len(rows)
 
     async def prepare(
@@ -598,15 +609,18 @@ class Sender:
             RECEIPTS_CHANNEL,
             limit,
         )
+        # The provider is asked outside any transaction: a slow one holds no session open.
+        answers: list[tuple[asyncpg.Record, SendResult]] = []
+        for row in rows:
+            message = Message(str(row["delivery_id"]), row["phone"] or "", "", row["body"] or "")
+            known = await _safely(channel.receipt(message, row["provider_id"]))
+            if known is not None and (known.delivered or known.outcome is Outcome.FAILED):
+                answers.append((row, known))
+        if not answers:
+            return len(rows)
         writes: list[StreamWrite] = []
         async with pool.acquire() as conn, conn.transaction():
-            for row in rows:
-                message = Message(
-                    str(row["delivery_id"]), row["phone"] or "", "", row["body"] or ""
-                )
-                known = await _safely(channel.receipt(message, row["provider_id"]))
-                if known is None or not (known.delivered or known.outcome is Outcome.FAILED):
-                    continue
+            for row, known in answers:
                 failed = known.outcome is Outcome.FAILED
                 version = await conn.fetchval(
                     f"""UPDATE {self.s}.deliveries SET status = $2, last_error = $3,
@@ -642,12 +656,24 @@ class Sender:
         return len(rows)
 
     def loop(self) -> Background:
+        """A lane per channel, and one failing what no channel handles: a slow or hanging
+        channel (a webhook endpoint that never answers) holds up only its own deliveries, not
+        an urgent SMS or the inbox."""
+
         async def sender(rt: Runtime) -> None:
-            while True:
-                if not await self.run_once(rt.pool, rt.store, rt.clock):
-                    # Idle: the moment to ask for status reports.
-                    await self.receipts(rt.pool, rt.store, rt.clock)
-                    await asyncio.sleep(min(rt.settings.scheduler_interval_s, 1.0))
+            idle = min(rt.settings.scheduler_interval_s, 1.0)
+
+            async def lane(channel: str | None) -> None:
+                while True:
+                    if not await self.run_once(rt.pool, rt.store, rt.clock, channel):
+                        if channel == RECEIPTS_CHANNEL:
+                            # Idle: the moment to ask for status reports.
+                            await self.receipts(rt.pool, rt.store, rt.clock)
+                        await asyncio.sleep(idle)
+
+            async with asyncio.TaskGroup() as lanes:
+                for channel in [*sorted(self.channels), None]:
+                    lanes.create_task(lane(channel), name=f"sender-{channel or 'unconfigured'}")
 
         return sender
 
@@ -668,13 +694,6 @@ def _write(
 ) -> StreamWrite:
     """An event on the delivery's stream at the version ``version`` was bumped to."""
     return StreamWrite(f"delivery:{row['delivery_id']}", version - 1, [_event(row, cls, **fields)])
-
-
-def _by_channel(sends: Sequence[_Send]) -> list[tuple[str, list[_Send]]]:
-    grouped: dict[str, list[_Send]] = {}
-    for item in sends:
-        grouped.setdefault(item.channel, []).append(item)
-    return list(grouped.items())
 
 
 def _unconfirmed(unclear: SendResult) -> SendResult:
