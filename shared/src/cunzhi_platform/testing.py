@@ -127,9 +127,9 @@ async def eventually(check: Any, timeout: float = 30, interval: float = 0.1) -> 
 async def groups_behind(kafka: KafkaAccess | str, groups: Mapping[str, Sequence[str]]) -> list[str]:
     """The consumer groups (group id → its topics) whose committed offsets are short of the
     end of one of their topics' partitions."""
-    options = KafkaAccess.of(kafka).client_options()
-    reader = AIOKafkaConsumer(**options, enable_auto_commit=False)
-    admin = AIOKafkaAdminClient(**options)
+    access = KafkaAccess.of(kafka)
+    reader = AIOKafkaConsumer(**access.client_options(), enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(**access.client_options())
     await reader.start()
     await admin.start()
     try:
