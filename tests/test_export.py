@@ -87,6 +87,9 @@ class County:
     township: str
     clock: ManualClock
     campaign_tasks: tuple[str, ...]
+    started: dt.datetime
+    """The database's time before the cycle: what the services published since is this
+    module's."""
 
 
 PAST_FORUM_DATE = dt.date(2026, 6, 26)
@@ -97,6 +100,7 @@ async def county(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[County
     """The township's forum cycle through the services, then, with the services stopped, a
     ledger forum and two campaign tasks that fall overdue and escalate."""
     township = f"guandi-{uuid.uuid4().hex[:8]}"
+    started = await pool.fetchval("SELECT now()")
     clock = ManualClock(CYCLE_START)
     issuer = TokenIssuer(settings.jwt_secret, settings.jwt_algorithm, settings.jwt_audience)
     async with (
@@ -126,7 +130,7 @@ async def county(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[County
         guest_speakers=[GuestSpeaker(name="李明", affiliation="获嘉县某村")],
     )
     tasks = await campaign_tasks(pool, clock, township)
-    yield County(township, clock, tasks)
+    yield County(township, clock, tasks, started)
 
 
 async def drained(pool: asyncpg.Pool, service: str) -> bool:
@@ -438,6 +442,27 @@ async def test_export_from_kafka_keeps_each_event_once(
     assert township == {r["event_id"] for r in in_store}
     with pytest.raises(ExportError, match="from the kafka"):
         await export_from_store(pool, tmp_path, meetings)
+
+
+async def test_export_from_kafka_exports_every_service(
+    county: County, settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """All services in one run: each one's topic is read, not only the first's."""
+    assert settings.kafka_bootstrap_servers
+    exported = await export_from_kafka(settings.kafka_bootstrap_servers, tmp_path, SERVICE_EVENTS)
+    for service in SERVICES:
+        published = {
+            r["event_id"]
+            for r in await pool.fetch(
+                f"SELECT event_id::text FROM {service}.outbox "
+                "WHERE sent_at IS NOT NULL AND created_at >= $1",
+                county.started,
+            )
+        }
+        assert published, f"the cycle published no {service} events"
+        ids = exported_ids(tmp_path, service)
+        assert len(ids) == len(set(ids)) == exported[service]
+        assert published <= set(ids), service
 
 
 async def test_small_bounds_split_pages_row_groups_and_files_and_lose_nothing(

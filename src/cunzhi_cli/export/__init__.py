@@ -163,11 +163,21 @@ async def export_from_kafka(
         )
         await consumer.start()
         try:
+            # Every topic's partitions from the metadata start() fetched (all topics), before
+            # the first assign(): from then on the client's metadata covers only the topics
+            # assigned (topics() does not refresh it), and the next services' topics had no
+            # partitions — nothing exported, and no error.
+            partitions = {
+                s.name: sorted(consumer.partitions_for_topic(s.topic) or ()) for s in services
+            }
             for service in services:
                 mark = run.manifest.marks.get(
                     service.name, {"offsets": {}, "streams": {}, "ids": []}
                 )
-                exported[service.name] = await _export_topic(consumer, run, service, mark, page)
+                tps = [TopicPartition(service.topic, p) for p in partitions[service.name]]
+                exported[service.name] = await _export_topic(
+                    consumer, run, service, tps, mark, page
+                )
                 await asyncio.to_thread(run.commit, service.name, mark)
         finally:
             await consumer.stop()
@@ -178,15 +188,13 @@ async def _export_topic(
     consumer: AIOKafkaConsumer,
     run: _Export,
     service: ServiceEvents,
+    tps: list[TopicPartition],
     mark: dict[str, Any],
     page: int,
 ) -> int:
     offsets: dict[str, int] = mark["offsets"]
     streams: dict[str, int] = mark["streams"]
     ids: set[str] = set(mark["ids"])
-    await consumer.topics()
-    partitions = sorted(consumer.partitions_for_topic(service.topic) or ())
-    tps = [TopicPartition(service.topic, p) for p in partitions]
     if not tps:
         return 0
     consumer.assign(tps)
