@@ -108,6 +108,7 @@ async def test_ten_thousand_events_keep_per_key_order_and_cloudevents_headers(
     assert headers["ce_source"] == f"/cunzhi/{schema}".encode()
     assert headers["ce_subject"] == records[0].key
     assert headers["ce_time"] and headers["ce_correlationid"]
+    assert headers["ce_dataschema"] == b"urn:cunzhi:schema:cunzhi.test.Incremented:v1"
 
 
 async def _lag_zero(schema: str) -> bool:
