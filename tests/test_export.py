@@ -40,9 +40,11 @@ from cunzhi_platform.migrations import migrate
 from cunzhi_platform.settings import Settings
 from cunzhi_platform.testing import consume, eventually, running
 from cunzhi_rectification.application.tasks import assign_tasks, check_deadline, complete_task
+from cunzhi_rectification.domain.campaign_ids import light_stream_id
 from cunzhi_rectification.domain.tasks import Actor, EscalationPolicy, TaskDraft, deadline
 from cunzhi_rectification.events import Assignee, Evidence
 from cunzhi_rectification.events import registry as rectification_events
+from cunzhi_rectification.events.campaign import LightChanged
 from cunzhi_rectification.service import build_service as rectification_service
 from cunzhi_topics.service import build_service as topics_service
 
@@ -251,6 +253,44 @@ async def test_the_doc_queries_give_the_township_record_and_the_tasks_by_month(
     assert by_month["2026-11"]["completed"] == 3
     assert by_month["2026-12"] == {"assigned": 0, "completed": 0, "overdue": 2, "escalated": 0}
     assert by_month["2027-01"] == {"assigned": 0, "completed": 0, "overdue": 0, "escalated": 4}
+
+
+async def test_the_doc_query_gives_the_campaign_lights_by_month(
+    county: County, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Two villages' lights as the campaign publishes them: one red in November, yellow in
+    December; the other yellow since November."""
+    campaign = f"{county.township}-lights"
+    clock = ManualClock(dt.datetime(2026, 11, 10, 9, tzinfo=SHANGHAI))
+    store = EventStore(pool, "rectification", rectification_events, clock)
+
+    async def change(village: str, version: int, previous: str | None, light: str) -> None:
+        event = LightChanged(
+            campaign_id=campaign,
+            village_id=village,
+            township_id=county.township,
+            previous=previous,  # type: ignore[arg-type]
+            light=light,  # type: ignore[arg-type]
+            reason="进度与计划相比",
+            progress=0.2,
+            planned=0.5,
+            overdue_tasks=1,
+            late_reports=0,
+        )
+        await store.append(light_stream_id(campaign, village), version, [event])
+
+    await change("qian", 0, None, "red")
+    await change("hou", 0, None, "yellow")
+    clock.set(dt.datetime(2026, 12, 10, 9, tzinfo=SHANGHAI))
+    await change("qian", 1, "red", "yellow")
+
+    await export_from_store(pool, tmp_path, SERVICE_EVENTS)
+    lights = [
+        (r["month"], r["green"], r["yellow"], r["red"])
+        for r in query(tmp_path, doc_sql("lights_by_month"))
+        if r["campaign_id"] == campaign
+    ]
+    assert lights == [("2026-11", 0, 1, 1), ("2026-12", 0, 2, 0)]
 
 
 async def test_columns_come_from_the_schema_and_the_envelope(
