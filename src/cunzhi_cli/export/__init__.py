@@ -16,7 +16,7 @@ was carried are remembered by their id).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,9 @@ __all__ = ["ExportError", "ServiceEvents", "export_from_kafka", "export_from_sto
 
 
 _log = structlog.get_logger(__name__)
+Progress = Callable[[str, int], None]
+"""Told the service and how many of its events the run has exported so far, page by page."""
+
 MAX_IDLE_POLLS = 60
 """Polls of one second without a record, short of the ends, before the run gives up."""
 
@@ -105,6 +108,7 @@ async def export_from_store(
     *,
     page: int = 2000,
     commit_every: int = 500_000,
+    progress: Progress | None = None,
     **writer: int,
 ) -> dict[str, int]:
     """Export what each service's event store holds beyond the manifest's checkpoint.
@@ -127,6 +131,8 @@ async def export_from_store(
                     pending = asyncio.ensure_future(store.read_all(after, page))
                     await asyncio.to_thread(run.add_all, service.name, events)
                     count += len(events)
+                    if progress:
+                        progress(service.name, count)
                     since_commit += len(events)
                     if since_commit >= commit_every:
                         await asyncio.to_thread(run.commit, service.name, _mark(after))
@@ -148,6 +154,7 @@ async def export_from_kafka(
     services: Sequence[ServiceEvents],
     *,
     page: int = 2000,
+    progress: Progress | None = None,
     **writer: int,
 ) -> dict[str, int]:
     """Export what each service's topic holds beyond the manifest's offsets, up to the ends
@@ -176,7 +183,7 @@ async def export_from_kafka(
                 )
                 tps = [TopicPartition(service.topic, p) for p in partitions[service.name]]
                 exported[service.name] = await _export_topic(
-                    consumer, run, service, tps, mark, page
+                    consumer, run, service, tps, mark, page, progress
                 )
                 await asyncio.to_thread(run.commit, service.name, mark)
         finally:
@@ -191,6 +198,7 @@ async def _export_topic(
     tps: list[TopicPartition],
     mark: dict[str, Any],
     page: int,
+    progress: Progress | None,
 ) -> int:
     offsets: dict[str, int] = mark["offsets"]
     streams: dict[str, int] = mark["streams"]
@@ -220,6 +228,8 @@ async def _export_topic(
         for tp, records in batch.items():
             count += await asyncio.to_thread(_add_new, records, service, streams, ids, run)
             offsets[str(tp.partition)] = records[-1].offset + 1
+            if progress:
+                progress(service.name, count)
         # At the end the run started with, a partition is done once a poll brings nothing: the
         # end offset Tansu reports can fall short of its last record batch (more records are
         # exported then, never fewer).
