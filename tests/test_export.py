@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import pytest_asyncio
+import yaml
 from aiokafka import AIOKafkaProducer
 from cunzhi_meetings.application import record_past_forum
 from cunzhi_meetings.domain.record import township_record
@@ -291,6 +292,38 @@ async def test_the_doc_query_gives_the_campaign_lights_by_month(
         if r["campaign_id"] == campaign
     ]
     assert lights == [("2026-11", 0, 1, 1), ("2026-12", 0, 2, 0)]
+
+
+async def test_a_dbt_sources_file_describes_every_table(
+    county: County, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await export_from_store(pool, tmp_path, SERVICE_EVENTS)
+    sources = yaml.safe_load((tmp_path / files.SOURCES).read_text())
+    assert sources["version"] == 2
+    by_service = {s["name"]: s for s in sources["sources"]}
+    assert set(by_service) == set(SERVICES)
+    for name, (registry, _) in SERVICES.items():
+        tables = {t["name"]: t for t in by_service[name]["tables"]}
+        assert set(tables) == {n.rsplit(".", 1)[-1] for n in registry.names()}
+        for table in tables.values():
+            assert table["description"] and all(c["description"] for c in table["columns"])
+    (assigned,) = [t for t in by_service["rectification"]["tables"] if t["name"] == "TaskAssigned"]
+    columns = {c["name"]: c["description"] for c in assigned["columns"]}
+    spec = table_spec(
+        "rectification", rectification_events.model("cunzhi.rectification.TaskAssigned")
+    )
+    assert list(columns) == spec.schema.names
+    assert columns["event_id"] == ENVELOPE_COLUMNS[0][2]
+    assert columns["assignee"].startswith("Who does the task")  # its JSON Schema description
+    # dbt-duckdb reads a source table where its external_location says.
+    location = by_service["rectification"]["meta"]["external_location"].format(name="TaskAssigned")
+    con = duckdb.connect()
+    con.execute(f"SET file_search_path = '{tmp_path}'")
+    count = con.execute(f"SELECT count(*) FROM {location}").fetchone()
+    stored = await pool.fetchval(
+        "SELECT count(*) FROM rectification.events WHERE type = 'cunzhi.rectification.TaskAssigned'"
+    )
+    assert count == (stored,)
 
 
 async def test_columns_come_from_the_schema_and_the_envelope(

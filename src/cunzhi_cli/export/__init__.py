@@ -73,6 +73,10 @@ class _Export:
             s.name: {n: table_spec(s.name, s.registry.model(n)) for n in s.registry.names()}
             for s in services
         }
+        self.described = {
+            s.name: [(t, _summary(s.registry.model(n))) for n, t in self.tables[s.name].items()]
+            for s in services
+        }
 
     def add(self, service: str, envelope: Envelope, event: Event, position: int | None) -> None:
         table: TableSpec = self.tables[service][envelope.type]
@@ -98,7 +102,12 @@ class _Export:
         self.manifest.marks[service] = mark
         self.manifest.save(self.root)
         self.manifest.write_views(self.root)
+        self.manifest.write_sources(self.root, self.described)
         self.writer = PartitionedWriter(self.root, **self.writer_options)
+
+
+def _summary(model: type[Event]) -> str:
+    return (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
 
 
 async def export_from_store(
