@@ -179,6 +179,7 @@ def test_misuse_exits_2_with_the_usage(argv: list[str]) -> None:
     assert done.stderr.startswith("usage: cunzhi") and "Traceback" not in done.stderr
 
 
+@pytest.mark.timeout(900)  # a whole forum cycle on its own stack, on a loaded machine
 def test_the_demo_prints_its_narrative_first_and_clean_and_the_logs_once_at_the_end(
     tmp_path: Path,
 ) -> None:
