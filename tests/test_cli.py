@@ -128,3 +128,72 @@ async def test_infra_up_restarts_a_killed_postgres_and_keeps_its_ports(tmp_path)
     finally:
         second.send_signal(signal.SIGINT)
         second.wait(30)
+
+
+def cunzhi(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The command as an operator runs it, output not a terminal; no CUNZHI_ setting but
+    ``env``'s."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CUNZHI_")}
+    return subprocess.run(
+        [sys.executable, "-m", "cunzhi_cli.cli", *argv],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "/nonexistent/export"],
+        ["republish", "--all"],
+        ["dlq", "list", "topics"],
+        ["demo"],
+    ],
+)
+def test_a_malformed_setting_is_one_line_naming_it(argv: list[str]) -> None:
+    done = cunzhi(*argv, env={"CUNZHI_TOPIC_PARTITIONS": "six"})
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("cunzhi: CUNZHI_TOPIC_PARTITIONS is malformed"), line
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["nonsense"],
+        ["dlq", "replay", "topics"],
+        ["rebuild", "topics", "forums"],
+        ["republish", "topics", "--all"],
+        ["simulate", "--months", "13"],
+    ],
+)
+def test_misuse_exits_2_with_the_usage(argv: list[str]) -> None:
+    done = cunzhi(*argv)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.startswith("usage: cunzhi") and "Traceback" not in done.stderr
+
+
+@pytest.mark.timeout(900)  # a whole forum cycle on its own stack, on a loaded machine
+def test_the_demo_prints_its_narrative_first_and_clean_and_the_logs_once_at_the_end(
+    tmp_path: Path,
+) -> None:
+    """On its own embedded stack, output to pipes: the narrative alone on standard output,
+    without escape codes; the libraries' lines (aiokafka's on idempotence against Tansu) in the
+    log file, and standard error one sentence pointing at it."""
+    done = cunzhi("demo", "--data-dir", str(tmp_path), timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("cunzhi demo: ")
+    assert "\x1b" not in done.stdout + done.stderr
+    (summary,) = done.stderr.splitlines()
+    log = tmp_path / "demo.log"
+    assert summary.endswith(f"details in {log}"), summary
+    logged = log.read_text()
+    assert "InitProducerIdRequest" in logged and "kafka_idempotent_producer_unsupported" in logged
+    assert "kafka idempotent producer unsupported" in summary
+    assert "\x1b" not in logged

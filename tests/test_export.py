@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import pytest_asyncio
+import yaml
 from aiokafka import AIOKafkaProducer
 from cunzhi_meetings.application import record_past_forum
 from cunzhi_meetings.domain.record import township_record
@@ -40,9 +41,11 @@ from cunzhi_platform.migrations import migrate
 from cunzhi_platform.settings import Settings
 from cunzhi_platform.testing import consume, eventually, running
 from cunzhi_rectification.application.tasks import assign_tasks, check_deadline, complete_task
+from cunzhi_rectification.domain.campaign_ids import light_stream_id
 from cunzhi_rectification.domain.tasks import Actor, EscalationPolicy, TaskDraft, deadline
 from cunzhi_rectification.events import Assignee, Evidence
 from cunzhi_rectification.events import registry as rectification_events
+from cunzhi_rectification.events.campaign import LightChanged
 from cunzhi_rectification.service import build_service as rectification_service
 from cunzhi_topics.service import build_service as topics_service
 
@@ -87,6 +90,9 @@ class County:
     township: str
     clock: ManualClock
     campaign_tasks: tuple[str, ...]
+    started: dt.datetime
+    """The database's time before the cycle: what the services published since is this
+    module's."""
 
 
 PAST_FORUM_DATE = dt.date(2026, 6, 26)
@@ -97,6 +103,7 @@ async def county(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[County
     """The township's forum cycle through the services, then, with the services stopped, a
     ledger forum and two campaign tasks that fall overdue and escalate."""
     township = f"guandi-{uuid.uuid4().hex[:8]}"
+    started = await pool.fetchval("SELECT now()")
     clock = ManualClock(CYCLE_START)
     issuer = TokenIssuer(settings.jwt_secret, settings.jwt_algorithm, settings.jwt_audience)
     async with (
@@ -126,7 +133,7 @@ async def county(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[County
         guest_speakers=[GuestSpeaker(name="李明", affiliation="获嘉县某村")],
     )
     tasks = await campaign_tasks(pool, clock, township)
-    yield County(township, clock, tasks)
+    yield County(township, clock, tasks, started)
 
 
 async def drained(pool: asyncpg.Pool, service: str) -> bool:
@@ -247,6 +254,76 @@ async def test_the_doc_queries_give_the_township_record_and_the_tasks_by_month(
     assert by_month["2026-11"]["completed"] == 3
     assert by_month["2026-12"] == {"assigned": 0, "completed": 0, "overdue": 2, "escalated": 0}
     assert by_month["2027-01"] == {"assigned": 0, "completed": 0, "overdue": 0, "escalated": 4}
+
+
+async def test_the_doc_query_gives_the_campaign_lights_by_month(
+    county: County, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Two villages' lights as the campaign publishes them: one red in November, yellow in
+    December; the other yellow since November."""
+    campaign = f"{county.township}-lights"
+    clock = ManualClock(dt.datetime(2026, 11, 10, 9, tzinfo=SHANGHAI))
+    store = EventStore(pool, "rectification", rectification_events, clock)
+
+    async def change(village: str, version: int, previous: str | None, light: str) -> None:
+        event = LightChanged(
+            campaign_id=campaign,
+            village_id=village,
+            township_id=county.township,
+            previous=previous,  # type: ignore[arg-type]
+            light=light,  # type: ignore[arg-type]
+            reason="进度与计划相比",
+            progress=0.2,
+            planned=0.5,
+            overdue_tasks=1,
+            late_reports=0,
+        )
+        await store.append(light_stream_id(campaign, village), version, [event])
+
+    await change("qian", 0, None, "red")
+    await change("hou", 0, None, "yellow")
+    clock.set(dt.datetime(2026, 12, 10, 9, tzinfo=SHANGHAI))
+    await change("qian", 1, "red", "yellow")
+
+    await export_from_store(pool, tmp_path, SERVICE_EVENTS)
+    lights = [
+        (r["month"], r["green"], r["yellow"], r["red"])
+        for r in query(tmp_path, doc_sql("lights_by_month"))
+        if r["campaign_id"] == campaign
+    ]
+    assert lights == [("2026-11", 0, 1, 1), ("2026-12", 0, 2, 0)]
+
+
+async def test_a_dbt_sources_file_describes_every_table(
+    county: County, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await export_from_store(pool, tmp_path, SERVICE_EVENTS)
+    sources = yaml.safe_load((tmp_path / files.SOURCES).read_text())
+    assert sources["version"] == 2
+    by_service = {s["name"]: s for s in sources["sources"]}
+    assert set(by_service) == set(SERVICES)
+    for name, (registry, _) in SERVICES.items():
+        tables = {t["name"]: t for t in by_service[name]["tables"]}
+        assert set(tables) == {n.rsplit(".", 1)[-1] for n in registry.names()}
+        for table in tables.values():
+            assert table["description"] and all(c["description"] for c in table["columns"])
+    (assigned,) = [t for t in by_service["rectification"]["tables"] if t["name"] == "TaskAssigned"]
+    columns = {c["name"]: c["description"] for c in assigned["columns"]}
+    spec = table_spec(
+        "rectification", rectification_events.model("cunzhi.rectification.TaskAssigned")
+    )
+    assert list(columns) == spec.schema.names
+    assert columns["event_id"] == ENVELOPE_COLUMNS[0][2]
+    assert columns["assignee"].startswith("Who does the task")  # its JSON Schema description
+    # dbt-duckdb reads a source table where its external_location says.
+    location = by_service["rectification"]["meta"]["external_location"].format(name="TaskAssigned")
+    con = duckdb.connect()
+    con.execute(f"SET file_search_path = '{tmp_path}'")
+    count = con.execute(f"SELECT count(*) FROM {location}").fetchone()
+    stored = await pool.fetchval(
+        "SELECT count(*) FROM rectification.events WHERE type = 'cunzhi.rectification.TaskAssigned'"
+    )
+    assert count == (stored,)
 
 
 async def test_columns_come_from_the_schema_and_the_envelope(
@@ -438,6 +515,27 @@ async def test_export_from_kafka_keeps_each_event_once(
     assert township == {r["event_id"] for r in in_store}
     with pytest.raises(ExportError, match="from the kafka"):
         await export_from_store(pool, tmp_path, meetings)
+
+
+async def test_export_from_kafka_exports_every_service(
+    county: County, settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """All services in one run: each one's topic is read, not only the first's."""
+    assert settings.kafka_bootstrap_servers
+    exported = await export_from_kafka(settings.kafka_bootstrap_servers, tmp_path, SERVICE_EVENTS)
+    for service in SERVICES:
+        published = {
+            r["event_id"]
+            for r in await pool.fetch(
+                f"SELECT event_id::text FROM {service}.outbox "
+                "WHERE sent_at IS NOT NULL AND created_at >= $1",
+                county.started,
+            )
+        }
+        assert published, f"the cycle published no {service} events"
+        ids = exported_ids(tmp_path, service)
+        assert len(ids) == len(set(ids)) == exported[service]
+        assert published <= set(ids), service
 
 
 async def test_small_bounds_split_pages_row_groups_and_files_and_lose_nothing(

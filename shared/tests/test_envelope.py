@@ -30,7 +30,19 @@ def test_headers_carry_every_cloudevents_attribute_and_round_trip():
     assert headers["ce_causationid"] == b"c-1"
     assert headers["ce_actor"] == b"secretary-7"
     assert headers["ce_streamversion"] == b"4"
+    assert headers["ce_dataschema"] == b"urn:cunzhi:schema:cunzhi.topics.TopicSubmitted:v2"
     assert Envelope.from_headers(env.to_headers()) == env
+
+
+def test_dataschema_may_be_absent_and_is_not_read():
+    """Events published before ``ce_dataschema`` was carried decode as before; the schema
+    follows from the type and version, whatever the header says."""
+    env = Envelope.new(type="t", source="/s", subject="x", time=WHEN, schema_version=3)
+    without = [(k, v) for k, v in env.to_headers() if k != "ce_dataschema"]
+    assert len(without) == len(env.to_headers()) - 1
+    assert Envelope.from_headers(without) == env
+    other = [*without, ("ce_dataschema", b"https://example.org/other.json")]
+    assert Envelope.from_headers(other).dataschema == "urn:cunzhi:schema:t:v3"
 
 
 def test_missing_attributes_are_named():

@@ -110,6 +110,7 @@ async def test_ten_thousand_events_keep_per_key_order_and_cloudevents_headers(
     assert headers["ce_source"] == f"/cunzhi/{schema}".encode()
     assert headers["ce_subject"] == records[0].key
     assert headers["ce_time"] and headers["ce_correlationid"]
+    assert headers["ce_dataschema"] == b"urn:cunzhi:schema:cunzhi.test.Incremented:v1"
 
 
 async def test_the_lag_is_counted_up_to_a_cap_not_over_the_whole_backlog(pool, schema, settings):

@@ -25,10 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
+import re
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from cunzhi_platform.clock import SystemClock
@@ -40,6 +42,7 @@ from cunzhi_platform.rebuild import NewerProjection, RebuildError, rebuild
 from cunzhi_platform.republish import HistoryAlreadyQueued, republish
 from cunzhi_platform.runtime import Service, connect_database
 from cunzhi_platform.settings import Settings
+from pydantic import ValidationError
 
 from .cycle import CycleError
 from .export.files import ExportError
@@ -120,8 +123,6 @@ async def _dlq(
     if action == "list":
         print(dlq.render(await dlq.dead_letters(settings, service, replayed=replayed)))
         return
-    if not ids and not every:
-        raise SystemExit("cunzhi: dlq replay needs --id ID (repeatable) or --all")
     count = await dlq.replay(settings, service, None if every else ids)
     print(f"replayed {count} dead letters of {service_name} to the consumers that failed")
 
@@ -129,11 +130,6 @@ async def _dlq(
 async def _rebuild(settings: Settings, service_name: str, projection: str, force: bool) -> None:
     service = RUNNABLE[service_name]()
     consumers = {c.name: c for c in service.consumers if c.rebuildable}
-    if projection not in consumers:
-        raise SystemExit(
-            f"cunzhi: {service_name} has no rebuildable projection {projection!r}; "
-            f"choose one of {', '.join(sorted(consumers))}"
-        )
     async with _event_store(settings, service) as store:
         folded = await rebuild(consumers[projection], store, force=force)
     print(f"rebuilt {service_name}.{projection} from {folded} events and swapped it in")
@@ -144,20 +140,81 @@ async def _export(settings: Settings, root: Path, from_kafka: bool, names: list[
     from .services import SERVICES
 
     services = [ServiceEvents.of(n, SERVICES[n][0]) for n in names or sorted(SERVICES)]
-    if from_kafka:
-        if not settings.kafka_bootstrap_servers:
-            raise InfrastructureError("CUNZHI_KAFKA_BOOTSTRAP_SERVERS must name the brokers")
-        exported = await export_from_kafka(KafkaAccess.from_settings(settings), root, services)
-    else:
-        if not settings.database_url:
-            raise InfrastructureError("CUNZHI_DATABASE_URL must name the services' database")
-        pool = await connect_database(settings.database_url)
-        try:
-            exported = await export_from_store(pool, root, services)
-        finally:
-            await pool.close()
+    with _export_progress([s.name for s in services]) as progress:
+        if from_kafka:
+            if not settings.kafka_bootstrap_servers:
+                raise InfrastructureError("CUNZHI_KAFKA_BOOTSTRAP_SERVERS must name the brokers")
+            exported = await export_from_kafka(
+                KafkaAccess.from_settings(settings), root, services, progress=progress
+            )
+        else:
+            if not settings.database_url:
+                raise InfrastructureError("CUNZHI_DATABASE_URL must name the services' database")
+            pool = await connect_database(settings.database_url)
+            try:
+                exported = await export_from_store(pool, root, services, progress=progress)
+            finally:
+                await pool.close()
     for name, count in exported.items():
         print(f"{name}: {count} new events exported to {root / name}")
+
+
+@contextlib.contextmanager
+def _export_progress(names: list[str]) -> Iterator[Callable[[str, int], None] | None]:
+    """A line per service counting its events as they are exported, on a terminal only
+    (standard error); elsewhere nothing, so a cron job's output is the summary alone."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}: {task.completed} events"))
+    with Progress(*columns, TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+        tasks = {name: bar.add_task(name, total=None) for name in names}
+        yield lambda name, count: bar.update(tasks[name], completed=count)
+
+
+LOGGED = re.compile(
+    r'\[(warning|error|critical)\s*\] (\S+)|"level": "(warning|error|critical)"', re.I
+)
+"""A warning or error in the log file: a text line (with what it is about) or a JSON one."""
+
+
+@contextlib.contextmanager
+def _logs_to_file(settings: Settings, command: str) -> Iterator[None]:
+    """The demo's and the simulation's output is a narrative to read: the logs (the services'
+    and the libraries', such as aiokafka's lines on idempotence) go to a file in the data
+    directory instead, and the end says once, in words, what was logged and where."""
+    path = settings.data_dir / f"{command}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as log:
+        start = log.tell()
+        configure_logging(settings.log_level, settings.log_json, stream=log)
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+        logging.basicConfig(handlers=[handler], level=settings.log_level.upper(), force=True)
+        logging.captureWarnings(True)
+        try:
+            yield
+        finally:
+            log.flush()
+            print(_logged(path, start), file=sys.stderr)
+
+
+def _logged(path: Path, start: int) -> str:
+    """What this run logged, in a sentence: warnings and errors by what they were about."""
+    with path.open(encoding="utf-8") as log:
+        log.seek(start)
+        found = [m for m in map(LOGGED.search, log) if m]
+    if not found:
+        return f"(nothing to worry about was logged; logs in {path})"
+    about: dict[str, int] = {}
+    for m in found:
+        what = (m.group(2) or "").rstrip(":").replace("_", " ") or "see the log"
+        about[what] = about.get(what, 0) + 1
+    listed = ", ".join(f"{what} ({n}×)" for what, n in sorted(about.items(), key=lambda a: -a[1]))
+    return f"{len(found)} warnings or errors were logged, about: {listed}; details in {path}"
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> None:
@@ -174,13 +231,38 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> None:
         months=args.months,
         run=f"sim{secrets.token_hex(2)}",  # a re-run on the same data keeps apart
     )
-    try:
-        result = asyncio.run(simulate(settings, options, Console(stderr=True)))
-    except ValueError as exc:
-        raise SystemExit(f"cunzhi simulate: {exc}") from exc
+    result = asyncio.run(simulate(settings, options, Console(stderr=True)))
     print("\n".join(report(result)))
     if result.differences:
         raise SystemExit(1)
+
+
+def _between(low: int, high: int) -> Callable[[str], int]:
+    """An argument's type: a whole number from ``low`` to ``high`` (else a usage error)."""
+
+    def number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return number
+
+
+def _rebuildable(service_name: str) -> list[str]:
+    return sorted(c.name for c in RUNNABLE[service_name]().consumers if c.rebuildable)
+
+
+def _malformed(exc: ValidationError) -> str:
+    """The malformed settings, by their variable's name, on one line."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    return "; ".join(
+        f"{prefix}{'_'.join(map(str, e['loc'])).upper()} is malformed: {e['msg']}"
+        for e in exc.errors()
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -200,9 +282,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     sim = sub.add_parser("simulate", help="run a county through a year on the embedded stack")
     sim.add_argument("--seed", type=int, default=2026, help="the same seed, the same year")
-    sim.add_argument("--townships", type=int, default=10, help="1–10 (Bincheng's)")
+    sim.add_argument("--townships", type=_between(1, 10), default=10, help="1–10 (Bincheng's)")
     sim.add_argument("--villages", type=int, default=602, help="spread over the townships")
-    sim.add_argument("--months", type=int, default=12, help="1–12, from January")
+    sim.add_argument("--months", type=_between(1, 12), default=12, help="1–12, from January")
     sim.add_argument("--data-dir", type=Path, help="where PostgreSQL keeps its data")
     sub.add_parser("docs", help="regenerate docs/events from the code")
     again = sub.add_parser(
@@ -240,34 +322,53 @@ def main(argv: list[str] | None = None) -> None:
         "--service", action="append", default=[], choices=sorted(SERVICES), help="(repeatable)"
     )
     args = parser.parse_args(argv)
-    settings = Settings()
+    if args.command == "republish" and (
+        bool(args.service) == args.all or set(args.service) - set(SERVICES)
+    ):
+        parser.error(f"republish: name services ({', '.join(SERVICES)}) or give --all")
+    if args.command == "dlq" and args.action == "replay" and bool(args.id) == args.all:
+        parser.error("dlq replay: give --id ID (repeatable) or --all")
+    if args.command == "rebuild":
+        projections = _rebuildable(args.service)
+        if args.projection not in projections:
+            parser.error(
+                f"rebuild: {args.service} has no rebuildable projection {args.projection!r}; "
+                f"choose one of {', '.join(projections)}"
+            )
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        parser.exit(2, f"cunzhi: {_malformed(exc)}\n")
     if getattr(args, "data_dir", None):
         settings = settings.model_copy(update={"data_dir": args.data_dir})
     if args.command in ("demo", "simulate") and "log_level" not in settings.model_fields_set:
         # The demo's output is for reading: only warnings and errors, as text.
         settings = settings.model_copy(update={"log_level": "WARNING", "log_json": False})
-    configure_logging(settings.log_level, settings.log_json)
+    narrative = args.command in ("demo", "simulate")
+    if not narrative:
+        configure_logging(settings.log_level, settings.log_json)
     try:
-        if args.command == "infra":
-            _infra_up(settings)
-        elif args.command == "republish":
-            if bool(args.service) == args.all or set(args.service) - set(SERVICES):
-                parser.error(f"republish: name services ({', '.join(SERVICES)}) or give --all")
-            asyncio.run(_republish(settings, list(SERVICES) if args.all else args.service))
-        elif args.command == "rebuild":
-            asyncio.run(_rebuild(settings, args.service, args.projection, args.force))
-        elif args.command == "dlq":
-            asyncio.run(_dlq(settings, args.action, args.service, args.id, args.all, args.replayed))
-        elif args.command == "export":
-            asyncio.run(_export(settings, args.directory, args.from_kafka, args.service))
-        elif args.command == "docs":
-            _docs(Path.cwd())
-        elif args.command == "simulate":
-            _simulate(settings, args)
-        elif args.command == "demo":
-            from .demo import run_demo
+        with _logs_to_file(settings, args.command) if narrative else contextlib.nullcontext():
+            if args.command == "infra":
+                _infra_up(settings)
+            elif args.command == "republish":
+                asyncio.run(_republish(settings, list(SERVICES) if args.all else args.service))
+            elif args.command == "rebuild":
+                asyncio.run(_rebuild(settings, args.service, args.projection, args.force))
+            elif args.command == "dlq":
+                asyncio.run(
+                    _dlq(settings, args.action, args.service, args.id, args.all, args.replayed)
+                )
+            elif args.command == "export":
+                asyncio.run(_export(settings, args.directory, args.from_kafka, args.service))
+            elif args.command == "docs":
+                _docs(Path.cwd())
+            elif args.command == "simulate":
+                _simulate(settings, args)
+            elif args.command == "demo":
+                from .demo import run_demo
 
-            asyncio.run(run_demo(settings, keep_running=args.keep_running))
+                asyncio.run(run_demo(settings, keep_running=args.keep_running))
     except InfrastructureError as exc:
         print(f"cunzhi: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

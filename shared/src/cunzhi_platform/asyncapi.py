@@ -15,6 +15,12 @@ from . import catalog
 from .envelope import dlq_for, topic_for
 from .events import EventRegistry
 
+PAYLOAD_FORMAT = "application/schema+json;version=draft-07"
+"""The payload schemas' format for AsyncAPI parsers: JSON Schema, whose validators ignore the
+keywords they do not know (pydantic's ``discriminator`` objects; its schemas are draft 2020-12,
+which AsyncAPI 3.0 does not list, and use nothing draft-07 reads otherwise: their ``$defs`` are
+reached by JSON pointer)."""
+
 HEADERS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "CloudEvents 1.0 binary content mode attributes, plus cunzhi extensions",
@@ -27,6 +33,13 @@ HEADERS_SCHEMA: dict[str, Any] = {
         "ce_subject": {"type": "string", "description": "aggregate (stream) id = Kafka key"},
         "ce_time": {"type": "string", "format": "date-time"},
         "ce_schemaversion": {"type": "string", "description": "schema version of the payload"},
+        "ce_dataschema": {
+            "type": "string",
+            "format": "uri",
+            "description": "the payload's JSON Schema, urn:cunzhi:schema:<ce_type>:v<version> "
+            "(the file <ce_type>.v<version>.json beside this document); absent on events "
+            "published before it was carried",
+        },
         "ce_streamversion": {
             "type": "string",
             "description": "version of the event in its stream (1, 2, …): a gap means a missed "
@@ -53,7 +66,12 @@ def asyncapi_document(
             "summary": (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else "",
             "contentType": "application/json",
             "headers": HEADERS_SCHEMA,
-            "payload": {"$ref": f"./{name}.v{model.schema_version}.json"},
+            # JSON Schema named as such: pydantic's schemas carry OpenAPI-style `discriminator`
+            # objects, which the default (AsyncAPI Schema) format rejects.
+            "payload": {
+                "schemaFormat": PAYLOAD_FORMAT,
+                "schema": {"$ref": f"./{name}.v{model.schema_version}.json"},
+            },
             "x-schema-version": model.schema_version,
         }
     return {

@@ -6,6 +6,12 @@ extension attributes: ``ce_schemaversion``, ``ce_streamversion`` (the event's ve
 stream, so a consumer can see a gap), ``ce_correlationid``, ``ce_causationid``, ``ce_actor``
 (CloudEvents extension names are lowercase alphanumerics).
 
+``ce_dataschema`` (the CloudEvents attribute) names the JSON Schema of the payload by type and
+version, ``urn:cunzhi:schema:<type>:v<version>`` (``dataschema_for``): a name that never moves
+with a host or a folder; the schema is ``docs/events/<service>/<type>.v<version>.json``. It
+follows from ``ce_type`` and ``ce_schemaversion``, so decoding reads those and ignores it (events
+published before it was carried have none).
+
 ``ce_time`` is optional in CloudEvents. An event without it takes the time the caller passes
 as ``received`` — a consumer passes the Kafka record's timestamp, which is the same on every
 redelivery, so a projection that stores the time stays the same when rebuilt or replayed.
@@ -20,6 +26,11 @@ from dataclasses import dataclass, field, replace
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/json"
+
+
+def dataschema_for(event_type: str, schema_version: int) -> str:
+    """The stable URI of an event type's schema at a version (the ``dataschema`` attribute)."""
+    return f"urn:cunzhi:schema:{event_type}:v{schema_version}"
 
 
 class EnvelopeError(ValueError):
@@ -70,6 +81,10 @@ class Envelope:
             stream_version=stream_version,
         )
 
+    @property
+    def dataschema(self) -> str:
+        return dataschema_for(self.type, self.schema_version)
+
     def caused(self, **changes: object) -> Envelope:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -82,6 +97,7 @@ class Envelope:
             "ce_subject": self.subject,
             "ce_time": self.time.isoformat(),
             "ce_schemaversion": str(self.schema_version),
+            "ce_dataschema": self.dataschema,
             "content-type": CONTENT_TYPE,
         }
         for name, value in (

@@ -22,6 +22,7 @@ import structlog
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -331,6 +332,10 @@ async def stop(rt: Runtime) -> None:
         rt.pool.terminate()
 
 
+DOCS_ASSETS = "/docs-assets"
+"""Where the API docs' scripts and styles are served."""
+
+
 def create_app(
     service: Service, settings: Settings | None = None, clock: Clock | None = None
 ) -> FastAPI:
@@ -346,11 +351,14 @@ def create_app(
         finally:
             await stop(rt)
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts, styles and icon from the service itself,
+    # never from a CDN: a county intranet has no internet (fastapi-offline vendors them).
+    app = FastAPIOffline(
         title=f"cunzhi {service.name}",
         description=service.description,
         lifespan=lifespan,
         generate_unique_id_function=edge.operation_ids,
+        static_url=DOCS_ASSETS,
     )
     base_openapi = app.openapi
 

@@ -16,7 +16,7 @@ was carried are remembered by their id).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,9 @@ __all__ = ["ExportError", "ServiceEvents", "export_from_kafka", "export_from_sto
 
 
 _log = structlog.get_logger(__name__)
+Progress = Callable[[str, int], None]
+"""Told the service and how many of its events the run has exported so far, page by page."""
+
 MAX_IDLE_POLLS = 60
 """Polls of one second without a record, short of the ends, before the run gives up."""
 
@@ -71,6 +74,10 @@ class _Export:
             s.name: {n: table_spec(s.name, s.registry.model(n)) for n in s.registry.names()}
             for s in services
         }
+        self.described = {
+            s.name: [(t, _summary(s.registry.model(n))) for n, t in self.tables[s.name].items()]
+            for s in services
+        }
 
     def add(self, service: str, envelope: Envelope, event: Event, position: int | None) -> None:
         table: TableSpec = self.tables[service][envelope.type]
@@ -96,7 +103,12 @@ class _Export:
         self.manifest.marks[service] = mark
         self.manifest.save(self.root)
         self.manifest.write_views(self.root)
+        self.manifest.write_sources(self.root, self.described)
         self.writer = PartitionedWriter(self.root, **self.writer_options)
+
+
+def _summary(model: type[Event]) -> str:
+    return (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
 
 
 async def export_from_store(
@@ -106,6 +118,7 @@ async def export_from_store(
     *,
     page: int = 2000,
     commit_every: int = 500_000,
+    progress: Progress | None = None,
     **writer: int,
 ) -> dict[str, int]:
     """Export what each service's event store holds beyond the manifest's checkpoint.
@@ -128,6 +141,8 @@ async def export_from_store(
                     pending = asyncio.ensure_future(store.read_all(after, page))
                     await asyncio.to_thread(run.add_all, service.name, events)
                     count += len(events)
+                    if progress:
+                        progress(service.name, count)
                     since_commit += len(events)
                     if since_commit >= commit_every:
                         await asyncio.to_thread(run.commit, service.name, _mark(after))
@@ -149,6 +164,7 @@ async def export_from_kafka(
     services: Sequence[ServiceEvents],
     *,
     page: int = 2000,
+    progress: Progress | None = None,
     **writer: int,
 ) -> dict[str, int]:
     """Export what each service's topic holds beyond the manifest's offsets, up to the ends
@@ -164,11 +180,21 @@ async def export_from_kafka(
         )
         await consumer.start()
         try:
+            # Every topic's partitions from the metadata start() fetched (all topics), before
+            # the first assign(): from then on the client's metadata covers only the topics
+            # assigned (topics() does not refresh it), and the next services' topics had no
+            # partitions — nothing exported, and no error.
+            partitions = {
+                s.name: sorted(consumer.partitions_for_topic(s.topic) or ()) for s in services
+            }
             for service in services:
                 mark = run.manifest.marks.get(
                     service.name, {"offsets": {}, "streams": {}, "ids": []}
                 )
-                exported[service.name] = await _export_topic(consumer, run, service, mark, page)
+                tps = [TopicPartition(service.topic, p) for p in partitions[service.name]]
+                exported[service.name] = await _export_topic(
+                    consumer, run, service, tps, mark, page, progress
+                )
                 await asyncio.to_thread(run.commit, service.name, mark)
         finally:
             await consumer.stop()
@@ -179,15 +205,14 @@ async def _export_topic(
     consumer: AIOKafkaConsumer,
     run: _Export,
     service: ServiceEvents,
+    tps: list[TopicPartition],
     mark: dict[str, Any],
     page: int,
+    progress: Progress | None,
 ) -> int:
     offsets: dict[str, int] = mark["offsets"]
     streams: dict[str, int] = mark["streams"]
     ids: set[str] = set(mark["ids"])
-    await consumer.topics()
-    partitions = sorted(consumer.partitions_for_topic(service.topic) or ())
-    tps = [TopicPartition(service.topic, p) for p in partitions]
     if not tps:
         return 0
     consumer.assign(tps)
@@ -213,6 +238,8 @@ async def _export_topic(
         for tp, records in batch.items():
             count += await asyncio.to_thread(_add_new, records, service, streams, ids, run)
             offsets[str(tp.partition)] = records[-1].offset + 1
+            if progress:
+                progress(service.name, count)
         # At the end the run started with, a partition is done once a poll brings nothing: the
         # end offset Tansu reports can fall short of its last record batch (more records are
         # exported then, never fewer).

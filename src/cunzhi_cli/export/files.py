@@ -29,6 +29,8 @@ from .columns import TableSpec
 
 MANIFEST = "_cunzhi_export.json"
 VIEWS = "views.sql"
+SOURCES = "sources.yml"
+"""dbt's sources: the tables and their columns, described."""
 EMPTY_PARTITION = "month=none"
 """Where a table with no event yet gets a file without rows, so a query naming it still runs."""
 
@@ -50,6 +52,12 @@ def exclusive(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _described(column: pa.Field) -> str:
+    meta = {k.decode(): v.decode() for k, v in (column.metadata or {}).items()}
+    kind = "JSON text" if meta.get("json") == "true" else str(column.type)
+    return meta.get("description") or kind
 
 
 @dataclass
@@ -102,10 +110,42 @@ class Manifest:
         tmp.write_text("\n".join(lines) + "\n")
         tmp.replace(root / VIEWS)
 
+    def write_sources(self, root: Path, tables: dict[str, list[tuple[TableSpec, str]]]) -> None:
+        """``sources.yml`` for dbt: a source per service, a table per event type (described by
+        its event's docstring), each column by its JSON Schema description or else its type; the
+        tables are read from the Parquet files as dbt-duckdb's ``external_location`` says.
+        Written as JSON, which is YAML, with no YAML library."""
+        sources = [
+            {
+                "name": service,
+                "description": f"cunzhi {service}: its events, one table per event type",
+                "meta": {
+                    "external_location": f"read_parquet('{service}/{{name}}/*/*.parquet', "
+                    "hive_partitioning = true, union_by_name = true)"
+                },
+                "tables": [
+                    {
+                        "name": spec.name,
+                        "description": doc or spec.event_type,
+                        "columns": [
+                            {"name": f.name, "description": _described(f)} for f in spec.schema
+                        ],
+                    }
+                    for spec, doc in specs
+                ],
+            }
+            for service, specs in sorted(tables.items())
+        ]
+        tmp = root / f".{SOURCES}.{uuid.uuid4().hex}"
+        tmp.write_text(json.dumps({"version": 2, "sources": sources}, ensure_ascii=False, indent=2))
+        tmp.replace(root / SOURCES)
+
     def sweep(self, root: Path, services: list[str]) -> list[Path]:
         """Remove the files of the services no manifest names: left by a run that died."""
         # A manifest or views half-written.
-        removed = [p for n in (MANIFEST, VIEWS) for p in root.glob(f".{n}.*") if p.is_file()]
+        removed = [
+            p for n in (MANIFEST, VIEWS, SOURCES) for p in root.glob(f".{n}.*") if p.is_file()
+        ]
         for path in removed:
             path.unlink()
         for service in services:
