@@ -574,8 +574,8 @@ async def test_a_round_s_notices_reach_only_its_own_team_of_the_same_id(kit):
     township, village = kit.fresh("tw"), kit.fresh("v")
     team = f"team-{village}"
     first, second = kit.fresh("round1"), kit.fresh("round2")
-    old = await kit.person(township, name="上轮组员", roles=["cadre"])
-    new = await kit.person(township, name="本轮组员", roles=["cadre"])
+    old = await kit.person(township, name="上轮组员", roles=["work_team_member"])
+    new = await kit.person(township, name="本轮组员", roles=["work_team_member"])
     for campaign, member in ((first, old), (second, new)):
         formed = {**team_formed(team, township, village, [member]), "campaign_id": campaign}
         await kit.publish("rectification", "WorkTeamFormed", formed, team)
@@ -648,7 +648,7 @@ async def test_a_report_read_beside_its_team_on_another_replica_is_never_left_wa
     names = table_names(kit.name, planners[0])
     dates = {"period_start": "2026-10-01", "period_end": "2026-10-31"}
     township = kit.fresh("tw")
-    member = await kit.person(township, name="李组员", roles=["cadre"])
+    member = await kit.person(township, name="李组员", roles=["work_team_member"])
 
     def envelope(type_name: str, key: str) -> Envelope:
         return Envelope.new(
