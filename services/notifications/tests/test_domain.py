@@ -226,6 +226,11 @@ def test_a_template_that_does_not_render_is_refused_with_why():
         ("{{ range(60000) | map('string') | join('y' * 60000) }}", "过大|步|秒"),
         ("{{ range(100000) | map('center', 60000) | list | length }}", "计算量|步|秒"),
         ("{% for i in range(100000) %}xxxxxxxxxx{% endfor %}", "输出"),
+        (  # ~ joins in one C call, past the binop hook: each level ten times the last
+            "{% set a = 'x' * 60000 %}{% set b = a~a~a~a~a~a~a~a~a~a %}"
+            "{% set c = b~b~b~b~b~b~b~b~b~b %}{{ c | length }}",
+            "~",
+        ),
         (
             "{% macro m(n) %}{% if n %}{% set a = m(n-1) %}{{ a }}{{ a }}{% endif %}x{% endmacro %}"
             "{{ m(60) }}",

@@ -199,11 +199,27 @@ def _steps(iterable: Iterable[Any]) -> Iterator[Any]:
         yield item
 
 
-class _CountLoops(NodeTransformer):
+def _tilde(parts: Iterable[Any]) -> str:
+    """``a ~ b ~ …``, checked before it is joined: Jinja joins in one C call that no binop
+    hook sees, so ten copies of a long value at each level would grow without a bound."""
+    strings = [str(p) for p in parts]
+    if sum(len(s) for s in strings) > MAX_VALUE:
+        raise _refuse(f"用 ~ 连接的结果超过{MAX_VALUE}个字符")
+    return str(_budget.get().spend("".join(strings)))
+
+
+class _Bounding(NodeTransformer):
+    """Loops count their steps; ``~`` joins through ``_tilde``."""
+
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)
         node.iter = nodes.Filter(node.iter, "_steps", [], [], None, None, lineno=node.lineno)
         return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        parts = nodes.List(node.nodes, lineno=node.lineno)
+        return nodes.Filter(parts, "_tilde", [], [], None, None, lineno=node.lineno)
 
 
 def _concat(parts: Iterable[str]) -> str:
@@ -228,6 +244,7 @@ class _Bounded(ImmutableSandboxedEnvironment):
             if name not in _UNSAFE_FILTERS
         }
         self.filters["_steps"] = _steps
+        self.filters["_tilde"] = _tilde
         del self.globals["lipsum"]
         self.globals["namespace"] = _BoundedNamespace
 
@@ -256,7 +273,7 @@ _env = _Bounded()
 @functools.lru_cache(maxsize=1024)
 def _compiled(source: str) -> jinja2.Template:
     """Compiling is most of a render's cost; templates change rarely, senders render many."""
-    return _env.from_string(_CountLoops().visit(_env.parse(source)))
+    return _env.from_string(_Bounding().visit(_env.parse(source)))
 
 
 @dataclass(frozen=True)
