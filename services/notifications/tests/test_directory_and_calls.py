@@ -279,8 +279,14 @@ async def test_an_office_grants_only_roles_of_its_level_in_its_own_county(kit):
     assert given.status_code == 200
     taken = await put(office, roles=["village_secretary"])
     assert taken.status_code == 403 and taken.json()["field"] == "roles"
-    kept = await put(office, roles=["village_secretary", "petitions_bureau"], phone="13812345678")
-    assert kept.status_code == 200 and "petitions_bureau" in kept.json()["roles"]
+    # nor may the office rewrite that person's phone, which carries the county's notices
+    rewritten = await put(
+        office, roles=["village_secretary", "petitions_bureau"], phone="13812345678"
+    )
+    assert rewritten.status_code == 403 and "高于本人层级" in rewritten.json()["detail"]
+    assert await kit.pool.fetchval(
+        f"SELECT phone IS NULL FROM {kit.s}.people WHERE person_id = $1", person
+    )
     csv = (
         "person_id,name,roles,township_id\n"
         f"{kit.fresh('p')},李书记,village_secretary;county_organisation_department,{township}\n"

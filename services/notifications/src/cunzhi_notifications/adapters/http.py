@@ -146,6 +146,11 @@ def _may_change(who: Principal, p: PersonIn, before: asyncpg.Record | None) -> N
     _may_manage(who, p.township_id)
     if before is not None and before["township_id"] is not None:
         _may_manage(who, before["township_id"])  # nobody moves a person out of another's township
+    if before is not None and (higher := grants.above(who.roles, before["manual_roles"])):
+        # Their phone and e-mail carry the notices of that level (a county's red lights).
+        raise Forbidden(
+            f"无权修改{p.name}的登记：其角色（{'、'.join(higher)}）高于本人层级", field="roles"
+        )
     _may_grant(
         who,
         p,

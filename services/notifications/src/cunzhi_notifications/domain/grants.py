@@ -55,9 +55,12 @@ def level(roles: Iterable[str]) -> Level | None:
     return max((ROLES[r].level for r in roles if r in ROLES), default=None)
 
 
-def beyond(caller_roles: Iterable[str], before: Iterable[str], after: Iterable[str]) -> list[str]:
-    """The roles given or taken away (``before`` → ``after``) above the caller's level, by name;
-    those above it the person keeps unchanged are not the caller's doing."""
+def above(caller_roles: Iterable[str], roles: Iterable[str]) -> list[str]:
+    """Those of ``roles`` above the caller's level, by name."""
     mine = level(caller_roles) or 0
-    changed = set(before) ^ set(after)
-    return sorted(ROLES[r].label for r in changed if r in ROLES and ROLES[r].level > mine)
+    return sorted(ROLES[r].label for r in set(roles) if r in ROLES and ROLES[r].level > mine)
+
+
+def beyond(caller_roles: Iterable[str], before: Iterable[str], after: Iterable[str]) -> list[str]:
+    """The roles given or taken away (``before`` → ``after``) above the caller's level, by name."""
+    return above(caller_roles, set(before) ^ set(after))
