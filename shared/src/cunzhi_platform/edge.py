@@ -120,6 +120,18 @@ Id = Annotated[str, StringConstraints(pattern=ID_PATTERN), Field(description=_ID
 IdPath = Annotated[str, Path(pattern=ID_PATTERN, description=_ID_DOC)]
 IdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, description=_ID_DOC)]
 
+
+def keys_are_ids(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` of a ``dict[Id, V]`` field: its keys follow ``ID_PATTERN``.
+
+    Pydantic publishes such keys as ``patternProperties``, which leaves every other key
+    unconstrained (``additionalProperties`` is absent, so anything goes); ``propertyNames``
+    says what the server checks: ``Field(json_schema_extra=edge.keys_are_ids)``."""
+    values = schema.pop("patternProperties", {}).get(ID_PATTERN, {})
+    schema["additionalProperties"] = values
+    schema["propertyNames"] = {"pattern": ID_PATTERN, "description": _ID_DOC}
+
+
 # -- text ---------------------------------------------------------------------------------------
 
 NO_CONTROLS = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
@@ -218,6 +230,11 @@ class ClockScope:
             _CLOCK.reset(token)
 
 
+def today_here() -> dt.date:
+    """Today in Asia/Shanghai on the service's clock (in a request; the system's elsewhere)."""
+    return today(_CLOCK.get() or SystemClock())
+
+
 def date_window(on: dt.date | None = None) -> tuple[dt.date, dt.date]:
     """The dates any command or query may name: 2000-01-01 … today + 5 years (Asia/Shanghai).
 
@@ -225,7 +242,7 @@ def date_window(on: dt.date | None = None) -> tuple[dt.date, dt.date]:
     nothing is planned further ahead than a term of office; calendar work (working days,
     lunar dates) stays small and quick for any date that passes.
     """
-    on = on or today(_CLOCK.get() or SystemClock())
+    on = on or today_here()
     try:
         last = on.replace(year=on.year + DATE_WINDOW_YEARS)
     except ValueError:  # 29 February
