@@ -27,7 +27,14 @@ from cunzhi_platform.eventstore import StreamWrite
 from cunzhi_platform.runtime import Runtime, runtime
 from fastapi import Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from ..channels.guard import ForbiddenAddress
 from ..channels.robots import Robot
@@ -65,6 +72,37 @@ Before = Annotated[
     BeforeValidator(_rfc3339),
     Query(description="RFC 3339 with offset: the last time of the previous page"),
 ]
+
+
+def _one_of(values: tuple[str, ...]) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in values:
+            raise ValueError(f"{value!r} is not one of {', '.join(values)}")
+        return value
+
+    return AfterValidator(check)
+
+
+KIND_CODES = tuple(KINDS)
+TEMPLATE_KINDS = (*KINDS, "digest")
+TEMPLATE_CHANNELS = tuple(c for c in CHANNELS if c != "webhook")
+KindPath = Annotated[str, Path(json_schema_extra={"enum": list(KIND_CODES)}), _one_of(KIND_CODES)]
+ChannelPath = Annotated[
+    str,
+    Path(json_schema_extra={"enum": list(PERSON_CHANNELS)}, description="a person's channel"),
+    _one_of(PERSON_CHANNELS),
+]
+TemplateKindPath = Annotated[
+    str,
+    Path(json_schema_extra={"enum": list(TEMPLATE_KINDS)}, description="a kind, or the digest"),
+    _one_of(TEMPLATE_KINDS),
+]
+TemplateChannelPath = Annotated[
+    str,
+    Path(json_schema_extra={"enum": list(TEMPLATE_CHANNELS)}, description="webhooks send JSON"),
+    _one_of(TEMPLATE_CHANNELS),
+]
+After = Annotated[str, Query(max_length=64, description="the last id of the previous page")]
 
 
 def _s(rt: Runtime) -> str:
@@ -107,7 +145,9 @@ class PersonIn(edge.Body):
     station_id: Id | None = None
     village_id: Id | None = None
     phone: str | None = None
-    email: str | None = Field(default=None, max_length=254)
+    email: Annotated[str, Field(max_length=254, json_schema_extra={"format": "email"})] | None = (
+        None
+    )
     wecom_id: str | None = Field(default=None, max_length=64)
     dingtalk_id: str | None = Field(default=None, max_length=64)
 
@@ -210,7 +250,7 @@ async def township_people(
     who: CurrentPrincipal,
     rt: Rt,
     limit: edge.Limit = 100,
-    after: Annotated[str, Query(max_length=64)] = "",
+    after: After = "",
 ) -> list[dict[str, Any]]:
     """The township's people, by id; page with ``after`` = the last id seen."""
     _may_read_township(who, township_id)
@@ -311,8 +351,8 @@ async def put_schedule(
 @router.put("/people/{person_id}/preferences/{kind_code}/{channel}", tags=["preferences"])
 async def put_preference(
     person_id: IdPath,
-    kind_code: IdPath,
-    channel: IdPath,
+    kind_code: KindPath,
+    channel: ChannelPath,
     body: PreferenceIn,
     who: CurrentPrincipal,
     rt: Rt,
@@ -427,11 +467,20 @@ async def put_group(
 
 @router.get("/townships/{township_id}/groups", tags=["directory"])
 async def township_groups(
-    township_id: IdPath, who: CurrentPrincipal, rt: Rt
+    township_id: IdPath,
+    who: CurrentPrincipal,
+    rt: Rt,
+    limit: edge.Limit = 100,
+    after: After = "",
 ) -> list[dict[str, Any]]:
+    """The township's groups, by id; page with ``after`` = the last id seen."""
     _may_read_township(who, township_id)
     rows = await rt.pool.fetch(
-        f"SELECT * FROM {_s(rt)}.groups WHERE township_id = $1 ORDER BY group_id", township_id
+        f"""SELECT * FROM {_s(rt)}.groups WHERE township_id = $1 AND group_id > $2
+            ORDER BY group_id LIMIT $3""",
+        township_id,
+        after,
+        limit,
     )
     return [
         {
@@ -666,21 +715,43 @@ def _delivery(r: asyncpg.Record) -> dict[str, Any]:
 
 @router.get("/subjects/{subject_ref}/deliveries", tags=["deliveries"])
 async def subject_deliveries(
-    subject_ref: Annotated[str, Path(max_length=200)], who: CurrentPrincipal, rt: Rt
+    subject_ref: Annotated[str, Path(max_length=200)],
+    who: CurrentPrincipal,
+    rt: Rt,
+    limit: edge.Limit = 100,
+    after: After = "",
 ) -> dict[str, Any]:
     """Who has been told about ``forum:{id}`` (or ``call:…``, ``topic:…``), on which channel,
-    and who has read it: per recipient, every delivery of every notice about the subject."""
+    and who has read it: per recipient, every delivery of every notice about the subject.
+    The counts cover every recipient; ``recipients`` is a page of them by id (``after`` = the
+    last recipient id seen)."""
     s = _s(rt)
     notices = await rt.pool.fetch(
         f"SELECT * FROM {s}.notices WHERE subject_ref = $1 ORDER BY created_at", subject_ref
     )
     for n in {n["township_id"] for n in notices}:
         _may_read_township(who, n)
-    rows = await rt.pool.fetch(
-        f"""SELECT d.* FROM {s}.deliveries d JOIN {s}.notices n
+    about = f"""{s}.deliveries d JOIN {s}.notices n
               ON n.source_event_id = d.source_event_id AND n.kind = d.kind
-            WHERE n.subject_ref = $1 ORDER BY d.recipient_id, d.kind, d.channel""",
+            WHERE n.subject_ref = $1"""
+    counts = await rt.pool.fetch(
+        f"SELECT d.status, count(*) AS n FROM {about} GROUP BY d.status ORDER BY d.status",
         subject_ref,
+    )
+    totals = await rt.pool.fetchrow(
+        f"""SELECT count(DISTINCT d.recipient_id) AS recipients,
+                   count(DISTINCT d.recipient_id) FILTER (WHERE d.read_at IS NOT NULL) AS read
+            FROM {about}""",
+        subject_ref,
+    )
+    rows = await rt.pool.fetch(
+        f"""SELECT d.* FROM {about} AND d.recipient_id IN (
+                SELECT DISTINCT d.recipient_id FROM {about} AND d.recipient_id > $2
+                ORDER BY d.recipient_id LIMIT $3)
+            ORDER BY d.recipient_id, d.kind, d.channel""",
+        subject_ref,
+        after,
+        limit,
     )
     recipients: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -689,9 +760,6 @@ async def subject_deliveries(
         )
         entry["deliveries"].append(_delivery(r))
         entry["read"] = entry["read"] or r["read_at"] is not None
-    by_status: dict[str, int] = {}
-    for r in rows:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
     return {
         "subject_ref": subject_ref,
         "notices": [
@@ -703,8 +771,9 @@ async def subject_deliveries(
             }
             for n in notices
         ],
-        "by_status": by_status,
-        "read": sum(1 for e in recipients.values() if e["read"]),
+        "by_status": {r["status"]: r["n"] for r in counts},
+        "read": totals["read"],
+        "recipients_total": totals["recipients"],
         "recipients": list(recipients.values()),
     }
 
@@ -847,7 +916,9 @@ async def templates(_: CurrentPrincipal, rt: Rt) -> list[dict[str, Any]]:
 
 
 @router.get("/templates/{kind_code}/{channel}", tags=["templates"])
-async def get_template(kind_code: IdPath, channel: IdPath, _: CurrentPrincipal, rt: Rt) -> Any:
+async def get_template(
+    kind_code: TemplateKindPath, channel: TemplateChannelPath, _: CurrentPrincipal, rt: Rt
+) -> Any:
     _template_kind(kind_code, channel)
     template, custom = await _template(rt, kind_code, channel)
     return {
@@ -862,7 +933,11 @@ async def get_template(kind_code: IdPath, channel: IdPath, _: CurrentPrincipal, 
 
 @router.put("/templates/{kind_code}/{channel}", tags=["templates"])
 async def put_template(
-    kind_code: IdPath, channel: IdPath, body: TemplateIn, who: CurrentPrincipal, rt: Rt
+    kind_code: TemplateKindPath,
+    channel: TemplateChannelPath,
+    body: TemplateIn,
+    who: CurrentPrincipal,
+    rt: Rt,
 ) -> Any:
     """Replace a template (administrators). It must render with the kind's sample data, and an
     SMS must stay within the providers' length (422 otherwise, nothing stored)."""
@@ -885,7 +960,11 @@ async def put_template(
 
 @router.post("/templates/{kind_code}/{channel}/preview", tags=["templates"])
 async def preview_template(
-    kind_code: IdPath, channel: IdPath, body: PreviewIn, who: CurrentPrincipal, rt: Rt
+    kind_code: TemplateKindPath,
+    channel: TemplateChannelPath,
+    body: PreviewIn,
+    who: CurrentPrincipal,
+    rt: Rt,
 ) -> Any:
     """What a template gives with sample data (or data given): subject, body, SMS parts."""
     who.require_role(ADMIN, OFFICE)
@@ -900,7 +979,9 @@ async def preview_template(
 
 
 @router.delete("/templates/{kind_code}/{channel}", tags=["templates"], status_code=204)
-async def reset_template(kind_code: IdPath, channel: IdPath, who: CurrentPrincipal, rt: Rt) -> None:
+async def reset_template(
+    kind_code: TemplateKindPath, channel: TemplateChannelPath, who: CurrentPrincipal, rt: Rt
+) -> None:
     """Back to the built-in template."""
     who.require_role(ADMIN)
     _template_kind(kind_code, channel)
@@ -917,7 +998,13 @@ class EndpointIn(edge.Body):
     operator allows are enforced again by the webhook channel when it sends (no SSRF)."""
 
     url: str = Field(max_length=500, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
-    event_types: list[str] = Field(min_length=1, max_length=20)
+    event_types: list[str] = Field(
+        min_length=1,
+        max_length=20,
+        json_schema_extra=lambda schema: schema.update(
+            items={"type": "string", "enum": sorted(registry.names())}, uniqueItems=True
+        ),
+    )
     secret: str = Field(min_length=24, max_length=200)
 
     @field_validator("event_types")
@@ -975,9 +1062,17 @@ async def disable_endpoint(endpoint_id: IdPath, who: CurrentPrincipal, rt: Rt) -
 
 
 @router.get("/endpoints", tags=["webhooks"])
-async def endpoints(who: CurrentPrincipal, rt: Rt) -> list[dict[str, Any]]:
+async def endpoints(
+    who: CurrentPrincipal, rt: Rt, limit: edge.Limit = 100, after: After = ""
+) -> list[dict[str, Any]]:
+    """The endpoints, by id; page with ``after`` = the last id seen."""
     who.require_role(ADMIN)
-    rows = await rt.pool.fetch(f"SELECT * FROM {_s(rt)}.endpoints ORDER BY endpoint_id")
+    rows = await rt.pool.fetch(
+        f"""SELECT * FROM {_s(rt)}.endpoints WHERE endpoint_id > $1
+            ORDER BY endpoint_id LIMIT $2""",
+        after,
+        limit,
+    )
     return [
         {k: r[k] for k in ("endpoint_id", "url", "event_types", "active", "disabled_reason")}
         for r in rows
