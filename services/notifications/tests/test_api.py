@@ -179,7 +179,7 @@ async def test_templates_preview_replace_and_refuse(kit):
         and not listing[("forum_notice", "email")]["custom"]
     )
     unknown = await kit.client.get("/templates/nothing/sms", headers=kit.admin())
-    assert unknown.status_code == 422 and unknown.json()["field"] == "kind"
+    assert unknown.status_code == 422 and unknown.json()["field"] == "kind_code"
 
 
 async def test_endpoints_are_the_administrators_and_refuse_bad_input(kit):
