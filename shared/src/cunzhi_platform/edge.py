@@ -70,6 +70,10 @@ ids match ``ID_PATTERN``; dates lie in ``DATE_WINDOW_START`` … today + ``DATE_
 years, which also keeps calendar work (working days, lunar dates) small; offsets stop at
 ``MAX_OFFSET``; text is NFC-normalised, may not hold NUL, other control characters (tab and
 line breaks aside) or unpaired surrogates, and must show at least one visible character.
+The document states each of these as the server checks it (a JSON Schema ``pattern`` for text,
+for dates beside ``format: date``, ``propertyNames`` for dictionaries keyed by ids with
+``keys_are_ids``), so data the document admits is data the server takes: the fuzz's
+``positive_data_acceptance`` check holds every service to it.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Coroutine, Iterable
 from contextvars import ContextVar
@@ -138,8 +143,51 @@ NO_CONTROLS = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$
 """What the JSON Schema of free text says (the checks add: no unpaired surrogates, something
 visible); tab and line breaks are text."""
 
-_INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"}
+_INVISIBLE = {"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"}
+"""Spaces, controls and format characters (a zero-width space, a right-to-left override) show
+nothing. Private-use characters do (GB18030, what Excel writes here, maps rare hanzi there), as
+do code points this Unicode database does not know (newer ones: CJK Extension H and later)
+and combining marks (on a dotted circle)."""
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
+
+
+@functools.cache
+def text_pattern(required: bool) -> str:
+    """What ``clean_text`` accepts, as a JSON Schema pattern: no controls (``NO_CONTROLS``) and
+    something visible — a character outside the invisible categories, listed from the same
+    Unicode database the check reads — or, where text may be empty, only what stripping
+    removes. Ranges are literal characters (escapes differ between regex dialects); unpaired
+    surrogates, which no UTF-8 text holds, are left to the check."""
+    text = f"{_NOT_CONTROL}*[^{_invisible()}]{_NOT_CONTROL}*"
+    if required:
+        return f"^{text}$"
+    strippable = "".join(  # every character str.isspace() takes lies below U+3001
+        ch
+        for ch in map(chr, range(0x3001))
+        if ch.isspace() and (ch in _ALLOWED_CONTROLS or unicodedata.category(ch) != "Cc")
+    )
+    return f"^(?:[{strippable}]*|{text})$"
+
+
+_NOT_CONTROL = NO_CONTROLS.removeprefix("^").removesuffix("*$")
+
+
+@functools.cache
+def _invisible() -> str:
+    ranges: list[tuple[int, int]] = []
+    category = unicodedata.category
+    for cp in range(sys.maxunicode + 1):
+        if category(chr(cp)) not in _INVISIBLE - {"Cs"}:  # UTF-8 cannot carry a surrogate
+            continue
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+
+    def char(cp: int) -> str:
+        return "\\" + chr(cp) if chr(cp) in "\\]-^[" else chr(cp)
+
+    return "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges)
 
 
 def clean_text(value: str) -> str:
@@ -190,7 +238,7 @@ class TextRules:
         json_schema.update(
             minLength=1 if self.required else 0,
             maxLength=self.max_length,
-            pattern=NO_CONTROLS,
+            pattern=text_pattern(self.required),
             description="NFC-normalised; no NUL, control characters or unpaired surrogates; "
             + ("something visible " if self.required else "")
             + "(a rule of ours)",
@@ -257,10 +305,31 @@ def plausible_date(value: dt.date) -> dt.date:
     return value
 
 
+def dates_up_to(last: dt.date) -> str:
+    """A pattern of the dates ``DATE_WINDOW_START`` … ``last`` written as ``YYYY-MM-DD`` (beside
+    ``format: date``, which says which of them exist)."""
+    either = "|".join
+    full_years = either(str(y) for y in range(DATE_WINDOW_START.year, last.year))
+    parts = [f"(?:{full_years})-[0-9]{{2}}-[0-9]{{2}}"] if full_years else []
+    if last.month > 1:
+        months = either(f"{m:02}" for m in range(1, last.month))
+        parts.append(f"{last.year}-(?:{months})-[0-9]{{2}}")
+    days = either(f"{d:02}" for d in range(1, last.day + 1))
+    parts.append(f"{last.year}-{last.month:02}-(?:{days})")
+    return f"^(?:{either(parts)})$"
+
+
+def _date_window_schema(schema: dict[str, Any]) -> None:
+    schema["pattern"] = dates_up_to(date_window()[1])
+
+
 PlausibleDate = Annotated[
     dt.date,
     AfterValidator(plausible_date),
-    Field(description="a date from 2000-01-01 to five years from today (a rule of ours)"),
+    Field(
+        description="a date from 2000-01-01 to five years from today (a rule of ours)",
+        json_schema_extra=_date_window_schema,
+    ),
 ]
 
 # -- pagination ---------------------------------------------------------------------------------
