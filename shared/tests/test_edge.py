@@ -360,15 +360,22 @@ def test_private_use_and_newer_characters_are_text():
     assert edge.TextRules(200).check("张\U000323af") == "张\U000323af"
 
 
-def test_the_published_date_pattern_is_the_window():
-    last = dt.date(2031, 3, 9)
-    pattern = re.compile(edge.dates_up_to(last))
-    day = edge.DATE_WINDOW_START - dt.timedelta(days=3)
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        (edge.DATE_WINDOW_START, dt.date(2031, 3, 9)),
+        (dt.date(2026, 12, 8), dt.date(2031, 12, 8)),
+        (dt.date(2026, 2, 28), dt.date(2026, 3, 1)),
+        (dt.date(2024, 1, 1), dt.date(2024, 12, 31)),
+    ],
+)
+def test_the_published_date_pattern_is_the_window(first, last):
+    pattern = re.compile(edge.dates_between(first, last))
+    day = first - dt.timedelta(days=40)
     while day <= last + dt.timedelta(days=40):
-        inside = edge.DATE_WINDOW_START <= day <= last
-        assert bool(pattern.match(day.isoformat())) == inside, day
+        assert bool(pattern.match(day.isoformat())) == (first <= day <= last), day
         day += dt.timedelta(days=1)
-    assert not pattern.match("9999-01-01") and not pattern.match("2031-12-01")
+    assert not pattern.match("9999-01-01") and not pattern.match(f"{last.year}-13-01")
 
 
 async def test_the_document_states_the_window_of_the_services_clock(schema, settings):
@@ -377,8 +384,8 @@ async def test_the_document_states_the_window_of_the_services_clock(schema, sett
         document = (await client.get("/openapi.json")).json()
         due = document["components"]["schemas"]["ThingIn"]["properties"]["due"]
         assert due["format"] == "date"
-        assert due["pattern"] == edge.dates_up_to(dt.date(2035, 1, 1))
+        assert due["pattern"] == edge.dates_between(edge.DATE_WINDOW_START, dt.date(2035, 1, 1))
         clock.advance(dt.timedelta(days=1))  # the document follows the day
         document = (await client.get("/openapi.json")).json()
         due = document["components"]["schemas"]["ThingIn"]["properties"]["due"]
-        assert due["pattern"] == edge.dates_up_to(dt.date(2035, 1, 2))
+        assert due["pattern"] == edge.dates_between(edge.DATE_WINDOW_START, dt.date(2035, 1, 2))

@@ -30,6 +30,14 @@ DOMAIN_RULES: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/topics/merge"): {
         "merged_topic_ids": "the surviving topic is not among those it absorbs",
     },
+    ("POST", "/townships/{township_id}/contests"): {
+        "participants": "each village takes part once",
+        "ranking": "the ranking names exactly the villages taking part",
+    },
+    ("POST", "/villages/{village_id}/speak-up-sessions"): {
+        "date": "a speak-up day: the 5th, 15th or 25th of a lunar month",
+    },
+    ("POST", "/forums/{forum_id}/postpone"): {"date": "a new date, not the forum's own"},
     ("POST", "/townships/{township_id}/roster.csv"): {"file": "the rows of the file"},
     ("POST", "/campaigns/{campaign_id}/villages.csv"): {"file": "the rows of the file"},
     ("POST", "/people/import"): {"file": "the rows of the file"},

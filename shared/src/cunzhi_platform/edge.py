@@ -96,7 +96,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -298,38 +297,94 @@ def date_window(on: dt.date | None = None) -> tuple[dt.date, dt.date]:
     return DATE_WINDOW_START, last
 
 
-def plausible_date(value: dt.date) -> dt.date:
-    first, last = date_window()
-    if not first <= value <= last:
-        raise ValueError(f"{value} lies outside {first} … {last}; give a date in that window")
-    return value
-
-
-def dates_up_to(last: dt.date) -> str:
-    """A pattern of the dates ``DATE_WINDOW_START`` … ``last`` written as ``YYYY-MM-DD`` (beside
-    ``format: date``, which says which of them exist)."""
+def dates_between(first: dt.date, last: dt.date) -> str:
+    """A pattern of the dates ``first`` … ``last`` written as ``YYYY-MM-DD`` (beside ``format:
+    date``, which says which of them exist): whole years, then whole months, then days."""
     either = "|".join
-    full_years = either(str(y) for y in range(DATE_WINDOW_START.year, last.year))
-    parts = [f"(?:{full_years})-[0-9]{{2}}-[0-9]{{2}}"] if full_years else []
-    if last.month > 1:
-        months = either(f"{m:02}" for m in range(1, last.month))
-        parts.append(f"{last.year}-(?:{months})-[0-9]{{2}}")
-    days = either(f"{d:02}" for d in range(1, last.day + 1))
-    parts.append(f"{last.year}-{last.month:02}-(?:{days})")
+    any_day, any_month = "(?:0[1-9]|[12][0-9]|3[01])", "(?:0[1-9]|1[0-2])"
+    years, parts = [], []
+    for year in range(first.year, last.year + 1):
+        if dt.date(year, 1, 1) >= first and dt.date(year, 12, 31) <= last:
+            years.append(str(year))
+            continue
+        for month in range(1, 13):
+            start = dt.date(year, month, 1)
+            end = (start + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
+            if end < first or start > last:
+                continue
+            if start >= first and end <= last:
+                parts.append(f"{year}-{month:02}-{any_day}")
+                continue
+            days = range(max(start, first).day, min(end, last).day + 1)
+            parts.append(f"{year}-{month:02}-(?:{either(f'{d:02}' for d in days)})")
+    if years:
+        parts.insert(0, f"(?:{either(years)})-{any_month}-{any_day}")
     return f"^(?:{either(parts)})$"
 
 
-def _date_window_schema(schema: dict[str, Any]) -> None:
-    schema["pattern"] = dates_up_to(date_window()[1])
+@dataclass(frozen=True)
+class DateRules:
+    """A date of the window (``date_window``), from ``since`` days after today (``None``: the
+    window's start) to ``until`` days after today (``None``: its end), both on the service's
+    clock. The document states the dates it takes as a pattern, written again each day. Use
+    it in a type: ``Annotated[dt.date, DateRules(until=0)]`` (today at the latest)."""
+
+    since: int | None = None
+    until: int | None = None
+
+    def bounds(self) -> tuple[dt.date, dt.date]:
+        first, last = date_window()
+        on = today_here()
+        if self.since is not None:
+            first = max(first, on + dt.timedelta(days=self.since))
+        if self.until is not None:
+            last = min(last, on + dt.timedelta(days=self.until))
+        return first, last
+
+    def check(self, value: dt.date) -> dt.date:
+        first, last = self.bounds()
+        if not first <= value <= last:
+            raise ValueError(f"{value} lies outside {first} … {last}; give a date in that window")
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        json_schema = dict(handler(schema))
+        json_schema["pattern"] = dates_between(*self.bounds())
+        return json_schema
 
 
 PlausibleDate = Annotated[
     dt.date,
-    AfterValidator(plausible_date),
-    Field(
-        description="a date from 2000-01-01 to five years from today (a rule of ours)",
-        json_schema_extra=_date_window_schema,
-    ),
+    DateRules(),
+    Field(description="a date from 2000-01-01 to five years from today (a rule of ours)"),
+]
+PastDate = Annotated[
+    dt.date,
+    DateRules(until=0),
+    Field(description="a day that has come: from 2000-01-01 to today (Asia/Shanghai)"),
+]
+"""When something took place (a session held, an issue raised)."""
+BeforeToday = Annotated[
+    dt.date,
+    DateRules(until=-1),
+    Field(description="a day before today: from 2000-01-01 to yesterday (Asia/Shanghai)"),
+]
+FromToday = Annotated[
+    dt.date,
+    DateRules(since=0),
+    Field(description="today or a later day, up to five years from today (Asia/Shanghai)"),
+]
+AfterToday = Annotated[
+    dt.date,
+    DateRules(since=1),
+    Field(description="a day after today, up to five years from today (Asia/Shanghai)"),
 ]
 
 # -- pagination ---------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ class GuestIn(Body):
 
 
 class PlanForum(Body):
-    date: PlausibleDate | None = Field(
+    date: edge.FromToday | None = Field(
         None, description="default: the last working day of the month"
     )
     place: Text
@@ -185,7 +185,7 @@ class PlanYear(Body):
 
 class PastForum(Body):
     number: int = Field(ge=1, le=9999, description="the forum's number in the ledger")
-    date: PlausibleDate = Field(description="when it was held: before today")
+    date: edge.BeforeToday = Field(description="when it was held: before today")
     place: Text
     mode: ForumMode = "at_township"
     host_unit: Text | None = None
@@ -210,7 +210,7 @@ class InviteeIn(Body):
 
 
 class Postpone(Body):
-    date: PlausibleDate
+    date: edge.AfterToday
     reason: Text
 
 
@@ -259,7 +259,7 @@ class Resolutions(Body):
 
 class SpeakUpIn(Body):
     township_id: Id
-    date: PlausibleDate
+    date: edge.PastDate
     attendance_count: int = Field(ge=1, le=100_000)
     issue_ids: list[Id] = Field(
         default_factory=list,
@@ -277,7 +277,7 @@ class ParticipantIn(Body):
 
 
 class ContestIn(Body):
-    date: PlausibleDate
+    date: edge.PastDate
     participants: list[ParticipantIn] = Field(min_length=2, max_length=100)
     ranking: list[Id] = Field(
         min_length=2,

@@ -157,7 +157,7 @@ class IssueIn(Body):
     title: Title
     description: Text
     villager_name: Annotated[str, edge.TextRules(50)] | None = None
-    raised_on: edge.PlausibleDate | None = Field(None, description="default: today (Asia/Shanghai)")
+    raised_on: edge.PastDate | None = Field(None, description="default: today (Asia/Shanghai)")
 
 
 class Progress(Body):
