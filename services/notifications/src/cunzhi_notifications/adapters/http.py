@@ -993,6 +993,10 @@ async def reset_template(
 # -- outbound webhook endpoints -------------------------------------------------------------
 
 
+def _our_event_types(schema: dict[str, Any]) -> None:
+    schema.update(items={"type": "string", "enum": sorted(registry.names())}, uniqueItems=True)
+
+
 class EndpointIn(edge.Body):
     """Another system's endpoint, subscribed to our event types. Only http(s); the addresses the
     operator allows are enforced again by the webhook channel when it sends (no SSRF)."""
@@ -1001,9 +1005,7 @@ class EndpointIn(edge.Body):
     event_types: list[str] = Field(
         min_length=1,
         max_length=20,
-        json_schema_extra=lambda schema: schema.update(
-            items={"type": "string", "enum": sorted(registry.names())}, uniqueItems=True
-        ),
+        json_schema_extra=_our_event_types,
     )
     secret: str = Field(min_length=24, max_length=200)
 
