@@ -39,6 +39,9 @@ DOMAIN_RULES: dict[tuple[str, str], dict[str, str]] = {
     },
     ("POST", "/forums/{forum_id}/postpone"): {"date": "a new date, not the forum's own"},
     ("POST", "/townships/{township_id}/roster.csv"): {"file": "the rows of the file"},
+    ("POST", "/campaigns/{campaign_id}/villages"): {
+        "township_id": "a township of the campaign",
+    },
     ("POST", "/campaigns/{campaign_id}/villages.csv"): {"file": "the rows of the file"},
     ("POST", "/people/import"): {"file": "the rows of the file"},
     ("PUT", "/people/{person_id}/schedule"): {
