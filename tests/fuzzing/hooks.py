@@ -34,6 +34,13 @@ DOMAIN_RULES: dict[tuple[str, str], dict[str, str]] = {
         "participants": "each village takes part once",
         "ranking": "the ranking names exactly the villages taking part",
     },
+    ("POST", "/townships/{township_id}/forums"): {
+        "host_unit": "only a field visit has a host unit",
+        "exchange_speaker_ids": "speakers are the township's village secretaries on its roster",
+    },
+    ("POST", "/townships/{township_id}/forums/history"): {
+        "host_unit": "only a field visit has a host unit",
+    },
     ("POST", "/villages/{village_id}/speak-up-sessions"): {
         "date": "a speak-up day: the 5th, 15th or 25th of a lunar month",
     },
