@@ -39,7 +39,7 @@ async def test_rebuild_swaps_in_a_fresh_read_model_while_the_service_serves(
 
         async def roster():
             r = await client.get(f"/townships/{township}/roster", headers=office)
-            return r.json() if len(r.json()["members"]) == 5 else None
+            return r.json() if len(r.json()["items"]) == 5 else None
 
         before = await eventually(roster)
         assert before
@@ -54,7 +54,7 @@ async def test_rebuild_swaps_in_a_fresh_read_model_while_the_service_serves(
 
         async def six():
             r = await client.get(f"/townships/{township}/roster", headers=office)
-            return len(r.json()["members"]) == 6
+            return len(r.json()["items"]) == 6
 
         assert await eventually(six)
 

@@ -76,7 +76,7 @@ async def test_a_dead_letter_is_listed_and_replayed_once_its_cause_is_fixed(
 
         async def back_in_the_roster():
             r = await client.get(f"/townships/{township}/roster", headers=office)
-            return [m["person_id"] for m in r.json()["members"]] == ["s-1"]
+            return [m["person_id"] for m in r.json()["items"]] == ["s-1"]
 
         assert await eventually(back_in_the_roster)
 

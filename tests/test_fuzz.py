@@ -14,8 +14,10 @@ those tokens name are given half of the time, so calls get past jurisdiction as 
 refused by it. What those ids name is stored before the run (``SEEDS``).
 
 The suite fails on any 5xx, any answer that breaks its documented schema, content type or
-headers, any undocumented status, data outside the schema that is accepted, and an operation
-that answers without a token.
+headers, any undocumented status, data outside the schema that is accepted, data the schema
+admits that is refused (``positive_data_acceptance``: a rule of the server missing from the
+document; ``DOMAIN_RULES`` in the hooks names the few a JSON Schema cannot state), and an
+operation that answers without a token.
 
 CI runs a bounded number of examples per operation with a fixed seed. A longer run, as a
 command (any seed, more examples)::
@@ -65,6 +67,7 @@ CHECKS = ",".join(
         "response_headers_conformance",
         "response_schema_conformance",
         "negative_data_rejection",
+        "positive_data_acceptance",
         "missing_required_header",
         "ignored_auth",
     ]
@@ -100,8 +103,15 @@ def tokens(settings: Settings, name: str) -> list[str]:
     roles = [
         {"roles": ["county_organisation_department"], "county_id": COUNTY},
         {"roles": ["party_building_office", "township_committee"], **where},
-        {"roles": ["village_secretary", "station_head"], "station_ids": ["s01"], **where},
-        {"roles": ["party_member"], **where},
+        # A village's people name their one village (a token naming several must say which
+        # village it acts for in the body: a rule about the token, not the document's).
+        {
+            "roles": ["village_secretary", "station_head"],
+            "station_ids": ["s01"],
+            **where,
+            "village_ids": VILLAGES[:1],
+        },
+        {"roles": ["party_member"], **where, "village_ids": VILLAGES[:1]},
         {"roles": ["notifications_admin"]},
         *ROLES_OF.get(name, []),
     ]
@@ -192,6 +202,7 @@ SEEDS: dict[str, Callable[[httpx.AsyncClient, dict[str, str]], Awaitable[None]]]
 a client of the running service and the county organisation department's headers)."""
 
 
+@pytest.mark.timeout(900)  # some 45 s a service alone; far longer on a machine shared
 @pytest.mark.parametrize("name", FUZZED)
 async def test_the_api_keeps_its_published_contract(name, settings, tmp_path: Path):
     server = uvicorn.Server(

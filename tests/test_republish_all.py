@@ -50,7 +50,7 @@ async def test_republish_all_refills_a_restarted_broker_while_the_services_run(
 
     async def roster_of(client, n):
         r = await client.get(f"/townships/{township}/roster", headers=office)
-        return len(r.json()["members"]) == n
+        return len(r.json()["items"]) == n
 
     try:
         async with contextlib.AsyncExitStack() as stack:

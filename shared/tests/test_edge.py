@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 from typing import Annotated, Any
 
 import asyncpg
@@ -481,3 +482,60 @@ async def test_the_audit_takes_real_times_only(schema, settings):
         schemas = since["schema"].get("anyOf", [since["schema"]])
         assert {"type": "string", "format": "date-time"} in schemas
         assert not any("pattern" in s for s in schemas)
+
+
+TEXTS = ["", " ", "\u3000\t\n", "a", " 王 ", "\u200b", "\u202e\u200b ", "\x00a", "a\x1b",
+         "\ue000", "\u0301", "Cafe\u0301", "\U000323af", "\u2028", "\ufeff", "第\n一\r\n条",
+         "\x85", "\t"]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", TEXTS)
+@pytest.mark.parametrize("required", [True, False])
+def test_the_published_text_pattern_is_the_check(text, required):
+    """The document admits exactly the text the server takes (the fuzz's positive data found
+    text of spaces or invisible characters admitted, then refused)."""
+    rules = edge.TextRules(100, required=required)
+    try:
+        rules.check(text)
+        accepted = True
+    except ValueError:
+        accepted = False
+    assert bool(re.match(edge.text_pattern(required), text)) == accepted
+
+
+def test_private_use_and_newer_characters_are_text():
+    """GB18030 maps rare hanzi to private use; a newer Unicode's hanzi (CJK Extension H) is
+    unknown to this database: both are seen, so both are text."""
+    assert edge.TextRules(200).check("\ue000") == "\ue000"
+    assert edge.TextRules(200).check("张\U000323af") == "张\U000323af"
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [
+        (edge.DATE_WINDOW_START, dt.date(2031, 3, 9)),
+        (dt.date(2026, 12, 8), dt.date(2031, 12, 8)),
+        (dt.date(2026, 2, 28), dt.date(2026, 3, 1)),
+        (dt.date(2024, 1, 1), dt.date(2024, 12, 31)),
+    ],
+)
+def test_the_published_date_pattern_is_the_window(first, last):
+    pattern = re.compile(edge.dates_between(first, last))
+    day = first - dt.timedelta(days=40)
+    while day <= last + dt.timedelta(days=40):
+        assert bool(pattern.match(day.isoformat())) == (first <= day <= last), day
+        day += dt.timedelta(days=1)
+    assert not pattern.match("9999-01-01") and not pattern.match(f"{last.year}-13-01")
+
+
+async def test_the_document_states_the_window_of_the_services_clock(schema, settings):
+    clock = ManualClock(dt.datetime(2030, 1, 1, 9, 0, tzinfo=SHANGHAI))
+    async with running(service(schema), settings, clock) as client:
+        document = (await client.get("/openapi.json")).json()
+        due = document["components"]["schemas"]["ThingIn"]["properties"]["due"]
+        assert due["format"] == "date"
+        assert due["pattern"] == edge.dates_between(edge.DATE_WINDOW_START, dt.date(2035, 1, 1))
+        clock.advance(dt.timedelta(days=1))  # the document follows the day
+        document = (await client.get("/openapi.json")).json()
+        due = document["components"]["schemas"]["ThingIn"]["properties"]["due"]
+        assert due["pattern"] == edge.dates_between(edge.DATE_WINDOW_START, dt.date(2035, 1, 2))

@@ -202,9 +202,17 @@ async def campaign_round(
     opened = await open_round(client, clock, issuer, bincheng_round(county_id), say)
     say("every target village on green; a week passes, half the teams file their on-duty count")
     dashboard = await _first_week(client, steps, issuer, clock, opened)
-    r = await client.get(f"{opened.base}/patrons", headers=opened.county)
-    r.raise_for_status()
-    return {**dashboard, "patronages": r.json()}
+    patronages: list[Json] = []
+    while True:  # every page
+        r = await client.get(
+            f"{opened.base}/patrons",
+            params={"limit": 500, "offset": len(patronages)},
+            headers=opened.county,
+        )
+        r.raise_for_status()
+        patronages += r.json()["items"]
+        if len(patronages) >= r.json()["total"] or not r.json()["items"]:
+            return {**dashboard, "patronages": patronages}
 
 
 def district_level_count(villages: int) -> int:

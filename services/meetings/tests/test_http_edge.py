@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from cunzhi_meetings.service import build_service
 from cunzhi_platform.clock import SHANGHAI, ManualClock
-from cunzhi_platform.testing import eventually, running, token
+from cunzhi_platform.testing import eventually, every_page, running, token
 
 pytestmark = pytest.mark.slow
 
@@ -230,3 +230,49 @@ async def test_a_forum_command_answers_the_fields_of_the_record_in_the_same_shap
     shared = set(answer) - {"version"}
     assert shared <= set(view), shared - set(view)
     assert {k: answer[k] for k in shared} == {k: view[k] for k in shared}
+
+
+async def test_the_document_says_what_the_server_accepts(client, settings, township):
+    document = (await client.get("/openapi.json")).json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    upload = paths["/townships/{township_id}/roster.csv"]["post"]["requestBody"]
+    assert upload["required"] is True
+    assert upload["content"]["multipart/form-data"]["schema"]["required"] == ["file"]
+    assert upload["content"]["text/csv"]["schema"]["minLength"] == 1
+    assert schemas["ContestIn"]["properties"]["ranking"]["uniqueItems"] is True
+    # The year to plan: this year or next on the service's clock, as the server decides.
+    year = schemas["PlanYear"]["properties"]["year"]
+    assert (year["minimum"], year["maximum"]) == (START.year, START.year + 1)
+    headers = office(settings, township)
+    await client.post(f"/townships/{township}/roster", json=ROSTER, headers=headers)
+    url = f"/townships/{township}/forums/year"
+    r = await client.post(url, json={"year": START.year - 1, "place": "会议室"}, headers=headers)
+    assert r.status_code == 422 and r.json()["field"] == "year"
+    r = await client.post(url, json={"year": START.year + 1, "place": "会议室"}, headers=headers)
+    assert r.status_code == 201, r.text
+    for path in ("/townships/{township_id}/roster", "/townships/{township_id}/attendance"):
+        names = {p["name"] for p in paths[path]["get"]["parameters"]}
+        assert {"limit", "offset"} <= names, path
+
+
+async def test_a_roster_of_more_than_one_page_is_read_whole_by_following_pages(
+    client, settings, township
+):
+    headers = office(settings, township)
+    members = [
+        {"person_id": f"s-{i}", "name": f"书记{i}", "role": "village_secretary", "village_id": "v1"}
+        for i in range(5)
+    ]
+    r = await client.post(f"/townships/{township}/roster", json=members, headers=headers)
+    assert r.status_code == 200, r.text
+
+    async def first_page():
+        r = await client.get(f"/townships/{township}/roster?limit=2", headers=headers)
+        return r.json() if r.json()["total"] == 5 else None
+
+    page = await eventually(first_page)
+    assert page is not None and len(page["items"]) == 2 and page["limit"] == 2
+    whole = await every_page(client, f"/townships/{township}/roster", headers, limit=2)
+    assert [m["person_id"] for m in whole] == [f"s-{i}" for i in range(5)]
+    r = await client.get(f"/townships/{township}/roster?limit=501", headers=headers)
+    assert r.status_code == 422 and r.json()["field"] == "limit"

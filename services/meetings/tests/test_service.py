@@ -25,7 +25,7 @@ from cunzhi_platform.events import Event
 from cunzhi_platform.eventstore import StreamWrite
 from cunzhi_platform.kafka import make_broker
 from cunzhi_platform.metrics import DLQ
-from cunzhi_platform.testing import consume, eventually, running, token
+from cunzhi_platform.testing import consume, eventually, every_page, running, token
 from cunzhi_rectification.events import TaskCompleted
 from cunzhi_topics.events import IssueRaised, TopicSelected
 
@@ -237,7 +237,7 @@ async def test_roster_by_json_and_csv_and_a_bad_file_stores_nothing(client, sett
 
     async def roster() -> list[Any]:
         r = await client.get(f"/townships/{township}/roster", headers=headers)
-        members = {m["person_id"]: m["role"] for m in r.json()["members"]}
+        members = {m["person_id"]: m["role"] for m in r.json()["items"]}
         return members == {
             "p-lead": "leadership",
             "p-mid": "leadership",
@@ -581,8 +581,8 @@ async def test_a_forum_from_notice_to_close(client, settings, broker, pool, cloc
 
     # The county overview: the county department only (as in topics); an office reads its
     # township's record.
-    r = await client.get("/county/overview", headers=county(settings))
-    row = next(t for t in r.json()["townships"] if t["township_id"] == township)
+    overview = await every_page(client, "/county/overview", county(settings))
+    row = next(t for t in overview if t["township_id"] == township)
     assert (row["forums_held"], row["problems_solved"], row["open_tasks"]) == (1, 1, 0)
     assert row["attendance_rate"] == 0.8
     r = await client.get("/county/overview", headers=outsider)
@@ -740,8 +740,8 @@ async def test_the_paper_ledger_entered_through_the_api_makes_the_record(
     assert r.status_code == 422 and r.json()["field"] == "year"
 
     # Months without a forum held show on the county overview (the last twelve here).
-    r = await client.get("/county/overview", headers=county(settings))
-    row = next(t for t in r.json()["townships"] if t["township_id"] == township)
+    overview = await every_page(client, "/county/overview", county(settings))
+    row = next(t for t in overview if t["township_id"] == township)
     assert row["months_without_forum"][0] == "2025-09"
     assert len(row["months_without_forum"]) == 12
 
@@ -820,8 +820,8 @@ async def test_speak_up_sessions_and_contests(client, settings, clock, broker, t
     assert r.status_code == 409
 
     async def overview() -> dict[str, Any]:
-        r = await client.get("/county/overview", headers=county(settings))
-        rows = [t for t in r.json()["townships"] if t["township_id"] == township]
+        overview = await every_page(client, "/county/overview", county(settings))
+        rows = [t for t in overview if t["township_id"] == township]
         return rows[0] if rows and rows[0]["contests"] == 1 else {}
 
     row = await eventually(overview)

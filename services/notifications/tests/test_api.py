@@ -185,7 +185,7 @@ async def test_templates_preview_replace_and_refuse(kit):
         and not listing[("forum_notice", "email")]["custom"]
     )
     unknown = await kit.client.get("/templates/nothing/sms", headers=kit.admin())
-    assert unknown.status_code == 422 and unknown.json()["field"] == "kind"
+    assert unknown.status_code == 422 and unknown.json()["field"] == "kind_code"
 
 
 HOSTILE = {

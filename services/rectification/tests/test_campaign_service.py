@@ -351,7 +351,7 @@ async def test_a_round_from_register_to_lights(client, settings, clock) -> None:
     assert rows[0][:3] == ("排名", "村居编码", "村居名称") and len(rows) == 21
     assert rows[20][:2] == (20, "v00")
 
-    patrons = (await client.get(f"/campaigns/{cid}/patrons", headers=headers)).json()
+    patrons = (await client.get(f"/campaigns/{cid}/patrons", headers=headers)).json()["items"]
     assert patrons == [
         {"person_id": "L1", "name": "区领导甲", "village_ids": ["v00"]},
         {"person_id": "L2", "name": "区领导乙", "village_ids": ["v00"]},
@@ -744,7 +744,7 @@ async def test_the_town_list_teams_sheets_and_graduation(client, settings, clock
     card = (await client.get(f"/campaigns/{cid}/villages/v03", headers=office)).json()
     assert card["follow_up_review_on"] == "2029-08-20"
     review = (await client.get(f"/campaigns/{cid}/township-review", headers=office)).json()
-    assert review == [
+    assert review["items"] == [
         {
             "township_id": T1,
             "teams": [

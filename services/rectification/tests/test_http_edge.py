@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from cunzhi_platform.clock import SHANGHAI, ManualClock
+from cunzhi_platform.edge import ID_PATTERN
 from cunzhi_platform.testing import running, token
 from cunzhi_rectification.application.campaign import campaign
 from cunzhi_rectification.domain.campaign_ids import campaign_stream_id
+from cunzhi_rectification.domain.campaign_settings import COMMON_INDICATORS
 from cunzhi_rectification.service import build_service
 
 pytestmark = pytest.mark.slow
@@ -282,3 +284,50 @@ async def test_a_rounds_settings_are_bounded_like_any_field(
     }
     r = await client.post("/campaigns", headers=county, json=body)
     assert r.status_code == 422 and r.json()["field"].startswith(field), r.text
+
+
+async def test_the_document_says_what_the_server_accepts(client) -> None:
+    """Regressions of the contract fuzz (positive data refused): keys of the dictionaries,
+    the eight common indicators, the register upload's file, pages."""
+    document = (await client.get("/openapi.json")).json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    for model, field in (("AssessmentIn", "symptoms"), ("OnDutyIn", "on_duty_days")):
+        keys = schemas[model]["properties"][field]
+        assert keys["propertyNames"]["pattern"] == ID_PATTERN, model
+        assert "patternProperties" not in keys, model
+    common = schemas["SheetIn"]["properties"]["common"]
+    eight = [i.code for i in COMMON_INDICATORS]
+    assert common["propertyNames"]["enum"] == eight and common["required"] == eight
+    overrides = schemas["SettingsIn"]["properties"]["common_indicators"]["anyOf"][0]
+    assert overrides["propertyNames"]["enum"] == eight
+    upload = paths["/campaigns/{campaign_id}/villages.csv"]["post"]["requestBody"]
+    assert upload["required"] is True
+    assert upload["content"]["multipart/form-data"]["schema"]["required"] == ["file"]
+    for path in ("/campaigns/{campaign_id}/patrons", "/campaigns/{campaign_id}/township-review"):
+        names = {p["name"] for p in paths[path]["get"]["parameters"]}
+        assert {"limit", "offset"} <= names, path
+
+
+async def test_a_round_renames_and_remarks_the_eight_common_indicators_by_code(
+    client, settings
+) -> None:
+    county = token(settings, sub="org", roles=["county_organisation_department"], county_id="k")
+    body = {
+        "county_id": "k",
+        "round_number": 1,
+        "name": "薄弱村集中整顿",
+        "start_date": "2026-09-01",
+        "budget_per_year_yuan": 1000,
+        "townships": [{"township_id": T1, "name": "东镇"}],
+        "settings": {"common_indicators": {"ledger": {"name": "整顿台账规范", "max_points": 15}}},
+    }
+    r = await client.post("/campaigns", headers=county, json=body)
+    assert r.status_code == 201, r.text
+    rules = (await campaign(client.app.state.runtime.store, r.json()["campaign_id"])).rules()
+    indicators = {i.code: (i.name, i.max_points) for i in rules.common_indicators}
+    assert indicators["ledger"] == ("整顿台账规范", 15)
+    assert indicators["on_duty"] == ("驻村在岗", 10) and len(indicators) == 8
+    body["round_number"] = 2
+    body["settings"] = {"common_indicators": {"made_up": {"name": "自定", "max_points": 5}}}
+    r = await client.post("/campaigns", headers=county, json=body)
+    assert r.status_code == 422 and r.json()["field"].startswith("settings.common_indicators")

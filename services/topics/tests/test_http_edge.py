@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
+from cunzhi_platform.edge import ID_PATTERN
 from cunzhi_topics.domain import issue_stream_id, topic_stream_id
 
 if TYPE_CHECKING:
@@ -210,3 +211,13 @@ async def test_a_repeated_promotion_is_a_retry_only_with_the_same_content(kit: K
     r = await kit.post(url, cadre, {**body, "category": "member_management"})
     assert r.status_code == 409 and r.json()["field"] == "topic_id"
     assert await kit.version(topic_stream_id(chosen)) == 1
+
+
+async def test_the_document_says_what_the_server_accepts(kit: Kit) -> None:
+    """Regressions of the contract fuzz (positive data refused): keys of a selection's
+    dispositions and topics merged once each, as the server checks them."""
+    schemas = (await kit.client.get("/openapi.json")).json()["components"]["schemas"]
+    dispositions = schemas["Selection"]["properties"]["dispositions"]
+    assert dispositions["propertyNames"]["pattern"] == ID_PATTERN
+    assert "patternProperties" not in dispositions  # it left every other key free
+    assert schemas["Merge"]["properties"]["merged_topic_ids"]["uniqueItems"] is True

@@ -35,7 +35,7 @@ def _moment(value: dt.datetime) -> dt.datetime:
         raise ValueError(
             "lies outside any calendar we keep; give a time like 2026-11-25T09:00:00+08:00"
         ) from None
-    edge.plausible_date(day)
+    edge.DateRules().check(day)
     return moment
 
 

@@ -34,12 +34,21 @@ MAX_LISTED = 50
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
+        "required": True,
+        "description": "the CSV file: a raw text/csv body, or a form upload's part `file`; "
+        "UTF-8 or GB18030, a header naming the columns, then a row a line (rows are checked "
+        "by the route's rules: every problem of a refused file is answered at once, 422 with "
+        "field `file`)",
         "content": {
-            "text/csv": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string", "minLength": 1}},
             "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"file": {"type": "string"}}}
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary", "minLength": 1}},
+                }
             },
-        }
+        },
     }
 }
 """The request body of an upload route, for ``openapi_extra=`` (see ``upload_text``)."""

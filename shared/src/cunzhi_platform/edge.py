@@ -77,6 +77,10 @@ ids match ``ID_PATTERN``; dates lie in ``DATE_WINDOW_START`` … today + ``DATE_
 years, which also keeps calendar work (working days, lunar dates) small; offsets stop at
 ``MAX_OFFSET``; text is NFC-normalised, may not hold NUL, other control characters (tab and
 line breaks aside) or unpaired surrogates, and must show at least one visible character.
+The document states each of these as the server checks it (a JSON Schema ``pattern`` for text,
+for dates beside ``format: date``, ``propertyNames`` for dictionaries keyed by ids with
+``keys_are_ids``), so data the document admits is data the server takes: the fuzz's
+``positive_data_acceptance`` check holds every service to it.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ import datetime as dt
 import functools
 import json
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Coroutine, Iterable
 from contextvars import ContextVar
@@ -100,7 +105,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -130,14 +134,69 @@ Id = Annotated[str, StringConstraints(pattern=ID_PATTERN), Field(description=_ID
 IdPath = Annotated[str, Path(pattern=ID_PATTERN, description=_ID_DOC)]
 IdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, description=_ID_DOC)]
 
+
+def keys_are_ids(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` of a ``dict[Id, V]`` field: its keys follow ``ID_PATTERN``.
+
+    Pydantic publishes such keys as ``patternProperties``, which leaves every other key
+    unconstrained (``additionalProperties`` is absent, so anything goes); ``propertyNames``
+    says what the server checks: ``Field(json_schema_extra=edge.keys_are_ids)``."""
+    values = schema.pop("patternProperties", {}).get(ID_PATTERN, {})
+    schema["additionalProperties"] = values
+    schema["propertyNames"] = {"pattern": ID_PATTERN, "description": _ID_DOC}
+
+
 # -- text ---------------------------------------------------------------------------------------
 
 NO_CONTROLS = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$"
 """What the JSON Schema of free text says (the checks add: no unpaired surrogates, something
 visible); tab and line breaks are text."""
 
-_INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"}
+_INVISIBLE = {"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"}
+"""Spaces, controls and format characters (a zero-width space, a right-to-left override) show
+nothing. Private-use characters do (GB18030, what Excel writes here, maps rare hanzi there), as
+do code points this Unicode database does not know (newer ones: CJK Extension H and later)
+and combining marks (on a dotted circle)."""
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
+
+
+@functools.cache
+def text_pattern(required: bool) -> str:
+    """What ``clean_text`` accepts, as a JSON Schema pattern: no controls (``NO_CONTROLS``) and
+    something visible — a character outside the invisible categories, listed from the same
+    Unicode database the check reads — or, where text may be empty, only what stripping
+    removes. Ranges are literal characters (escapes differ between regex dialects); unpaired
+    surrogates, which no UTF-8 text holds, are left to the check."""
+    text = f"{_NOT_CONTROL}*[^{_invisible()}]{_NOT_CONTROL}*"
+    if required:
+        return f"^{text}$"
+    strippable = "".join(  # every character str.isspace() takes lies below U+3001
+        ch
+        for ch in map(chr, range(0x3001))
+        if ch.isspace() and (ch in _ALLOWED_CONTROLS or unicodedata.category(ch) != "Cc")
+    )
+    return f"^(?:[{strippable}]*|{text})$"
+
+
+_NOT_CONTROL = NO_CONTROLS.removeprefix("^").removesuffix("*$")
+
+
+@functools.cache
+def _invisible() -> str:
+    ranges: list[tuple[int, int]] = []
+    category = unicodedata.category
+    for cp in range(sys.maxunicode + 1):
+        if category(chr(cp)) not in _INVISIBLE - {"Cs"}:  # UTF-8 cannot carry a surrogate
+            continue
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+
+    def char(cp: int) -> str:
+        return "\\" + chr(cp) if chr(cp) in "\\]-^[" else chr(cp)
+
+    return "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges)
 
 
 def clean_text(value: str) -> str:
@@ -188,7 +247,7 @@ class TextRules:
         json_schema.update(
             minLength=1 if self.required else 0,
             maxLength=self.max_length,
-            pattern=NO_CONTROLS,
+            pattern=text_pattern(self.required),
             description="NFC-normalised; no NUL, control characters or unpaired surrogates; "
             + ("something visible " if self.required else "")
             + "(a rule of ours)",
@@ -228,6 +287,11 @@ class ClockScope:
             _CLOCK.reset(token)
 
 
+def today_here() -> dt.date:
+    """Today in Asia/Shanghai on the service's clock (in a request; the system's elsewhere)."""
+    return today(_CLOCK.get() or SystemClock())
+
+
 def date_window(on: dt.date | None = None) -> tuple[dt.date, dt.date]:
     """The dates any command or query may name: 2000-01-01 … today + 5 years (Asia/Shanghai).
 
@@ -235,7 +299,7 @@ def date_window(on: dt.date | None = None) -> tuple[dt.date, dt.date]:
     nothing is planned further ahead than a term of office; calendar work (working days,
     lunar dates) stays small and quick for any date that passes.
     """
-    on = on or today(_CLOCK.get() or SystemClock())
+    on = on or today_here()
     try:
         last = on.replace(year=on.year + DATE_WINDOW_YEARS)
     except ValueError:  # 29 February
@@ -243,17 +307,94 @@ def date_window(on: dt.date | None = None) -> tuple[dt.date, dt.date]:
     return DATE_WINDOW_START, last
 
 
-def plausible_date(value: dt.date) -> dt.date:
-    first, last = date_window()
-    if not first <= value <= last:
-        raise ValueError(f"{value} lies outside {first} … {last}; give a date in that window")
-    return value
+def dates_between(first: dt.date, last: dt.date) -> str:
+    """A pattern of the dates ``first`` … ``last`` written as ``YYYY-MM-DD`` (beside ``format:
+    date``, which says which of them exist): whole years, then whole months, then days."""
+    either = "|".join
+    any_day, any_month = "(?:0[1-9]|[12][0-9]|3[01])", "(?:0[1-9]|1[0-2])"
+    years, parts = [], []
+    for year in range(first.year, last.year + 1):
+        if dt.date(year, 1, 1) >= first and dt.date(year, 12, 31) <= last:
+            years.append(str(year))
+            continue
+        for month in range(1, 13):
+            start = dt.date(year, month, 1)
+            end = (start + dt.timedelta(days=31)).replace(day=1) - dt.timedelta(days=1)
+            if end < first or start > last:
+                continue
+            if start >= first and end <= last:
+                parts.append(f"{year}-{month:02}-{any_day}")
+                continue
+            days = range(max(start, first).day, min(end, last).day + 1)
+            parts.append(f"{year}-{month:02}-(?:{either(f'{d:02}' for d in days)})")
+    if years:
+        parts.insert(0, f"(?:{either(years)})-{any_month}-{any_day}")
+    return f"^(?:{either(parts)})$"
+
+
+@dataclass(frozen=True)
+class DateRules:
+    """A date of the window (``date_window``), from ``since`` days after today (``None``: the
+    window's start) to ``until`` days after today (``None``: its end), both on the service's
+    clock. The document states the dates it takes as a pattern, written again each day. Use
+    it in a type: ``Annotated[dt.date, DateRules(until=0)]`` (today at the latest)."""
+
+    since: int | None = None
+    until: int | None = None
+
+    def bounds(self) -> tuple[dt.date, dt.date]:
+        first, last = date_window()
+        on = today_here()
+        if self.since is not None:
+            first = max(first, on + dt.timedelta(days=self.since))
+        if self.until is not None:
+            last = min(last, on + dt.timedelta(days=self.until))
+        return first, last
+
+    def check(self, value: dt.date) -> dt.date:
+        first, last = self.bounds()
+        if not first <= value <= last:
+            raise ValueError(f"{value} lies outside {first} … {last}; give a date in that window")
+        return value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        json_schema = dict(handler(schema))
+        json_schema["pattern"] = dates_between(*self.bounds())
+        return json_schema
 
 
 PlausibleDate = Annotated[
     dt.date,
-    AfterValidator(plausible_date),
+    DateRules(),
     Field(description="a date from 2000-01-01 to five years from today (a rule of ours)"),
+]
+PastDate = Annotated[
+    dt.date,
+    DateRules(until=0),
+    Field(description="a day that has come: from 2000-01-01 to today (Asia/Shanghai)"),
+]
+"""When something took place (a session held, an issue raised)."""
+BeforeToday = Annotated[
+    dt.date,
+    DateRules(until=-1),
+    Field(description="a day before today: from 2000-01-01 to yesterday (Asia/Shanghai)"),
+]
+FromToday = Annotated[
+    dt.date,
+    DateRules(since=0),
+    Field(description="today or a later day, up to five years from today (Asia/Shanghai)"),
+]
+AfterToday = Annotated[
+    dt.date,
+    DateRules(since=1),
+    Field(description="a day after today, up to five years from today (Asia/Shanghai)"),
 ]
 
 # -- pagination ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -361,10 +362,14 @@ def create_app(
         static_url=DOCS_ASSETS,
     )
     base_openapi = app.openapi
+    written_on: list[dt.date] = []
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        # Some bounds follow the date (a year to plan): the document is written again each day.
+        if app.openapi_schema is None or written_on != [edge.today_here()]:
+            app.openapi_schema = None
             edge.document_errors(base_openapi())
+            written_on[:] = [edge.today_here()]
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

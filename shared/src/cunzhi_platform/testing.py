@@ -173,3 +173,18 @@ async def caught_up(
         ]
         behind = ["outbox"] if any(unsent) else await groups_behind(bootstrap, groups)
         settled = 0 if behind else settled + 1
+
+
+async def every_page(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str], limit: int = 500
+) -> list[dict[str, Any]]:
+    """Every item of a paged list (``{"items", "total", "limit", "offset"}``), read by
+    following its pages; ``path`` may carry other query parameters."""
+    items: list[dict[str, Any]] = []
+    while True:
+        r = await client.get(path, params={"limit": limit, "offset": len(items)}, headers=headers)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        items += page["items"]
+        if not page["items"] or len(items) >= page["total"]:
+            return items

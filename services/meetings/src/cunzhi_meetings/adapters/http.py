@@ -145,7 +145,7 @@ class GuestIn(Body):
 
 
 class PlanForum(Body):
-    date: PlausibleDate | None = Field(
+    date: edge.FromToday | None = Field(
         None, description="default: the last working day of the month"
     )
     place: Text
@@ -165,14 +165,27 @@ class PlanForum(Body):
     discussion: bool = True
 
 
+def _this_year_or_next(schema: dict[str, Any]) -> None:
+    """What ``months_to_plan`` accepts, published as it stands today (the document is written
+    again when the day changes)."""
+    this_year = edge.today_here().year
+    schema.update(minimum=this_year, maximum=this_year + 1)
+
+
 class PlanYear(Body):
-    year: int = Field(ge=2000, le=2100)
+    year: int = Field(
+        ge=2000,
+        le=2100,
+        json_schema_extra=_this_year_or_next,
+        description="this year or next (Asia/Shanghai); a year that is over has nothing left "
+        "to plan",
+    )
     place: Text
 
 
 class PastForum(Body):
     number: int = Field(ge=1, le=9999, description="the forum's number in the ledger")
-    date: PlausibleDate = Field(description="when it was held: before today")
+    date: edge.BeforeToday = Field(description="when it was held: before today")
     place: Text
     mode: ForumMode = "at_township"
     host_unit: Text | None = None
@@ -197,7 +210,7 @@ class InviteeIn(Body):
 
 
 class Postpone(Body):
-    date: PlausibleDate
+    date: edge.AfterToday
     reason: Text
 
 
@@ -246,7 +259,7 @@ class Resolutions(Body):
 
 class SpeakUpIn(Body):
     township_id: Id
-    date: PlausibleDate
+    date: edge.PastDate
     attendance_count: int = Field(ge=1, le=100_000)
     issue_ids: list[Id] = Field(
         default_factory=list,
@@ -264,9 +277,14 @@ class ParticipantIn(Body):
 
 
 class ContestIn(Body):
-    date: PlausibleDate
+    date: edge.PastDate
     participants: list[ParticipantIn] = Field(min_length=2, max_length=100)
-    ranking: list[Id] = Field(min_length=2, max_length=100)
+    ranking: list[Id] = Field(
+        min_length=2,
+        max_length=100,
+        json_schema_extra={"uniqueItems": True},
+        description="the participating villages, best first, each once",
+    )
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -399,8 +417,16 @@ async def remove_roster_member(
 
 
 @router.get("/townships/{township_id}/roster", tags=["roster"])
-async def roster(township_id: IdPath, principal: TownshipReader, rt: Rt) -> dict[str, Any]:
-    return {"township_id": township_id, "members": await _reads(rt).roster(township_id)}
+async def roster(
+    township_id: IdPath,
+    principal: TownshipReader,
+    rt: Rt,
+    limit: edge.Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """The township's roster, by role and person, a page at a time (a township of some
+    thousands of members would be megabytes at once)."""
+    return {"township_id": township_id, **await _reads(rt).roster(township_id, limit, offset)}
 
 
 # --- forum commands ------------------------------------------------------------------------
@@ -690,18 +716,27 @@ async def township_record(township_id: IdPath, principal: TownshipReader, rt: Rt
 
 @router.get("/townships/{township_id}/attendance", tags=["queries"])
 async def attendance(
-    township_id: IdPath, principal: TownshipReader, rt: Rt, by: AttendanceKey = "person"
+    township_id: IdPath,
+    principal: TownshipReader,
+    rt: Rt,
+    by: AttendanceKey = "person",
+    limit: edge.Limit = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
-    """Attendance rate of each person or village over the forums held (late counts)."""
+    """Attendance rate of each person or village over the forums held (late counts), a page
+    at a time."""
     return {
         "township_id": township_id,
         "by": by,
-        "items": await _reads(rt).attendance(township_id, by),
+        **await _reads(rt).attendance(township_id, by, limit, offset),
     }
 
 
 @router.get("/county/overview", tags=["queries"])
-async def county_overview(principal: County, rt: Rt) -> dict[str, Any]:
-    """Every township's forums, record and other meetings (the county organisation department
-    only, as the topics service's overview; a township reads its own record)."""
-    return {"townships": await _reads(rt).county_overview(None, today(rt.clock))}
+async def county_overview(
+    principal: County, rt: Rt, limit: edge.Limit = 100, offset: Offset = 0
+) -> dict[str, Any]:
+    """Every township's forums, record and other meetings, a page of townships at a time (the
+    county organisation department only, as the topics service's overview; a township reads
+    its own record)."""
+    return await _reads(rt).county_overview(None, today(rt.clock), limit, offset)

@@ -20,6 +20,13 @@ def _record(row: asyncpg.Record) -> dict[str, Any]:
     return dict(row.items())
 
 
+def _page(items: list[dict[str, Any]], total: int, limit: int, offset: int) -> dict[str, Any]:
+    """A list's page, as every paged list answers: ``{"items", "total", "limit", "offset"}``."""
+    for item in items:
+        item.pop("total", None)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
 def _rate(attended: int, invited: int) -> float:
     """Share of forums attended, late counting as attended (as ``AttendanceTally.rate``)."""
     return round(attended / invited, 4) if invited else 0.0
@@ -95,12 +102,7 @@ class ReadModels:
             limit,
             offset,
         )
-        return {
-            "items": [_record(r) for r in rows],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
+        return _page([_record(r) for r in rows], total, limit, offset)
 
     async def forum(self, forum_id: str) -> dict[str, Any] | None:
         row = await self.pool.fetchrow(
@@ -185,39 +187,61 @@ class ReadModels:
             "secretaries_sharing_experience": [_record(r) for r in sharers],
         }
 
-    async def attendance(self, township_id: str, by: AttendanceKey) -> list[dict[str, Any]]:
+    async def attendance(
+        self, township_id: str, by: AttendanceKey, limit: int, offset: int
+    ) -> dict[str, Any]:
         """Per person (everyone told to attend) or per village (its secretary, its invitees)."""
         key, extra = (
             ("person_id", ", max(name) AS name, max(village_id) AS village_id")
             if by == "person"
             else ("village_id", "")
         )
+        where = f"FROM {self._t['attendance']} WHERE township_id = $1 AND {key} IS NOT NULL"
         rows = await self.pool.fetch(
             f"SELECT {key} AS key{extra}, count(*) AS invited, "
             "count(*) FILTER (WHERE status = 'present') AS present, "
             "count(*) FILTER (WHERE status = 'late') AS late, "
-            "count(*) FILTER (WHERE status = 'absent') AS absent "
-            f"FROM {self._t['attendance']} WHERE township_id = $1 AND {key} IS NOT NULL "
-            f"GROUP BY {key} ORDER BY {key}",
+            "count(*) FILTER (WHERE status = 'absent') AS absent, count(*) OVER () AS total "
+            f"{where} GROUP BY {key} ORDER BY {key} LIMIT $2 OFFSET $3",
             township_id,
+            limit,
+            offset,
         )
-        return [{**_record(r), "rate": _rate(r["present"] + r["late"], r["invited"])} for r in rows]
+        items = [
+            {**_record(r), "rate": _rate(r["present"] + r["late"], r["invited"])} for r in rows
+        ]
+        total = await self._total(
+            rows, offset, f"SELECT count(DISTINCT {key}) {where}", township_id
+        )
+        return _page(items, total, limit, offset)
 
     # --- roster ---
 
-    async def roster(self, township_id: str) -> list[dict[str, Any]]:
+    async def roster(self, township_id: str, limit: int, offset: int) -> dict[str, Any]:
+        where = f"FROM {self._t['roster']} WHERE township_id = $1"
         rows = await self.pool.fetch(
-            f"SELECT person_id, name, role, village_id, phone FROM {self._t['roster']} "
-            "WHERE township_id = $1 ORDER BY role, person_id",
+            f"SELECT person_id, name, role, village_id, phone, count(*) OVER () AS total {where} "
+            "ORDER BY role, person_id LIMIT $2 OFFSET $3",
             township_id,
+            limit,
+            offset,
         )
-        return [_record(r) for r in rows]
+        total = await self._total(rows, offset, f"SELECT count(*) {where}", township_id)
+        return _page([_record(r) for r in rows], total, limit, offset)
+
+    async def _total(self, rows: list[asyncpg.Record], offset: int, count: str, *args: Any) -> int:
+        """A page's total: counted with its rows (one snapshot), or, for a page past the end,
+        by ``count``."""
+        if rows:
+            total: int = rows[0]["total"]
+            return total
+        return await self.pool.fetchval(count, *args) if offset else 0
 
     # --- county ---
 
     async def county_overview(
-        self, township_ids: Sequence[str] | None, today: dt.date
-    ) -> list[dict[str, Any]]:
+        self, township_ids: Sequence[str] | None, today: dt.date, limit: int, offset: int
+    ) -> dict[str, Any]:
         """Every township (or those given) with its forums, record, attendance, other meetings."""
         t = self._t
         rows = await self.pool.fetch(
@@ -288,21 +312,29 @@ class ReadModels:
                    coalesce(speak_up_sessions, 0) AS speak_up_sessions,
                    coalesce(issues_raised, 0) AS issues_raised,
                    coalesce(contests, 0) AS contests,
-                   coalesce(months_without_forum, '{{}}') AS months_without_forum
+                   coalesce(months_without_forum, '{{}}') AS months_without_forum,
+                   count(*) OVER () AS total
             FROM townships
             LEFT JOIN forums USING (township_id) LEFT JOIN record USING (township_id)
             LEFT JOIN experts USING (township_id) LEFT JOIN sharers USING (township_id)
             LEFT JOIN attendance USING (township_id) LEFT JOIN speak_up USING (township_id)
             LEFT JOIN contests USING (township_id) LEFT JOIN missed USING (township_id)
             WHERE $1::text[] IS NULL OR township_id = ANY($1)
-            ORDER BY township_id
+            ORDER BY township_id LIMIT $3 OFFSET $4
             """,
             None if township_ids is None else list(township_ids),
             today,
+            limit,
+            offset,
         )
         overview = []
         for r in rows:
             row = _record(r)
             invited, attended = row.pop("invited"), row.pop("attended")
             overview.append({**row, "attendance_rate": _rate(attended, invited)})
-        return overview
+        if rows or not offset:
+            return _page(overview, rows[0]["total"] if rows else 0, limit, offset)
+        # past the end: the number of townships without their figures
+        return _page(
+            [], (await self.county_overview(township_ids, today, 1, 0))["total"], limit, offset
+        )

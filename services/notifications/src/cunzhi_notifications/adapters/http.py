@@ -54,7 +54,7 @@ OFFICE = "party_building_office"
 Rt = Annotated[Runtime, Depends(runtime)]
 router = edge.router()
 
-PHONE = re.compile(r"^1[3-9]\d{9}$")
+PHONE = re.compile(r"^1[3-9][0-9]{9}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 Id = edge.Id
 IdPath = edge.IdPath
@@ -75,6 +75,37 @@ Before = Annotated[
     BeforeValidator(_rfc3339),
     Query(description="RFC 3339 with offset: the last time of the previous page"),
 ]
+
+
+def _one_of(values: tuple[str, ...]) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in values:
+            raise ValueError(f"{value!r} is not one of {', '.join(values)}")
+        return value
+
+    return AfterValidator(check)
+
+
+KIND_CODES = tuple(KINDS)
+TEMPLATE_KINDS = (*KINDS, "digest")
+TEMPLATE_CHANNELS = tuple(c for c in CHANNELS if c != "webhook")
+KindPath = Annotated[str, Path(json_schema_extra={"enum": list(KIND_CODES)}), _one_of(KIND_CODES)]
+ChannelPath = Annotated[
+    str,
+    Path(json_schema_extra={"enum": list(PERSON_CHANNELS)}, description="a person's channel"),
+    _one_of(PERSON_CHANNELS),
+]
+TemplateKindPath = Annotated[
+    str,
+    Path(json_schema_extra={"enum": list(TEMPLATE_KINDS)}, description="a kind, or the digest"),
+    _one_of(TEMPLATE_KINDS),
+]
+TemplateChannelPath = Annotated[
+    str,
+    Path(json_schema_extra={"enum": list(TEMPLATE_CHANNELS)}, description="webhooks send JSON"),
+    _one_of(TEMPLATE_CHANNELS),
+]
+After = Annotated[str, Query(max_length=64, description="the last id of the previous page")]
 
 
 def _s(rt: Runtime) -> str:
@@ -175,8 +206,12 @@ class PersonIn(edge.Body):
     township_id: Id | None = None
     station_id: Id | None = None
     village_id: Id | None = None
-    phone: str | None = None
-    email: str | None = Field(default=None, max_length=254)
+    phone: (
+        Annotated[str, Field(json_schema_extra={"pattern": f"^(?:{PHONE.pattern[1:-1]})?$"})] | None
+    ) = None
+    email: Annotated[str, Field(max_length=254, json_schema_extra={"format": "email"})] | None = (
+        None
+    )
     wecom_id: str | None = Field(default=None, max_length=64)
     dingtalk_id: str | None = Field(default=None, max_length=64)
 
@@ -276,7 +311,7 @@ async def township_people(
     who: CurrentPrincipal,
     rt: Rt,
     limit: edge.Limit = 100,
-    after: Annotated[str, Query(max_length=64)] = "",
+    after: After = "",
 ) -> list[dict[str, Any]]:
     """The township's people, by id; page with ``after`` = the last id seen."""
     _may_read_township(who, township_id)
@@ -380,8 +415,8 @@ async def put_schedule(
 @router.put("/people/{person_id}/preferences/{kind_code}/{channel}", tags=["preferences"])
 async def put_preference(
     person_id: IdPath,
-    kind_code: IdPath,
-    channel: IdPath,
+    kind_code: KindPath,
+    channel: ChannelPath,
     body: PreferenceIn,
     who: CurrentPrincipal,
     rt: Rt,
@@ -496,11 +531,20 @@ async def put_group(
 
 @router.get("/townships/{township_id}/groups", tags=["directory"])
 async def township_groups(
-    township_id: IdPath, who: CurrentPrincipal, rt: Rt
+    township_id: IdPath,
+    who: CurrentPrincipal,
+    rt: Rt,
+    limit: edge.Limit = 100,
+    after: After = "",
 ) -> list[dict[str, Any]]:
+    """The township's groups, by id; page with ``after`` = the last id seen."""
     _may_read_township(who, township_id)
     rows = await rt.pool.fetch(
-        f"SELECT * FROM {_s(rt)}.groups WHERE township_id = $1 ORDER BY group_id", township_id
+        f"""SELECT * FROM {_s(rt)}.groups WHERE township_id = $1 AND group_id > $2
+            ORDER BY group_id LIMIT $3""",
+        township_id,
+        after,
+        limit,
     )
     return [
         {
@@ -952,7 +996,9 @@ async def templates(_: CurrentPrincipal, rt: Rt) -> list[dict[str, Any]]:
 
 
 @router.get("/templates/{kind_code}/{channel}", tags=["templates"])
-async def get_template(kind_code: IdPath, channel: IdPath, _: CurrentPrincipal, rt: Rt) -> Any:
+async def get_template(
+    kind_code: TemplateKindPath, channel: TemplateChannelPath, _: CurrentPrincipal, rt: Rt
+) -> Any:
     _template_kind(kind_code, channel)
     template, custom = await _template(rt, kind_code, channel)
     return {
@@ -967,7 +1013,11 @@ async def get_template(kind_code: IdPath, channel: IdPath, _: CurrentPrincipal, 
 
 @router.put("/templates/{kind_code}/{channel}", tags=["templates"])
 async def put_template(
-    kind_code: IdPath, channel: IdPath, body: TemplateIn, who: CurrentPrincipal, rt: Rt
+    kind_code: TemplateKindPath,
+    channel: TemplateChannelPath,
+    body: TemplateIn,
+    who: CurrentPrincipal,
+    rt: Rt,
 ) -> Any:
     """Replace a template (administrators). It must render with the kind's sample data within
     the renderer's bounds (ours: steps, time and size, so that no template can hold up the
@@ -993,7 +1043,11 @@ async def put_template(
 
 @router.post("/templates/{kind_code}/{channel}/preview", tags=["templates"])
 async def preview_template(
-    kind_code: IdPath, channel: IdPath, body: PreviewIn, who: CurrentPrincipal, rt: Rt
+    kind_code: TemplateKindPath,
+    channel: TemplateChannelPath,
+    body: PreviewIn,
+    who: CurrentPrincipal,
+    rt: Rt,
 ) -> Any:
     """What a template gives with sample data (or data given): subject, body, SMS parts.
     Administrators only (ours): a template is code the service runs, rendered within bounds
@@ -1010,7 +1064,9 @@ async def preview_template(
 
 
 @router.delete("/templates/{kind_code}/{channel}", tags=["templates"], status_code=204)
-async def reset_template(kind_code: IdPath, channel: IdPath, who: CurrentPrincipal, rt: Rt) -> None:
+async def reset_template(
+    kind_code: TemplateKindPath, channel: TemplateChannelPath, who: CurrentPrincipal, rt: Rt
+) -> None:
     """Back to the built-in template."""
     who.require_role(ADMIN)
     _template_kind(kind_code, channel)
@@ -1022,12 +1078,25 @@ async def reset_template(kind_code: IdPath, channel: IdPath, who: CurrentPrincip
 # -- outbound webhook endpoints -------------------------------------------------------------
 
 
+_SPACE = "\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+"""Unicode's white space, spelled out: regex dialects disagree on what ``\\s`` holds (the
+fuzz's ECMA pattern took U+0085 as part of a URL, the server's did not)."""
+
+
+def _our_event_types(schema: dict[str, Any]) -> None:
+    schema.update(items={"type": "string", "enum": sorted(registry.names())}, uniqueItems=True)
+
+
 class EndpointIn(edge.Body):
     """Another system's endpoint, subscribed to our event types. Only http(s); the addresses the
     operator allows are enforced again by the webhook channel when it sends (no SSRF)."""
 
-    url: str = Field(max_length=500, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
-    event_types: list[str] = Field(min_length=1, max_length=20)
+    url: str = Field(max_length=500, pattern=rf"^https?://[^{_SPACE}/]+(/[^{_SPACE}]*)?$")
+    event_types: list[str] = Field(
+        min_length=1,
+        max_length=20,
+        json_schema_extra=_our_event_types,
+    )
     secret: str = Field(min_length=24, max_length=200)
 
     @field_validator("event_types")
@@ -1085,9 +1154,17 @@ async def disable_endpoint(endpoint_id: IdPath, who: CurrentPrincipal, rt: Rt) -
 
 
 @router.get("/endpoints", tags=["webhooks"])
-async def endpoints(who: CurrentPrincipal, rt: Rt) -> list[dict[str, Any]]:
+async def endpoints(
+    who: CurrentPrincipal, rt: Rt, limit: edge.Limit = 100, after: After = ""
+) -> list[dict[str, Any]]:
+    """The endpoints, by id; page with ``after`` = the last id seen."""
     who.require_role(ADMIN)
-    rows = await rt.pool.fetch(f"SELECT * FROM {_s(rt)}.endpoints ORDER BY endpoint_id")
+    rows = await rt.pool.fetch(
+        f"""SELECT * FROM {_s(rt)}.endpoints WHERE endpoint_id > $1
+            ORDER BY endpoint_id LIMIT $2""",
+        after,
+        limit,
+    )
     return [
         {k: r[k] for k in ("endpoint_id", "url", "event_types", "active", "disabled_reason")}
         for r in rows

@@ -11,7 +11,7 @@ existed read it too).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..events.campaign import CampaignSettings, Indicator, ReportKind, Symptom
 
@@ -65,6 +65,25 @@ COMMON_INDICATORS = (
     Indicator(code="satisfaction", name="群众满意度", max_points=10),
 )
 """八大共性指标: the seed counts eight; names and marks are ours."""
+
+CommonIndicatorCode = Literal[
+    "on_duty",
+    "team_building",
+    "conflicts",
+    "collective_economy",
+    "livelihood",
+    "openness",
+    "ledger",
+    "satisfaction",
+]
+"""The eight common indicators' codes: fixed, so a team's sheet is scored on the same eight in
+every round (a round may rename them and change their marks, ours)."""
+COMMON_CODES: tuple[str, ...] = get_args(CommonIndicatorCode)
+
+
+def common_indicators(overrides: dict[str, dict[str, Any]]) -> tuple[Indicator, ...]:
+    """The eight, each with the name and marks a round gives it (by code) or its default."""
+    return tuple(i.model_copy(update=overrides.get(i.code, {})) for i in COMMON_INDICATORS)
 
 
 def default_settings(**overrides: Any) -> CampaignSettings:

@@ -97,7 +97,9 @@ class Support(Body):
 
 class Merge(Body):
     survivor_id: Id
-    merged_topic_ids: Annotated[list[Id], Field(min_length=1, max_length=50)]
+    merged_topic_ids: Annotated[
+        list[Id], Field(min_length=1, max_length=50, json_schema_extra={"uniqueItems": True})
+    ]
 
 
 class Recategorisation(Body):
@@ -130,6 +132,7 @@ class Selection(Body):
     topic_id: Id
     dispositions: dict[Id, DispositionIn] = Field(
         default_factory=dict,
+        json_schema_extra=edge.keys_are_ids,
         description="every other undecided topic of the call: defer, refer or decline",
     )
 
@@ -154,7 +157,7 @@ class IssueIn(Body):
     title: Title
     description: Text
     villager_name: Annotated[str, edge.TextRules(50)] | None = None
-    raised_on: edge.PlausibleDate | None = Field(None, description="default: today (Asia/Shanghai)")
+    raised_on: edge.PastDate | None = Field(None, description="default: today (Asia/Shanghai)")
 
 
 class Progress(Body):
@@ -403,15 +406,22 @@ async def categories(
     principal: CurrentPrincipal,
     read: Read,
     township_id: IdQuery = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[dict[str, Any]]:
-    """The built-in categories, and with ``township_id`` the township's own too (``own``)."""
+    """The built-in categories, and with ``township_id`` the township's own too (``own``),
+    a page at a time: the built-in first, then the township's by code."""
     built_in: list[dict[str, Any]] = [
         {"code": c.value, "label": None, "own": False} for c in Category
     ]
+    page = built_in[offset : offset + limit]
     if township_id is None:
-        return built_in
+        return page
     require_readable(principal, township_id)
-    return built_in + [{**row, "own": True} for row in await read.categories(township_id)]
+    if len(page) == limit:
+        return page
+    own = await read.categories(township_id, limit - len(page), max(0, offset - len(built_in)))
+    return page + [{**row, "own": True} for row in own]
 
 
 @router.get("/topics")

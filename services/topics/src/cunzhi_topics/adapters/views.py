@@ -198,11 +198,14 @@ class Views:
             self.pool, townships, Filter(), "towns.township_id", limit, offset, columns=columns
         )
 
-    async def categories(self, township_id: str) -> list[Row]:
-        """The categories the township added, by code."""
+    async def categories(self, township_id: str, limit: int, offset: int) -> list[Row]:
+        """The categories the township added, by code (a page)."""
         rows = await self.pool.fetch(
-            f"SELECT code, label FROM {self.t['categories']} WHERE township_id = $1 ORDER BY code",
+            f"SELECT code, label FROM {self.t['categories']} WHERE township_id = $1 "
+            "ORDER BY code LIMIT $2 OFFSET $3",
             township_id,
+            limit,
+            offset,
         )
         return [dict(r) for r in rows]
 

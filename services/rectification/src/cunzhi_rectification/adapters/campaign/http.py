@@ -39,7 +39,12 @@ from pydantic import Field, ValidationError
 from ...application import campaign as app
 from ...application import tasks
 from ...domain.campaign import AssessmentInput, CampaignHeader
-from ...domain.campaign_settings import default_settings
+from ...domain.campaign_settings import (
+    COMMON_CODES,
+    CommonIndicatorCode,
+    common_indicators,
+    default_settings,
+)
 from ...domain.campaign_team import MAX_DAYS_A_WEEK, propose_departments
 from ...domain.campaign_village import ProblemDraft, TargetDraft
 from ...domain.ranking import SEVERITY_MAX
@@ -224,7 +229,6 @@ class SymptomIn(edge.Body):
 
 
 class IndicatorIn(edge.Body):
-    code: edge.Id
     name: edge.Title
     max_points: float = Field(gt=0, le=100)
 
@@ -249,7 +253,11 @@ class SettingsIn(edge.Body):
     light_red_overdue: Count = None
     light_yellow_late: Count = None
     light_red_late: Count = None
-    common_indicators: list[IndicatorIn] | None = Field(None, min_length=1, max_length=50)
+    common_indicators: dict[CommonIndicatorCode, IndicatorIn] | None = Field(
+        None,
+        description="the eight common indicators' names and full marks, by code; one left "
+        "out keeps its default (the codes are fixed: ours)",
+    )
     differentiated_max: Marks = None
     bonus_max: Marks = None
     penalty_max: Marks = None
@@ -279,7 +287,10 @@ class VillageIn(edge.Body):
 class AssessmentIn(edge.Body):
     village_id: edge.Id
     symptoms: dict[edge.Id, Annotated[int, Field(ge=0, le=SEVERITY_MAX)]] = Field(
-        default_factory=dict, max_length=50, description="severity by symptom code, 0 absent … 3"
+        default_factory=dict,
+        max_length=50,
+        json_schema_extra=edge.keys_are_ids,
+        description="severity by symptom code (the round's symptoms), 0 absent … 3",
     )
     last_year_score: float = Field(ge=0, le=100)
 
@@ -364,15 +375,19 @@ class ReportIn(edge.Body):
 class OnDutyIn(edge.Body):
     period: int = Field(ge=1, le=200)
     on_duty_days: dict[edge.Id, Annotated[int, Field(ge=0, le=MAX_DAYS_A_WEEK)]] = Field(
-        max_length=100
+        max_length=100,
+        json_schema_extra=edge.keys_are_ids,
+        description="days on duty by member (person id of the team)",
     )
     summary: Remark = ""
 
 
 class SheetIn(edge.Body):
     period: edge.Title
-    common: dict[edge.Id, Annotated[float, Field(ge=0, le=100)]] = Field(
-        max_length=50, description="points by indicator code, within its full marks"
+    common: dict[CommonIndicatorCode, Annotated[float, Field(ge=0, le=100)]] = Field(
+        json_schema_extra={"required": list(COMMON_CODES)},
+        description="points by indicator code, every one of the eight, each within the full "
+        "marks of the round (10 unless the round set others)",
     )
     differentiated: float = Field(0, ge=0, le=100)
     bonus: float = Field(0, ge=0, le=100)
@@ -552,7 +567,10 @@ async def open_campaign(
     if principal.county_id != body.county_id:
         raise Forbidden(f"county {body.county_id} is not yours", field="county_id")
     try:
-        settings = default_settings(**body.settings.model_dump(exclude_none=True))
+        overrides = body.settings.model_dump(exclude_none=True)
+        if "common_indicators" in overrides:
+            overrides["common_indicators"] = common_indicators(overrides["common_indicators"])
+        settings = default_settings(**overrides)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(["settings", *(str(p) for p in first["loc"])])
@@ -1175,12 +1193,16 @@ async def team_card(
 
 @router.get("/{campaign_id}/patrons")
 async def patrons(
-    campaign_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
-) -> list[dict[str, Any]]:
+    campaign_id: edge.IdPath,
+    principal: CurrentPrincipal,
+    rt: Rt,
+    limit: edge.Limit = 100,
+    offset: edge.Offset = 0,
+) -> dict[str, Any]:
     """The district leaders patroning (包靠) the villages: a leader may patron several villages
     and a village have several patrons (seed 003: 36 leaders for 25 villages)."""
     scope = await _scope(rt, principal, campaign_id)
-    return await _reads(rt).patrons(campaign_id, scope)
+    return await _reads(rt).patrons(campaign_id, scope, limit, offset)
 
 
 @router.get("/{campaign_id}/townships/{township_id}")
@@ -1195,12 +1217,19 @@ async def township_view(
 
 @router.get("/{campaign_id}/township-review")
 async def township_review(
-    campaign_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt
-) -> list[dict[str, Any]]:
+    campaign_id: edge.IdPath,
+    principal: CurrentPrincipal,
+    rt: Rt,
+    limit: edge.Limit = 100,
+    offset: edge.Offset = 0,
+) -> dict[str, Any]:
     """Team assessment totals per township, for the township party secretaries' annual review
-    of their party-building work (述职评议考核)."""
+    of their party-building work (述职评议考核), a page of townships at a time (the XLSX
+    holds them all)."""
     scope = await _scope(rt, principal, campaign_id)
-    return await _reads(rt).township_review(campaign_id, scope)
+    townships = await _reads(rt).township_review(campaign_id, scope)
+    page = townships[offset : offset + limit]
+    return {"items": page, "total": len(townships), "limit": limit, "offset": offset}
 
 
 @router.get("/{campaign_id}/township-review.xlsx", response_class=Response)

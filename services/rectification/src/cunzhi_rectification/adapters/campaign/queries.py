@@ -302,20 +302,26 @@ class CampaignReads:
         )
         return card
 
-    async def patrons(self, campaign_id: str, townships: Scope) -> list[dict[str, Any]]:
+    async def patrons(
+        self, campaign_id: str, townships: Scope, limit: int, offset: int
+    ) -> dict[str, Any]:
         """Each district leader and the villages they patron (包靠): many-to-many."""
-        return _rows(
-            await self.pool.fetch(
-                "SELECT p ->> 'person_id' AS person_id, min(p ->> 'name') AS name, "
-                "array_agg(DISTINCT v ORDER BY v) AS village_ids "
-                f"FROM {self.t['campaign_teams']} t, jsonb_array_elements(t.patrons) p, "
-                "unnest(t.village_ids) v WHERE t.campaign_id = $1 "
-                "AND ($2::text[] IS NULL OR t.township_id = ANY($2::text[])) "
-                "GROUP BY p ->> 'person_id' ORDER BY p ->> 'person_id'",
-                campaign_id,
-                _scope(townships),
-            )
+        where = (
+            f"FROM {self.t['campaign_teams']} t, jsonb_array_elements(t.patrons) p, "
+            "unnest(t.village_ids) v WHERE t.campaign_id = $1 "
+            "AND ($2::text[] IS NULL OR t.township_id = ANY($2::text[]))"
         )
+        args = (campaign_id, _scope(townships))
+        rows = await self.pool.fetch(
+            "SELECT p ->> 'person_id' AS person_id, min(p ->> 'name') AS name, "
+            f"array_agg(DISTINCT v ORDER BY v) AS village_ids {where} "
+            "GROUP BY p ->> 'person_id' ORDER BY p ->> 'person_id' LIMIT $3 OFFSET $4",
+            *args,
+            limit,
+            offset,
+        )
+        total = await self.pool.fetchval(f"SELECT count(DISTINCT p ->> 'person_id') {where}", *args)
+        return {"items": _rows(rows), "total": total, "limit": limit, "offset": offset}
 
     async def teams_of(self, campaign_id: str, person_id: str) -> list[dict[str, Any]]:
         """The teams a person serves on or patrons (for what a team member may read)."""

@@ -343,12 +343,22 @@ async def task_card(task_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt) -
 
 
 @router.get("/tasks/{task_id}/history")
-async def history(task_id: edge.IdPath, principal: CurrentPrincipal, rt: Rt) -> dict[str, Any]:
-    """Everything that happened to the task, in order, from its own event stream."""
+async def history(
+    task_id: edge.IdPath,
+    principal: CurrentPrincipal,
+    rt: Rt,
+    limit: edge.Limit = 100,
+    offset: edge.Offset = 0,
+) -> dict[str, Any]:
+    """Everything that happened to the task, in order, from its own event stream, a page at
+    a time."""
     task = await _visible_task(task_id, principal, rt)
-    stored = await rt.store.load(task.id)
+    stored = (await rt.store.load(task.id))[offset : offset + limit]
     return {
         "task_id": task_id,
+        "total": task.version,
+        "limit": limit,
+        "offset": offset,
         "items": [
             {
                 "type": s.envelope.type.rsplit(".", 1)[1],
