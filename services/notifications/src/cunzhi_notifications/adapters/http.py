@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import json
 import re
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -470,6 +471,19 @@ async def get_preferences(person_id: IdPath, who: CurrentPrincipal, rt: Rt) -> l
 # -- groups ---------------------------------------------------------------------------------
 
 
+def _parsable_url(url: str) -> str:
+    """An address the pattern admits but no URL parser reads (``http://[::1``, a port past
+    65535) would be stored and fail every send, and trips clients that read it back."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port out of range
+    except ValueError as exc:
+        raise ValueError(f"不是可解析的网址：{exc}") from None
+    if not parts.hostname:
+        raise ValueError("网址缺少主机名")
+    return url
+
+
 class GroupIn(edge.Body):
     """A township or village group's robot (群机器人): its webhook URL and, for DingTalk's
     signed robots, the signing secret."""
@@ -478,7 +492,9 @@ class GroupIn(edge.Body):
     township_id: Id
     village_id: Id | None = None
     channel: Literal["wecom", "dingtalk"]
-    webhook_url: str = Field(max_length=500, pattern=r"^https?://[^\s]+$")
+    webhook_url: Annotated[
+        str, Field(max_length=500, pattern=r"^https?://[^\s]+$"), AfterValidator(_parsable_url)
+    ]
     """The robot's webhook; the channel sends only to its provider's configured host."""
     secret: str | None = Field(default=None, max_length=200)
 
@@ -1091,7 +1107,11 @@ class EndpointIn(edge.Body):
     """Another system's endpoint, subscribed to our event types. Only http(s); the addresses the
     operator allows are enforced again by the webhook channel when it sends (no SSRF)."""
 
-    url: str = Field(max_length=500, pattern=rf"^https?://[^{_SPACE}/]+(/[^{_SPACE}]*)?$")
+    url: Annotated[
+        str,
+        Field(max_length=500, pattern=rf"^https?://[^{_SPACE}/]+(/[^{_SPACE}]*)?$"),
+        AfterValidator(_parsable_url),
+    ]
     event_types: list[str] = Field(
         min_length=1,
         max_length=20,
