@@ -58,6 +58,23 @@ DOMAIN_RULES: dict[tuple[str, str], dict[str, str]] = {
         "enabled": "a mandatory kind stays on on its channels",
         "digest": "a time-critical kind, or the inbox, is never digested",
     },
+    ("POST", "/templates/{kind_code}/{channel}/preview"): {
+        "body": "the template renders with the data of its kind",
+    },
+    ("POST", "/tasks/{task_id}/progress"): {"note": "a report of no progress says why"},
+    ("POST", "/campaigns/{campaign_id}/teams/{team_id}/targets/{target_id}/progress"): {
+        "note": "a report of no progress says why",
+    },
+    ("POST", "/tasks/{task_id}/completion"): {"evidence": "evidence or a summary of the work"},
+    ("POST", "/campaigns/{campaign_id}/teams/{team_id}/targets/{target_id}/completion"): {
+        "evidence": "evidence or a summary of the work",
+    },
+    ("POST", "/tasks/{task_id}/due-date"): {"due_on": "not before the task starts"},
+    ("POST", "/campaigns/{campaign_id}/villages/{village_id}/targets"): {
+        "area": "an area of the round",
+        "task_kind": "a task kind of the round",
+        "due_date": "within the round",
+    },
     ("POST", "/campaigns/{campaign_id}/teams/{team_id}/assessments"): {
         "common": "each indicator within the full marks its round set",
     },

@@ -57,6 +57,10 @@ router = edge.router()
 
 PHONE = re.compile(r"^1[3-9][0-9]{9}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_NOT_IN_URL = "\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+"""Controls (NUL cannot be stored) and Unicode's white space, spelled out: regex dialects
+disagree on what ``\\s`` holds (the fuzz's ECMA pattern took U+0085 as part of a URL, the
+server's did not)."""
 Id = edge.Id
 IdPath = edge.IdPath
 _ID_ADAPTER: TypeAdapter[str] = TypeAdapter(Id)
@@ -493,7 +497,9 @@ class GroupIn(edge.Body):
     village_id: Id | None = None
     channel: Literal["wecom", "dingtalk"]
     webhook_url: Annotated[
-        str, Field(max_length=500, pattern=r"^https?://[^\s]+$"), AfterValidator(_parsable_url)
+        str,
+        Field(max_length=500, pattern=rf"^https?://[^{_NOT_IN_URL}]+$"),
+        AfterValidator(_parsable_url),
     ]
     """The robot's webhook; the channel sends only to its provider's configured host."""
     secret: str | None = Field(default=None, max_length=200)
@@ -1094,11 +1100,6 @@ async def reset_template(
 # -- outbound webhook endpoints -------------------------------------------------------------
 
 
-_SPACE = "\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
-"""Unicode's white space, spelled out: regex dialects disagree on what ``\\s`` holds (the
-fuzz's ECMA pattern took U+0085 as part of a URL, the server's did not)."""
-
-
 def _our_event_types(schema: dict[str, Any]) -> None:
     schema.update(items={"type": "string", "enum": sorted(registry.names())}, uniqueItems=True)
 
@@ -1109,7 +1110,7 @@ class EndpointIn(edge.Body):
 
     url: Annotated[
         str,
-        Field(max_length=500, pattern=rf"^https?://[^{_SPACE}/]+(/[^{_SPACE}]*)?$"),
+        Field(max_length=500, pattern=rf"^https?://[^{_NOT_IN_URL}/]+(/[^{_NOT_IN_URL}]*)?$"),
         AfterValidator(_parsable_url),
     ]
     event_types: list[str] = Field(
