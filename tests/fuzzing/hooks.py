@@ -23,7 +23,12 @@ class Roles:
         return _TOKENS
 
     def set(self, case: schemathesis.Case, data: list[str], ctx: schemathesis.AuthContext) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {_PICK.choice(data)}"}
+        headers = {**(case.headers or {}), "Authorization": f"Bearer {_PICK.choice(data)}"}
+        if "Idempotency-Key" in headers:
+            # A client draws a new key per command: one drawn twice for another request is
+            # rightly refused (422), which is the retry tests' matter, not the schema's.
+            headers["Idempotency-Key"] = f"fuzz-{_PICK.getrandbits(64):016x}"
+        case.headers = headers
 
 
 DOMAIN_RULES: dict[tuple[str, str], dict[str, str]] = {
