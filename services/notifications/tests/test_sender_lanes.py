@@ -97,3 +97,27 @@ async def _idle_in_transaction_since(pool, asked) -> list[dict]:
     await asyncio.sleep(0.5)
     again = {(r["pid"], r["xact_start"]) for r in await pool.fetch(query, asked)}
     return [first[k] for k in sorted(first.keys() & again)]
+
+
+async def test_the_sender_renders_off_the_event_loop(start_kit, monkeypatch):
+    """A stored template may take up to its bound (a second) to render: the sender renders in
+    a worker thread, never on the loop that answers requests."""
+    import threading
+
+    from cunzhi_notifications.adapters import sender
+
+    threads: list[threading.Thread] = []
+    rendering = sender.render
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return rendering(*args, **kwargs)
+
+    monkeypatch.setattr(sender, "render", recorded)
+    async with start_kit(start_kit.fresh("nrend").replace("-", "")) as kit:
+        township, forum, p = kit.fresh("tw"), kit.fresh("forum"), kit.fresh("p")
+        await kit.person(township, person_id=p, phone="13812345678")
+        notice = kit.forum_notice(forum, township, [kit.attendee(p)])
+        event_id = await kit.publish("meetings", "ForumNoticeIssued", notice, forum)
+        await kit.settled("source_event_id = $1", event_id, count=2)
+    assert threads and threading.main_thread() not in threads

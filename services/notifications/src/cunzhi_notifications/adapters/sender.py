@@ -204,8 +204,6 @@ class Sender:
             return overrides.get((kind, channel)) or default(kind, channel)
 
         by_id = {str(r["delivery_id"]): r for r in rows}
-        failures: list[tuple[asyncpg.Record, str]] = []
-        sends: list[_Send] = []
 
         def address_and_name(row: asyncpg.Record) -> tuple[str, str, str | None]:
             """Where it goes, whom the text addresses, and the address's signing secret."""
@@ -242,67 +240,74 @@ class Sender:
             params = {k: str(v) for k, v in context.items() if v is not None}
             return out.subject, out.body, params
 
-        singles, grouped = bundles(
-            (d, r["recipient_id"], r["channel"], r["digest"]) for d, r in by_id.items()
-        )
-        # A bundle of one is just a message: the group or digest layout would only add noise.
-        singles += [ids[0] for ids in grouped.values() if len(ids) == 1]
-        grouped = {key: ids for key, ids in grouped.items() if len(ids) > 1}
-        for delivery in singles:
-            row = by_id[delivery]
-            if row["channel"] not in self.channels:
-                failures.append((row, f"no adapter is configured for channel {row['channel']}"))
-                continue
-            try:
-                address, name, secret = address_and_name(row)
-                subject, body, params = rendered(row, name)
-            except (LookupError, TemplateError) as exc:
-                failures.append((row, str(exc)))
-                continue
-            message = Message(
-                delivery,
-                address,
-                subject,
-                body,
-                f"CUNZHI_{row['kind'].upper()}",
-                params,
-                secret=secret,
+        def compose() -> tuple[list[_Send], list[tuple[asyncpg.Record, str]]]:
+            # Rendering is CPU work (each template within its bounds, up to a second):
+            # off the event loop, so a heavy template holds up no request.
+            failures: list[tuple[asyncpg.Record, str]] = []
+            sends: list[_Send] = []
+            singles, grouped = bundles(
+                (d, r["recipient_id"], r["channel"], r["digest"]) for d, r in by_id.items()
             )
-            sends.append(_Send(row["channel"], message, [row], row["unclear"], [row["kind"]]))
-        for (_, channel), ids in grouped.items():
-            members = [by_id[d] for d in sorted(ids)]
-            if channel not in self.channels:
-                failures += [
-                    (m, f"no adapter is configured for channel {channel}") for m in members
-                ]
-                continue
-            try:
-                address, name, secret = address_and_name(members[0])
-                items = []
-                for m in members:
-                    subject, body, _ = rendered(m, name, "inbox")
-                    items.append({"subject": subject, "body": body})
-                digest = render(
-                    template("digest", channel), channel, {"name": name, "items": items}
+            # A bundle of one is just a message: the group or digest layout would only add noise.
+            singles += [ids[0] for ids in grouped.values() if len(ids) == 1]
+            grouped = {key: ids for key, ids in grouped.items() if len(ids) > 1}
+            for delivery in singles:
+                row = by_id[delivery]
+                if row["channel"] not in self.channels:
+                    failures.append((row, f"no adapter is configured for channel {row['channel']}"))
+                    continue
+                try:
+                    address, name, secret = address_and_name(row)
+                    subject, body, params = rendered(row, name)
+                except (LookupError, TemplateError) as exc:
+                    failures.append((row, str(exc)))
+                    continue
+                message = Message(
+                    delivery,
+                    address,
+                    subject,
+                    body,
+                    f"CUNZHI_{row['kind'].upper()}",
+                    params,
+                    secret=secret,
                 )
-            except (LookupError, TemplateError) as exc:
-                failures += [(m, str(exc)) for m in members]
-                continue
-            # Stable over retries, so a provider deduping on it recognises a resend.
-            message_id = derived_id("digest", *sorted(ids))
-            message = Message(
-                message_id, address, digest.subject, digest.body, "CUNZHI_DIGEST", secret=secret
-            )
-            sends.append(
-                _Send(
-                    channel,
-                    message,
-                    members,
-                    any(m["unclear"] for m in members),
-                    sorted({m["kind"] for m in members}),
+                sends.append(_Send(row["channel"], message, [row], row["unclear"], [row["kind"]]))
+            for (_, channel), ids in grouped.items():
+                members = [by_id[d] for d in sorted(ids)]
+                if channel not in self.channels:
+                    failures += [
+                        (m, f"no adapter is configured for channel {channel}") for m in members
+                    ]
+                    continue
+                try:
+                    address, name, secret = address_and_name(members[0])
+                    items = []
+                    for m in members:
+                        subject, body, _ = rendered(m, name, "inbox")
+                        items.append({"subject": subject, "body": body})
+                    digest = render(
+                        template("digest", channel), channel, {"name": name, "items": items}
+                    )
+                except (LookupError, TemplateError) as exc:
+                    failures += [(m, str(exc)) for m in members]
+                    continue
+                # Stable over retries, so a provider deduping on it recognises a resend.
+                message_id = derived_id("digest", *sorted(ids))
+                message = Message(
+                    message_id, address, digest.subject, digest.body, "CUNZHI_DIGEST", secret=secret
                 )
-            )
-        return sends, failures
+                sends.append(
+                    _Send(
+                        channel,
+                        message,
+                        members,
+                        any(m["unclear"] for m in members),
+                        sorted({m["kind"] for m in members}),
+                    )
+                )
+            return sends, failures
+
+        return await asyncio.to_thread(compose)
 
     async def send(
         self,
