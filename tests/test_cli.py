@@ -66,8 +66,11 @@ async def test_rebuild_swaps_in_a_fresh_read_model_while_the_service_serves(
         await asyncio.sleep(1)  # the copies reach the consumers
         assert await six()
 
-    with pytest.raises(SystemExit, match="no rebuildable projection 'nope'"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as misuse:  # misuse: the usage and exit 2
         await asyncio.to_thread(main, ["rebuild", "meetings", "nope"])
+    assert misuse.value.code == 2
+    assert "no rebuildable projection 'nope'" in capsys.readouterr().err
 
 
 async def _none(client, count_sql):

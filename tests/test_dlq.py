@@ -65,8 +65,10 @@ async def test_a_dead_letter_is_listed_and_replayed_once_its_cause_is_fixed(
         ):
             assert shown in line
 
-        with pytest.raises(SystemExit, match="--id ID"):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as misuse:  # misuse: the usage and exit 2
             await asyncio.to_thread(main, ["dlq", "replay", "meetings"])
+        assert misuse.value.code == 2 and "--id ID" in capsys.readouterr().err
         with pytest.raises(SystemExit, match="no dead letter of meetings waits with the id nope"):
             await asyncio.to_thread(main, ["dlq", "replay", "meetings", "--id", "nope"])
 

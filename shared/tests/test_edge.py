@@ -469,11 +469,12 @@ async def test_the_audit_of_a_township_pages_newest_first_through_an_index(schem
 async def test_the_audit_takes_real_times_only(schema, settings):
     async with running(service(schema), settings) as client:
         county = token(settings, sub="c1", roles=["county_organisation_department"])
-        for bad in ("2026-13-45T25:61", "2026-02-30T10:00:00+08:00", "1999-12-31T08:00:00Z",
-                    "9999-12-31T23:59:59-23:59", "soon"):  # fmt: skip
+        for bad in ("2026-13-45T25:61", "2026-02-30T10:00:00+08:00", "soon"):
             r = await client.get("/audit", params={"since": bad}, headers=county)
             assert r.status_code == 422 and r.json()["field"] == "since", (bad, r.text)
-        for good in ("2026-11-25T09:00:00+08:00", "2026-11-25T01:00:00Z", "2026-11-25T09:00"):
+        # any real time bounds the filter, however far out (the document admits them all)
+        for good in ("2026-11-25T09:00:00+08:00", "2026-11-25T01:00:00Z", "2026-11-25T09:00",
+                     "1594-08-07T00:00:00Z", "9999-12-31T23:59:59-23:59"):  # fmt: skip
             r = await client.get("/audit", params={"until": good}, headers=county)
             assert r.status_code == 200, (good, r.text)
         document = (await client.get("/openapi.json")).json()

@@ -66,9 +66,21 @@ DOMAIN_RULES: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/templates/{kind_code}/{channel}/preview"): {
         "body": "the template renders with the data of its kind",
     },
-    ("POST", "/tasks/{task_id}/progress"): {"note": "a report of no progress says why"},
+    ("POST", "/tasks/{task_id}/progress"): {
+        "note": "a report of no progress says why",
+        "percent": "progress never goes back",
+    },
+    ("POST", "/campaigns/{campaign_id}/teams/{team_id}/on-duty"): {
+        "on_duty_days": "the team's own members",
+    },
+    ("POST", "/townships/{township_id}/roster"): {
+        "village_id": "a village secretary names their village",
+    },
+    ("PUT", "/endpoints/{endpoint_id}"): {"url": "an address a URL parser reads"},
+    ("PUT", "/groups/{group_id}"): {"webhook_url": "an address a URL parser reads"},
     ("POST", "/campaigns/{campaign_id}/teams/{team_id}/targets/{target_id}/progress"): {
         "note": "a report of no progress says why",
+        "percent": "progress never goes back",
     },
     ("POST", "/tasks/{task_id}/completion"): {"evidence": "evidence or a summary of the work"},
     ("POST", "/campaigns/{campaign_id}/teams/{team_id}/targets/{target_id}/completion"): {

@@ -214,9 +214,17 @@ class PersonIn(edge.Body):
     phone: (
         Annotated[str, Field(json_schema_extra={"pattern": f"^(?:{PHONE.pattern[1:-1]})?$"})] | None
     ) = None
-    email: Annotated[str, Field(max_length=254, json_schema_extra={"format": "email"})] | None = (
-        None
-    )
+    # "" is taken as none, as with the phone: the document says so beside the format.
+    email: (
+        Annotated[
+            str,
+            Field(
+                max_length=254,
+                json_schema_extra={"anyOf": [{"format": "email"}, {"maxLength": 0}]},
+            ),
+        ]
+        | None
+    ) = None
     wecom_id: str | None = Field(default=None, max_length=64)
     dingtalk_id: str | None = Field(default=None, max_length=64)
 
@@ -475,17 +483,15 @@ async def get_preferences(person_id: IdPath, who: CurrentPrincipal, rt: Rt) -> l
 # -- groups ---------------------------------------------------------------------------------
 
 
-def _parsable_url(url: str) -> str:
-    """An address the pattern admits but no URL parser reads (``http://[::1``, a port past
-    65535) would be stored and fail every send, and trips clients that read it back."""
+def _unreadable(url: str) -> str | None:
+    """Why no URL parser reads an address the pattern admits (``http://[::1``, a port past
+    65535): stored, it would fail every send and trip clients that read it back."""
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - raises on a port out of range
     except ValueError as exc:
-        raise ValueError(f"不是可解析的网址：{exc}") from None
-    if not parts.hostname:
-        raise ValueError("网址缺少主机名")
-    return url
+        return f"不是可解析的网址：{exc}"
+    return None if parts.hostname else "网址缺少主机名"
 
 
 class GroupIn(edge.Body):
@@ -499,7 +505,6 @@ class GroupIn(edge.Body):
     webhook_url: Annotated[
         str,
         Field(max_length=500, pattern=rf"^https?://[^{_NOT_IN_URL}]+$"),
-        AfterValidator(_parsable_url),
     ]
     """The robot's webhook; the channel sends only to its provider's configured host."""
     secret: str | None = Field(default=None, max_length=200)
@@ -508,6 +513,8 @@ class GroupIn(edge.Body):
 async def _refuse_unreachable(rt: Runtime, channel: str, url: str, field: str) -> None:
     """An address the channel would never send to is refused when it is registered (422), not
     found out at the first notice (ours); the channel checks again at every send."""
+    if unreadable := _unreadable(url):
+        raise DomainError(unreadable, field=field)
     adapter = getattr(rt.service, "channels", {}).get(channel)
     why = None
     if isinstance(adapter, Robot) and adapter.token(url) is None:
@@ -1111,7 +1118,6 @@ class EndpointIn(edge.Body):
     url: Annotated[
         str,
         Field(max_length=500, pattern=rf"^https?://[^{_NOT_IN_URL}/]+(/[^{_NOT_IN_URL}]*)?$"),
-        AfterValidator(_parsable_url),
     ]
     event_types: list[str] = Field(
         min_length=1,
