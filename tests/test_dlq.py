@@ -131,7 +131,7 @@ async def test_a_replay_goes_to_the_consumer_that_failed_only_and_leaves_the_lis
 
     async def roster_of(client, people):
         r = await client.get(f"/townships/{township}/roster", headers=office)
-        return sorted(m["person_id"] for m in r.json()["members"]) == people
+        return sorted(m["person_id"] for m in r.json()["items"]) == people
 
     async def other_meetings_at(version):
         return (

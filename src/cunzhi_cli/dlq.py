@@ -138,16 +138,16 @@ async def _from_topic(kafka: KafkaAccess, topic: str) -> AsyncIterator[DeadLette
         consumer.assign(partitions)
         await consumer.seek_to_beginning()
         ends = await consumer.end_offsets(partitions)
-        left = {tp for tp in partitions if ends[tp] > await consumer.position(tp)}
-        while left:
-            batch = await consumer.getmany(*left, timeout_ms=1000)
-            for tp, records in batch.items():
+        # Up to the ends the broker states, then on until a poll finds nothing: Tansu states a
+        # partition's end one short after concurrent writes, which hid the newest letter (and
+        # kept it from `replay --all`) until another came behind it.
+        while True:
+            batch = await consumer.getmany(*partitions, timeout_ms=1000)
+            for records in batch.values():
                 for r in records:
-                    if r.offset < ends[tp]:
-                        where = f"{topic}/{r.partition}/{r.offset}"
-                        yield _letter(where, r.headers, r.key, r.value)
-                if await consumer.position(tp) >= ends[tp]:
-                    left.discard(tp)
+                    yield _letter(f"{topic}/{r.partition}/{r.offset}", r.headers, r.key, r.value)
+            if not batch and all([await consumer.position(tp) >= ends[tp] for tp in partitions]):
+                return
     finally:
         await consumer.stop()
 
