@@ -113,3 +113,12 @@ async def test_an_address_with_a_control_character_is_refused_not_stored(kit):
             headers=kit.admin(),
         )
         assert r.status_code == 422 and r.json()["field"] == "webhook_url", r.text
+
+
+async def test_a_page_after_anything_but_an_id_is_refused_not_sent_to_the_database(kit):
+    """The fuzz's ``after`` holding NUL answered 500 from the database."""
+    for path in ("/townships/tw/groups", "/endpoints", "/townships/tw/people"):
+        r = await kit.client.get(path, params={"after": "a\x00b"}, headers=kit.admin())
+        assert r.status_code == 422 and r.json()["field"] == "after", (path, r.text)
+        r = await kit.client.get(path, params={"after": ""}, headers=kit.admin())
+        assert r.status_code == 200, (path, r.text)

@@ -14,7 +14,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import Query, Request
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 from . import edge
 from .auth import CurrentPrincipal
@@ -30,6 +30,14 @@ _EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
 _LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
+def _written_as_a_time(value: object) -> object:
+    """A number would pass as seconds since 1970 (pydantic's lax mode): the document says an
+    RFC 3339 string, so that is what is taken."""
+    if not isinstance(value, str) or not value[:4].isdigit() or value[4:5] != "-":
+        raise ValueError("give a time like 2026-11-25T09:00:00+08:00")
+    return value
+
+
 def _moment(value: dt.datetime) -> dt.datetime:
     """A time without an offset is Shanghai time. Any real time bounds the filter: one before
     every entry or after them all only selects all or none, so it is no error; one so far out
@@ -42,7 +50,7 @@ def _moment(value: dt.datetime) -> dt.datetime:
 
 
 Moment = Annotated[
-    Annotated[dt.datetime, AfterValidator(_moment)] | None,
+    Annotated[dt.datetime, BeforeValidator(_written_as_a_time), AfterValidator(_moment)] | None,
     Query(
         description="an RFC 3339 date-time (2026-11-25T09:00:00+08:00); without an offset, "
         "Shanghai time"

@@ -110,7 +110,14 @@ TemplateChannelPath = Annotated[
     Path(json_schema_extra={"enum": list(TEMPLATE_CHANNELS)}, description="webhooks send JSON"),
     _one_of(TEMPLATE_CHANNELS),
 ]
-After = Annotated[str, Query(max_length=64, description="the last id of the previous page")]
+# An id or nothing (the first page): free text here reached the database, which takes no NUL.
+After = Annotated[
+    str,
+    Query(
+        pattern=f"^$|{edge.ID_PATTERN}",
+        description="the last id of the previous page (empty: the first page)",
+    ),
+]
 
 
 def _s(rt: Runtime) -> str:
